@@ -1,0 +1,127 @@
+// The Checkpointer owns the state objects of one process (one participant) and writes their
+// checkpoints to a repository: a short synchronous capture, then persistence on background threads.
+//
+// Thread safety: Checkpoint(), TryCheckpoint(), Restore(), AddRegion() and WaitIdle() may be called
+// from any thread but are serialised internally. The application must not write tracked state while
+// Checkpoint() or Restore() runs; it may write again as soon as Checkpoint() returns.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ickpt/region.h"
+#include "ickpt/repository.h"
+
+namespace ickpt {
+
+// What the policy knows about one state object when a checkpoint starts.
+struct PolicyInput {
+  std::string_view object_name;
+  bool has_base = false;       // a committed (or in-flight) checkpoint holds this object
+  uint64_t depth_of_base = 0;  // the base's depth in its chain (0: the base is full)
+  uint64_t changed_blocks = 0;
+  uint64_t block_count = 0;
+};
+
+// Chooses full or incremental per state object. The default: full when there is no base, and full
+// when the chain would reach `full_every` checkpoints; incremental otherwise.
+class CheckpointPolicy {
+ public:
+  virtual ~CheckpointPolicy() = default;
+  virtual CheckpointKind Choose(const PolicyInput& input) const = 0;
+};
+std::unique_ptr<CheckpointPolicy> NewFullEveryNPolicy(uint64_t full_every = 16);
+
+struct CheckpointerOptions {
+  // This process's participant name in commit records. Default "p0".
+  std::string participant = "p0";
+  // Threads that compress and checksum during persistence. Default 2.
+  int persist_threads = 2;
+  // Checkpoints persisting at once. Default 1: Checkpoint() waits for the previous one.
+  int max_in_flight = 1;
+  // Default: NewFullEveryNPolicy(16).
+  std::shared_ptr<const CheckpointPolicy> policy;
+};
+
+struct CheckpointOptions {
+  // Stored in the commit record, e.g. input positions to resume from.
+  std::map<std::string, std::string> metadata;
+};
+
+// What to do when the registered state objects and the checkpoint's differ at restore.
+enum class OnUnregistered { kFail, kCreate, kIgnore };  // in the checkpoint, not registered
+enum class OnAbsent { kFail, kIgnore };                 // registered, not in the checkpoint
+
+struct RestoreOptions {
+  // The checkpoint to restore. Default: the latest committed.
+  std::optional<uint64_t> id;
+  OnUnregistered on_unregistered = OnUnregistered::kFail;  // default kFail
+  OnAbsent on_absent = OnAbsent::kFail;                    // default kFail
+};
+
+// A checkpoint that was captured and is persisting.
+class CheckpointHandle {
+ public:
+  struct State;
+  explicit CheckpointHandle(std::shared_ptr<State> state);
+  uint64_t id() const;
+  // How long the application had to stop writing.
+  absl::Duration pause() const;
+  // Blocks until the checkpoint is durable (its commit record published) or failed. A failed
+  // checkpoint left no commit record and its changes will be carried by the next checkpoint.
+  absl::StatusOr<CommitRecord> Wait() const;
+  bool done() const;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+class Checkpointer {
+ public:
+  // `repository` must outlive the checkpointer. New checkpoints chain on the repository's latest
+  // commit only after Restore(); without a restore, the first checkpoint is full.
+  static absl::StatusOr<std::unique_ptr<Checkpointer>> Open(Repository* repository,
+                                                            CheckpointerOptions options = {});
+  // Waits for persisting checkpoints to finish.
+  ~Checkpointer();
+  Checkpointer(const Checkpointer&) = delete;
+  Checkpointer& operator=(const Checkpointer&) = delete;
+
+  // Registers a new region (zero-filled). AlreadyExists if the name is taken, InvalidArgument for a
+  // bad name or size. The region lives as long as the checkpointer.
+  absl::StatusOr<Region*> AddRegion(std::string_view name, const RegionOptions& options);
+  // nullptr if no region has that name.
+  Region* FindRegion(std::string_view name) const;
+  std::vector<Region*> regions() const;
+
+  // Captures every state object and returns once the application may write again; persistence
+  // continues in the background. Waits while max_in_flight checkpoints persist. Errors:
+  // FailedPrecondition after a failed restore, or an I/O error reserving the id.
+  absl::StatusOr<CheckpointHandle> Checkpoint(const CheckpointOptions& options = {});
+  // Like Checkpoint() but returns Unavailable instead of waiting for a persisting one.
+  absl::StatusOr<CheckpointHandle> TryCheckpoint(const CheckpointOptions& options = {});
+
+  // Waits for persisting checkpoints, then rebuilds every state object bit-exact from a committed
+  // checkpoint; later checkpoints chain on it (a branch if it is not the latest). On failure the
+  // state is undefined and Checkpoint() fails until a Restore() succeeds. Errors: NotFound (no such
+  // checkpoint, or objects differ as options say), DataLoss naming the damaged object.
+  absl::StatusOr<CommitRecord> Restore(const RestoreOptions& options = {});
+
+  // Blocks until no checkpoint is persisting.
+  void WaitIdle();
+
+ private:
+  struct Impl;
+  explicit Checkpointer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ickpt

@@ -1,0 +1,755 @@
+// The checkpointer: capture (format.md §8 ordering) on the caller's thread, persistence on a
+// background thread, restore (format.md §9).
+#include "ickpt/checkpointer.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "src/util/str.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "src/ckpt/block_map.h"
+#include "src/ckpt/restore.h"
+#include "src/repo/keys.h"
+#include "src/repo/manifest.h"
+#include "src/repo/pack.h"
+#include "src/state/region_internal.h"
+
+namespace ickpt {
+
+// ---------------------------------------------------------------------------------------------
+// CheckpointHandle
+
+struct CheckpointHandle::State {
+  uint64_t id = 0;
+  absl::Duration pause;
+  mutable absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  absl::StatusOr<CommitRecord> result ABSL_GUARDED_BY(mu) = absl::UnknownError("pending");
+
+  void Finish(absl::StatusOr<CommitRecord> r) {
+    absl::MutexLock lock(&mu);
+    result = std::move(r);
+    done = true;
+  }
+};
+
+CheckpointHandle::CheckpointHandle(std::shared_ptr<State> state) : state_(std::move(state)) {}
+uint64_t CheckpointHandle::id() const { return state_->id; }
+absl::Duration CheckpointHandle::pause() const { return state_->pause; }
+bool CheckpointHandle::done() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->done;
+}
+absl::StatusOr<CommitRecord> CheckpointHandle::Wait() const {
+  absl::MutexLock lock(&state_->mu);
+  state_->mu.Await(absl::Condition(&state_->done));
+  return state_->result;
+}
+
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Runs fn(i) for i in [0, n) on up to `threads` threads.
+template <typename Fn>
+void ParallelFor(size_t n, int threads, Fn&& fn) {
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < n; i = next++) fn(i);
+  };
+  const int t = std::max(1, std::min<int>(threads, static_cast<int>(n)));
+  std::vector<std::thread> pool;
+  for (int k = 1; k < t; ++k) pool.emplace_back(worker);
+  worker();
+  for (auto& th : pool) th.join();
+}
+
+bool IsAllZero(const char* p, size_t n) {
+  // Blocks are page multiples: compare 8 bytes at a time.
+  const char* end = p + n;
+  for (; p + 8 <= end; p += 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    if (w != 0) return false;
+  }
+  for (; p < end; ++p) {
+    if (*p != 0) return false;
+  }
+  return true;
+}
+
+// Builds the extents of a manifest from blocks given in increasing order.
+class ExtentBuilder {
+ public:
+  ExtentBuilder(uint32_t block_size, const PackTable& packs) : block_size_(block_size), packs_(packs) {}
+
+  void Add(uint64_t block, const BlockLocation& loc) {
+    const uint32_t ref = loc.is_zero() ? 0 : LocalRef(loc.pack);
+    if (!extents_.empty()) {
+      Extent& last = extents_.back();
+      const bool adjacent = last.first_block + last.block_count == block;
+      if (adjacent && last.pack_ref == ref &&
+          (ref == 0 || last.raw_offset + last.block_count * block_size_ == loc.raw_offset)) {
+        ++last.block_count;
+        return;
+      }
+    }
+    extents_.push_back(Extent{block, 1, ref, ref == 0 ? 0 : loc.raw_offset});
+  }
+
+  void Finish(Manifest* m) {
+    m->packs = std::move(pack_table_);
+    m->extents = std::move(extents_);
+  }
+
+ private:
+  uint32_t LocalRef(uint32_t global) {
+    auto [it, inserted] = local_.try_emplace(global, static_cast<uint32_t>(pack_table_.size() + 1));
+    if (inserted) pack_table_.push_back(packs_.digest(global));
+    return it->second;
+  }
+
+  uint32_t block_size_;
+  const PackTable& packs_;
+  absl::flat_hash_map<uint32_t, uint32_t> local_;
+  std::vector<Sha256Digest> pack_table_;
+  std::vector<Extent> extents_;
+};
+
+// The part of a state object's chain the next capture needs.
+struct Lineage {
+  bool has_base = false;
+  uint64_t depth = 0;
+};
+
+// A state object as of the latest committed checkpoint of this checkpointer's lineage.
+struct CommittedObject {
+  Lineage lineage;
+  std::vector<BlockLocation> locations;
+};
+
+struct ObjectCapture {
+  Region* region = nullptr;
+  std::string name;
+  std::string tracker;
+  uint32_t block_size = 0;
+  uint64_t block_count = 0;
+  DirtyBitmap dirty;
+  std::unique_ptr<char[]> staging;  // the dirty blocks, in block order
+  CheckpointKind kind = CheckpointKind::kFull;
+  uint64_t depth = 0;
+  int64_t pause_ns = 0;
+};
+
+struct PersistJob {
+  uint64_t id = 0;
+  std::optional<uint64_t> parent;
+  uint64_t generation = 0;
+  absl::Time created;
+  std::map<std::string, std::string> metadata;
+  std::vector<ObjectCapture> objects;
+  std::shared_ptr<CheckpointHandle::State> handle;
+};
+
+class MemorySink final : public RestoreSink {
+ public:
+  explicit MemorySink(char* base) : base_(base) {}
+  absl::Status Write(uint64_t offset, std::string_view data) override {
+    std::memcpy(base_ + offset, data.data(), data.size());
+    return absl::OkStatus();
+  }
+  absl::Status WriteZeros(uint64_t offset, uint64_t length) override {
+    // Dropping whole pages of a private anonymous mapping makes them read as zero without
+    // touching them: a sparse region restores without faulting in its holes.
+    const uint64_t page = 4096;
+    uint64_t begin = (offset + page - 1) / page * page;
+    const uint64_t end = (offset + length) / page * page;
+    if (end > begin && end - begin >= 16 * page &&
+        madvise(base_ + begin, end - begin, MADV_DONTNEED) == 0) {
+      std::memset(base_ + offset, 0, begin - offset);
+      std::memset(base_ + end, 0, offset + length - end);
+      return absl::OkStatus();
+    }
+    std::memset(base_ + offset, 0, length);
+    return absl::OkStatus();
+  }
+
+ private:
+  char* base_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Checkpointer::Impl
+
+struct Checkpointer::Impl {
+  Repository* repo = nullptr;
+  CheckpointerOptions options;
+
+  // Serialises the API calls that change state objects or the lineage (capture, restore, add).
+  absl::Mutex api_mu;
+
+  mutable absl::Mutex mu;
+  std::map<std::string, std::unique_ptr<Region>, std::less<>> regions ABSL_GUARDED_BY(mu);
+  // The lineage as the next capture sees it: in-flight checkpoints assumed to succeed.
+  std::optional<uint64_t> capture_parent ABSL_GUARDED_BY(mu);
+  std::map<std::string, Lineage, std::less<>> capture_lineage ABSL_GUARDED_BY(mu);
+  std::deque<std::unique_ptr<PersistJob>> queue ABSL_GUARDED_BY(mu);
+  int in_flight ABSL_GUARDED_BY(mu) = 0;
+  // Bumped by every failure: queued jobs of an older generation chained on the failed one.
+  uint64_t generation ABSL_GUARDED_BY(mu) = 0;
+  bool restore_failed ABSL_GUARDED_BY(mu) = false;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  std::optional<uint64_t> reserved_id ABSL_GUARDED_BY(mu);
+  uint64_t last_id ABSL_GUARDED_BY(mu) = 0;  // ids must grow in the order captures start
+
+  // The committed lineage. Touched only by the persist thread, and by Restore() while no
+  // checkpoint is in flight (in_flight == 0 under mu orders the two).
+  std::optional<uint64_t> committed_parent;
+  std::map<std::string, CommittedObject, std::less<>> committed;
+  PackTable packs;
+
+  std::thread persist_thread;
+
+  absl::StatusOr<CheckpointHandle> Capture(const CheckpointOptions& copts, bool wait);
+  void PersistLoop();
+  absl::StatusOr<CommitRecord> Persist(PersistJob& job);
+  absl::StatusOr<StateObjectRecord> PersistObject(const PersistJob& job, ObjectCapture& capture,
+                                                  std::vector<std::pair<uint64_t, BlockLocation>>* fresh);
+  void FailJob(PersistJob& job, const absl::Status& status);
+  absl::StatusOr<CommitRecord> Restore(const RestoreOptions& options);
+};
+
+absl::StatusOr<std::unique_ptr<Checkpointer>> Checkpointer::Open(Repository* repository,
+                                                                 CheckpointerOptions options) {
+  if (repository == nullptr) return absl::InvalidArgumentError("Checkpointer needs a repository");
+  if (options.participant.empty()) return absl::InvalidArgumentError("empty participant name");
+  if (options.max_in_flight < 1) options.max_in_flight = 1;
+  if (options.persist_threads < 1) options.persist_threads = 1;
+  if (!options.policy) options.policy = NewFullEveryNPolicy(16);
+  auto impl = std::make_unique<Impl>();
+  impl->repo = repository;
+  impl->options = std::move(options);
+  Impl* raw = impl.get();
+  impl->persist_thread = std::thread([raw] { raw->PersistLoop(); });
+  return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(impl)));
+}
+
+Checkpointer::Checkpointer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Checkpointer::~Checkpointer() {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->persist_thread.join();
+}
+
+absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name, const RegionOptions& options) {
+  absl::MutexLock api(&impl_->api_mu);
+  if (absl::Status s = ValidateObjectKey(name); !s.ok() || name.find('/') != std::string_view::npos) {
+    return absl::InvalidArgumentError(StrCat(
+        "invalid region name '", name, "': use lowercase letters, digits, '.', '_' and '-'"));
+  }
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->regions.contains(name)) {
+      return absl::AlreadyExistsError(StrCat("region '", name, "' already exists"));
+    }
+  }
+  const uint32_t block_size =
+      options.block_size != 0 ? options.block_size : impl_->repo->config().block_size;
+  absl::StatusOr<std::unique_ptr<Region>> region = RegionAccess::Create(name, options, block_size);
+  if (!region.ok()) return region.status();
+  Region* raw = region->get();
+  absl::MutexLock lock(&impl_->mu);
+  impl_->regions.emplace(std::string(name), *std::move(region));
+  return raw;
+}
+
+Region* Checkpointer::FindRegion(std::string_view name) const {
+  absl::MutexLock lock(&impl_->mu);
+  auto it = impl_->regions.find(name);
+  return it == impl_->regions.end() ? nullptr : it->second.get();
+}
+
+std::vector<Region*> Checkpointer::regions() const {
+  absl::MutexLock lock(&impl_->mu);
+  std::vector<Region*> out;
+  for (auto& [name, region] : impl_->regions) out.push_back(region.get());
+  return out;
+}
+
+absl::StatusOr<CheckpointHandle> Checkpointer::Checkpoint(const CheckpointOptions& options) {
+  return impl_->Capture(options, /*wait=*/true);
+}
+
+absl::StatusOr<CheckpointHandle> Checkpointer::TryCheckpoint(const CheckpointOptions& options) {
+  return impl_->Capture(options, /*wait=*/false);
+}
+
+void Checkpointer::WaitIdle() {
+  absl::MutexLock lock(&impl_->mu);
+  impl_->mu.Await(absl::Condition(
+      +[](Impl* impl) ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl->mu) { return impl->in_flight == 0; },
+      impl_.get()));
+}
+
+absl::StatusOr<CommitRecord> Checkpointer::Restore(const RestoreOptions& options) {
+  return impl_->Restore(options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capture
+
+absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOptions& copts,
+                                                             bool wait) {
+  absl::MutexLock api(&api_mu);
+  std::optional<uint64_t> id;
+  {
+    absl::MutexLock lock(&mu);
+    if (restore_failed) {
+      return absl::FailedPreconditionError(
+          "the last restore failed, so state objects may be half-restored: restore a checkpoint "
+          "before checkpointing again");
+    }
+    auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return in_flight < options.max_in_flight;
+    };
+    if (!has_room()) {
+      if (!wait) {
+        return absl::UnavailableError(StrCat(in_flight, " checkpoint(s) still persisting"));
+      }
+      mu.Await(absl::Condition(&has_room));
+    }
+    // An id reserved ahead by the persist thread may be older than one reserved since.
+    if (reserved_id.has_value() && *reserved_id > last_id) id = reserved_id;
+    reserved_id.reset();
+  }
+  if (!id.has_value()) {
+    absl::StatusOr<uint64_t> reserved = repo->ReserveCheckpointId();
+    if (!reserved.ok()) return reserved.status();
+    id = *reserved;
+  }
+
+  auto job = std::make_unique<PersistJob>();
+  job->id = *id;
+  job->metadata = copts.metadata;
+  job->handle = std::make_shared<CheckpointHandle::State>();
+  job->handle->id = *id;
+
+  // --- The pause: from here until return the application must not write tracked state.
+  const int64_t pause_start = NowNs();
+  job->created = absl::Now();
+  absl::MutexLock lock(&mu);
+  if (job->id <= last_id) {
+    return absl::InternalError(StrCat("checkpoint id ", job->id, " is not above ", last_id));
+  }
+  last_id = job->id;
+  job->parent = capture_parent;
+  job->generation = generation;
+  for (auto& [name, region] : regions) {
+    const int64_t object_start = NowNs();
+    absl::StatusOr<DirtyBitmap> dirty = RegionAccess::Collect(*region);
+    if (!dirty.ok()) {
+      // Nothing of this capture is lost: what earlier objects collected goes back.
+      for (ObjectCapture& c : job->objects) RegionAccess::MergeBack(*c.region, c.dirty);
+      return absl::Status(dirty.status().code(),
+                          StrCat("checkpoint ", *id, ": tracking of region '", name,
+                                       "' failed: ", dirty.status().message()));
+    }
+    ObjectCapture c;
+    c.region = region.get();
+    c.name = name;
+    c.tracker = std::string(region->tracker_name());
+    c.block_size = region->block_size();
+    c.block_count = region->block_count();
+    c.dirty = *std::move(dirty);
+    const Lineage lineage = capture_lineage[name];
+    // Without a base every block must be written (the first full checkpoint of the object).
+    if (!lineage.has_base) c.dirty.SetAll();
+    c.kind = options.policy->Choose(PolicyInput{name, lineage.has_base, lineage.depth,
+                                                c.dirty.Count(), c.block_count});
+    if (!lineage.has_base) c.kind = CheckpointKind::kFull;
+    c.depth = c.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
+    const uint64_t bytes = c.dirty.Count() * c.block_size;
+    c.staging.reset(new char[std::max<uint64_t>(bytes, 1)]);
+    char* out = c.staging.get();
+    const char* base = region->data();
+    const uint32_t bs = c.block_size;
+    c.dirty.ForEachRun([&](uint64_t first, uint64_t count) {
+      std::memcpy(out, base + first * bs, count * bs);
+      out += count * bs;
+    });
+    c.pause_ns = NowNs() - object_start;
+    job->objects.push_back(std::move(c));
+  }
+  capture_parent = job->id;
+  for (const ObjectCapture& c : job->objects) capture_lineage[c.name] = Lineage{true, c.depth};
+  job->handle->pause = absl::Nanoseconds(NowNs() - pause_start);
+  CheckpointHandle handle(job->handle);
+  ++in_flight;
+  queue.push_back(std::move(job));
+  return handle;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persist
+
+void Checkpointer::Impl::PersistLoop() {
+  for (;;) {
+    std::unique_ptr<PersistJob> job;
+    bool stale = false;
+    {
+      absl::MutexLock lock(&mu);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !queue.empty() || stopping; };
+      mu.Await(absl::Condition(&ready));
+      if (queue.empty()) return;  // stopping, and everything queued has persisted
+      job = std::move(queue.front());
+      queue.pop_front();
+      stale = job->generation != generation;
+    }
+    absl::StatusOr<CommitRecord> result =
+        stale ? absl::AbortedError(StrCat("checkpoint ", job->id,
+                                                " was not persisted: a checkpoint it builds on failed"))
+              : Persist(*job);
+    if (!result.ok()) FailJob(*job, result.status());
+    bool need_id = false;
+    {
+      // Leave the in-flight count before waking waiters, so that a caller returning from Wait()
+      // finds room for its next checkpoint.
+      absl::MutexLock lock(&mu);
+      --in_flight;
+      need_id = !reserved_id.has_value() && !stopping;
+    }
+    job->handle->Finish(std::move(result));
+    // Reserve the next id now, off the application's path, so the next capture needs no I/O.
+    if (need_id) {
+      absl::StatusOr<uint64_t> next = repo->ReserveCheckpointId();
+      absl::MutexLock lock(&mu);
+      if (next.ok() && !reserved_id.has_value() && *next > last_id) reserved_id = *next;
+    }
+  }
+}
+
+void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
+  (void)status;
+  absl::MutexLock lock(&mu);
+  // Everything this checkpoint captured goes back into the dirty sets, so the next checkpoint
+  // carries it (nothing is lost), and the lineage falls back to what is committed.
+  for (ObjectCapture& c : job.objects) RegionAccess::MergeBack(*c.region, c.dirty);
+  ++generation;
+  capture_parent = committed_parent;
+  capture_lineage.clear();
+  for (const auto& [name, object] : committed) capture_lineage[name] = object.lineage;
+}
+
+absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
+  const int64_t start = NowNs();
+  CommitRecord record;
+  record.id = job.id;
+  record.parent = job.parent;
+  record.created = job.created;
+  record.metadata = job.metadata;
+  ParticipantRecord participant;
+  participant.name = options.participant;
+  std::vector<std::vector<std::pair<uint64_t, BlockLocation>>> fresh(job.objects.size());
+  bool all_full = true;
+  for (size_t i = 0; i < job.objects.size(); ++i) {
+    absl::StatusOr<StateObjectRecord> object = PersistObject(job, job.objects[i], &fresh[i]);
+    if (!object.ok()) return object.status();
+    all_full = all_full && object->kind == CheckpointKind::kFull;
+    record.depth = std::max(record.depth, object->depth);
+    record.logical_bytes += object->logical_bytes;
+    record.stored_bytes += object->stored_bytes;
+    participant.state_objects.push_back(*std::move(object));
+  }
+  record.kind = all_full ? CheckpointKind::kFull : CheckpointKind::kIncremental;
+  record.participants.push_back(std::move(participant));
+  (void)start;
+  if (absl::Status s = repo->PublishCommit(record); !s.ok()) {
+    return absl::Status(s.code(), StrCat("checkpoint ", job.id,
+                                               ": publishing the commit record failed: ",
+                                               s.message()));
+  }
+  // Committed: the lineage moves on.
+  committed_parent = job.id;
+  for (size_t i = 0; i < job.objects.size(); ++i) {
+    const ObjectCapture& c = job.objects[i];
+    CommittedObject& object = committed[c.name];
+    object.lineage = Lineage{true, c.depth};
+    object.locations.resize(c.block_count);
+    for (const auto& [block, loc] : fresh[i]) object.locations[block] = loc;
+  }
+  return record;
+}
+
+absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
+    const PersistJob& job, ObjectCapture& c,
+    std::vector<std::pair<uint64_t, BlockLocation>>* fresh) {
+  const int64_t start = NowNs();
+  const RepositoryConfig& config = repo->config();
+  const uint32_t bs = c.block_size;
+  uint64_t pack_bytes = 0;
+
+  // Blocks of the current batch (one future pack): (block, offset in the pack's raw stream).
+  std::vector<std::pair<uint64_t, uint64_t>> batch_blocks;
+  std::vector<std::string> frames;  // raw frames of the batch
+  uint64_t batch_raw = 0;
+  auto flush = [&]() -> absl::Status {
+    if (frames.empty()) return absl::OkStatus();
+    std::vector<EncodedFrame> encoded(frames.size());
+    ParallelFor(frames.size(), options.persist_threads, [&](size_t i) {
+      encoded[i] = EncodeFrame(frames[i], config.compression_level);
+    });
+    PackBuilder builder;
+    for (EncodedFrame& f : encoded) builder.AddFrame(std::move(f));
+    FinishedPack pack = builder.Finish();
+    const std::string key = PackKey(pack.sha256_hex);
+    if (absl::Status s = repo->store()->Put(key, pack.bytes); !s.ok()) {
+      return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing pack ", key,
+                                                 " of region '", c.name, "' failed: ",
+                                                 s.message()));
+    }
+    pack_bytes += pack.bytes.size();
+    const uint32_t pack_index = packs.Intern(*Sha256FromHex(pack.sha256_hex));
+    for (const auto& [block, raw_offset] : batch_blocks) {
+      fresh->emplace_back(block, BlockLocation{pack_index, raw_offset});
+    }
+    batch_blocks.clear();
+    frames.clear();
+    batch_raw = 0;
+    return absl::OkStatus();
+  };
+
+  // Cut the dirty blocks into frames at block boundaries (≤ 64 KiB raw; a bigger block is split),
+  // zero blocks into zero extents, and the frames into packs of about the target size.
+  const char* data = c.staging.get();
+  absl::Status status;
+  c.dirty.ForEachRun([&](uint64_t first, uint64_t count) {
+    for (uint64_t b = first; b < first + count && status.ok(); ++b, data += bs) {
+      if (IsAllZero(data, bs)) {
+        fresh->emplace_back(b, BlockLocation{BlockLocation::kZero, 0});
+        continue;
+      }
+      batch_blocks.emplace_back(b, batch_raw);
+      for (uint32_t off = 0; off < bs;) {
+        const uint32_t piece = std::min<uint32_t>(bs - off, kMaxFrameRawBytes);
+        if (frames.empty() || frames.back().size() + piece > kMaxFrameRawBytes) {
+          frames.emplace_back();
+          frames.back().reserve(kMaxFrameRawBytes);
+        }
+        frames.back().append(data + off, piece);
+        off += piece;
+      }
+      batch_raw += bs;
+      if (batch_raw >= config.pack_target_bytes) status = flush();
+    }
+  });
+  if (status.ok()) status = flush();
+  if (!status.ok()) return status;
+  std::sort(fresh->begin(), fresh->end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  Manifest m;
+  m.checkpoint_id = job.id;
+  m.kind = c.kind;
+  m.depth = c.depth;
+  if (c.kind == CheckpointKind::kIncremental) m.base_id = job.parent;
+  m.participant = options.participant;
+  m.object_name = c.name;
+  m.object_type = StateObjectType::kRegion;
+  m.block_size = bs;
+  m.block_count = c.block_count;
+  ExtentBuilder extents(bs, packs);
+  if (c.kind == CheckpointKind::kIncremental) {
+    for (const auto& [block, loc] : *fresh) extents.Add(block, loc);
+  } else {
+    // A complete manifest: captured blocks where captured, the committed location elsewhere (data
+    // already in the repository is reused, not rewritten).
+    const auto it = committed.find(c.name);
+    const std::vector<BlockLocation>* base = it == committed.end() ? nullptr : &it->second.locations;
+    size_t k = 0;
+    for (uint64_t b = 0; b < c.block_count; ++b) {
+      if (k < fresh->size() && (*fresh)[k].first == b) {
+        extents.Add(b, (*fresh)[k++].second);
+      } else if (base != nullptr && b < base->size()) {
+        extents.Add(b, (*base)[b]);
+      } else {
+        return absl::InternalError(StrCat("checkpoint ", job.id, ": block ", b,
+                                                " of region '", c.name,
+                                                "' was neither captured nor committed before"));
+      }
+    }
+  }
+  extents.Finish(&m);
+  const std::string bytes = EncodeManifest(m);
+  const std::string sha = ToHex(Sha256(bytes));
+  const std::string key = ManifestKey(sha);
+  if (absl::Status s = repo->store()->Put(key, bytes); !s.ok()) {
+    return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing manifest ", key,
+                                               " of region '", c.name, "' failed: ", s.message()));
+  }
+  StateObjectRecord r;
+  r.name = c.name;
+  r.type = StateObjectType::kRegion;
+  r.manifest = key;
+  r.manifest_sha256 = sha;
+  r.manifest_bytes = bytes.size();
+  r.kind = c.kind;
+  r.depth = c.depth;
+  r.tracker = c.tracker;
+  r.logical_bytes = c.block_count * bs;
+  r.changed_blocks = c.dirty.Count();
+  r.raw_bytes = r.changed_blocks * bs;
+  r.stored_bytes = pack_bytes + bytes.size();
+  r.pause_ns = c.pause_ns;
+  r.persist_ns = NowNs() - start;
+  c.staging.reset();  // the data is durable; free the staging memory early
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore
+
+absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& ropts) {
+  absl::MutexLock api(&api_mu);
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](Impl* impl) ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl->mu) { return impl->in_flight == 0; },
+        this));
+  }
+  uint64_t id = 0;
+  if (ropts.id.has_value()) {
+    id = *ropts.id;
+  } else {
+    absl::StatusOr<std::optional<uint64_t>> latest = repo->LatestCommitId();
+    if (!latest.ok()) return latest.status();
+    if (!latest->has_value()) {
+      return absl::NotFoundError(
+          StrCat("repository ", repo->store()->Describe(), " has no checkpoint to restore"));
+    }
+    id = **latest;
+  }
+  absl::StatusOr<CommitRecord> commit = repo->ReadCommit(id);
+  if (!commit.ok()) return commit.status();
+  absl::StatusOr<const ParticipantRecord*> participant = FindParticipant(*commit, options.participant);
+  if (!participant.ok()) return participant.status();
+
+  // Decide what to restore before touching any state.
+  std::vector<std::string> unregistered, absent, to_create, to_restore;
+  std::set<std::string> in_checkpoint;
+  {
+    absl::MutexLock lock(&mu);
+    for (const StateObjectRecord& r : (*participant)->state_objects) {
+      in_checkpoint.insert(r.name);
+      if (regions.contains(r.name)) {
+        to_restore.push_back(r.name);
+      } else {
+        unregistered.push_back(r.name);
+      }
+    }
+    for (const auto& [name, region] : regions) {
+      if (!in_checkpoint.contains(name)) absent.push_back(name);
+    }
+  }
+  if (!unregistered.empty() && ropts.on_unregistered == OnUnregistered::kFail) {
+    return absl::NotFoundError(StrCat(
+        "checkpoint ", id, " holds state objects that are not registered: ",
+        absl::StrJoin(unregistered, ", "), " (register them, or restore with create or ignore)"));
+  }
+  if (!absent.empty() && ropts.on_absent == OnAbsent::kFail) {
+    return absl::NotFoundError(StrCat("registered state objects are not in checkpoint ", id,
+                                            ": ", absl::StrJoin(absent, ", "),
+                                            " (restore with ignore to keep them as they are)"));
+  }
+  if (ropts.on_unregistered == OnUnregistered::kCreate) {
+    to_create = unregistered;
+    to_restore.insert(to_restore.end(), unregistered.begin(), unregistered.end());
+  }
+
+  // Resolve every chain first: metadata only, so a damaged chain fails before any state changes.
+  std::map<std::string, ResolvedObject> resolved;
+  for (const std::string& name : to_restore) {
+    absl::StatusOr<ResolvedObject> r =
+        ResolveObject(*repo, *commit, options.participant, name, &packs);
+    if (!r.ok()) return r.status();
+    if (r->type != StateObjectType::kRegion) {
+      return absl::FailedPreconditionError(
+          StrCat("state object '", name, "' of checkpoint ", id, " is not a region"));
+    }
+    Region* region = nullptr;
+    {
+      absl::MutexLock lock(&mu);
+      auto it = regions.find(name);
+      if (it != regions.end()) region = it->second.get();
+    }
+    if (region != nullptr && region->block_size() != r->block_size) {
+      return absl::FailedPreconditionError(StrCat(
+          "region '", name, "' has block size ", region->block_size(), " but checkpoint ", id,
+          " stored it with ", r->block_size));
+    }
+    resolved.emplace(name, *std::move(r));
+  }
+
+  auto fail = [this](absl::Status s) {
+    absl::MutexLock lock(&mu);
+    restore_failed = true;
+    return s;
+  };
+  for (const std::string& name : to_create) {
+    const ResolvedObject& r = resolved.at(name);
+    RegionOptions ro;
+    ro.size = r.block_count * r.block_size;
+    ro.block_size = r.block_size;
+    absl::StatusOr<std::unique_ptr<Region>> region = RegionAccess::Create(name, ro, r.block_size);
+    if (!region.ok()) return fail(region.status());
+    absl::MutexLock lock(&mu);
+    regions.emplace(name, *std::move(region));
+  }
+  for (auto& [name, r] : resolved) {
+    Region* region = nullptr;
+    {
+      absl::MutexLock lock(&mu);
+      region = regions.at(name).get();
+    }
+    if (absl::Status s = RegionAccess::Resize(*region, r.block_count); !s.ok()) return fail(s);
+    MemorySink sink(region->data());
+    absl::StatusOr<ReadStats> stats =
+        ReadObjectData(*repo, r, packs, &sink, std::max(2, options.persist_threads));
+    if (!stats.ok()) return fail(stats.status());
+    if (absl::Status s = RegionAccess::Rebaseline(*region); !s.ok()) return fail(s);
+  }
+
+  // The restored checkpoint is the new lineage: later checkpoints chain on it.
+  committed.clear();
+  for (auto& [name, r] : resolved) {
+    committed[name] = CommittedObject{Lineage{true, r.depth}, std::move(r.locations)};
+  }
+  committed_parent = id;
+  absl::MutexLock lock(&mu);
+  capture_parent = id;
+  capture_lineage.clear();
+  for (const auto& [name, object] : committed) capture_lineage[name] = object.lineage;
+  ++generation;
+  restore_failed = false;
+  return *std::move(commit);
+}
+
+}  // namespace ickpt

@@ -1,0 +1,31 @@
+// Codecs of the JSON-in-envelope objects (format.md §3.1): the repository config (§3) and commit
+// records (§6).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "ickpt/repository.h"
+
+namespace ickpt {
+
+// Encodes; the caller guarantees ValidateCommitRecord(record) is OK.
+std::string EncodeCommitRecord(const CommitRecord& record);
+// The rules DecodeCommitRecord enforces, on a record about to be written: InvalidArgument naming
+// the checkpoint id and the first violation.
+absl::Status ValidateCommitRecord(const CommitRecord& record);
+// DataLoss naming `key` if damaged; FailedPrecondition if the major version is newer.
+absl::StatusOr<CommitRecord> DecodeCommitRecord(std::string_view bytes, std::string_view key);
+
+// Writes config.major/minor as given (a writer leaves them at 1.0; tests set others).
+std::string EncodeConfig(const RepositoryConfig& config);
+// DataLoss naming `key` if damaged; FailedPrecondition if the major version is newer or the config
+// names an algorithm this reader does not know (§3).
+absl::StatusOr<RepositoryConfig> DecodeConfig(std::string_view bytes, std::string_view key);
+
+// RFC 3339 UTC with nanoseconds, e.g. "2026-11-26T09:30:00.123456789Z".
+std::string FormatTime(absl::Time t);
+
+}  // namespace ickpt

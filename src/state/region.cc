@@ -1,0 +1,174 @@
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "src/util/str.h"
+#include "absl/synchronization/mutex.h"
+#include "ickpt/region.h"
+#include "src/state/region_internal.h"
+#include "src/state/tracker.h"
+
+namespace ickpt {
+
+struct Region::DirtyState {
+  // MarkDirty() reports, one bit per block; atomic so any thread may mark while others write.
+  std::unique_ptr<std::atomic<uint64_t>[]> marks;
+  size_t mark_words = 0;
+  absl::Mutex mu;
+  // Blocks the next capture must include: growth, and captures that failed to commit.
+  DirtyBitmap carry ABSL_GUARDED_BY(mu);
+
+  void ResizeMarks(uint64_t block_count) {
+    const size_t words = (block_count + 63) / 64;
+    auto fresh = std::make_unique<std::atomic<uint64_t>[]>(words);
+    for (size_t i = 0; i < words; ++i) {
+      fresh[i].store(i < mark_words ? marks[i].load(std::memory_order_relaxed) : 0,
+                     std::memory_order_relaxed);
+    }
+    marks = std::move(fresh);
+    mark_words = words;
+  }
+};
+
+namespace {
+
+uint64_t PageSize() { return static_cast<uint64_t>(sysconf(_SC_PAGESIZE)); }
+
+absl::Status ErrnoError(std::string_view what, std::string_view name) {
+  const int err = errno;
+  const std::string message = StrCat(what, " of region '", name, "': ", std::strerror(err));
+  return err == ENOMEM ? absl::ResourceExhaustedError(message) : absl::InternalError(message);
+}
+
+void AdviseHugePages(char* data, uint64_t bytes, bool huge_pages) {
+  // Without THP a kernel tracker's dirty unit stays one page; with it, 2 MiB. Advice only: the
+  // region works either way, so a failure (e.g. THP compiled out) is not an error.
+  (void)madvise(data, bytes, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+}
+
+}  // namespace
+
+Region::Region(std::string name, char* data, uint32_t block_size, uint64_t block_count,
+               bool huge_pages, std::unique_ptr<Tracker> tracker)
+    : name_(std::move(name)),
+      data_(data),
+      block_size_(block_size),
+      block_count_(block_count),
+      mapped_bytes_(block_count * block_size),
+      huge_pages_(huge_pages),
+      tracker_(std::move(tracker)),
+      dirty_(std::make_unique<DirtyState>()) {
+  dirty_->ResizeMarks(block_count);
+  absl::MutexLock lock(&dirty_->mu);
+  dirty_->carry.Resize(block_count);
+}
+
+Region::~Region() {
+  tracker_.reset();
+  if (data_ != nullptr) munmap(data_, mapped_bytes_);
+}
+
+std::string_view Region::tracker_name() const { return tracker_->name(); }
+
+void Region::MarkDirty(uint64_t offset, uint64_t length) {
+  if (length == 0 || offset >= size()) return;
+  const uint64_t end = std::min(size(), offset + length);
+  const uint64_t first = offset / block_size_;
+  const uint64_t last = (end - 1) / block_size_;
+  for (uint64_t b = first; b <= last; ++b) {
+    dirty_->marks[b / 64].fetch_or(uint64_t{1} << (b % 64), std::memory_order_relaxed);
+  }
+}
+
+absl::Status Region::Grow(uint64_t new_size) {
+  const uint64_t new_count = (new_size + block_size_ - 1) / block_size_;
+  if (new_count < block_count_) {
+    return absl::InvalidArgumentError(StrCat("region '", name_, "' cannot shrink from ",
+                                                   size(), " to ", new_size, " bytes"));
+  }
+  if (new_count == block_count_) return absl::OkStatus();
+  const uint64_t old_count = block_count_;
+  if (absl::Status s = RegionAccess::Resize(*this, new_count); !s.ok()) return s;
+  absl::MutexLock lock(&dirty_->mu);
+  dirty_->carry.SetRange(old_count, new_count - old_count);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Region>> RegionAccess::Create(std::string_view name,
+                                                             const RegionOptions& options,
+                                                             uint32_t block_size) {
+  const uint64_t page = PageSize();
+  if (name.empty()) return absl::InvalidArgumentError("a region needs a name");
+  if (block_size == 0 || block_size % page != 0) {
+    return absl::InvalidArgumentError(StrCat("block size ", block_size, " of region '", name,
+                                                   "' is not a multiple of the page size ", page));
+  }
+  if (options.size == 0) {
+    return absl::InvalidArgumentError(StrCat("region '", name, "' has size 0"));
+  }
+  const uint64_t block_count = (options.size + block_size - 1) / block_size;
+  absl::StatusOr<std::unique_ptr<Tracker>> tracker = NewTracker(options.tracker);
+  if (!tracker.ok()) return tracker.status();
+  const uint64_t bytes = block_count * block_size;
+  void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (data == MAP_FAILED) return ErrnoError("mmap", name);
+  AdviseHugePages(static_cast<char*>(data), bytes, options.huge_pages);
+  std::unique_ptr<Region> region(new Region(std::string(name), static_cast<char*>(data), block_size,
+                                            block_count, options.huge_pages, *std::move(tracker)));
+  if (absl::Status s = region->tracker_->Attach(region->data_, block_count, block_size); !s.ok()) {
+    return s;
+  }
+  return region;
+}
+
+absl::StatusOr<DirtyBitmap> RegionAccess::Collect(Region& region) {
+  DirtyBitmap dirty(region.block_count_);
+  if (absl::Status s = region.tracker_->Collect(&dirty); !s.ok()) return s;
+  auto& state = *region.dirty_;
+  for (size_t i = 0; i < state.mark_words; ++i) {
+    dirty.OrWord(i, state.marks[i].exchange(0, std::memory_order_acq_rel));
+  }
+  absl::MutexLock lock(&state.mu);
+  dirty.OrWith(state.carry);
+  state.carry.Clear();
+  return dirty;
+}
+
+void RegionAccess::MergeBack(Region& region, const DirtyBitmap& blocks) {
+  absl::MutexLock lock(&region.dirty_->mu);
+  region.dirty_->carry.OrWith(blocks);
+}
+
+absl::Status RegionAccess::Resize(Region& region, uint64_t block_count) {
+  if (block_count == region.block_count_) return absl::OkStatus();
+  if (block_count == 0) return absl::InvalidArgumentError("a region cannot have 0 blocks");
+  const uint64_t bytes = block_count * region.block_size_;
+  void* moved = mremap(region.data_, region.mapped_bytes_, bytes, MREMAP_MAYMOVE);
+  if (moved == MAP_FAILED) return ErrnoError("mremap", region.name_);
+  region.data_ = static_cast<char*>(moved);
+  region.mapped_bytes_ = bytes;
+  region.block_count_ = block_count;
+  AdviseHugePages(region.data_, bytes, region.huge_pages_);
+  region.dirty_->ResizeMarks(block_count);
+  {
+    absl::MutexLock lock(&region.dirty_->mu);
+    region.dirty_->carry.Resize(block_count);
+  }
+  return region.tracker_->Attach(region.data_, block_count, region.block_size_);
+}
+
+absl::Status RegionAccess::Rebaseline(Region& region) {
+  auto& state = *region.dirty_;
+  for (size_t i = 0; i < state.mark_words; ++i) state.marks[i].store(0, std::memory_order_relaxed);
+  {
+    absl::MutexLock lock(&state.mu);
+    state.carry.Clear();
+  }
+  return region.tracker_->Rebaseline();
+}
+
+}  // namespace ickpt
