@@ -23,6 +23,7 @@
 #include "src/repo/manifest.h"
 #include "src/repo/pack.h"
 #include "src/state/region_internal.h"
+#include "src/util/log.h"
 
 namespace ickpt {
 
@@ -441,6 +442,12 @@ void Checkpointer::Impl::PersistLoop() {
     // Reserve the next id now, off the application's path, so the next capture needs no I/O.
     if (need_id) {
       absl::StatusOr<uint64_t> next = repo->ReserveCheckpointId();
+      if (!next.ok()) {
+        // Not fatal: the next Checkpoint() reserves its id itself and reports the error if it
+        // persists.
+        ICKPT_LOG_ONCE("reserve-ahead", LogLevel::kWarn,
+                       "reserving the next checkpoint id ahead failed: {}", next.status().ToString());
+      }
       absl::MutexLock lock(&mu);
       if (next.ok() && !reserved_id.has_value() && *next > last_id) reserved_id = *next;
     }
@@ -448,7 +455,8 @@ void Checkpointer::Impl::PersistLoop() {
 }
 
 void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
-  (void)status;
+  ICKPT_LOG_WARN("checkpoint {} failed, its changes go into the next checkpoint: {}", job.id,
+                 status.ToString());
   absl::MutexLock lock(&mu);
   // Everything this checkpoint captured goes back into the dirty sets, so the next checkpoint
   // carries it (nothing is lost), and the lineage falls back to what is committed.
@@ -460,7 +468,6 @@ void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
 }
 
 absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
-  const int64_t start = NowNs();
   CommitRecord record;
   record.id = job.id;
   record.parent = job.parent;
@@ -481,12 +488,13 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
   }
   record.kind = all_full ? CheckpointKind::kFull : CheckpointKind::kIncremental;
   record.participants.push_back(std::move(participant));
-  (void)start;
   if (absl::Status s = repo->PublishCommit(record); !s.ok()) {
     return absl::Status(s.code(), StrCat("checkpoint ", job.id,
                                                ": publishing the commit record failed: ",
                                                s.message()));
   }
+  ICKPT_LOG_DEBUG("checkpoint {} committed: {} {} bytes stored", job.id,
+                  CheckpointKindName(record.kind), record.stored_bytes);
   // Committed: the lineage moves on.
   committed_parent = job.id;
   for (size_t i = 0; i < job.objects.size(); ++i) {
@@ -708,7 +716,9 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     resolved.emplace(name, *std::move(r));
   }
 
-  auto fail = [this](absl::Status s) {
+  auto fail = [this, id](absl::Status s) {
+    ICKPT_LOG_ERROR("restore of checkpoint {} failed; checkpoints are refused until a restore "
+                    "succeeds: {}", id, s.ToString());
     absl::MutexLock lock(&mu);
     restore_failed = true;
     return s;
@@ -737,6 +747,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     if (absl::Status s = RegionAccess::Rebaseline(*region); !s.ok()) return fail(s);
   }
 
+  ICKPT_LOG_INFO("restored checkpoint {} ({} state objects)", id, resolved.size());
   // The restored checkpoint is the new lineage: later checkpoints chain on it.
   committed.clear();
   for (auto& [name, r] : resolved) {
