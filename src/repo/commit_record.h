@@ -26,6 +26,7 @@ std::string EncodeConfig(const RepositoryConfig& config);
 absl::StatusOr<RepositoryConfig> DecodeConfig(std::string_view bytes, std::string_view key);
 
 // RFC 3339 UTC with nanoseconds, e.g. "2026-11-26T09:30:00.123456789Z".
+// Call it as ickpt::FormatTime: argument-dependent lookup also finds absl::FormatTime(absl::Time).
 std::string FormatTime(absl::Time t);
 
 }  // namespace ickpt

@@ -1,0 +1,484 @@
+// The JSON-in-envelope objects: envelope format.md §3.1, config §3, commit record §6.
+#include "src/repo/commit_record.h"
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "ickpt/store.h"
+#include "nlohmann/json.hpp"
+#include "src/repo/keys.h"
+#include "src/util/coding.h"
+#include "src/util/hash.h"
+#include "src/util/strings.h"
+
+namespace ickpt {
+
+std::string_view CheckpointKindName(CheckpointKind kind) {
+  switch (kind) {
+    case CheckpointKind::kFull:
+      return "full";
+    case CheckpointKind::kIncremental:
+      return "incremental";
+  }
+  return "unknown";
+}
+
+std::string_view StateObjectTypeName(StateObjectType type) {
+  switch (type) {
+    case StateObjectType::kRegion:
+      return "region";
+  }
+  return "unknown";
+}
+
+std::string FormatTime(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E9SZ", t, absl::UTCTimeZone());
+}
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view kConfigMagic = "ICKPTCFG";
+constexpr std::string_view kCommitMagic = "ICKPTCMT";
+constexpr uint16_t kEnvelopeMajor = 1;
+constexpr uint16_t kEnvelopeMinor = 0;
+constexpr size_t kEnvelopeHeaderBytes = 16;
+constexpr size_t kEnvelopeTrailerBytes = 8;
+constexpr uint32_t kMaxPayloadBytes = 16 << 20;
+constexpr uint64_t kMaxBlockSize = 16 << 20;
+
+// Thrown by the field readers below and caught in the decoders, which turn it into a Status: it
+// never leaves this file. `unsupported` marks a well-formed value this reader does not know
+// (§1.1: rejected by name, FailedPrecondition) as opposed to damage (DataLoss).
+struct FieldError {
+  std::string what;
+  bool unsupported = false;
+};
+
+std::string EncodeEnvelope(std::string_view magic, uint16_t major, uint16_t minor,
+                           std::string_view payload) {
+  std::string out;
+  out.reserve(kEnvelopeHeaderBytes + payload.size() + kEnvelopeTrailerBytes);
+  out.append(magic);
+  PutFixed16(&out, major);
+  PutFixed16(&out, minor);
+  PutFixed32(&out, static_cast<uint32_t>(payload.size()));
+  out.append(payload);
+  PutFixed64(&out, Xxh3(out));
+  return out;
+}
+
+struct Envelope {
+  uint16_t major = 0;
+  uint16_t minor = 0;
+  json payload;
+};
+
+// `what` is "config" or "commit record", for messages.
+absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, std::string_view magic,
+                                        std::string_view what, std::string_view key) {
+  auto damaged = [&](std::string_view why) {
+    return absl::DataLossError(Cat(what, " ", key, ": ", why));
+  };
+  if (bytes.size() < kEnvelopeHeaderBytes + kEnvelopeTrailerBytes) {
+    return damaged(Cat("only ", bytes.size(), " bytes"));
+  }
+  if (bytes.substr(0, magic.size()) != magic) return damaged("bad magic");
+  Envelope env;
+  env.major = DecodeFixed16(bytes.data() + 8);
+  env.minor = DecodeFixed16(bytes.data() + 10);
+  if (env.major == 0) return damaged("version 0.x does not exist");
+  // Checked before the length and checksum: a newer major may lay the object out differently.
+  if (env.major > kEnvelopeMajor) {
+    return absl::FailedPreconditionError(Cat(what, " ", key, ": version ", env.major, ".",
+                                             env.minor, " is newer than this reader supports (",
+                                             kEnvelopeMajor, ".x)"));
+  }
+  const uint32_t length = DecodeFixed32(bytes.data() + 12);
+  if (length > kMaxPayloadBytes ||
+      bytes.size() != kEnvelopeHeaderBytes + length + kEnvelopeTrailerBytes) {
+    return damaged(Cat("payload length ", length, " does not match object size ", bytes.size()));
+  }
+  const size_t covered = kEnvelopeHeaderBytes + length;
+  if (Xxh3(bytes.substr(0, covered)) != DecodeFixed64(bytes.data() + covered)) {
+    return damaged("checksum mismatch");
+  }
+  env.payload = json::parse(bytes.substr(kEnvelopeHeaderBytes, length), nullptr,
+                            /*allow_exceptions=*/false);
+  if (env.payload.is_discarded()) return damaged("payload is not valid JSON");
+  if (!env.payload.is_object()) return damaged("payload is not a JSON object");
+  return env;
+}
+
+// Field readers. A 1.0 field is required: minor versions only add fields (§1.1).
+const json& Field(const json& obj, const char* name) {
+  auto it = obj.find(name);
+  if (it == obj.end()) throw FieldError{Cat("missing field \"", name, "\"")};
+  return *it;
+}
+
+uint64_t U64(const json& obj, const char* name) {
+  const json& v = Field(obj, name);
+  // nlohmann stores non-negative integers as unsigned; negative ones, fractions and values
+  // beyond 2^64 parse as other types and are rejected here rather than silently converted.
+  if (!v.is_number_unsigned()) {
+    throw FieldError{Cat("field \"", name, "\" is not a non-negative integer")};
+  }
+  return v.get<uint64_t>();
+}
+
+int64_t I64(const json& obj, const char* name) {
+  const json& v = Field(obj, name);
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      throw FieldError{Cat("field \"", name, "\" is out of range")};
+    }
+    return static_cast<int64_t>(u);
+  }
+  if (!v.is_number_integer()) {
+    throw FieldError{Cat("field \"", name, "\" is not an integer")};
+  }
+  return v.get<int64_t>();
+}
+
+std::string Str(const json& obj, const char* name) {
+  const json& v = Field(obj, name);
+  if (!v.is_string()) throw FieldError{Cat("field \"", name, "\" is not a string")};
+  return v.get<std::string>();
+}
+
+void Expect(const json& obj, const char* name, std::string_view expected, bool unsupported) {
+  const std::string v = Str(obj, name);
+  if (v != expected) {
+    throw FieldError{
+        Cat("field \"", name, "\" is \"", v, "\", this reader knows only \"", expected, "\""),
+        unsupported};
+  }
+}
+
+absl::Time Time(const json& obj, const char* name) {
+  const std::string s = Str(obj, name);
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, s, &t, &err)) {
+    throw FieldError{Cat("field \"", name, "\" is not an RFC 3339 time: ", err)};
+  }
+  return t;
+}
+
+CheckpointKind Kind(const json& obj, const char* name) {
+  const std::string s = Str(obj, name);
+  if (s == "full") return CheckpointKind::kFull;
+  if (s == "incremental") return CheckpointKind::kIncremental;
+  throw FieldError{Cat("field \"", name, "\" has unknown kind \"", s, "\"")};
+}
+
+bool IsLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// The rules of §6 and §8.4 that a single record can be checked against. Shared by the encoder's
+// validation (InvalidArgument) and the decoder (DataLoss); returns the first violation.
+std::optional<std::string> FindViolation(const CommitRecord& r) {
+  if (r.id == 0) return "id is 0 (ids are positive)";
+  if (r.parent.has_value() && (*r.parent == 0 || *r.parent >= r.id)) {
+    return Cat("parent ", *r.parent, " is not an id below ", r.id);
+  }
+  if (r.kind == CheckpointKind::kIncremental && !r.parent.has_value()) {
+    return "an incremental checkpoint has no parent";
+  }
+  bool all_full = true;
+  uint64_t max_depth = 0;
+  std::set<std::string_view> participant_names;
+  for (const ParticipantRecord& p : r.participants) {
+    if (p.name.empty()) return "a participant has an empty name";
+    if (!participant_names.insert(p.name).second) {
+      return Cat("participant \"", p.name, "\" appears twice");
+    }
+    std::set<std::string_view> object_names;
+    for (const StateObjectRecord& o : p.state_objects) {
+      const std::string where =
+          Cat("state object \"", o.name, "\" of participant \"", p.name, "\"");
+      if (o.name.empty()) return Cat("participant \"", p.name, "\" has an unnamed state object");
+      if (!object_names.insert(o.name).second) return Cat(where, " appears twice");
+      if (o.type != StateObjectType::kRegion) return Cat(where, ": unknown type");
+      // §2: keys taken from an object are validated before use.
+      if (absl::Status s = ValidateObjectKey(o.manifest); !s.ok()) {
+        return Cat(where, ": ", std::string(s.message()));
+      }
+      if (o.manifest_sha256.size() != 64 || !IsLowerHex(o.manifest_sha256)) {
+        return Cat(where, ": manifest_sha256 \"", o.manifest_sha256,
+                   "\" is not 64 lowercase hex characters");
+      }
+      // Manifests are named by their sha256 (§2), so key and hash must agree.
+      if (ParseHashKey(o.manifest, kManifestsPrefix) != o.manifest_sha256) {
+        return Cat(where, ": manifest key \"", o.manifest, "\" is not ",
+                   ManifestKey(o.manifest_sha256));
+      }
+      if (o.kind == CheckpointKind::kFull && o.depth != 0) {
+        return Cat(where, ": full manifest with depth ", o.depth);
+      }
+      if (o.kind == CheckpointKind::kIncremental && o.depth == 0) {
+        return Cat(where, ": incremental manifest with depth 0");
+      }
+      if (o.kind == CheckpointKind::kIncremental && !r.parent.has_value()) {
+        return Cat(where, ": incremental manifest in a checkpoint without parent");
+      }
+      all_full = all_full && o.kind == CheckpointKind::kFull;
+      max_depth = std::max(max_depth, o.depth);
+    }
+  }
+  // §6: kind is full iff every manifest is full; depth is the max over the manifests.
+  if ((r.kind == CheckpointKind::kFull) != all_full) {
+    return Cat("kind is ", CheckpointKindName(r.kind), " but ",
+               all_full ? "every manifest is full" : "some manifest is incremental");
+  }
+  if (r.depth != max_depth) {
+    return Cat("depth is ", r.depth, " but the manifests' maximum is ", max_depth);
+  }
+  return std::nullopt;
+}
+
+json ToJson(const CommitRecord& r) {
+  json participants = json::array();
+  for (const ParticipantRecord& p : r.participants) {
+    json objects = json::array();
+    for (const StateObjectRecord& o : p.state_objects) {
+      objects.push_back({
+          {"name", o.name},
+          {"type", StateObjectTypeName(o.type)},
+          {"manifest", o.manifest},
+          {"manifest_sha256", o.manifest_sha256},
+          {"manifest_bytes", o.manifest_bytes},
+          {"kind", CheckpointKindName(o.kind)},
+          {"depth", o.depth},
+          {"tracker", o.tracker},
+          {"logical_bytes", o.logical_bytes},
+          {"changed_blocks", o.changed_blocks},
+          {"raw_bytes", o.raw_bytes},
+          {"stored_bytes", o.stored_bytes},
+          {"pause_ns", o.pause_ns},
+          {"persist_ns", o.persist_ns},
+      });
+    }
+    participants.push_back({{"name", p.name}, {"state_objects", std::move(objects)}});
+  }
+  json metadata = json::object();
+  for (const auto& [k, v] : r.metadata) metadata[k] = v;
+  return json{
+      {"format", "ickpt-commit"},
+      {"id", r.id},
+      {"parent", r.parent.has_value() ? json(*r.parent) : json(nullptr)},
+      {"kind", CheckpointKindName(r.kind)},
+      {"depth", r.depth},
+      {"created", ickpt::FormatTime(r.created)},
+      {"epoch", r.epoch},
+      {"logical_bytes", r.logical_bytes},
+      {"stored_bytes", r.stored_bytes},
+      {"participants", std::move(participants)},
+      {"metadata", std::move(metadata)},
+  };
+}
+
+CommitRecord CommitFromJson(const json& j) {
+  Expect(j, "format", "ickpt-commit", /*unsupported=*/false);
+  CommitRecord r;
+  r.id = U64(j, "id");
+  const json& parent = Field(j, "parent");
+  if (!parent.is_null()) r.parent = U64(j, "parent");
+  r.kind = Kind(j, "kind");
+  r.depth = U64(j, "depth");
+  r.created = Time(j, "created");
+  r.epoch = U64(j, "epoch");
+  r.logical_bytes = U64(j, "logical_bytes");
+  r.stored_bytes = U64(j, "stored_bytes");
+  const json& participants = Field(j, "participants");
+  if (!participants.is_array()) throw FieldError{"field \"participants\" is not an array"};
+  for (const json& pj : participants) {
+    if (!pj.is_object()) throw FieldError{"a participant is not an object"};
+    ParticipantRecord& p = r.participants.emplace_back();
+    p.name = Str(pj, "name");
+    const json& objects = Field(pj, "state_objects");
+    if (!objects.is_array()) throw FieldError{"field \"state_objects\" is not an array"};
+    for (const json& oj : objects) {
+      if (!oj.is_object()) throw FieldError{"a state object is not an object"};
+      StateObjectRecord& o = p.state_objects.emplace_back();
+      o.name = Str(oj, "name");
+      // §1.1: a type added by a later minor version is rejected by name, as unsupported.
+      Expect(oj, "type", StateObjectTypeName(StateObjectType::kRegion), /*unsupported=*/true);
+      o.type = StateObjectType::kRegion;
+      o.manifest = Str(oj, "manifest");
+      o.manifest_sha256 = Str(oj, "manifest_sha256");
+      o.manifest_bytes = U64(oj, "manifest_bytes");
+      o.kind = Kind(oj, "kind");
+      o.depth = U64(oj, "depth");
+      o.tracker = Str(oj, "tracker");
+      o.logical_bytes = U64(oj, "logical_bytes");
+      o.changed_blocks = U64(oj, "changed_blocks");
+      o.raw_bytes = U64(oj, "raw_bytes");
+      o.stored_bytes = U64(oj, "stored_bytes");
+      o.pause_ns = I64(oj, "pause_ns");
+      o.persist_ns = I64(oj, "persist_ns");
+    }
+  }
+  const json& metadata = Field(j, "metadata");
+  if (!metadata.is_object()) throw FieldError{"field \"metadata\" is not an object"};
+  for (const auto& [k, v] : metadata.items()) {
+    if (!v.is_string()) throw FieldError{Cat("metadata \"", k, "\" is not a string")};
+    r.metadata[k] = v.get<std::string>();
+  }
+  return r;
+}
+
+RepositoryConfig ConfigFromJson(const json& j) {
+  Expect(j, "format", "ickpt-config", /*unsupported=*/false);
+  RepositoryConfig c;
+  c.repository_id = Str(j, "repository_id");
+  if (c.repository_id.size() != 32 || !IsLowerHex(c.repository_id)) {
+    throw FieldError{"field \"repository_id\" is not 32 lowercase hex characters"};
+  }
+  c.created = Time(j, "created");
+  const uint64_t block_size = U64(j, "block_size");
+  if (block_size == 0 || block_size % 4096 != 0 || block_size > kMaxBlockSize) {
+    throw FieldError{
+        Cat("block_size ", block_size, " is not a multiple of 4096 in [4096, 16 MiB]")};
+  }
+  c.block_size = static_cast<uint32_t>(block_size);
+  // §3: a config naming an algorithm this reader does not know is refused.
+  c.checksum = Str(j, "checksum");
+  Expect(j, "checksum", "xxh3-64", /*unsupported=*/true);
+  c.compression = Str(j, "compression");
+  Expect(j, "compression", "zstd", /*unsupported=*/true);
+  const uint64_t level = U64(j, "compression_level");
+  if (level < 1 || level > 19) {
+    throw FieldError{Cat("compression_level ", level, " is not in 1..19")};
+  }
+  c.compression_level = static_cast<int>(level);
+  c.object_name_hash = Str(j, "object_name_hash");
+  Expect(j, "object_name_hash", "sha256", /*unsupported=*/true);
+  c.key_group_hash = Str(j, "key_group_hash");
+  Expect(j, "key_group_hash", "xxh3-64-seed0", /*unsupported=*/true);
+  c.pack_target_bytes = U64(j, "pack_target_bytes");
+  if (c.pack_target_bytes == 0) throw FieldError{"pack_target_bytes is 0"};
+  return c;
+}
+
+// Runs `parse` on a decoded payload and maps every failure to a status naming the object.
+template <typename T, typename Parse>
+absl::StatusOr<T> ParsePayload(const json& payload, std::string_view what, std::string_view key,
+                               Parse parse) {
+  try {
+    return parse(payload);
+  } catch (const FieldError& e) {
+    const std::string message = Cat(what, " ", key, ": ", e.what);
+    return e.unsupported ? absl::FailedPreconditionError(message) : absl::DataLossError(message);
+  } catch (const json::exception& e) {
+    // The readers check types first; this is a second line so that no JSON shape can throw
+    // past the decoder.
+    return absl::DataLossError(Cat(what, " ", key, ": ", e.what()));
+  }
+}
+
+// nlohmann's dump() throws on invalid UTF-8 by default. The encoders replace such bytes instead
+// so that they never throw; ValidateCommitRecord rejects records that would be altered.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+bool IsValidUtf8ForJson(const std::string& s) {
+  try {
+    (void)json(s).dump();
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+std::string EncodeCommitRecord(const CommitRecord& record) {
+  return EncodeEnvelope(kCommitMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(ToJson(record)));
+}
+
+absl::Status ValidateCommitRecord(const CommitRecord& record) {
+  if (std::optional<std::string> violation = FindViolation(record)) {
+    return absl::InvalidArgumentError(
+        Cat("commit record of checkpoint ", record.id, ": ", *violation));
+  }
+  // JSON strings are UTF-8; a string that is not would be changed by encoding.
+  auto check = [&](const std::string& s) -> absl::Status {
+    if (IsValidUtf8ForJson(s)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        Cat("commit record of checkpoint ", record.id, ": string is not valid UTF-8"));
+  };
+  for (const ParticipantRecord& p : record.participants) {
+    if (absl::Status s = check(p.name); !s.ok()) return s;
+    for (const StateObjectRecord& o : p.state_objects) {
+      if (absl::Status s = check(o.name); !s.ok()) return s;
+      if (absl::Status s = check(o.tracker); !s.ok()) return s;
+    }
+  }
+  for (const auto& [k, v] : record.metadata) {
+    if (absl::Status s = check(k); !s.ok()) return s;
+    if (absl::Status s = check(v); !s.ok()) return s;
+  }
+  const std::string encoded = EncodeCommitRecord(record);
+  if (encoded.size() - kEnvelopeHeaderBytes - kEnvelopeTrailerBytes > kMaxPayloadBytes) {
+    return absl::InvalidArgumentError(Cat("commit record of checkpoint ", record.id,
+                                          " exceeds 16 MiB (", encoded.size(), " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommitRecord> DecodeCommitRecord(std::string_view bytes, std::string_view key) {
+  constexpr std::string_view kWhat = "commit record";
+  absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kCommitMagic, kWhat, key);
+  if (!env.ok()) return env.status();
+  absl::StatusOr<CommitRecord> record =
+      ParsePayload<CommitRecord>(env->payload, kWhat, key, CommitFromJson);
+  if (!record.ok()) return record.status();
+  if (std::optional<std::string> violation = FindViolation(*record)) {
+    return absl::DataLossError(
+        Cat("commit record ", key, " of checkpoint ", record->id, ": ", *violation));
+  }
+  return record;
+}
+
+std::string EncodeConfig(const RepositoryConfig& config) {
+  json j{
+      {"format", "ickpt-config"},
+      {"repository_id", config.repository_id},
+      {"created", ickpt::FormatTime(config.created)},
+      {"block_size", config.block_size},
+      {"checksum", config.checksum},
+      {"compression", config.compression},
+      {"compression_level", config.compression_level},
+      {"object_name_hash", config.object_name_hash},
+      {"key_group_hash", config.key_group_hash},
+      {"pack_target_bytes", config.pack_target_bytes},
+  };
+  return EncodeEnvelope(kConfigMagic, config.major, config.minor, Dump(j));
+}
+
+absl::StatusOr<RepositoryConfig> DecodeConfig(std::string_view bytes, std::string_view key) {
+  constexpr std::string_view kWhat = "config";
+  absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kConfigMagic, kWhat, key);
+  if (!env.ok()) return env.status();
+  absl::StatusOr<RepositoryConfig> config =
+      ParsePayload<RepositoryConfig>(env->payload, kWhat, key, ConfigFromJson);
+  if (!config.ok()) return config.status();
+  config->major = env->major;
+  config->minor = env->minor;
+  return config;
+}
+
+}  // namespace ickpt

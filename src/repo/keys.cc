@@ -1,0 +1,65 @@
+#include "src/repo/keys.h"
+
+#include <cstdio>
+
+#include "absl/strings/ascii.h"
+#include "src/util/strings.h"
+
+namespace ickpt {
+namespace {
+
+// format.md §2: ids are written as exactly 20 decimal digits so that listing order is id order.
+constexpr size_t kIdDigits = 20;
+constexpr size_t kHashHexChars = 64;
+
+std::string IdKey(std::string_view prefix, uint64_t id) {
+  char digits[kIdDigits + 1];
+  std::snprintf(digits, sizeof(digits), "%020llu", static_cast<unsigned long long>(id));
+  return Cat(prefix, std::string_view(digits, kIdDigits));
+}
+
+std::string HashKey(std::string_view prefix, std::string_view hex) {
+  return Cat(prefix, hex.substr(0, 2), "/", hex);
+}
+
+bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+}  // namespace
+
+std::string PackKey(std::string_view sha256_hex) { return HashKey(kPacksPrefix, sha256_hex); }
+std::string ManifestKey(std::string_view sha256_hex) {
+  return HashKey(kManifestsPrefix, sha256_hex);
+}
+std::string CommitKey(uint64_t id) { return IdKey(kCommitsPrefix, id); }
+std::string IdReservationKey(uint64_t id) { return IdKey(kIdsPrefix, id); }
+
+std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix) {
+  if (!key.starts_with(prefix)) return std::nullopt;
+  const std::string_view digits = key.substr(prefix.size());
+  if (digits.size() != kIdDigits) return std::nullopt;
+  uint64_t id = 0;
+  for (char c : digits) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return std::nullopt;
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    // 20 digits can exceed 2^64 - 1; such a key names no id this format can write.
+    if (id > (UINT64_MAX - d) / 10) return std::nullopt;
+    id = id * 10 + d;
+  }
+  // Ids are positive (format.md §7), so "…00000000000000000000" is not an id key.
+  if (id == 0) return std::nullopt;
+  return id;
+}
+
+std::optional<std::string> ParseHashKey(std::string_view key, std::string_view prefix) {
+  if (!key.starts_with(prefix)) return std::nullopt;
+  std::string_view rest = key.substr(prefix.size());
+  if (rest.size() != 3 + kHashHexChars || rest[2] != '/') return std::nullopt;
+  const std::string_view hex = rest.substr(3);
+  for (char c : hex) {
+    if (!IsLowerHex(c)) return std::nullopt;
+  }
+  if (rest.substr(0, 2) != hex.substr(0, 2)) return std::nullopt;
+  return std::string(hex);
+}
+
+}  // namespace ickpt

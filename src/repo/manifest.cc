@@ -1,0 +1,235 @@
+// Manifest encoding and decoding, format.md §5.
+#include "src/repo/manifest.h"
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "src/util/coding.h"
+#include "src/util/strings.h"
+
+namespace ickpt {
+namespace {
+
+constexpr std::string_view kManifestMagic = "ICKPMANI";
+constexpr uint16_t kManifestMajor = 1;
+constexpr uint16_t kManifestMinor = 0;
+constexpr size_t kTrailerBytes = 8;
+constexpr size_t kHeaderBytes = 8 + 2 + 2;
+constexpr uint64_t kMaxBlockSize = 16 << 20;
+// Smallest encoded extent: 1-byte gap, 1-byte length, pack_ref 0 (no raw_offset). Bounds
+// extent_count by the bytes left before anything is allocated for it (format.md §10).
+constexpr size_t kMinExtentBytes = 3;
+
+// The §5 rules on an in-memory manifest. Returns a description of the first violation, or nullopt.
+// Shared by ValidateManifest (InvalidArgument: a caller bug) and DecodeManifest (DataLoss: damage).
+std::optional<std::string> FindViolation(const Manifest& m) {
+  if (m.checkpoint_id == 0) return "checkpoint_id is 0 (ids are positive)";
+  switch (m.kind) {
+    case CheckpointKind::kFull:
+      if (m.base_id.has_value()) return "a full manifest has a base";
+      if (m.depth != 0) return Cat("a full manifest has depth ", m.depth);
+      break;
+    case CheckpointKind::kIncremental:
+      if (!m.base_id.has_value()) return "an incremental manifest has no base";
+      // Ids increase in the order checkpoints start (§7), so a base precedes what builds on it.
+      if (*m.base_id == 0 || *m.base_id >= m.checkpoint_id) {
+        return Cat("base ", *m.base_id, " is not an id below ", m.checkpoint_id);
+      }
+      if (m.depth == 0) return "an incremental manifest has depth 0";
+      break;
+    default:
+      return Cat("unknown kind ", static_cast<int>(m.kind));
+  }
+  if (m.object_type != StateObjectType::kRegion) {
+    return Cat("unknown state object type ", static_cast<int>(m.object_type));
+  }
+  if (m.block_size == 0 || m.block_size % 4096 != 0 || m.block_size > kMaxBlockSize) {
+    return Cat("block_size ", m.block_size, " is not a multiple of 4096 in [4096, 16 MiB]");
+  }
+  if (m.packs.size() > kMaxManifestPacks) {
+    return Cat(m.packs.size(), " packs exceed the limit of ", kMaxManifestPacks);
+  }
+  uint64_t end = 0;  // end of the previous extent
+  for (size_t i = 0; i < m.extents.size(); ++i) {
+    const Extent& e = m.extents[i];
+    if (e.block_count == 0) return Cat("extent ", i, " is empty");
+    if (e.first_block < end) {
+      return Cat("extent ", i, " at block ", e.first_block,
+                 " overlaps or precedes the previous one ending at ", end);
+    }
+    if (m.kind == CheckpointKind::kFull && e.first_block != end) {
+      return Cat("full manifest does not cover blocks [", end, ", ", e.first_block, ")");
+    }
+    if (e.first_block > m.block_count || e.block_count > m.block_count - e.first_block) {
+      return Cat("extent ", i, " [", e.first_block, ", +", e.block_count,
+                 ") ends past block_count ", m.block_count);
+    }
+    if (e.pack_ref > m.packs.size()) {
+      return Cat("extent ", i, " refers to pack ", e.pack_ref, " of ", m.packs.size());
+    }
+    if (e.pack_ref != 0) {
+      // The extent's bytes [raw_offset, raw_offset + block_count * block_size) must be
+      // addressable: readers compute that end.
+      if (e.block_count > UINT64_MAX / m.block_size ||
+          e.raw_offset > UINT64_MAX - e.block_count * m.block_size) {
+        return Cat("extent ", i, " raw range overflows");
+      }
+    }
+    end = e.first_block + e.block_count;
+  }
+  if (m.kind == CheckpointKind::kFull && end != m.block_count) {
+    return Cat("full manifest does not cover blocks [", end, ", ", m.block_count, ")");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::Status ValidateManifest(const Manifest& manifest) {
+  if (std::optional<std::string> violation = FindViolation(manifest)) {
+    return absl::InvalidArgumentError(
+        Cat("manifest of checkpoint ", manifest.checkpoint_id, ": ", *violation));
+  }
+  return absl::OkStatus();
+}
+
+std::string EncodeManifest(const Manifest& m) {
+  std::string out;
+  out.append(kManifestMagic);
+  PutFixed16(&out, kManifestMajor);
+  PutFixed16(&out, kManifestMinor);
+  PutVarint64(&out, m.checkpoint_id);
+  PutVarint64(&out, m.base_id.has_value() ? *m.base_id + 1 : 0);
+  out.push_back(static_cast<char>(m.kind == CheckpointKind::kFull ? 0 : 1));
+  PutVarint64(&out, m.depth);
+  PutLengthPrefixed(&out, m.participant);
+  PutLengthPrefixed(&out, m.object_name);
+  out.push_back(static_cast<char>(m.object_type));
+  PutVarint64(&out, m.block_size);
+  PutVarint64(&out, m.block_count);
+  PutVarint64(&out, m.packs.size());
+  for (const Sha256Digest& pack : m.packs) {
+    out.append(reinterpret_cast<const char*>(pack.data()), pack.size());
+  }
+  PutVarint64(&out, m.extents.size());
+  uint64_t end = 0;
+  for (const Extent& e : m.extents) {
+    PutVarint64(&out, e.first_block - end);  // gap: relative so isolated blocks stay small
+    PutVarint64(&out, e.block_count);
+    PutVarint64(&out, e.pack_ref);
+    if (e.pack_ref != 0) PutVarint64(&out, e.raw_offset);
+    end = e.first_block + e.block_count;
+  }
+  PutFixed64(&out, Xxh3(out));
+  return out;
+}
+
+absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view key) {
+  auto damaged = [&](std::string_view what) {
+    return absl::DataLossError(Cat("manifest ", key, ": ", what));
+  };
+  if (bytes.size() < kHeaderBytes + kTrailerBytes) {
+    return damaged(Cat("only ", bytes.size(), " bytes"));
+  }
+  if (bytes.substr(0, kManifestMagic.size()) != kManifestMagic) return damaged("bad magic");
+  const uint16_t major = DecodeFixed16(bytes.data() + 8);
+  const uint16_t minor = DecodeFixed16(bytes.data() + 10);
+  if (major == 0) return damaged("version 0.x does not exist");
+  // Checked before the trailer: a newer major may lay out the rest differently (§1.1).
+  if (major > kManifestMajor) {
+    return absl::FailedPreconditionError(Cat("manifest ", key, ": version ", major, ".", minor,
+                                             " is newer than this reader supports (",
+                                             kManifestMajor, ".x)"));
+  }
+  const std::string_view covered = bytes.substr(0, bytes.size() - kTrailerBytes);
+  if (Xxh3(covered) != DecodeFixed64(bytes.data() + covered.size())) {
+    return damaged("checksum mismatch");
+  }
+
+  Decoder d(covered.substr(kHeaderBytes));
+  Manifest m;
+  uint64_t base_plus_1 = 0;
+  uint8_t kind = 0;
+  uint8_t object_type = 0;
+  uint64_t block_size = 0;
+  std::string_view participant;
+  std::string_view object_name;
+  if (!d.GetVarint64(&m.checkpoint_id) || !d.GetVarint64(&base_plus_1) || !d.GetFixed8(&kind) ||
+      !d.GetVarint64(&m.depth) || !d.GetLengthPrefixed(&participant) ||
+      !d.GetLengthPrefixed(&object_name) || !d.GetFixed8(&object_type) ||
+      !d.GetVarint64(&block_size) || !d.GetVarint64(&m.block_count)) {
+    return damaged("truncated or malformed header fields");
+  }
+  if (kind > 1) return damaged(Cat("unknown kind ", static_cast<int>(kind)));
+  m.kind = kind == 0 ? CheckpointKind::kFull : CheckpointKind::kIncremental;
+  if (base_plus_1 != 0) m.base_id = base_plus_1 - 1;
+  m.participant = std::string(participant);
+  m.object_name = std::string(object_name);
+  // §5.2: a type this reader does not know is refused by name. It is not damage (the checksum
+  // verified): a newer writer uses it, so the answer is an upgrade.
+  if (object_type != static_cast<uint8_t>(StateObjectType::kRegion)) {
+    std::string_view name = object_type == 1   ? " (keyed state)"
+                            : object_type == 2 ? " (channel state)"
+                                               : "";
+    return absl::FailedPreconditionError(Cat("manifest ", key, " of checkpoint ", m.checkpoint_id,
+                                             ": state object type ", static_cast<int>(object_type),
+                                             name, " is not supported by this reader"));
+  }
+  if (block_size == 0 || block_size % 4096 != 0 || block_size > kMaxBlockSize) {
+    return damaged(Cat("block_size ", block_size, " is not a multiple of 4096 in [4096, 16 MiB]"));
+  }
+  m.block_size = static_cast<uint32_t>(block_size);
+
+  uint64_t pack_count = 0;
+  if (!d.GetVarint64(&pack_count)) return damaged("truncated pack count");
+  if (pack_count > kMaxManifestPacks || pack_count > d.remaining() / 32) {
+    return damaged(
+        Cat("pack count ", pack_count, " exceeds the limit or the ", d.remaining(), " bytes left"));
+  }
+  m.packs.resize(pack_count);
+  for (Sha256Digest& pack : m.packs) {
+    std::string_view raw;
+    d.GetBytes(pack.size(), &raw);  // cannot fail: bounded above
+    std::copy(raw.begin(), raw.end(), reinterpret_cast<char*>(pack.data()));
+  }
+
+  uint64_t extent_count = 0;
+  if (!d.GetVarint64(&extent_count)) return damaged("truncated extent count");
+  if (extent_count > m.block_count || extent_count > d.remaining() / kMinExtentBytes) {
+    return damaged(Cat("extent count ", extent_count, " exceeds block_count ", m.block_count,
+                       " or the ", d.remaining(), " bytes left"));
+  }
+  m.extents.reserve(extent_count);
+  uint64_t end = 0;
+  for (uint64_t i = 0; i < extent_count; ++i) {
+    uint64_t gap = 0;
+    uint64_t length = 0;
+    uint64_t pack_ref = 0;
+    Extent e;
+    if (!d.GetVarint64(&gap) || !d.GetVarint64(&length) || !d.GetVarint64(&pack_ref) ||
+        (pack_ref != 0 && !d.GetVarint64(&e.raw_offset))) {
+      return damaged(Cat("truncated extent ", i));
+    }
+    // Range checks here only keep the arithmetic and the narrowing below exact; FindViolation
+    // states the rules.
+    if (gap > m.block_count - end || length > m.block_count - end - gap) {
+      return damaged(Cat("extent ", i, " ends past block_count ", m.block_count));
+    }
+    if (pack_ref > pack_count) {
+      return damaged(Cat("extent ", i, " refers to pack ", pack_ref, " of ", pack_count));
+    }
+    e.first_block = end + gap;
+    e.block_count = length;
+    e.pack_ref = static_cast<uint32_t>(pack_ref);
+    end = e.first_block + length;
+    m.extents.push_back(e);
+  }
+  if (!d.empty()) return damaged(Cat(d.remaining(), " trailing bytes"));
+  if (std::optional<std::string> violation = FindViolation(m)) {
+    return damaged(Cat("checkpoint ", m.checkpoint_id, ": ", *violation));
+  }
+  return m;
+}
+
+}  // namespace ickpt

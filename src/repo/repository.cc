@@ -1,0 +1,256 @@
+// Repository: config (format.md §3), checkpoint ids (§7) and commit records (§6) on an object
+// store.
+#include "ickpt/repository.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "src/repo/commit_record.h"
+#include "src/repo/keys.h"
+#include "src/util/hash.h"
+#include "src/util/log.h"
+#include "src/util/strings.h"
+
+namespace ickpt {
+namespace {
+
+constexpr uint32_t kMaxBlockSize = 16 << 20;
+// ReserveCheckpointId gives up after this many ids found taken in one call: other writers are
+// reserving faster than we can, and the caller may retry.
+constexpr int kMaxReserveAttempts = 1000;
+// After this many consecutive taken ids, list the reservations again and jump past the highest
+// rather than walking one id at a time behind a busy writer.
+constexpr int kRelistAfterCollisions = 16;
+
+absl::Status ValidateNewConfig(const RepositoryConfig& c) {
+  if (c.block_size == 0 || c.block_size % 4096 != 0 || c.block_size > kMaxBlockSize) {
+    return absl::InvalidArgumentError(
+        Cat("block_size ", c.block_size, " is not a multiple of 4096 in [4096, 16 MiB]"));
+  }
+  if (c.compression_level < 1 || c.compression_level > 19) {
+    return absl::InvalidArgumentError(
+        Cat("compression_level ", c.compression_level, " is not in 1..19"));
+  }
+  if (c.pack_target_bytes == 0) return absl::InvalidArgumentError("pack_target_bytes is 0");
+  return absl::OkStatus();
+}
+
+// The highest id named by a key under `prefix` (0 if none). Keys that are not `<prefix><id:020>`
+// are not ours to interpret and are skipped.
+absl::StatusOr<uint64_t> HighestIdUnder(ObjectStore* store, std::string_view prefix) {
+  absl::StatusOr<std::vector<ObjectInfo>> objects = store->List(prefix);
+  if (!objects.ok()) return objects.status();
+  uint64_t highest = 0;
+  for (const ObjectInfo& info : *objects) {
+    if (std::optional<uint64_t> id = ParseIdKey(info.key, prefix)) highest = std::max(highest, *id);
+  }
+  return highest;
+}
+
+// Fills in and publishes a new config; the store's AlreadyExists if a config exists.
+absl::StatusOr<RepositoryConfig> PublishNewConfig(ObjectStore* store,
+                                                  const RepositoryOptions& options) {
+  RepositoryConfig config = options.config;
+  if (absl::Status s = ValidateNewConfig(config); !s.ok()) return s;
+  // A writer writes the version it implements (§1.1), whatever the caller left in the struct.
+  config.major = 1;
+  config.minor = 0;
+  config.repository_id = RandomHex128();
+  // Stored with nanosecond precision: round now so that config() equals what a reader decodes.
+  config.created = absl::FromUnixNanos(absl::ToUnixNanos(absl::Now()));
+  if (absl::Status s = store->Publish(kConfigKey, EncodeConfig(config)); !s.ok()) return s;
+  return config;
+}
+
+}  // namespace
+
+struct Repository::Impl {
+  std::unique_ptr<ObjectStore> store;
+  RepositoryConfig config;
+  absl::Mutex mu;
+  // The next id to try to reserve; 0 until the first ReserveCheckpointId lists the store.
+  uint64_t next_id_hint ABSL_GUARDED_BY(mu) = 0;
+};
+
+Repository::Repository(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Repository::~Repository() = default;
+
+const RepositoryConfig& Repository::config() const { return impl_->config; }
+ObjectStore* Repository::store() const { return impl_->store.get(); }
+
+absl::StatusOr<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectStore> store,
+                                                               const RepositoryOptions& options) {
+  absl::StatusOr<RepositoryConfig> config = PublishNewConfig(store.get(), options);
+  if (!config.ok()) {
+    if (absl::IsAlreadyExists(config.status())) {
+      return absl::AlreadyExistsError(
+          Cat(store->Describe(), " already holds an ickpt repository (config exists)"));
+    }
+    return config.status();
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(store);
+  impl->config = *std::move(config);
+  return std::unique_ptr<Repository>(new Repository(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore> store) {
+  absl::StatusOr<std::string> bytes = store->Get(kConfigKey);
+  if (!bytes.ok()) {
+    if (absl::IsNotFound(bytes.status())) {
+      return absl::NotFoundError(
+          Cat(store->Describe(), " is not an ickpt repository (no config object)"));
+    }
+    return bytes.status();
+  }
+  absl::StatusOr<RepositoryConfig> config =
+      DecodeConfig(*bytes, Cat(store->Describe(), " ", kConfigKey));
+  if (!config.ok()) return config.status();
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(store);
+  impl->config = *std::move(config);
+  return std::unique_ptr<Repository>(new Repository(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<Repository>> Repository::OpenOrCreate(
+    std::unique_ptr<ObjectStore> store, const RepositoryOptions& options) {
+  // Open and Create consume the store, so probe for the config first. Another process may create
+  // the repository between the probe and our publish: publish never overwrites, so we then get
+  // AlreadyExists and open what it created.
+  absl::StatusOr<uint64_t> size = store->Size(kConfigKey);
+  if (size.ok()) return Open(std::move(store));
+  if (!absl::IsNotFound(size.status())) return size.status();
+  absl::StatusOr<RepositoryConfig> config = PublishNewConfig(store.get(), options);
+  if (absl::IsAlreadyExists(config.status())) return Open(std::move(store));
+  if (!config.ok()) return config.status();
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(store);
+  impl->config = *std::move(config);
+  return std::unique_ptr<Repository>(new Repository(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<Repository>> Repository::OpenLocal(
+    const std::string& path, bool create, const RepositoryOptions& options) {
+  LocalStoreOptions store_options;
+  store_options.create_if_missing = create;
+  absl::StatusOr<std::unique_ptr<ObjectStore>> store = OpenLocalStore(path, store_options);
+  if (!store.ok()) return store.status();
+  if (create) return OpenOrCreate(*std::move(store), options);
+  return Open(*std::move(store));
+}
+
+absl::StatusOr<std::vector<uint64_t>> Repository::ListCommitIds() const {
+  absl::StatusOr<std::vector<ObjectInfo>> objects = impl_->store->List(kCommitsPrefix);
+  if (!objects.ok()) return objects.status();
+  std::vector<uint64_t> ids;
+  ids.reserve(objects->size());
+  for (const ObjectInfo& info : *objects) {
+    std::optional<uint64_t> id = ParseIdKey(info.key, kCommitsPrefix);
+    if (!id.has_value()) {
+      // A checkpoint exists iff commits/<id:020> exists (§6); any other key under commits/ names
+      // no checkpoint (no writer of this format creates one), so it is not damage to a
+      // checkpoint. It is skipped, not an error, so one stray file cannot make every checkpoint
+      // unreadable; it is logged because someone put it there.
+      ICKPT_LOG_ONCE(Cat("stray-commit-key:", info.key), LogLevel::kWarn,
+                     "{}: ignoring {}: not a commit record name", impl_->store->Describe(),
+                     info.key);
+      continue;
+    }
+    ids.push_back(*id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+absl::StatusOr<std::optional<uint64_t>> Repository::LatestCommitId() const {
+  absl::StatusOr<std::vector<uint64_t>> ids = ListCommitIds();
+  if (!ids.ok()) return ids.status();
+  if (ids->empty()) return std::optional<uint64_t>();
+  return std::optional<uint64_t>(ids->back());
+}
+
+absl::StatusOr<CommitRecord> Repository::ReadCommit(uint64_t id) const {
+  const std::string key = CommitKey(id);
+  absl::StatusOr<std::string> bytes = impl_->store->Get(key);
+  if (!bytes.ok()) {
+    if (absl::IsNotFound(bytes.status())) {
+      return absl::NotFoundError(
+          Cat("checkpoint ", id, " not found (no ", key, " in ", impl_->store->Describe(), ")"));
+    }
+    return bytes.status();
+  }
+  absl::StatusOr<CommitRecord> record = DecodeCommitRecord(*bytes, key);
+  if (!record.ok()) return record.status();
+  if (record->id != id) {
+    return absl::DataLossError(Cat("commit record ", key, " holds checkpoint id ", record->id));
+  }
+  return record;
+}
+
+absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
+  ObjectStore* store = impl_->store.get();
+  // §7: start after every id reserved or committed by anyone.
+  auto start_from_store = [store]() -> absl::StatusOr<uint64_t> {
+    absl::StatusOr<uint64_t> reserved = HighestIdUnder(store, kIdsPrefix);
+    if (!reserved.ok()) return reserved.status();
+    absl::StatusOr<uint64_t> committed = HighestIdUnder(store, kCommitsPrefix);
+    if (!committed.ok()) return committed.status();
+    const uint64_t highest = std::max(*reserved, *committed);
+    if (highest == UINT64_MAX) {
+      return absl::OutOfRangeError(Cat(store->Describe(), ": checkpoint ids exhausted"));
+    }
+    return highest + 1;
+  };
+
+  absl::MutexLock lock(&impl_->mu);
+  if (impl_->next_id_hint == 0) {
+    absl::StatusOr<uint64_t> start = start_from_store();
+    if (!start.ok()) return start.status();
+    impl_->next_id_hint = *start;
+  }
+  uint64_t n = impl_->next_id_hint;
+  int collisions = 0;
+  for (int attempt = 0; attempt < kMaxReserveAttempts; ++attempt) {
+    const std::string key = IdReservationKey(n);
+    absl::Status s = store->Publish(key, "");
+    if (s.ok()) {
+      // n + 1 may overflow only for n = 2^64 - 1; 0 then means "list again", which refuses.
+      impl_->next_id_hint = n + 1;
+      return n;
+    }
+    if (!absl::IsAlreadyExists(s)) {
+      return absl::Status(s.code(),
+                          Cat("reserving checkpoint id ", n, ": ", std::string(s.message())));
+    }
+    if (++collisions >= kRelistAfterCollisions) {
+      absl::StatusOr<uint64_t> start = start_from_store();
+      if (!start.ok()) return start.status();
+      n = std::max(n + 1, *start);
+      collisions = 0;
+    } else {
+      if (n == UINT64_MAX) break;
+      ++n;
+    }
+  }
+  impl_->next_id_hint = 0;  // list again next time
+  return absl::AbortedError(Cat(store->Describe(), ": could not reserve a checkpoint id in ",
+                                kMaxReserveAttempts, " attempts (ids up to ", n,
+                                " taken by other writers); retry"));
+}
+
+absl::Status Repository::PublishCommit(const CommitRecord& record) {
+  if (absl::Status s = ValidateCommitRecord(record); !s.ok()) return s;
+  const std::string key = CommitKey(record.id);
+  absl::Status s = impl_->store->Publish(key, EncodeCommitRecord(record));
+  if (absl::IsAlreadyExists(s)) {
+    return absl::AlreadyExistsError(
+        Cat("checkpoint ", record.id, " is already committed (", key, " exists)"));
+  }
+  return s;
+}
+
+}  // namespace ickpt
