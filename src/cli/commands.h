@@ -1,0 +1,27 @@
+// The subcommands of `ickpt`, one file each. A Register function adds its subcommand to the app
+// and returns what to run once the command line parsed; the runner returns the exit code.
+#pragma once
+
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace ickpt::cli {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+Command RegisterLog(CLI::App& app);
+Command RegisterShow(CLI::App& app);
+Command RegisterVerify(CLI::App& app);
+Command RegisterRestore(CLI::App& app);
+Command RegisterDiff(CLI::App& app);
+Command RegisterDemo(CLI::App& app);
+// The hidden `demo-child` subcommand: the simulation process the demo supervisor re-executes.
+Command RegisterDemoChild(CLI::App& app);
+
+}  // namespace ickpt::cli

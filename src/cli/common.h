@@ -1,0 +1,91 @@
+// Shared pieces of the `ickpt` subcommands: exit codes, error reporting, opening a repository
+// read-only, checkpoint ids ("latest"), JSON of commit records and a progress bar.
+//
+// Thread safety: Progress may be updated from any thread; everything else is called from the main
+// thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ickpt/repository.h"
+
+namespace CLI {
+class App;
+}
+
+namespace ickpt::cli {
+
+// Exit codes (documented in `ickpt --help`; scripts depend on them).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;   // any other failure
+inline constexpr int kExitUsage = 2;     // bad command line
+inline constexpr int kExitDamaged = 3;   // a corrupt, truncated or missing object (DataLoss)
+inline constexpr int kExitNotFound = 4;  // no such checkpoint/state object, or not a repository
+
+// DataLoss → 3, NotFound → 4, InvalidArgument → 2 is not assumed (library InvalidArgument is not
+// a usage error), everything else → 1.
+int ExitCodeFor(const absl::Status& status);
+// The worse of two exit codes: damaged > not found > failure > usage > ok.
+int WorseExit(int a, int b);
+
+// Writes "ickpt: error: <message>" to stderr.
+void PrintError(const std::string& message);
+void PrintError(absl::string_view message);
+inline void PrintError(const char* message) { PrintError(std::string(message)); }
+void PrintWarning(const std::string& message);
+// Prints the status's message and returns its exit code.
+int Fail(const absl::Status& status);
+
+// Opens the repository in `dir` without creating or modifying anything.
+absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryReadOnly(const std::string& dir);
+
+// A checkpoint id from the command line: a positive decimal integer or "latest". InvalidArgument
+// for anything else (a usage error), NotFound for "latest" in an empty repository.
+absl::StatusOr<uint64_t> ResolveCheckpointId(const Repository& repo, std::string_view text);
+// True if `text` is a syntactically valid checkpoint id argument.
+bool IsCheckpointIdSyntax(std::string_view text);
+
+// The fields of `ickpt log --json` for one commit record.
+nlohmann::json CommitSummaryJson(const CommitRecord& commit);
+// Logical size, stored size etc. of a commit's state objects summed: the pause and persist of a
+// checkpoint are the maxima over its state objects.
+int64_t CommitPauseNs(const CommitRecord& commit);
+int64_t CommitPersistNs(const CommitRecord& commit);
+
+// "2026-11-26 09:30:00" (UTC, seconds) for tables.
+std::string ShortTime(absl::Time t);
+// "12.3 ms", "1.20 s".
+std::string FormatNanos(int64_t ns);
+
+// A one-line progress bar on stderr, drawn only when stderr is a terminal. Update from any thread;
+// a background thread redraws a few times a second. Finish() clears the line.
+class Progress {
+ public:
+  Progress(std::string label, uint64_t total);
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  void Add(uint64_t n) { done_.fetch_add(n, std::memory_order_relaxed); }
+  void Finish();
+
+ private:
+  void Draw();
+  std::string label_;
+  uint64_t total_;
+  std::atomic<uint64_t> done_{0};
+  std::atomic<bool> stop_{false};
+  bool enabled_;
+  std::thread thread_;
+};
+
+}  // namespace ickpt::cli

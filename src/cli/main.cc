@@ -1,0 +1,53 @@
+// `ickpt`: inspect, verify and restore checkpoint repositories; `ickpt demo` shows crash recovery.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <vector>
+
+#include "src/cli/commands.h"
+#include "src/cli/common.h"
+
+#ifndef ICKPT_VERSION
+#define ICKPT_VERSION "unknown"
+#endif
+
+int main(int argc, char** argv) {
+  using namespace ickpt::cli;
+  CLI::App app{"ickpt: inspect, verify and restore incremental checkpoint repositories."};
+  app.name("ickpt");
+  app.set_version_flag("--version", std::string("ickpt ") + ICKPT_VERSION +
+                                        " (repository format 1.0)");
+  app.require_subcommand(1);
+  app.footer(
+      "Exit codes:\n"
+      "  0  success\n"
+      "  1  any other failure (I/O error, ...)\n"
+      "  2  usage error (bad command line)\n"
+      "  3  repository damaged: a corrupt, truncated or missing object, or a commit record that\n"
+      "     does not verify\n"
+      "  4  not found: no such checkpoint or state object, or not an ickpt repository\n"
+      "Errors are written to stderr as 'ickpt: error: <message>'. Read commands (log, show,\n"
+      "verify, diff) never create or modify anything.");
+  app.failure_message([](const CLI::App* failed, const CLI::Error& e) {
+    std::string out = std::string("ickpt: error: ") + e.what() + "\n";
+    const std::string name =
+        failed->get_parent() == nullptr ? "ickpt" : "ickpt " + failed->get_name();
+    out += "Run '" + name + " --help' for more information.\n";
+    return out;
+  });
+
+  std::vector<Command> commands = {RegisterLog(app),     RegisterShow(app),
+                                   RegisterVerify(app),  RegisterRestore(app),
+                                   RegisterDiff(app),    RegisterDemo(app),
+                                   RegisterDemoChild(app)};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  for (const Command& command : commands) {
+    if (command.app->parsed()) return command.run();
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,123 @@
+// `ickpt show ID`: one checkpoint with its state objects and metadata.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "src/cli/commands.h"
+#include "src/cli/common.h"
+#include "src/repo/commit_record.h"
+#include "src/util/parse.h"
+#include "src/util/str.h"
+
+namespace ickpt::cli {
+namespace {
+
+struct ShowOptions {
+  std::string repo;
+  std::string id;
+  bool json = false;
+};
+
+nlohmann::json ShowJson(const CommitRecord& commit) {
+  nlohmann::json j = CommitSummaryJson(commit);
+  j["epoch"] = commit.epoch;
+  j["pause_ns"] = CommitPauseNs(commit);
+  j["persist_ns"] = CommitPersistNs(commit);
+  nlohmann::json objects = nlohmann::json::array();
+  for (const ParticipantRecord& p : commit.participants) {
+    for (const StateObjectRecord& so : p.state_objects) {
+      nlohmann::json o;
+      o["name"] = so.name;
+      o["type"] = std::string(StateObjectTypeName(so.type));
+      o["participant"] = p.name;
+      o["logical_bytes"] = so.logical_bytes;
+      o["stored_bytes"] = so.stored_bytes;
+      o["tracker"] = so.tracker;
+      o["kind"] = std::string(CheckpointKindName(so.kind));
+      o["depth"] = so.depth;
+      o["changed_blocks"] = so.changed_blocks;
+      o["raw_bytes"] = so.raw_bytes;
+      o["pause_ns"] = so.pause_ns;
+      o["persist_ns"] = so.persist_ns;
+      o["manifest"] = so.manifest;
+      o["manifest_sha256"] = so.manifest_sha256;
+      o["manifest_bytes"] = so.manifest_bytes;
+      objects.push_back(std::move(o));
+    }
+  }
+  j["state_objects"] = std::move(objects);
+  nlohmann::json metadata = nlohmann::json::object();
+  for (const auto& [k, v] : commit.metadata) metadata[k] = v;
+  j["metadata"] = std::move(metadata);
+  return j;
+}
+
+void PrintText(const CommitRecord& commit) {
+  std::cout << fmt::format("checkpoint {}\n", commit.id);
+  std::cout << fmt::format("  parent:        {}\n",
+                           commit.parent.has_value() ? std::to_string(*commit.parent) : "-");
+  std::cout << fmt::format("  kind:          {} (depth {})\n", CheckpointKindName(commit.kind),
+                           commit.depth);
+  std::cout << fmt::format("  created:       {}\n", ickpt::FormatTime(commit.created));
+  std::cout << fmt::format("  epoch:         {}\n", commit.epoch);
+  std::cout << fmt::format("  logical size:  {} ({} bytes)\n", FormatBytes(commit.logical_bytes),
+                           commit.logical_bytes);
+  std::cout << fmt::format("  stored bytes:  {} ({} bytes)\n", FormatBytes(commit.stored_bytes),
+                           commit.stored_bytes);
+  std::cout << fmt::format("  pause:         {}\n", FormatNanos(CommitPauseNs(commit)));
+  std::cout << fmt::format("  persist:       {}\n", FormatNanos(CommitPersistNs(commit)));
+  std::cout << fmt::format("  participants:  {}\n", commit.participants.size());
+  if (!commit.metadata.empty()) {
+    std::cout << "  metadata:\n";
+    for (const auto& [k, v] : commit.metadata) std::cout << fmt::format("    {} = {}\n", k, v);
+  }
+  std::cout << "  state objects:\n";
+  for (const ParticipantRecord& p : commit.participants) {
+    for (const StateObjectRecord& so : p.state_objects) {
+      std::cout << fmt::format("    {}/{} ({}, tracker {})\n", p.name, so.name,
+                               StateObjectTypeName(so.type), so.tracker);
+      std::cout << fmt::format(
+          "      {} depth {}, {} logical, {} changed blocks ({} captured), {} stored\n",
+          CheckpointKindName(so.kind), so.depth, FormatBytes(so.logical_bytes), so.changed_blocks,
+          FormatBytes(so.raw_bytes), FormatBytes(so.stored_bytes));
+      std::cout << fmt::format("      pause {}, persist {}\n", FormatNanos(so.pause_ns),
+                               FormatNanos(so.persist_ns));
+      std::cout << fmt::format("      manifest {} ({} bytes)\n", so.manifest, so.manifest_bytes);
+    }
+  }
+}
+
+int RunShow(const ShowOptions& options) {
+  if (!IsCheckpointIdSyntax(options.id)) {
+    PrintError(StrCat("invalid checkpoint id '", options.id,
+                      "': expected a positive integer or 'latest'"));
+    return kExitUsage;
+  }
+  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
+  if (!repo.ok()) return Fail(repo.status());
+  absl::StatusOr<uint64_t> id = ResolveCheckpointId(**repo, options.id);
+  if (!id.ok()) return Fail(id.status());
+  absl::StatusOr<CommitRecord> commit = (*repo)->ReadCommit(*id);
+  if (!commit.ok()) return Fail(commit.status());
+  if (options.json) {
+    std::cout << ShowJson(*commit).dump(2) << "\n";
+  } else {
+    PrintText(*commit);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Command RegisterShow(CLI::App& app) {
+  auto options = std::make_shared<ShowOptions>();
+  CLI::App* sub = app.add_subcommand("show", "Show one checkpoint: its state objects and metadata.");
+  sub->add_option("ID", options->id, "Checkpoint id, or 'latest'")->required();
+  sub->add_option("--repo", options->repo, "Repository directory")->required();
+  sub->add_flag("--json", options->json, "One JSON object");
+  return Command{sub, [options] { return RunShow(*options); }};
+}
+
+}  // namespace ickpt::cli
