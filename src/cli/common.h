@@ -32,8 +32,8 @@ inline constexpr int kExitUsage = 2;     // bad command line
 inline constexpr int kExitDamaged = 3;   // a corrupt, truncated or missing object (DataLoss)
 inline constexpr int kExitNotFound = 4;  // no such checkpoint/state object, or not a repository
 
-// DataLoss → 3, NotFound → 4, InvalidArgument → 2 is not assumed (library InvalidArgument is not
-// a usage error), everything else → 1.
+// DataLoss → 3, NotFound → 4, everything else → 1 (a library InvalidArgument is not a usage
+// error: usage errors are detected by the command line parser and the commands themselves).
 int ExitCodeFor(const absl::Status& status);
 // The worse of two exit codes: damaged > not found > failure > usage > ok.
 int WorseExit(int a, int b);
@@ -57,8 +57,7 @@ bool IsCheckpointIdSyntax(std::string_view text);
 
 // The fields of `ickpt log --json` for one commit record.
 nlohmann::json CommitSummaryJson(const CommitRecord& commit);
-// Logical size, stored size etc. of a commit's state objects summed: the pause and persist of a
-// checkpoint are the maxima over its state objects.
+// The pause and persist time of a checkpoint: the maxima over its state objects.
 int64_t CommitPauseNs(const CommitRecord& commit);
 int64_t CommitPersistNs(const CommitRecord& commit);
 

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,14 @@ class FileSink final : public RestoreSink {
   Progress* progress_;
 };
 
+// The temporary file being written, removed if the user interrupts the restore.
+char g_temp_path[4096] = {0};
+
+void RemoveTempAndExit(int signal) {
+  if (g_temp_path[0] != '\0') unlink(g_temp_path);
+  _exit(128 + signal);
+}
+
 std::string DirectoryOf(const std::string& path) {
   const size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -83,9 +92,15 @@ absl::Status WriteRegionFile(const Repository& repo, const ResolvedObject& objec
   std::string temp = out + ".tmp-XXXXXX";
   const int fd = mkstemp(temp.data());  // mode 0600
   if (fd < 0) return ErrnoStatus("create", temp);
+  if (temp.size() < sizeof(g_temp_path)) {
+    std::memcpy(g_temp_path, temp.c_str(), temp.size() + 1);
+    signal(SIGINT, RemoveTempAndExit);
+    signal(SIGTERM, RemoveTempAndExit);
+  }
   auto cleanup = [&](absl::Status status) {
     close(fd);
     unlink(temp.c_str());
+    g_temp_path[0] = '\0';
     return status;
   };
   const uint64_t size = object.block_count * object.block_size;
@@ -101,13 +116,16 @@ absl::Status WriteRegionFile(const Repository& repo, const ResolvedObject& objec
   if (close(fd) != 0) {
     const absl::Status s = ErrnoStatus("close", temp);
     unlink(temp.c_str());
+    g_temp_path[0] = '\0';
     return s;
   }
   if (rename(temp.c_str(), out.c_str()) != 0) {
     const absl::Status s = ErrnoStatus("rename to " + out + ":", temp);
     unlink(temp.c_str());
+    g_temp_path[0] = '\0';
     return s;
   }
+  g_temp_path[0] = '\0';
   const std::string dir = DirectoryOf(out);
   const int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) return ErrnoStatus("open directory", dir);
