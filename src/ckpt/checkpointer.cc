@@ -233,6 +233,7 @@ struct Checkpointer::Impl {
   absl::StatusOr<StateObjectRecord> PersistObject(const PersistJob& job, ObjectCapture& capture,
                                                   std::vector<std::pair<uint64_t, BlockLocation>>* fresh);
   void FailJob(PersistJob& job, const absl::Status& status);
+  void ReserveAhead();
   absl::StatusOr<CommitRecord> Restore(const RestoreOptions& options);
 };
 
@@ -425,33 +426,39 @@ void Checkpointer::Impl::PersistLoop() {
       queue.pop_front();
       stale = job->generation != generation;
     }
+    // Reserve the next id now, off the application's path, so the next capture needs no I/O.
+    // Done before this checkpoint persists so that it is ready when the next capture starts.
+    ReserveAhead();
     absl::StatusOr<CommitRecord> result =
         stale ? absl::AbortedError(StrCat("checkpoint ", job->id,
                                                 " was not persisted: a checkpoint it builds on failed"))
               : Persist(*job);
     if (!result.ok()) FailJob(*job, result.status());
-    bool need_id = false;
     {
       // Leave the in-flight count before waking waiters, so that a caller returning from Wait()
       // finds room for its next checkpoint.
       absl::MutexLock lock(&mu);
       --in_flight;
-      need_id = !reserved_id.has_value() && !stopping;
     }
     job->handle->Finish(std::move(result));
-    // Reserve the next id now, off the application's path, so the next capture needs no I/O.
-    if (need_id) {
-      absl::StatusOr<uint64_t> next = repo->ReserveCheckpointId();
-      if (!next.ok()) {
-        // Not fatal: the next Checkpoint() reserves its id itself and reports the error if it
-        // persists.
-        ICKPT_LOG_ONCE("reserve-ahead", LogLevel::kWarn,
-                       "reserving the next checkpoint id ahead failed: {}", next.status().ToString());
-      }
-      absl::MutexLock lock(&mu);
-      if (next.ok() && !reserved_id.has_value() && *next > last_id) reserved_id = *next;
-    }
   }
+}
+
+void Checkpointer::Impl::ReserveAhead() {
+  {
+    absl::MutexLock lock(&mu);
+    if (reserved_id.has_value() || stopping) return;
+  }
+  absl::StatusOr<uint64_t> next = repo->ReserveCheckpointId();
+  if (!next.ok()) {
+    // Not fatal: the next Checkpoint() reserves its id itself and reports the error if it
+    // persists.
+    ICKPT_LOG_ONCE("reserve-ahead", LogLevel::kWarn,
+                   "reserving the next checkpoint id ahead failed: {}", next.status().ToString());
+    return;
+  }
+  absl::MutexLock lock(&mu);
+  if (!reserved_id.has_value() && *next > last_id) reserved_id = *next;
 }
 
 void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
