@@ -345,12 +345,11 @@ TEST_F(CorruptionTest, DamagedConfigIsReportedWhenOpening) {
   DamageObject("config", key, EnvelopeFlips(size), &tally);
   const std::string newer = EnvelopeWithMajor2(ReadFileBytes(root_ + "/config"));
   RunCase("config with major version 2", key, newer, 8, /*allow_newer=*/true, &tally, true);
-  // A damaged high byte of the major version: DecodeConfig checks the version before the checksum,
-  // so this reads as "version 257.0 is newer" (FailedPrecondition), not as damage. Accepted, but
-  // it tells a user to upgrade when the object is in fact damaged (reported, not fixed here).
+  // A damaged high byte of the major version: the checksum is verified before the version
+  // (format.md §1.1), so this is damage (DataLoss), never "upgrade your reader".
   std::string high = ReadFileBytes(root_ + "/config");
   high[9] ^= 0x01;
-  RunCase("config major version high byte flipped", key, high, 9, /*allow_newer=*/true, &tally,
+  RunCase("config major version high byte flipped", key, high, 9, /*allow_newer=*/false, &tally,
           true);
   EXPECT_EQ(tally.detected, tally.trials);
 }
@@ -477,12 +476,8 @@ TEST_F(CorruptionTest, RandomDamageIsNeverRestoredSilently) {
       what = "xor byte " + std::to_string(offset) + " with " + std::to_string(mask & 0xff);
       ++flips;
     }
-    // The envelope decoders check the version before the checksum, so damage to the major
-    // version field of a config or commit record (bytes 8..9, format.md §3.1) reads as a newer
-    // version: FailedPrecondition, naming the object. Accepted here; see the report in
-    // DamagedConfigIsReportedWhenOpening.
-    const bool envelope = key == kConfigKey || key.rfind(kCommitsPrefix, 0) == 0;
-    const bool major_field = envelope && (offset == 8 || offset == 9);
+    // Damage is damage wherever it lands, version fields included (format.md §1.1).
+    const bool major_field = false;
     RunCase("trial " + std::to_string(t) + ": " + key + " " + what, key, damaged, offset,
             major_field, &tally, false);
   }

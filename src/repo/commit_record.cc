@@ -94,13 +94,8 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, std::string_view
   Envelope env;
   env.major = DecodeFixed16(bytes.data() + 8);
   env.minor = DecodeFixed16(bytes.data() + 10);
-  if (env.major == 0) return damaged("version 0.x does not exist");
-  // Checked before the length and checksum: a newer major may lay the object out differently.
-  if (env.major > kEnvelopeMajor) {
-    return absl::FailedPreconditionError(Cat(what, " ", key, ": version ", env.major, ".",
-                                             env.minor, " is newer than this reader supports (",
-                                             kEnvelopeMajor, ".x)"));
-  }
+  // Length and checksum come first (format.md §1.1): the envelope is laid out the same in every
+  // version, and a damaged version field must read as damage, not as "upgrade your reader".
   const uint32_t length = DecodeFixed32(bytes.data() + 12);
   if (length > kMaxPayloadBytes ||
       bytes.size() != kEnvelopeHeaderBytes + length + kEnvelopeTrailerBytes) {
@@ -109,6 +104,12 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, std::string_view
   const size_t covered = kEnvelopeHeaderBytes + length;
   if (Xxh3(bytes.substr(0, covered)) != DecodeFixed64(bytes.data() + covered)) {
     return damaged("checksum mismatch");
+  }
+  if (env.major == 0) return damaged("version 0.x does not exist");
+  if (env.major > kEnvelopeMajor) {
+    return absl::FailedPreconditionError(Cat(what, " ", key, ": version ", env.major, ".",
+                                             env.minor, " is newer than this reader supports (",
+                                             kEnvelopeMajor, ".x)"));
   }
   env.payload = json::parse(bytes.substr(kEnvelopeHeaderBytes, length), nullptr,
                             /*allow_exceptions=*/false);

@@ -135,16 +135,17 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
   if (bytes.substr(0, kManifestMagic.size()) != kManifestMagic) return damaged("bad magic");
   const uint16_t major = DecodeFixed16(bytes.data() + 8);
   const uint16_t minor = DecodeFixed16(bytes.data() + 10);
+  // The checksum comes first (format.md §1.1): the trailer is in the same place in every version,
+  // and a damaged version field must read as damage, not as "upgrade your reader".
+  const std::string_view covered = bytes.substr(0, bytes.size() - kTrailerBytes);
+  if (Xxh3(covered) != DecodeFixed64(bytes.data() + covered.size())) {
+    return damaged("checksum mismatch");
+  }
   if (major == 0) return damaged("version 0.x does not exist");
-  // Checked before the trailer: a newer major may lay out the rest differently (§1.1).
   if (major > kManifestMajor) {
     return absl::FailedPreconditionError(Cat("manifest ", key, ": version ", major, ".", minor,
                                              " is newer than this reader supports (",
                                              kManifestMajor, ".x)"));
-  }
-  const std::string_view covered = bytes.substr(0, bytes.size() - kTrailerBytes);
-  if (Xxh3(covered) != DecodeFixed64(bytes.data() + covered.size())) {
-    return damaged("checksum mismatch");
   }
 
   Decoder d(covered.substr(kHeaderBytes));
