@@ -554,8 +554,12 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
 
   // Cut the dirty blocks into frames at block boundaries (≤ 64 KiB raw; a bigger block is split),
   // zero blocks into zero extents, and the frames into packs of about the target size.
+  // A frame holds only adjacent blocks: a restore reads whole frames, so a frame mixing unrelated
+  // blocks would make it read blocks that newer checkpoints replaced, and restore work would grow
+  // with chain depth (format.md §9).
   const char* data = c.staging.get();
   absl::Status status;
+  uint64_t next_adjacent = UINT64_MAX;  // the block that may continue the current frame
   c.dirty.ForEachRun([&](uint64_t first, uint64_t count) {
     for (uint64_t b = first; b < first + count && status.ok(); ++b, data += bs) {
       if (IsAllZero(data, bs)) {
@@ -563,11 +567,13 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
         continue;
       }
       batch_blocks.emplace_back(b, batch_raw);
+      const bool adjacent = b == next_adjacent;
+      next_adjacent = b + 1;
       for (uint32_t off = 0; off < bs;) {
         const uint32_t piece = std::min<uint32_t>(bs - off, kMaxFrameRawBytes);
-        if (frames.empty() || frames.back().size() + piece > kMaxFrameRawBytes) {
+        if (frames.empty() || (off == 0 && !adjacent) ||
+            frames.back().size() + piece > kMaxFrameRawBytes) {
           frames.emplace_back();
-          frames.back().reserve(kMaxFrameRawBytes);
         }
         frames.back().append(data + off, piece);
         off += piece;

@@ -13,6 +13,10 @@
 namespace ickpt {
 namespace {
 
+// Unneeded frames up to this many stored bytes between two needed ones are read along (and
+// skipped) rather than split into two requests.
+constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
+
 // A manifest chain longer than this is damage (a loop), not a real chain.
 constexpr size_t kMaxChainLength = 1'000'000;
 
@@ -179,11 +183,16 @@ absl::Status ReadPackBlocks(const Repository& repo, const std::string& key,
   }
   size_t i = 0;
   while (i < needs.size()) {
-    // A run of blocks whose frames are contiguous (or overlap): one range read.
+    // One range read for a run of blocks whose frames lie close together. Frames in small gaps
+    // between them are fetched (one request is cheaper than two) but never decoded.
     const size_t first_frame = spans[i].first;
     size_t last_frame = spans[i].second;
     size_t j = i + 1;
-    while (j < needs.size() && spans[j].first <= last_frame + 1) {
+    while (j < needs.size()) {
+      const FrameInfo& end = index->frames[last_frame];
+      const uint64_t gap =
+          index->frames[spans[j].first].stored_offset - (end.stored_offset + end.stored_len);
+      if (spans[j].first > last_frame + 1 && gap > kMaxReadGapBytes) break;
       last_frame = std::max(last_frame, spans[j].second);
       ++j;
     }
@@ -194,30 +203,50 @@ absl::Status ReadPackBlocks(const Repository& repo, const std::string& key,
     if (!stored.ok()) return MissingAsDataLoss(stored.status(), StrCat("pack ", key));
     if (stored->size() != length) {
       return absl::DataLossError(StrCat("pack ", key, " is truncated: wanted ", length,
-                                              " bytes at offset ", f0.stored_offset, ", got ",
-                                              stored->size()));
+                                        " bytes at offset ", f0.stored_offset, ", got ",
+                                        stored->size()));
     }
     stats->bytes_read += length;
-    std::string raw;  // frames [first_frame, last_frame] decoded back to back
-    raw.reserve((last_frame - first_frame + 1) * kMaxFrameRawBytes);
-    for (size_t f = first_frame; f <= last_frame; ++f) {
-      const FrameInfo& frame = index->frames[f];
-      absl::StatusOr<std::string> decoded = DecodeFrame(
-          frame,
-          std::string_view(*stored).substr(frame.stored_offset - f0.stored_offset, frame.stored_len),
+    // Decoded frames of this range, each verified before any of its bytes is used.
+    std::map<size_t, std::string> decoded;
+    auto frame = [&](size_t f) -> absl::StatusOr<const std::string*> {
+      auto it = decoded.find(f);
+      if (it != decoded.end()) return &it->second;
+      const FrameInfo& info = index->frames[f];
+      absl::StatusOr<std::string> raw = DecodeFrame(
+          info,
+          std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
           key);
-      if (!decoded.ok()) return decoded.status();
-      raw += *decoded;
+      if (!raw.ok()) return raw.status();
       ++stats->frames_decoded;
-    }
+      return &decoded.emplace(f, *std::move(raw)).first->second;
+    };
+    std::string block;
     for (size_t k = i; k < j; ++k) {
-      const uint64_t at = needs[k].raw_offset - f0.raw_offset;
-      if (absl::Status s = sink->Write(needs[k].block * block_size,
-                                       std::string_view(raw).substr(at, block_size));
-          !s.ok()) {
-        return s;
+      if (spans[k].first == spans[k].second) {  // the usual case: the block lies in one frame
+        absl::StatusOr<const std::string*> raw = frame(spans[k].first);
+        if (!raw.ok()) return raw.status();
+        const uint64_t at = needs[k].raw_offset - index->frames[spans[k].first].raw_offset;
+        if (absl::Status s = sink->Write(needs[k].block * block_size,
+                                         std::string_view(**raw).substr(at, block_size));
+            !s.ok()) {
+          return s;
+        }
+        continue;
       }
+      block.clear();
+      for (size_t f = spans[k].first; f <= spans[k].second; ++f) {
+        absl::StatusOr<const std::string*> raw = frame(f);
+        if (!raw.ok()) return raw.status();
+        const FrameInfo& info = index->frames[f];
+        // The part of frame f inside [raw_offset, raw_offset + block_size).
+        const uint64_t begin = std::max(needs[k].raw_offset, info.raw_offset);
+        const uint64_t end = std::min(needs[k].raw_offset + block_size, info.raw_offset + info.raw_len);
+        block.append(**raw, begin - info.raw_offset, end - begin);
+      }
+      if (absl::Status s = sink->Write(needs[k].block * block_size, block); !s.ok()) return s;
     }
+    // Frames are dropped once every block of the range was handed out.
     i = j;
   }
   ++stats->packs_read;

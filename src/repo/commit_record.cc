@@ -15,7 +15,7 @@
 #include "src/repo/keys.h"
 #include "src/util/coding.h"
 #include "src/util/hash.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 
@@ -85,10 +85,10 @@ struct Envelope {
 absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, std::string_view magic,
                                         std::string_view what, std::string_view key) {
   auto damaged = [&](std::string_view why) {
-    return absl::DataLossError(Cat(what, " ", key, ": ", why));
+    return absl::DataLossError(StrCat(what, " ", key, ": ", why));
   };
   if (bytes.size() < kEnvelopeHeaderBytes + kEnvelopeTrailerBytes) {
-    return damaged(Cat("only ", bytes.size(), " bytes"));
+    return damaged(StrCat("only ", bytes.size(), " bytes"));
   }
   if (bytes.substr(0, magic.size()) != magic) return damaged("bad magic");
   Envelope env;
@@ -99,7 +99,7 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, std::string_view
   const uint32_t length = DecodeFixed32(bytes.data() + 12);
   if (length > kMaxPayloadBytes ||
       bytes.size() != kEnvelopeHeaderBytes + length + kEnvelopeTrailerBytes) {
-    return damaged(Cat("payload length ", length, " does not match object size ", bytes.size()));
+    return damaged(StrCat("payload length ", length, " does not match object size ", bytes.size()));
   }
   const size_t covered = kEnvelopeHeaderBytes + length;
   if (Xxh3(bytes.substr(0, covered)) != DecodeFixed64(bytes.data() + covered)) {
@@ -107,7 +107,7 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, std::string_view
   }
   if (env.major == 0) return damaged("version 0.x does not exist");
   if (env.major > kEnvelopeMajor) {
-    return absl::FailedPreconditionError(Cat(what, " ", key, ": version ", env.major, ".",
+    return absl::FailedPreconditionError(StrCat(what, " ", key, ": version ", env.major, ".",
                                              env.minor, " is newer than this reader supports (",
                                              kEnvelopeMajor, ".x)"));
   }
@@ -121,7 +121,7 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, std::string_view
 // Field readers. A 1.0 field is required: minor versions only add fields (§1.1).
 const json& Field(const json& obj, const char* name) {
   auto it = obj.find(name);
-  if (it == obj.end()) throw FieldError{Cat("missing field \"", name, "\"")};
+  if (it == obj.end()) throw FieldError{StrCat("missing field \"", name, "\"")};
   return *it;
 }
 
@@ -130,7 +130,7 @@ uint64_t U64(const json& obj, const char* name) {
   // nlohmann stores non-negative integers as unsigned; negative ones, fractions and values
   // beyond 2^64 parse as other types and are rejected here rather than silently converted.
   if (!v.is_number_unsigned()) {
-    throw FieldError{Cat("field \"", name, "\" is not a non-negative integer")};
+    throw FieldError{StrCat("field \"", name, "\" is not a non-negative integer")};
   }
   return v.get<uint64_t>();
 }
@@ -140,19 +140,19 @@ int64_t I64(const json& obj, const char* name) {
   if (v.is_number_unsigned()) {
     const uint64_t u = v.get<uint64_t>();
     if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      throw FieldError{Cat("field \"", name, "\" is out of range")};
+      throw FieldError{StrCat("field \"", name, "\" is out of range")};
     }
     return static_cast<int64_t>(u);
   }
   if (!v.is_number_integer()) {
-    throw FieldError{Cat("field \"", name, "\" is not an integer")};
+    throw FieldError{StrCat("field \"", name, "\" is not an integer")};
   }
   return v.get<int64_t>();
 }
 
 std::string Str(const json& obj, const char* name) {
   const json& v = Field(obj, name);
-  if (!v.is_string()) throw FieldError{Cat("field \"", name, "\" is not a string")};
+  if (!v.is_string()) throw FieldError{StrCat("field \"", name, "\" is not a string")};
   return v.get<std::string>();
 }
 
@@ -160,7 +160,7 @@ void Expect(const json& obj, const char* name, std::string_view expected, bool u
   const std::string v = Str(obj, name);
   if (v != expected) {
     throw FieldError{
-        Cat("field \"", name, "\" is \"", v, "\", this reader knows only \"", expected, "\""),
+        StrCat("field \"", name, "\" is \"", v, "\", this reader knows only \"", expected, "\""),
         unsupported};
   }
 }
@@ -170,7 +170,7 @@ absl::Time Time(const json& obj, const char* name) {
   absl::Time t;
   std::string err;
   if (!absl::ParseTime(absl::RFC3339_full, s, &t, &err)) {
-    throw FieldError{Cat("field \"", name, "\" is not an RFC 3339 time: ", err)};
+    throw FieldError{StrCat("field \"", name, "\" is not an RFC 3339 time: ", err)};
   }
   return t;
 }
@@ -179,7 +179,7 @@ CheckpointKind Kind(const json& obj, const char* name) {
   const std::string s = Str(obj, name);
   if (s == "full") return CheckpointKind::kFull;
   if (s == "incremental") return CheckpointKind::kIncremental;
-  throw FieldError{Cat("field \"", name, "\" has unknown kind \"", s, "\"")};
+  throw FieldError{StrCat("field \"", name, "\" has unknown kind \"", s, "\"")};
 }
 
 bool IsLowerHex(std::string_view s) {
@@ -194,7 +194,7 @@ bool IsLowerHex(std::string_view s) {
 std::optional<std::string> FindViolation(const CommitRecord& r) {
   if (r.id == 0) return "id is 0 (ids are positive)";
   if (r.parent.has_value() && (*r.parent == 0 || *r.parent >= r.id)) {
-    return Cat("parent ", *r.parent, " is not an id below ", r.id);
+    return StrCat("parent ", *r.parent, " is not an id below ", r.id);
   }
   if (r.kind == CheckpointKind::kIncremental && !r.parent.has_value()) {
     return "an incremental checkpoint has no parent";
@@ -205,36 +205,36 @@ std::optional<std::string> FindViolation(const CommitRecord& r) {
   for (const ParticipantRecord& p : r.participants) {
     if (p.name.empty()) return "a participant has an empty name";
     if (!participant_names.insert(p.name).second) {
-      return Cat("participant \"", p.name, "\" appears twice");
+      return StrCat("participant \"", p.name, "\" appears twice");
     }
     std::set<std::string_view> object_names;
     for (const StateObjectRecord& o : p.state_objects) {
       const std::string where =
-          Cat("state object \"", o.name, "\" of participant \"", p.name, "\"");
-      if (o.name.empty()) return Cat("participant \"", p.name, "\" has an unnamed state object");
-      if (!object_names.insert(o.name).second) return Cat(where, " appears twice");
-      if (o.type != StateObjectType::kRegion) return Cat(where, ": unknown type");
+          StrCat("state object \"", o.name, "\" of participant \"", p.name, "\"");
+      if (o.name.empty()) return StrCat("participant \"", p.name, "\" has an unnamed state object");
+      if (!object_names.insert(o.name).second) return StrCat(where, " appears twice");
+      if (o.type != StateObjectType::kRegion) return StrCat(where, ": unknown type");
       // §2: keys taken from an object are validated before use.
       if (absl::Status s = ValidateObjectKey(o.manifest); !s.ok()) {
-        return Cat(where, ": ", std::string(s.message()));
+        return StrCat(where, ": ", std::string(s.message()));
       }
       if (o.manifest_sha256.size() != 64 || !IsLowerHex(o.manifest_sha256)) {
-        return Cat(where, ": manifest_sha256 \"", o.manifest_sha256,
+        return StrCat(where, ": manifest_sha256 \"", o.manifest_sha256,
                    "\" is not 64 lowercase hex characters");
       }
       // Manifests are named by their sha256 (§2), so key and hash must agree.
       if (ParseHashKey(o.manifest, kManifestsPrefix) != o.manifest_sha256) {
-        return Cat(where, ": manifest key \"", o.manifest, "\" is not ",
+        return StrCat(where, ": manifest key \"", o.manifest, "\" is not ",
                    ManifestKey(o.manifest_sha256));
       }
       if (o.kind == CheckpointKind::kFull && o.depth != 0) {
-        return Cat(where, ": full manifest with depth ", o.depth);
+        return StrCat(where, ": full manifest with depth ", o.depth);
       }
       if (o.kind == CheckpointKind::kIncremental && o.depth == 0) {
-        return Cat(where, ": incremental manifest with depth 0");
+        return StrCat(where, ": incremental manifest with depth 0");
       }
       if (o.kind == CheckpointKind::kIncremental && !r.parent.has_value()) {
-        return Cat(where, ": incremental manifest in a checkpoint without parent");
+        return StrCat(where, ": incremental manifest in a checkpoint without parent");
       }
       all_full = all_full && o.kind == CheckpointKind::kFull;
       max_depth = std::max(max_depth, o.depth);
@@ -242,11 +242,11 @@ std::optional<std::string> FindViolation(const CommitRecord& r) {
   }
   // §6: kind is full iff every manifest is full; depth is the max over the manifests.
   if ((r.kind == CheckpointKind::kFull) != all_full) {
-    return Cat("kind is ", CheckpointKindName(r.kind), " but ",
+    return StrCat("kind is ", CheckpointKindName(r.kind), " but ",
                all_full ? "every manifest is full" : "some manifest is incremental");
   }
   if (r.depth != max_depth) {
-    return Cat("depth is ", r.depth, " but the manifests' maximum is ", max_depth);
+    return StrCat("depth is ", r.depth, " but the manifests' maximum is ", max_depth);
   }
   return std::nullopt;
 }
@@ -336,7 +336,7 @@ CommitRecord CommitFromJson(const json& j) {
   const json& metadata = Field(j, "metadata");
   if (!metadata.is_object()) throw FieldError{"field \"metadata\" is not an object"};
   for (const auto& [k, v] : metadata.items()) {
-    if (!v.is_string()) throw FieldError{Cat("metadata \"", k, "\" is not a string")};
+    if (!v.is_string()) throw FieldError{StrCat("metadata \"", k, "\" is not a string")};
     r.metadata[k] = v.get<std::string>();
   }
   return r;
@@ -353,7 +353,7 @@ RepositoryConfig ConfigFromJson(const json& j) {
   const uint64_t block_size = U64(j, "block_size");
   if (block_size == 0 || block_size % 4096 != 0 || block_size > kMaxBlockSize) {
     throw FieldError{
-        Cat("block_size ", block_size, " is not a multiple of 4096 in [4096, 16 MiB]")};
+        StrCat("block_size ", block_size, " is not a multiple of 4096 in [4096, 16 MiB]")};
   }
   c.block_size = static_cast<uint32_t>(block_size);
   // §3: a config naming an algorithm this reader does not know is refused.
@@ -363,7 +363,7 @@ RepositoryConfig ConfigFromJson(const json& j) {
   Expect(j, "compression", "zstd", /*unsupported=*/true);
   const uint64_t level = U64(j, "compression_level");
   if (level < 1 || level > 19) {
-    throw FieldError{Cat("compression_level ", level, " is not in 1..19")};
+    throw FieldError{StrCat("compression_level ", level, " is not in 1..19")};
   }
   c.compression_level = static_cast<int>(level);
   c.object_name_hash = Str(j, "object_name_hash");
@@ -382,12 +382,12 @@ absl::StatusOr<T> ParsePayload(const json& payload, std::string_view what, std::
   try {
     return parse(payload);
   } catch (const FieldError& e) {
-    const std::string message = Cat(what, " ", key, ": ", e.what);
+    const std::string message = StrCat(what, " ", key, ": ", e.what);
     return e.unsupported ? absl::FailedPreconditionError(message) : absl::DataLossError(message);
   } catch (const json::exception& e) {
     // The readers check types first; this is a second line so that no JSON shape can throw
     // past the decoder.
-    return absl::DataLossError(Cat(what, " ", key, ": ", e.what()));
+    return absl::DataLossError(StrCat(what, " ", key, ": ", e.what()));
   }
 }
 
@@ -413,13 +413,13 @@ std::string EncodeCommitRecord(const CommitRecord& record) {
 absl::Status ValidateCommitRecord(const CommitRecord& record) {
   if (std::optional<std::string> violation = FindViolation(record)) {
     return absl::InvalidArgumentError(
-        Cat("commit record of checkpoint ", record.id, ": ", *violation));
+        StrCat("commit record of checkpoint ", record.id, ": ", *violation));
   }
   // JSON strings are UTF-8; a string that is not would be changed by encoding.
   auto check = [&](const std::string& s) -> absl::Status {
     if (IsValidUtf8ForJson(s)) return absl::OkStatus();
     return absl::InvalidArgumentError(
-        Cat("commit record of checkpoint ", record.id, ": string is not valid UTF-8"));
+        StrCat("commit record of checkpoint ", record.id, ": string is not valid UTF-8"));
   };
   for (const ParticipantRecord& p : record.participants) {
     if (absl::Status s = check(p.name); !s.ok()) return s;
@@ -434,7 +434,7 @@ absl::Status ValidateCommitRecord(const CommitRecord& record) {
   }
   const std::string encoded = EncodeCommitRecord(record);
   if (encoded.size() - kEnvelopeHeaderBytes - kEnvelopeTrailerBytes > kMaxPayloadBytes) {
-    return absl::InvalidArgumentError(Cat("commit record of checkpoint ", record.id,
+    return absl::InvalidArgumentError(StrCat("commit record of checkpoint ", record.id,
                                           " exceeds 16 MiB (", encoded.size(), " bytes)"));
   }
   return absl::OkStatus();
@@ -449,7 +449,7 @@ absl::StatusOr<CommitRecord> DecodeCommitRecord(std::string_view bytes, std::str
   if (!record.ok()) return record.status();
   if (std::optional<std::string> violation = FindViolation(*record)) {
     return absl::DataLossError(
-        Cat("commit record ", key, " of checkpoint ", record->id, ": ", *violation));
+        StrCat("commit record ", key, " of checkpoint ", record->id, ": ", *violation));
   }
   return record;
 }

@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/ascii.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -15,11 +15,11 @@ constexpr size_t kHashHexChars = 64;
 std::string IdKey(std::string_view prefix, uint64_t id) {
   char digits[kIdDigits + 1];
   std::snprintf(digits, sizeof(digits), "%020llu", static_cast<unsigned long long>(id));
-  return Cat(prefix, std::string_view(digits, kIdDigits));
+  return StrCat(prefix, std::string_view(digits, kIdDigits));
 }
 
 std::string HashKey(std::string_view prefix, std::string_view hex) {
-  return Cat(prefix, hex.substr(0, 2), "/", hex);
+  return StrCat(prefix, hex.substr(0, 2), "/", hex);
 }
 
 bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }

@@ -6,7 +6,7 @@
 
 #include "absl/status/status.h"
 #include "src/util/coding.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -28,58 +28,58 @@ std::optional<std::string> FindViolation(const Manifest& m) {
   switch (m.kind) {
     case CheckpointKind::kFull:
       if (m.base_id.has_value()) return "a full manifest has a base";
-      if (m.depth != 0) return Cat("a full manifest has depth ", m.depth);
+      if (m.depth != 0) return StrCat("a full manifest has depth ", m.depth);
       break;
     case CheckpointKind::kIncremental:
       if (!m.base_id.has_value()) return "an incremental manifest has no base";
       // Ids increase in the order checkpoints start (§7), so a base precedes what builds on it.
       if (*m.base_id == 0 || *m.base_id >= m.checkpoint_id) {
-        return Cat("base ", *m.base_id, " is not an id below ", m.checkpoint_id);
+        return StrCat("base ", *m.base_id, " is not an id below ", m.checkpoint_id);
       }
       if (m.depth == 0) return "an incremental manifest has depth 0";
       break;
     default:
-      return Cat("unknown kind ", static_cast<int>(m.kind));
+      return StrCat("unknown kind ", static_cast<int>(m.kind));
   }
   if (m.object_type != StateObjectType::kRegion) {
-    return Cat("unknown state object type ", static_cast<int>(m.object_type));
+    return StrCat("unknown state object type ", static_cast<int>(m.object_type));
   }
   if (m.block_size == 0 || m.block_size % 4096 != 0 || m.block_size > kMaxBlockSize) {
-    return Cat("block_size ", m.block_size, " is not a multiple of 4096 in [4096, 16 MiB]");
+    return StrCat("block_size ", m.block_size, " is not a multiple of 4096 in [4096, 16 MiB]");
   }
   if (m.packs.size() > kMaxManifestPacks) {
-    return Cat(m.packs.size(), " packs exceed the limit of ", kMaxManifestPacks);
+    return StrCat(m.packs.size(), " packs exceed the limit of ", kMaxManifestPacks);
   }
   uint64_t end = 0;  // end of the previous extent
   for (size_t i = 0; i < m.extents.size(); ++i) {
     const Extent& e = m.extents[i];
-    if (e.block_count == 0) return Cat("extent ", i, " is empty");
+    if (e.block_count == 0) return StrCat("extent ", i, " is empty");
     if (e.first_block < end) {
-      return Cat("extent ", i, " at block ", e.first_block,
+      return StrCat("extent ", i, " at block ", e.first_block,
                  " overlaps or precedes the previous one ending at ", end);
     }
     if (m.kind == CheckpointKind::kFull && e.first_block != end) {
-      return Cat("full manifest does not cover blocks [", end, ", ", e.first_block, ")");
+      return StrCat("full manifest does not cover blocks [", end, ", ", e.first_block, ")");
     }
     if (e.first_block > m.block_count || e.block_count > m.block_count - e.first_block) {
-      return Cat("extent ", i, " [", e.first_block, ", +", e.block_count,
+      return StrCat("extent ", i, " [", e.first_block, ", +", e.block_count,
                  ") ends past block_count ", m.block_count);
     }
     if (e.pack_ref > m.packs.size()) {
-      return Cat("extent ", i, " refers to pack ", e.pack_ref, " of ", m.packs.size());
+      return StrCat("extent ", i, " refers to pack ", e.pack_ref, " of ", m.packs.size());
     }
     if (e.pack_ref != 0) {
       // The extent's bytes [raw_offset, raw_offset + block_count * block_size) must be
       // addressable: readers compute that end.
       if (e.block_count > UINT64_MAX / m.block_size ||
           e.raw_offset > UINT64_MAX - e.block_count * m.block_size) {
-        return Cat("extent ", i, " raw range overflows");
+        return StrCat("extent ", i, " raw range overflows");
       }
     }
     end = e.first_block + e.block_count;
   }
   if (m.kind == CheckpointKind::kFull && end != m.block_count) {
-    return Cat("full manifest does not cover blocks [", end, ", ", m.block_count, ")");
+    return StrCat("full manifest does not cover blocks [", end, ", ", m.block_count, ")");
   }
   return std::nullopt;
 }
@@ -89,7 +89,7 @@ std::optional<std::string> FindViolation(const Manifest& m) {
 absl::Status ValidateManifest(const Manifest& manifest) {
   if (std::optional<std::string> violation = FindViolation(manifest)) {
     return absl::InvalidArgumentError(
-        Cat("manifest of checkpoint ", manifest.checkpoint_id, ": ", *violation));
+        StrCat("manifest of checkpoint ", manifest.checkpoint_id, ": ", *violation));
   }
   return absl::OkStatus();
 }
@@ -127,10 +127,10 @@ std::string EncodeManifest(const Manifest& m) {
 
 absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view key) {
   auto damaged = [&](std::string_view what) {
-    return absl::DataLossError(Cat("manifest ", key, ": ", what));
+    return absl::DataLossError(StrCat("manifest ", key, ": ", what));
   };
   if (bytes.size() < kHeaderBytes + kTrailerBytes) {
-    return damaged(Cat("only ", bytes.size(), " bytes"));
+    return damaged(StrCat("only ", bytes.size(), " bytes"));
   }
   if (bytes.substr(0, kManifestMagic.size()) != kManifestMagic) return damaged("bad magic");
   const uint16_t major = DecodeFixed16(bytes.data() + 8);
@@ -143,7 +143,7 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
   }
   if (major == 0) return damaged("version 0.x does not exist");
   if (major > kManifestMajor) {
-    return absl::FailedPreconditionError(Cat("manifest ", key, ": version ", major, ".", minor,
+    return absl::FailedPreconditionError(StrCat("manifest ", key, ": version ", major, ".", minor,
                                              " is newer than this reader supports (",
                                              kManifestMajor, ".x)"));
   }
@@ -162,7 +162,7 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
       !d.GetVarint64(&block_size) || !d.GetVarint64(&m.block_count)) {
     return damaged("truncated or malformed header fields");
   }
-  if (kind > 1) return damaged(Cat("unknown kind ", static_cast<int>(kind)));
+  if (kind > 1) return damaged(StrCat("unknown kind ", static_cast<int>(kind)));
   m.kind = kind == 0 ? CheckpointKind::kFull : CheckpointKind::kIncremental;
   if (base_plus_1 != 0) m.base_id = base_plus_1 - 1;
   m.participant = std::string(participant);
@@ -173,12 +173,12 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
     std::string_view name = object_type == 1   ? " (keyed state)"
                             : object_type == 2 ? " (channel state)"
                                                : "";
-    return absl::FailedPreconditionError(Cat("manifest ", key, " of checkpoint ", m.checkpoint_id,
+    return absl::FailedPreconditionError(StrCat("manifest ", key, " of checkpoint ", m.checkpoint_id,
                                              ": state object type ", static_cast<int>(object_type),
                                              name, " is not supported by this reader"));
   }
   if (block_size == 0 || block_size % 4096 != 0 || block_size > kMaxBlockSize) {
-    return damaged(Cat("block_size ", block_size, " is not a multiple of 4096 in [4096, 16 MiB]"));
+    return damaged(StrCat("block_size ", block_size, " is not a multiple of 4096 in [4096, 16 MiB]"));
   }
   m.block_size = static_cast<uint32_t>(block_size);
 
@@ -186,7 +186,7 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
   if (!d.GetVarint64(&pack_count)) return damaged("truncated pack count");
   if (pack_count > kMaxManifestPacks || pack_count > d.remaining() / 32) {
     return damaged(
-        Cat("pack count ", pack_count, " exceeds the limit or the ", d.remaining(), " bytes left"));
+        StrCat("pack count ", pack_count, " exceeds the limit or the ", d.remaining(), " bytes left"));
   }
   m.packs.resize(pack_count);
   for (Sha256Digest& pack : m.packs) {
@@ -198,7 +198,7 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
   uint64_t extent_count = 0;
   if (!d.GetVarint64(&extent_count)) return damaged("truncated extent count");
   if (extent_count > m.block_count || extent_count > d.remaining() / kMinExtentBytes) {
-    return damaged(Cat("extent count ", extent_count, " exceeds block_count ", m.block_count,
+    return damaged(StrCat("extent count ", extent_count, " exceeds block_count ", m.block_count,
                        " or the ", d.remaining(), " bytes left"));
   }
   m.extents.reserve(extent_count);
@@ -210,15 +210,15 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
     Extent e;
     if (!d.GetVarint64(&gap) || !d.GetVarint64(&length) || !d.GetVarint64(&pack_ref) ||
         (pack_ref != 0 && !d.GetVarint64(&e.raw_offset))) {
-      return damaged(Cat("truncated extent ", i));
+      return damaged(StrCat("truncated extent ", i));
     }
     // Range checks here only keep the arithmetic and the narrowing below exact; FindViolation
     // states the rules.
     if (gap > m.block_count - end || length > m.block_count - end - gap) {
-      return damaged(Cat("extent ", i, " ends past block_count ", m.block_count));
+      return damaged(StrCat("extent ", i, " ends past block_count ", m.block_count));
     }
     if (pack_ref > pack_count) {
-      return damaged(Cat("extent ", i, " refers to pack ", pack_ref, " of ", pack_count));
+      return damaged(StrCat("extent ", i, " refers to pack ", pack_ref, " of ", pack_count));
     }
     e.first_block = end + gap;
     e.block_count = length;
@@ -226,9 +226,9 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
     end = e.first_block + length;
     m.extents.push_back(e);
   }
-  if (!d.empty()) return damaged(Cat(d.remaining(), " trailing bytes"));
+  if (!d.empty()) return damaged(StrCat(d.remaining(), " trailing bytes"));
   if (std::optional<std::string> violation = FindViolation(m)) {
-    return damaged(Cat("checkpoint ", m.checkpoint_id, ": ", *violation));
+    return damaged(StrCat("checkpoint ", m.checkpoint_id, ": ", *violation));
   }
   return m;
 }

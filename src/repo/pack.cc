@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "src/util/coding.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -24,7 +24,7 @@ constexpr size_t kMinIndexEntryBytes = 1 + 1 + 1 + 8;
 constexpr size_t kMinIndexBytes = 5;
 
 absl::Status PackDataLoss(std::string_view key, std::string_view what) {
-  return absl::DataLossError(Cat("pack ", key, ": ", what));
+  return absl::DataLossError(StrCat("pack ", key, ": ", what));
 }
 
 }  // namespace
@@ -102,7 +102,7 @@ absl::StatusOr<PackFooter> ParsePackFooter(std::string_view footer, uint64_t pac
                                            std::string_view key) {
   if (footer.size() != kPackFooterBytes) {
     return PackDataLoss(key,
-                        Cat("footer is ", footer.size(), " bytes, expected ", kPackFooterBytes));
+                        StrCat("footer is ", footer.size(), " bytes, expected ", kPackFooterBytes));
   }
   if (footer.substr(24) != kPackEndMagic) return PackDataLoss(key, "bad footer magic");
   Decoder d(footer);
@@ -119,7 +119,7 @@ absl::StatusOr<PackFooter> ParsePackFooter(std::string_view footer, uint64_t pac
       f.index_offset < kPackHeaderBytes || f.index_length < kMinIndexBytes ||
       f.index_offset > pack_size - kPackFooterBytes ||
       f.index_length != pack_size - kPackFooterBytes - f.index_offset) {
-    return PackDataLoss(key, Cat("footer places the index at [", f.index_offset, ", +",
+    return PackDataLoss(key, StrCat("footer places the index at [", f.index_offset, ", +",
                                  f.index_length, ") in a pack of ", pack_size, " bytes"));
   }
   return f;
@@ -131,7 +131,7 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
   if (index_offset < kPackHeaderBytes || index_offset > pack_size ||
       index.size() > pack_size - index_offset ||
       pack_size - index_offset - index.size() != kPackFooterBytes) {
-    return PackDataLoss(key, Cat("index of ", index.size(), " bytes at offset ", index_offset,
+    return PackDataLoss(key, StrCat("index of ", index.size(), " bytes at offset ", index_offset,
                                  " does not fit a pack of ", pack_size, " bytes"));
   }
   if (Xxh3(index) != expected_xxh3) return PackDataLoss(key, "index checksum mismatch");
@@ -144,13 +144,13 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
   }
   if (result.major == 0) return PackDataLoss(key, "index version 0.x does not exist");
   if (result.major > kPackMajor) {
-    return absl::FailedPreconditionError(Cat("pack ", key, ": index version ", result.major, ".",
+    return absl::FailedPreconditionError(StrCat("pack ", key, ": index version ", result.major, ".",
                                              result.minor, " is newer than this reader supports (",
                                              kPackMajor, ".x)"));
   }
   if (frame_count > d.remaining() / kMinIndexEntryBytes) {
     return PackDataLoss(key,
-                        Cat("index claims ", frame_count, " frames in ", d.remaining(), " bytes"));
+                        StrCat("index claims ", frame_count, " frames in ", d.remaining(), " bytes"));
   }
   result.pack_size = pack_size;
   result.frames.reserve(frame_count);
@@ -163,22 +163,22 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
     uint64_t xxh3 = 0;
     if (!d.GetVarint64(&stored_len) || !d.GetVarint64(&raw_len) || !d.GetFixed8(&codec) ||
         !d.GetFixed64(&xxh3)) {
-      return PackDataLoss(key, Cat("truncated index entry ", i));
+      return PackDataLoss(key, StrCat("truncated index entry ", i));
     }
     if (raw_len < 1 || raw_len > kMaxFrameRawBytes || stored_len < 1 ||
         stored_len > kMaxFrameStoredBytes) {
-      return PackDataLoss(key, Cat("frame ", i, " has stored_len ", stored_len, " raw_len ",
+      return PackDataLoss(key, StrCat("frame ", i, " has stored_len ", stored_len, " raw_len ",
                                    raw_len, " (out of range)"));
     }
     if (codec > static_cast<uint8_t>(FrameCodec::kZstd)) {
-      return PackDataLoss(key, Cat("frame ", i, " has unknown codec ", static_cast<int>(codec)));
+      return PackDataLoss(key, StrCat("frame ", i, " has unknown codec ", static_cast<int>(codec)));
     }
     if (codec == static_cast<uint8_t>(FrameCodec::kRaw) && stored_len != raw_len) {
       return PackDataLoss(
-          key, Cat("raw frame ", i, " has stored_len ", stored_len, " != raw_len ", raw_len));
+          key, StrCat("raw frame ", i, " has stored_len ", stored_len, " != raw_len ", raw_len));
     }
     if (stored_len > index_offset - stored_offset) {
-      return PackDataLoss(key, Cat("frame ", i, " at offset ", stored_offset,
+      return PackDataLoss(key, StrCat("frame ", i, " at offset ", stored_offset,
                                    " runs past the index at ", index_offset));
     }
     FrameInfo& frame = result.frames.emplace_back();
@@ -192,11 +192,11 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
     raw_offset += raw_len;  // cannot overflow: ≤ 64 KiB per frame, frames bounded by pack size
   }
   if (!d.empty()) {
-    return PackDataLoss(key, Cat(d.remaining(), " trailing bytes after the index"));
+    return PackDataLoss(key, StrCat(d.remaining(), " trailing bytes after the index"));
   }
   if (stored_offset != index_offset) {
     return PackDataLoss(
-        key, Cat("frames end at ", stored_offset, " but the index starts at ", index_offset));
+        key, StrCat("frames end at ", stored_offset, " but the index starts at ", index_offset));
   }
   result.raw_size = raw_offset;
   return result;
@@ -206,7 +206,7 @@ absl::StatusOr<PackIndex> ReadPackIndex(ObjectStore* store, std::string_view key
   absl::StatusOr<uint64_t> size = store->Size(key);
   if (!size.ok()) return size.status();
   if (*size < kPackHeaderBytes + kMinIndexBytes + kPackFooterBytes) {
-    return PackDataLoss(key, Cat("pack is only ", *size, " bytes"));
+    return PackDataLoss(key, StrCat("pack is only ", *size, " bytes"));
   }
   absl::StatusOr<std::string> footer_bytes =
       store->GetRange(key, *size - kPackFooterBytes, kPackFooterBytes);
@@ -224,13 +224,13 @@ absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view
                                         std::string_view key) {
   auto frame_error = [&](std::string_view what) {
     return absl::DataLossError(
-        Cat("pack ", key, ": frame at offset ", frame.stored_offset, ": ", what));
+        StrCat("pack ", key, ": frame at offset ", frame.stored_offset, ": ", what));
   };
   if (frame.raw_len < 1 || frame.raw_len > kMaxFrameRawBytes) {
-    return frame_error(Cat("raw_len ", frame.raw_len, " out of range"));
+    return frame_error(StrCat("raw_len ", frame.raw_len, " out of range"));
   }
   if (stored.size() != frame.stored_len) {
-    return frame_error(Cat("got ", stored.size(), " stored bytes, index says ", frame.stored_len));
+    return frame_error(StrCat("got ", stored.size(), " stored bytes, index says ", frame.stored_len));
   }
   std::string raw;
   switch (frame.codec) {
@@ -250,13 +250,13 @@ absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view
       raw.resize(frame.raw_len);
       const size_t n = ZSTD_decompress(raw.data(), raw.size(), stored.data(), stored.size());
       if (ZSTD_isError(n)) {
-        return frame_error(Cat("zstd: ", ZSTD_getErrorName(n)));
+        return frame_error(StrCat("zstd: ", ZSTD_getErrorName(n)));
       }
       if (n != frame.raw_len) return frame_error("decompressed size != raw_len");
       break;
     }
     default:
-      return frame_error(Cat("unknown codec ", static_cast<int>(frame.codec)));
+      return frame_error(StrCat("unknown codec ", static_cast<int>(frame.codec)));
   }
   // format.md §4: verified before any byte is handed out.
   if (Xxh3(raw) != frame.raw_xxh3) return frame_error("checksum mismatch");
@@ -266,14 +266,14 @@ absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view
 absl::StatusOr<PackIndex> VerifyPack(std::string_view bytes, std::string_view expected_sha256_hex,
                                      std::string_view key) {
   if (bytes.size() < kPackHeaderBytes + kMinIndexBytes + kPackFooterBytes) {
-    return PackDataLoss(key, Cat("pack is only ", bytes.size(), " bytes"));
+    return PackDataLoss(key, StrCat("pack is only ", bytes.size(), " bytes"));
   }
   if (bytes.substr(0, kPackMagic.size()) != kPackMagic) return PackDataLoss(key, "bad magic");
   const uint16_t major = DecodeFixed16(bytes.data() + 8);
   const uint16_t minor = DecodeFixed16(bytes.data() + 10);
   if (major == 0) return PackDataLoss(key, "header version 0.x does not exist");
   if (major > kPackMajor) {
-    return absl::FailedPreconditionError(Cat("pack ", key, ": version ", major, ".", minor,
+    return absl::FailedPreconditionError(StrCat("pack ", key, ": version ", major, ".", minor,
                                              " is newer than this reader supports (", kPackMajor,
                                              ".x)"));
   }
@@ -295,7 +295,7 @@ absl::StatusOr<PackIndex> VerifyPack(std::string_view bytes, std::string_view ex
   if (!expected_sha256_hex.empty()) {
     const std::string actual = ToHex(Sha256(bytes));
     if (actual != expected_sha256_hex) {
-      return PackDataLoss(key, Cat("sha256 is ", actual, ", expected ", expected_sha256_hex));
+      return PackDataLoss(key, StrCat("sha256 is ", actual, ", expected ", expected_sha256_hex));
     }
   }
   return index;
@@ -304,7 +304,7 @@ absl::StatusOr<PackIndex> VerifyPack(std::string_view bytes, std::string_view ex
 absl::StatusOr<std::pair<size_t, size_t>> PackIndex::FramesCovering(uint64_t raw_offset,
                                                                     uint64_t length) const {
   if (length == 0 || raw_offset >= raw_size || length > raw_size - raw_offset) {
-    return absl::OutOfRangeError(Cat("raw range [", raw_offset, ", +", length,
+    return absl::OutOfRangeError(StrCat("raw range [", raw_offset, ", +", length,
                                      ") is empty or outside the raw stream of ", raw_size,
                                      " bytes"));
   }

@@ -13,7 +13,7 @@
 #include "src/repo/keys.h"
 #include "src/util/hash.h"
 #include "src/util/log.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -29,11 +29,11 @@ constexpr int kRelistAfterCollisions = 16;
 absl::Status ValidateNewConfig(const RepositoryConfig& c) {
   if (c.block_size == 0 || c.block_size % 4096 != 0 || c.block_size > kMaxBlockSize) {
     return absl::InvalidArgumentError(
-        Cat("block_size ", c.block_size, " is not a multiple of 4096 in [4096, 16 MiB]"));
+        StrCat("block_size ", c.block_size, " is not a multiple of 4096 in [4096, 16 MiB]"));
   }
   if (c.compression_level < 1 || c.compression_level > 19) {
     return absl::InvalidArgumentError(
-        Cat("compression_level ", c.compression_level, " is not in 1..19"));
+        StrCat("compression_level ", c.compression_level, " is not in 1..19"));
   }
   if (c.pack_target_bytes == 0) return absl::InvalidArgumentError("pack_target_bytes is 0");
   return absl::OkStatus();
@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<O
   if (!config.ok()) {
     if (absl::IsAlreadyExists(config.status())) {
       return absl::AlreadyExistsError(
-          Cat(store->Describe(), " already holds an ickpt repository (config exists)"));
+          StrCat(store->Describe(), " already holds an ickpt repository (config exists)"));
     }
     return config.status();
   }
@@ -103,12 +103,12 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<Obj
   if (!bytes.ok()) {
     if (absl::IsNotFound(bytes.status())) {
       return absl::NotFoundError(
-          Cat(store->Describe(), " is not an ickpt repository (no config object)"));
+          StrCat(store->Describe(), " is not an ickpt repository (no config object)"));
     }
     return bytes.status();
   }
   absl::StatusOr<RepositoryConfig> config =
-      DecodeConfig(*bytes, Cat(store->Describe(), " ", kConfigKey));
+      DecodeConfig(*bytes, StrCat(store->Describe(), " ", kConfigKey));
   if (!config.ok()) return config.status();
   auto impl = std::make_unique<Impl>();
   impl->store = std::move(store);
@@ -155,7 +155,7 @@ absl::StatusOr<std::vector<uint64_t>> Repository::ListCommitIds() const {
       // no checkpoint (no writer of this format creates one), so it is not damage to a
       // checkpoint. It is skipped, not an error, so one stray file cannot make every checkpoint
       // unreadable; it is logged because someone put it there.
-      ICKPT_LOG_ONCE(Cat("stray-commit-key:", info.key), LogLevel::kWarn,
+      ICKPT_LOG_ONCE(StrCat("stray-commit-key:", info.key), LogLevel::kWarn,
                      "{}: ignoring {}: not a commit record name", impl_->store->Describe(),
                      info.key);
       continue;
@@ -179,14 +179,14 @@ absl::StatusOr<CommitRecord> Repository::ReadCommit(uint64_t id) const {
   if (!bytes.ok()) {
     if (absl::IsNotFound(bytes.status())) {
       return absl::NotFoundError(
-          Cat("checkpoint ", id, " not found (no ", key, " in ", impl_->store->Describe(), ")"));
+          StrCat("checkpoint ", id, " not found (no ", key, " in ", impl_->store->Describe(), ")"));
     }
     return bytes.status();
   }
   absl::StatusOr<CommitRecord> record = DecodeCommitRecord(*bytes, key);
   if (!record.ok()) return record.status();
   if (record->id != id) {
-    return absl::DataLossError(Cat("commit record ", key, " holds checkpoint id ", record->id));
+    return absl::DataLossError(StrCat("commit record ", key, " holds checkpoint id ", record->id));
   }
   return record;
 }
@@ -201,7 +201,7 @@ absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
     if (!committed.ok()) return committed.status();
     const uint64_t highest = std::max(*reserved, *committed);
     if (highest == UINT64_MAX) {
-      return absl::OutOfRangeError(Cat(store->Describe(), ": checkpoint ids exhausted"));
+      return absl::OutOfRangeError(StrCat(store->Describe(), ": checkpoint ids exhausted"));
     }
     return highest + 1;
   };
@@ -224,7 +224,7 @@ absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
     }
     if (!absl::IsAlreadyExists(s)) {
       return absl::Status(s.code(),
-                          Cat("reserving checkpoint id ", n, ": ", std::string(s.message())));
+                          StrCat("reserving checkpoint id ", n, ": ", std::string(s.message())));
     }
     if (++collisions >= kRelistAfterCollisions) {
       absl::StatusOr<uint64_t> start = start_from_store();
@@ -237,7 +237,7 @@ absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
     }
   }
   impl_->next_id_hint = 0;  // list again next time
-  return absl::AbortedError(Cat(store->Describe(), ": could not reserve a checkpoint id in ",
+  return absl::AbortedError(StrCat(store->Describe(), ": could not reserve a checkpoint id in ",
                                 kMaxReserveAttempts, " attempts (ids up to ", n,
                                 " taken by other writers); retry"));
 }
@@ -248,7 +248,7 @@ absl::Status Repository::PublishCommit(const CommitRecord& record) {
   absl::Status s = impl_->store->Publish(key, EncodeCommitRecord(record));
   if (absl::IsAlreadyExists(s)) {
     return absl::AlreadyExistsError(
-        Cat("checkpoint ", record.id, " is already committed (", key, " exists)"));
+        StrCat("checkpoint ", record.id, " is already committed (", key, " exists)"));
   }
   return s;
 }

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -86,7 +86,7 @@ absl::Status FaultInjectionFileSystem::RemoveRecursively(const std::string& path
     absl::StatusOr<std::vector<std::string>> names = target_->ListDir(path);
     if (!names.ok()) return names.status();
     for (const std::string& name : *names) {
-      if (absl::Status s = RemoveRecursively(Cat(path, "/", name)); !s.ok()) return s;
+      if (absl::Status s = RemoveRecursively(StrCat(path, "/", name)); !s.ok()) return s;
     }
   }
   files_.erase(path);
@@ -132,7 +132,7 @@ absl::Status FaultInjectionFileSystem::FileAppend(WritableFile* target,
     absl::Status s = target->Append(half);
     if (s.ok()) data->written += half.size();
     *failed = true;
-    return absl::UnavailableError(Cat("short write: wrote ", half.size(), " of ",
+    return absl::UnavailableError(StrCat("short write: wrote ", half.size(), " of ",
                                                bytes.size(), " bytes (fault injection)"));
   }
   absl::Status s = target->Append(bytes);

@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 

@@ -22,7 +22,7 @@
 #include "ickpt/store.h"
 #include "src/util/hash.h"
 #include "src/util/log.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 
@@ -31,7 +31,7 @@ absl::Status ValidateObjectKey(std::string_view key) {
   constexpr size_t kMaxComponents = 8;
   auto invalid = [&](std::string_view why) {
     return absl::InvalidArgumentError(
-        Cat("invalid object key \"", absl::CHexEscape(ToAbsl(key.substr(0, 300))), "\": ", why,
+        StrCat("invalid object key \"", absl::CHexEscape(ToAbsl(key.substr(0, 300))), "\": ", why,
                      " (format.md §2)"));
   };
   if (key.empty()) return invalid("empty");
@@ -73,7 +73,7 @@ absl::Status MakeDirs(FileSystem* fs, const std::string& dir) {
   absl::StatusOr<bool> is_dir = fs->IsDirectory(dir);
   if (is_dir.ok()) {
     if (*is_dir) return absl::OkStatus();
-    return absl::FailedPreconditionError(Cat(dir, " exists and is not a directory"));
+    return absl::FailedPreconditionError(StrCat(dir, " exists and is not a directory"));
   }
   if (!absl::IsNotFound(is_dir.status())) return is_dir.status();
   const std::string parent = ParentDir(dir);
@@ -118,7 +118,7 @@ class LocalStore final : public ObjectStore {
       RemoveTemp(*temp);
       if (absl::IsAlreadyExists(s)) {
         return absl::AlreadyExistsError(
-            Cat("publish ", key, " in ", Describe(), ": object already exists"));
+            StrCat("publish ", key, " in ", Describe(), ": object already exists"));
       }
       return Annotate(s, "publish", key);
     }
@@ -155,7 +155,7 @@ class LocalStore final : public ObjectStore {
   absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override {
     if (Contains(prefix, "..")) {
       return absl::InvalidArgumentError(
-          Cat("list ", Describe(), ": prefix \"", prefix, "\" contains \"..\""));
+          StrCat("list ", Describe(), ": prefix \"", prefix, "\" contains \"..\""));
     }
     std::vector<ObjectInfo> out;
     if (absl::Status s = Walk(root_, "", prefix, &out); !s.ok()) return s;
@@ -182,17 +182,17 @@ class LocalStore final : public ObjectStore {
     return Annotate(s, "delete", key);
   }
 
-  std::string Describe() const override { return Cat("local:", root_); }
+  std::string Describe() const override { return StrCat("local:", root_); }
 
  private:
-  std::string PathOf(std::string_view key) const { return Cat(root_, "/", key); }
+  std::string PathOf(std::string_view key) const { return StrCat(root_, "/", key); }
 
   absl::Status CheckKey(std::string_view key) const {
     if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
     // The store's own temporary files use this infix; an object named like one would be invisible
     // to List.
     if (Contains(key, kTempInfix)) {
-      return absl::InvalidArgumentError(Cat(
+      return absl::InvalidArgumentError(StrCat(
           "invalid object key \"", key, "\" for ", Describe(), ": contains \"", kTempInfix, "\""));
     }
     return absl::OkStatus();
@@ -201,14 +201,14 @@ class LocalStore final : public ObjectStore {
   absl::Status Annotate(const absl::Status& status, std::string_view op,
                         std::string_view key) const {
     return absl::Status(status.code(),
-                        Cat(op, " ", key, " in ", Describe(), ": ", status.message()));
+                        StrCat(op, " ", key, " in ", Describe(), ": ", status.message()));
   }
 
   // A path that is a directory or runs through a file is no object: NotFound for the key.
   absl::Status MissingOr(const absl::Status& status, std::string_view op,
                          std::string_view key) const {
     if (absl::IsNotFound(status) || absl::IsFailedPrecondition(status)) {
-      return absl::NotFoundError(Cat(op, " ", key, " in ", Describe(), ": no such object"));
+      return absl::NotFoundError(StrCat(op, " ", key, " in ", Describe(), ": no such object"));
     }
     return Annotate(status, op, key);
   }
@@ -272,7 +272,7 @@ class LocalStore final : public ObjectStore {
   // on failure the file is removed.
   absl::StatusOr<std::string> WriteTemp(std::string_view key, const std::string& final_path,
                                         std::string_view data) {
-    const std::string temp = Cat(final_path, kTempInfix, RandomHex128());
+    const std::string temp = StrCat(final_path, kTempInfix, RandomHex128());
     if (DirsInDoubt(key)) {
       if (absl::Status s = MakeKeyDirs(key); !s.ok()) return Annotate(s, "put", key);
     }
@@ -307,20 +307,20 @@ class LocalStore final : public ObjectStore {
     if (!names.ok()) {
       // A directory removed while listing holds no objects.
       if (absl::IsNotFound(names.status()) && !dir_key.empty()) return absl::OkStatus();
-      return absl::Status(names.status().code(), Cat("list ", Describe(), ": ",
+      return absl::Status(names.status().code(), StrCat("list ", Describe(), ": ",
                                                               names.status().message()));
     }
     for (const std::string& name : *names) {
       if (Contains(name, kTempInfix)) continue;
-      const std::string key = Cat(dir_key, name);
+      const std::string key = StrCat(dir_key, name);
       // Only names that are valid keys are objects; anything else was put there by someone else.
       if (!ValidateObjectKey(key).ok()) continue;
-      const std::string path = Cat(dir, "/", name);
+      const std::string path = StrCat(dir, "/", name);
       absl::StatusOr<bool> is_dir = fs_->IsDirectory(path);
       if (absl::IsNotFound(is_dir.status())) continue;  // deleted meanwhile
       if (!is_dir.ok()) return is_dir.status();
       if (*is_dir) {
-        const std::string sub_key = Cat(key, "/");
+        const std::string sub_key = StrCat(key, "/");
         // Descend only where a key could start with `prefix`.
         if (sub_key.starts_with(prefix) || prefix.starts_with(sub_key)) {
           if (absl::Status s = Walk(path, sub_key, prefix, out); !s.ok()) return s;
@@ -354,12 +354,12 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> OpenLocalStore(const std::string& r
   absl::StatusOr<bool> is_dir = fs->IsDirectory(normalized);
   if (is_dir.ok() && !*is_dir) {
     return absl::FailedPreconditionError(
-        Cat("local store root ", normalized, " is not a directory"));
+        StrCat("local store root ", normalized, " is not a directory"));
   }
   if (!is_dir.ok()) {
     if (!absl::IsNotFound(is_dir.status())) return is_dir.status();
     if (!options.create_if_missing) {
-      return absl::NotFoundError(Cat("local store root ", normalized,
+      return absl::NotFoundError(StrCat("local store root ", normalized,
                                               " does not exist (create_if_missing is false)"));
     }
     if (absl::Status s = MakeDirs(fs, normalized); !s.ok()) return s;

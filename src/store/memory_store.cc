@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "ickpt/store.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -28,7 +28,7 @@ class MemoryStore final : public ObjectStore {
     absl::MutexLock lock(&mu_);
     if (!objects_.emplace(std::string(key), std::string(data)).second) {
       return absl::AlreadyExistsError(
-          Cat("publish ", key, " in ", Describe(), ": object already exists"));
+          StrCat("publish ", key, " in ", Describe(), ": object already exists"));
     }
     return absl::OkStatus();
   }
@@ -59,7 +59,7 @@ class MemoryStore final : public ObjectStore {
   absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override {
     if (Contains(prefix, "..")) {
       return absl::InvalidArgumentError(
-          Cat("list ", Describe(), ": prefix \"", prefix, "\" contains \"..\""));
+          StrCat("list ", Describe(), ": prefix \"", prefix, "\" contains \"..\""));
     }
     absl::MutexLock lock(&mu_);
     std::vector<ObjectInfo> out;
@@ -81,7 +81,7 @@ class MemoryStore final : public ObjectStore {
 
  private:
   absl::Status NotFound(std::string_view op, std::string_view key) const {
-    return absl::NotFoundError(Cat(op, " ", key, " in ", Describe(), ": no such object"));
+    return absl::NotFoundError(StrCat(op, " ", key, " in ", Describe(), ": no such object"));
   }
 
   absl::Mutex mu_;

@@ -17,14 +17,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "ickpt/store.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
 
 // Maps errno to the few codes store.h promises. `what` names the operation and the path.
 absl::Status ErrnoStatus(int err, std::string_view what) {
-  const std::string message = Cat(what, ": ", std::strerror(err));
+  const std::string message = StrCat(what, ": ", std::strerror(err));
   switch (err) {
     case ENOENT:
     case ENOTDIR:
@@ -76,7 +76,7 @@ class PosixWritableFile final : public WritableFile {
     if (absl::Status s = CheckUsable("append to"); !s.ok()) return s;
     while (!data.empty()) {
       const ssize_t n = RetryOnEintr([&] { return ::write(fd_, data.data(), data.size()); });
-      if (n < 0) return Fail(ErrnoStatus(errno, Cat("write ", path_)));
+      if (n < 0) return Fail(ErrnoStatus(errno, StrCat("write ", path_)));
       data.remove_prefix(static_cast<size_t>(n));  // a short write: loop for the rest
     }
     return absl::OkStatus();
@@ -87,21 +87,21 @@ class PosixWritableFile final : public WritableFile {
     if (RetryOnEintr([&] { return ::fsync(fd_); }) != 0) {
       // After a failed fsync the kernel may have dropped the dirty pages and cleared the error, so
       // a second fsync could report success for lost data (format.md §8): refuse further use.
-      return Fail(ErrnoStatus(errno, Cat("fsync ", path_)));
+      return Fail(ErrnoStatus(errno, StrCat("fsync ", path_)));
     }
     return absl::OkStatus();
   }
 
   absl::Status Close() override {
     if (fd_ < 0) {
-      return absl::FailedPreconditionError(Cat("close ", path_, ": already closed"));
+      return absl::FailedPreconditionError(StrCat("close ", path_, ": already closed"));
     }
     const int fd = fd_;
     fd_ = -1;
     // Never retry close on EINTR: Linux releases the descriptor anyway and a retry could close a
     // descriptor another thread just opened.
     if (::close(fd) != 0 && errno != EINTR) {
-      return ErrnoStatus(errno, Cat("close ", path_));
+      return ErrnoStatus(errno, StrCat("close ", path_));
     }
     // An earlier write or sync error was already reported by the call that hit it.
     return absl::OkStatus();
@@ -109,10 +109,10 @@ class PosixWritableFile final : public WritableFile {
 
  private:
   absl::Status CheckUsable(std::string_view op) const {
-    if (fd_ < 0) return absl::FailedPreconditionError(Cat(op, " ", path_, ": closed"));
+    if (fd_ < 0) return absl::FailedPreconditionError(StrCat(op, " ", path_, ": closed"));
     if (failed_) {
       return absl::FailedPreconditionError(
-          Cat(op, " ", path_, ": an earlier write or sync failed; rewrite the file"));
+          StrCat(op, " ", path_, ": an earlier write or sync failed; rewrite the file"));
     }
     return absl::OkStatus();
   }
@@ -131,19 +131,19 @@ class PosixFileSystem final : public FileSystem {
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     const int fd = RetryOnEintr(
         [&] { return ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); });
-    if (fd < 0) return ErrnoStatus(errno, Cat("create ", path));
+    if (fd < 0) return ErrnoStatus(errno, StrCat("create ", path));
     return std::make_unique<PosixWritableFile>(path, fd);
   }
 
   absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset,
                                        uint64_t length) override {
     const int fd = RetryOnEintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
-    if (fd < 0) return ErrnoStatus(errno, Cat("open ", path));
+    if (fd < 0) return ErrnoStatus(errno, StrCat("open ", path));
     struct stat st;
     if (::fstat(fd, &st) != 0) {
       const int err = errno;
       ::close(fd);
-      return ErrnoStatus(err, Cat("stat ", path));
+      return ErrnoStatus(err, StrCat("stat ", path));
     }
     // Size the buffer by what the file holds, not by `length`, which may be "everything" (~0).
     const uint64_t size = static_cast<uint64_t>(st.st_size);
@@ -157,7 +157,7 @@ class PosixFileSystem final : public FileSystem {
       if (n < 0) {
         const int err = errno;
         ::close(fd);
-        return ErrnoStatus(err, Cat("read ", path, " at offset ", offset + done));
+        return ErrnoStatus(err, StrCat("read ", path, " at offset ", offset + done));
       }
       if (n == 0) break;  // the file shrank since fstat: return what is there
       done += static_cast<uint64_t>(n);
@@ -169,16 +169,16 @@ class PosixFileSystem final : public FileSystem {
 
   absl::StatusOr<uint64_t> FileSize(const std::string& path) override {
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, Cat("stat ", path));
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, StrCat("stat ", path));
     if (S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(Cat("stat ", path, ": is a directory"));
+      return absl::FailedPreconditionError(StrCat("stat ", path, ": is a directory"));
     }
     return static_cast<uint64_t>(st.st_size);
   }
 
   absl::Status CreateDir(const std::string& path) override {
     if (RetryOnEintr([&] { return ::mkdir(path.c_str(), 0700); }) != 0) {
-      return ErrnoStatus(errno, Cat("mkdir ", path));
+      return ErrnoStatus(errno, StrCat("mkdir ", path));
     }
     return absl::OkStatus();
   }
@@ -186,10 +186,10 @@ class PosixFileSystem final : public FileSystem {
   absl::Status SyncDir(const std::string& path) override {
     const int fd = RetryOnEintr(
         [&] { return ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
-    if (fd < 0) return ErrnoStatus(errno, Cat("open directory ", path));
+    if (fd < 0) return ErrnoStatus(errno, StrCat("open directory ", path));
     absl::Status status;
     if (RetryOnEintr([&] { return ::fsync(fd); }) != 0) {
-      status = ErrnoStatus(errno, Cat("fsync directory ", path));
+      status = ErrnoStatus(errno, StrCat("fsync directory ", path));
     }
     ::close(fd);
     return status;
@@ -197,14 +197,14 @@ class PosixFileSystem final : public FileSystem {
 
   absl::Status Rename(const std::string& from, const std::string& to) override {
     if (RetryOnEintr([&] { return ::rename(from.c_str(), to.c_str()); }) != 0) {
-      return ErrnoStatus(errno, Cat("rename ", from, " to ", to));
+      return ErrnoStatus(errno, StrCat("rename ", from, " to ", to));
     }
     return absl::OkStatus();
   }
 
   absl::Status Link(const std::string& from, const std::string& to) override {
     if (RetryOnEintr([&] { return ::link(from.c_str(), to.c_str()); }) != 0) {
-      return ErrnoStatus(errno, Cat("link ", from, " to ", to));
+      return ErrnoStatus(errno, StrCat("link ", from, " to ", to));
     }
     return absl::OkStatus();
   }
@@ -218,12 +218,12 @@ class PosixFileSystem final : public FileSystem {
     if (errno == EISDIR || errno == EPERM) {
       if (RetryOnEintr([&] { return ::rmdir(path.c_str()); }) == 0) return absl::OkStatus();
     }
-    return ErrnoStatus(errno, Cat("remove ", path));
+    return ErrnoStatus(errno, StrCat("remove ", path));
   }
 
   absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) override {
     DIR* dir = ::opendir(path.c_str());
-    if (dir == nullptr) return ErrnoStatus(errno, Cat("opendir ", path));
+    if (dir == nullptr) return ErrnoStatus(errno, StrCat("opendir ", path));
     std::vector<std::string> names;
     while (true) {
       errno = 0;
@@ -231,7 +231,7 @@ class PosixFileSystem final : public FileSystem {
       if (entry == nullptr) {
         const int err = errno;
         ::closedir(dir);
-        if (err != 0) return ErrnoStatus(err, Cat("readdir ", path));
+        if (err != 0) return ErrnoStatus(err, StrCat("readdir ", path));
         return names;
       }
       const std::string_view name = entry->d_name;
@@ -242,7 +242,7 @@ class PosixFileSystem final : public FileSystem {
 
   absl::StatusOr<bool> IsDirectory(const std::string& path) override {
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, Cat("stat ", path));
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, StrCat("stat ", path));
     return S_ISDIR(st.st_mode);
   }
 };

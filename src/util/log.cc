@@ -9,7 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {

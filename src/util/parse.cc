@@ -4,13 +4,13 @@
 #include <limits>
 
 #include "absl/strings/str_format.h"
-#include "src/util/strings.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
 
 absl::Status Invalid(std::string_view kind, std::string_view text, std::string_view why) {
-  return absl::InvalidArgumentError(Cat("invalid ", kind, " \"", text, "\": ", why));
+  return absl::InvalidArgumentError(StrCat("invalid ", kind, " \"", text, "\": ", why));
 }
 
 // Splits `text` into its leading digits (with an optional ".digits" fraction when
@@ -132,14 +132,14 @@ absl::StatusOr<absl::Duration> ParseDuration(std::string_view text) {
 
 std::string FormatBytes(uint64_t bytes) {
   static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  if (bytes < 1024) return Cat(bytes, " B");
+  if (bytes < 1024) return StrCat(bytes, " B");
   int unit = 0;
   uint64_t divisor = 1;
   while (unit < 6 && bytes / divisor >= 1024) {
     divisor <<= 10;
     ++unit;
   }
-  if (bytes % divisor == 0) return Cat(bytes / divisor, " ", kUnits[unit]);
+  if (bytes % divisor == 0) return StrCat(bytes / divisor, " ", kUnits[unit]);
   return absl::StrFormat("%.1f %s", static_cast<double>(bytes) / static_cast<double>(divisor),
                          kUnits[unit]);
 }

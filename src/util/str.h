@@ -1,6 +1,8 @@
-// String building for messages. Debian's abseil (20220623, built as C++14) has its own
-// absl::string_view, so absl::StrCat does not take std::string_view; this StrCat takes anything fmt
-// can format, absl::string_view (e.g. Status::message()) included.
+// String helpers over std::string_view, and string building for messages. Debian's abseil
+// (20220623) has its own absl::string_view, so absl::StrCat and friends do not take
+// std::string_view; StrCat here takes anything fmt can format, absl::string_view included.
+//
+// Thread safety: pure functions.
 #pragma once
 
 #include <fmt/format.h>
@@ -25,6 +27,28 @@ template <typename... Args>
 std::string StrCat(const Args&... args) {
   std::string out;
   (fmt::format_to(std::back_inserter(out), "{}", args), ...);
+  return out;
+}
+
+inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+inline bool Contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+inline std::string_view StripWhitespace(std::string_view s) {
+  constexpr std::string_view kSpace = " \t\n\r\f\v";
+  const size_t begin = s.find_first_not_of(kSpace);
+  if (begin == std::string_view::npos) return {};
+  const size_t end = s.find_last_not_of(kSpace);
+  return s.substr(begin, end - begin + 1);
+}
+
+inline std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
   return out;
 }
 
