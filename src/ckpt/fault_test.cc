@@ -138,7 +138,9 @@ TEST(FileSystemFaultMatrixTest, PowerLossAfterFailedSyncOrShortWriteKeepsCommitt
     SCOPED_TRACE(::testing::Message() << "round " << round);
     ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
     ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
-    if (!committed.empty()) ASSERT_OK(ckpt->Restore().status());
+    if (!committed.empty()) {
+      ASSERT_OK(ckpt->Restore().status());
+    }
     Scribble(r, rng, 3);
     const std::string captured(r->data(), r->size());
     const int64_t n = 1 + static_cast<int64_t>(rng() % 6);
