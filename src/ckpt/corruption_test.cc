@@ -182,16 +182,9 @@ class CorruptionTest : public ::testing::Test {
 
   // Restores `id` into a fresh checkpointer.
   static absl::StatusOr<std::string> Restore(Repository* repo, uint64_t id) {
-    auto ckpt = Checkpointer::Open(repo);
-    if (!ckpt.ok()) return ckpt.status();
-    RestoreOptions o;
-    o.id = id;
-    o.on_unregistered = OnUnregistered::kCreate;
-    auto record = (*ckpt)->Restore(o);
-    if (!record.ok()) return record.status();
-    Region* r = (*ckpt)->FindRegion("grid");
-    if (r == nullptr) return absl::InternalError("no region grid after restore");
-    return std::string(r->data(), r->size());
+    absl::StatusOr<testing::RestoredRegion> restored = testing::RestoreRegionFresh(repo, id, "grid");
+    if (!restored.ok()) return restored.status();
+    return std::move(restored->bytes);
   }
 
   // Whether checkpoint `id`'s restore read byte `offset` of `key` (any byte, for kAnyByte).

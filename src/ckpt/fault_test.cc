@@ -28,14 +28,10 @@ void Scribble(Region* r, std::mt19937_64& rng, int blocks) {
 
 // Restores the latest checkpoint of `repo` into a fresh checkpointer and compares with `expected`.
 void ExpectLatestEquals(Repository* repo, const std::string& expected) {
-  ASSERT_OK_AND_ASSIGN(auto fresh, Checkpointer::Open(repo));
-  RestoreOptions o;
-  o.on_unregistered = OnUnregistered::kCreate;
-  ASSERT_OK(fresh->Restore(o).status());
-  Region* r = fresh->FindRegion("grid");
-  ASSERT_NE(r, nullptr);
-  ASSERT_EQ(r->size(), expected.size());
-  EXPECT_EQ(0, std::memcmp(r->data(), expected.data(), expected.size()));
+  ASSERT_OK_AND_ASSIGN(testing::RestoredRegion latest,
+                       testing::RestoreRegionFresh(repo, std::nullopt, "grid"));
+  ASSERT_EQ(latest.bytes.size(), expected.size());
+  EXPECT_EQ(0, std::memcmp(latest.bytes.data(), expected.data(), expected.size()));
 }
 
 // Object-store layer: fail call n of a checkpoint for every n the checkpoint makes.

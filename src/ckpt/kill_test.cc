@@ -168,19 +168,13 @@ struct Restored {
   std::string bytes;
 };
 absl::StatusOr<Restored> RestoreFresh(Repository* repo, std::optional<uint64_t> id) {
-  auto ckpt = Checkpointer::Open(repo);
-  if (!ckpt.ok()) return ckpt.status();
-  RestoreOptions o;
-  o.id = id;
-  o.on_unregistered = OnUnregistered::kCreate;
-  auto record = (*ckpt)->Restore(o);
-  if (!record.ok()) return record.status();
-  Region* r = (*ckpt)->FindRegion(kRegionName);
-  if (r == nullptr) return absl::NotFoundError("restored checkpoint has no region grid");
+  absl::StatusOr<testing::RestoredRegion> restored =
+      testing::RestoreRegionFresh(repo, id, kRegionName);
+  if (!restored.ok()) return restored.status();
   Restored out;
-  out.id = record->id;
-  out.step = std::stoull(record->metadata.at("step"));
-  out.bytes.assign(r->data(), r->size());
+  out.id = restored->record.id;
+  out.step = std::stoull(restored->record.metadata.at("step"));
+  out.bytes = std::move(restored->bytes);
   return out;
 }
 

@@ -65,6 +65,12 @@ bool IsCheckpointIdSyntax(std::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+namespace {
+std::string InvalidIdMessage(std::string_view text) {
+  return StrCat("invalid checkpoint id '", text, "': expected a positive integer or 'latest'");
+}
+}  // namespace
+
 absl::StatusOr<uint64_t> ResolveCheckpointId(const Repository& repo, std::string_view text) {
   if (text == "latest") {
     absl::StatusOr<std::optional<uint64_t>> latest = repo.LatestCommitId();
@@ -75,10 +81,7 @@ absl::StatusOr<uint64_t> ResolveCheckpointId(const Repository& repo, std::string
     }
     return **latest;
   }
-  if (!IsCheckpointIdSyntax(text)) {
-    return absl::InvalidArgumentError(
-        StrCat("invalid checkpoint id '", text, "': expected a positive integer or 'latest'"));
-  }
+  if (!IsCheckpointIdSyntax(text)) return absl::InvalidArgumentError(InvalidIdMessage(text));
   uint64_t id = 0;
   for (char c : text) {
     const uint64_t digit = static_cast<uint64_t>(c - '0');
@@ -88,6 +91,18 @@ absl::StatusOr<uint64_t> ResolveCheckpointId(const Repository& repo, std::string
     id = id * 10 + digit;
   }
   return id;
+}
+
+bool CheckCheckpointIdArgument(std::string_view text) {
+  if (IsCheckpointIdSyntax(text)) return true;
+  PrintError(InvalidIdMessage(text));
+  return false;
+}
+
+absl::StatusOr<CommitRecord> ReadCheckpointArgument(const Repository& repo, std::string_view text) {
+  absl::StatusOr<uint64_t> id = ResolveCheckpointId(repo, text);
+  if (!id.ok()) return id.status();
+  return repo.ReadCommit(*id);
 }
 
 nlohmann::json CommitSummaryJson(const CommitRecord& commit) {

@@ -54,6 +54,11 @@ absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryReadOnly(const std::st
 absl::StatusOr<uint64_t> ResolveCheckpointId(const Repository& repo, std::string_view text);
 // True if `text` is a syntactically valid checkpoint id argument.
 bool IsCheckpointIdSyntax(std::string_view text);
+// Checks a checkpoint id argument before anything is opened: on a usage error prints it and
+// returns false (the caller exits with kExitUsage).
+bool CheckCheckpointIdArgument(std::string_view text);
+// Resolves a checkpoint id argument ("latest" or an id) and reads that commit record.
+absl::StatusOr<CommitRecord> ReadCheckpointArgument(const Repository& repo, std::string_view text);
 
 // The fields of `ickpt log --json` for one commit record.
 nlohmann::json CommitSummaryJson(const CommitRecord& commit);

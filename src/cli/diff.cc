@@ -70,20 +70,14 @@ ObjectDiff Compare(const ResolvedObject& a, const ResolvedObject& b) {
 
 int RunDiff(const DiffOptions& options) {
   for (const std::string* id : {&options.a, &options.b}) {
-    if (!IsCheckpointIdSyntax(*id)) {
-      PrintError(StrCat("invalid checkpoint id '", *id,
-                        "': expected a positive integer or 'latest'"));
-      return kExitUsage;
-    }
+    if (!CheckCheckpointIdArgument(*id)) return kExitUsage;
   }
   absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
   if (!repo.ok()) return Fail(repo.status());
   CommitRecord commits[2];
   const std::string* texts[2] = {&options.a, &options.b};
   for (int i = 0; i < 2; ++i) {
-    absl::StatusOr<uint64_t> id = ResolveCheckpointId(**repo, *texts[i]);
-    if (!id.ok()) return Fail(id.status());
-    absl::StatusOr<CommitRecord> commit = (*repo)->ReadCommit(*id);
+    absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, *texts[i]);
     if (!commit.ok()) return Fail(commit.status());
     commits[i] = *std::move(commit);
   }

@@ -136,17 +136,11 @@ absl::Status WriteRegionFile(const Repository& repo, const ResolvedObject& objec
 }
 
 int RunRestore(const RestoreCliOptions& options) {
-  if (!IsCheckpointIdSyntax(options.id)) {
-    PrintError(StrCat("invalid checkpoint id '", options.id,
-                      "': expected a positive integer or 'latest'"));
-    return kExitUsage;
-  }
+  if (!CheckCheckpointIdArgument(options.id)) return kExitUsage;
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
   if (!repo.ok()) return Fail(repo.status());
-  absl::StatusOr<uint64_t> id = ResolveCheckpointId(**repo, options.id);
-  if (!id.ok()) return Fail(id.status());
-  absl::StatusOr<CommitRecord> commit = (*repo)->ReadCommit(*id);
+  absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, options.id);
   if (!commit.ok()) return Fail(commit.status());
   PackTable packs;
   absl::StatusOr<ResolvedObject> object =
@@ -161,7 +155,7 @@ int RunRestore(const RestoreCliOptions& options) {
   std::cout << fmt::format(
       "restored {} ({} bytes) of region '{}' (participant {}) of checkpoint {} to {} in {} "
       "({:.1f} MiB/s, chain depth {})\n",
-      FormatBytes(bytes), bytes, options.region, options.participant, *id, options.out,
+      FormatBytes(bytes), bytes, options.region, options.participant, commit->id, options.out,
       FormatNanos(absl::ToInt64Nanoseconds(elapsed)), bytes / seconds / (1 << 20),
       object->depth);
   return kExitOk;

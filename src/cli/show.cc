@@ -90,16 +90,10 @@ void PrintText(const CommitRecord& commit) {
 }
 
 int RunShow(const ShowOptions& options) {
-  if (!IsCheckpointIdSyntax(options.id)) {
-    PrintError(StrCat("invalid checkpoint id '", options.id,
-                      "': expected a positive integer or 'latest'"));
-    return kExitUsage;
-  }
+  if (!CheckCheckpointIdArgument(options.id)) return kExitUsage;
   absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
   if (!repo.ok()) return Fail(repo.status());
-  absl::StatusOr<uint64_t> id = ResolveCheckpointId(**repo, options.id);
-  if (!id.ok()) return Fail(id.status());
-  absl::StatusOr<CommitRecord> commit = (*repo)->ReadCommit(*id);
+  absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, options.id);
   if (!commit.ok()) return Fail(commit.status());
   if (options.json) {
     std::cout << ShowJson(*commit).dump(2) << "\n";
