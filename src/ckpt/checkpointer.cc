@@ -16,7 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "src/util/str.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "src/ckpt/block_map.h"
 #include "src/ckpt/restore.h"
 #include "src/repo/keys.h"
@@ -33,12 +33,12 @@ namespace ickpt {
 struct CheckpointHandle::State {
   uint64_t id = 0;
   absl::Duration pause;
-  mutable absl::Mutex mu;
+  mutable Mutex mu;
   bool done ABSL_GUARDED_BY(mu) = false;
   absl::StatusOr<CommitRecord> result ABSL_GUARDED_BY(mu) = absl::UnknownError("pending");
 
   void Finish(absl::StatusOr<CommitRecord> r) {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     result = std::move(r);
     done = true;
   }
@@ -48,12 +48,13 @@ CheckpointHandle::CheckpointHandle(std::shared_ptr<State> state) : state_(std::m
 uint64_t CheckpointHandle::id() const { return state_->id; }
 absl::Duration CheckpointHandle::pause() const { return state_->pause; }
 bool CheckpointHandle::done() const {
-  absl::MutexLock lock(&state_->mu);
+  MutexLock lock(&state_->mu);
   return state_->done;
 }
 absl::StatusOr<CommitRecord> CheckpointHandle::Wait() const {
-  absl::MutexLock lock(&state_->mu);
-  state_->mu.Await(absl::Condition(&state_->done));
+  MutexLock lock(&state_->mu);
+  State* state = state_.get();
+  state->mu.Await([state]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) { return state->done; });
   return state_->result;
 }
 
@@ -203,9 +204,9 @@ struct Checkpointer::Impl {
   CheckpointerOptions options;
 
   // Serialises the API calls that change state objects or the lineage (capture, restore, add).
-  absl::Mutex api_mu;
+  Mutex api_mu;
 
-  mutable absl::Mutex mu;
+  mutable Mutex mu;
   std::map<std::string, std::unique_ptr<Region>, std::less<>> regions ABSL_GUARDED_BY(mu);
   // The lineage as the next capture sees it: in-flight checkpoints assumed to succeed.
   std::optional<uint64_t> capture_parent ABSL_GUARDED_BY(mu);
@@ -256,20 +257,20 @@ Checkpointer::Checkpointer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 Checkpointer::~Checkpointer() {
   {
-    absl::MutexLock lock(&impl_->mu);
+    MutexLock lock(&impl_->mu);
     impl_->stopping = true;
   }
   impl_->persist_thread.join();
 }
 
 absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name, const RegionOptions& options) {
-  absl::MutexLock api(&impl_->api_mu);
+  MutexLock api(&impl_->api_mu);
   if (absl::Status s = ValidateObjectKey(name); !s.ok() || name.find('/') != std::string_view::npos) {
     return absl::InvalidArgumentError(StrCat(
         "invalid region name '", name, "': use lowercase letters, digits, '.', '_' and '-'"));
   }
   {
-    absl::MutexLock lock(&impl_->mu);
+    MutexLock lock(&impl_->mu);
     if (impl_->regions.contains(name)) {
       return absl::AlreadyExistsError(StrCat("region '", name, "' already exists"));
     }
@@ -279,19 +280,19 @@ absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name, const Reg
   absl::StatusOr<std::unique_ptr<Region>> region = RegionAccess::Create(name, options, block_size);
   if (!region.ok()) return region.status();
   Region* raw = region->get();
-  absl::MutexLock lock(&impl_->mu);
+  MutexLock lock(&impl_->mu);
   impl_->regions.emplace(std::string(name), *std::move(region));
   return raw;
 }
 
 Region* Checkpointer::FindRegion(std::string_view name) const {
-  absl::MutexLock lock(&impl_->mu);
+  MutexLock lock(&impl_->mu);
   auto it = impl_->regions.find(name);
   return it == impl_->regions.end() ? nullptr : it->second.get();
 }
 
 std::vector<Region*> Checkpointer::regions() const {
-  absl::MutexLock lock(&impl_->mu);
+  MutexLock lock(&impl_->mu);
   std::vector<Region*> out;
   for (auto& [name, region] : impl_->regions) out.push_back(region.get());
   return out;
@@ -306,10 +307,9 @@ absl::StatusOr<CheckpointHandle> Checkpointer::TryCheckpoint(const CheckpointOpt
 }
 
 void Checkpointer::WaitIdle() {
-  absl::MutexLock lock(&impl_->mu);
-  impl_->mu.Await(absl::Condition(
-      +[](Impl* impl) ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl->mu) { return impl->in_flight == 0; },
-      impl_.get()));
+  MutexLock lock(&impl_->mu);
+  Impl* impl = impl_.get();
+  impl->mu.Await([impl]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl->mu) { return impl->in_flight == 0; });
 }
 
 absl::StatusOr<CommitRecord> Checkpointer::Restore(const RestoreOptions& options) {
@@ -321,10 +321,10 @@ absl::StatusOr<CommitRecord> Checkpointer::Restore(const RestoreOptions& options
 
 absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOptions& copts,
                                                              bool wait) {
-  absl::MutexLock api(&api_mu);
+  MutexLock api(&api_mu);
   std::optional<uint64_t> id;
   {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     if (restore_failed) {
       return absl::FailedPreconditionError(
           "the last restore failed, so state objects may be half-restored: restore a checkpoint "
@@ -337,7 +337,7 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
       if (!wait) {
         return absl::UnavailableError(StrCat(in_flight, " checkpoint(s) still persisting"));
       }
-      mu.Await(absl::Condition(&has_room));
+      mu.Await(has_room);
     }
     // An id reserved ahead by the persist thread may be older than one reserved since.
     if (reserved_id.has_value() && *reserved_id > last_id) id = reserved_id;
@@ -358,7 +358,7 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
   // --- The pause: from here until return the application must not write tracked state.
   const int64_t pause_start = NowNs();
   job->created = absl::Now();
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   if (job->id <= last_id) {
     return absl::InternalError(StrCat("checkpoint id ", job->id, " is not above ", last_id));
   }
@@ -418,9 +418,9 @@ void Checkpointer::Impl::PersistLoop() {
     std::unique_ptr<PersistJob> job;
     bool stale = false;
     {
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !queue.empty() || stopping; };
-      mu.Await(absl::Condition(&ready));
+      mu.Await(ready);
       if (queue.empty()) return;  // stopping, and everything queued has persisted
       job = std::move(queue.front());
       queue.pop_front();
@@ -437,7 +437,7 @@ void Checkpointer::Impl::PersistLoop() {
     {
       // Leave the in-flight count before waking waiters, so that a caller returning from Wait()
       // finds room for its next checkpoint.
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       --in_flight;
     }
     job->handle->Finish(std::move(result));
@@ -446,7 +446,7 @@ void Checkpointer::Impl::PersistLoop() {
 
 void Checkpointer::Impl::ReserveAhead() {
   {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     if (reserved_id.has_value() || stopping) return;
   }
   absl::StatusOr<uint64_t> next = repo->ReserveCheckpointId();
@@ -457,14 +457,14 @@ void Checkpointer::Impl::ReserveAhead() {
                    "reserving the next checkpoint id ahead failed: {}", next.status().ToString());
     return;
   }
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   if (!reserved_id.has_value() && *next > last_id) reserved_id = *next;
 }
 
 void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
   ICKPT_LOG_WARN("checkpoint {} failed, its changes go into the next checkpoint: {}", job.id,
                  status.ToString());
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   // Everything this checkpoint captured goes back into the dirty sets, so the next checkpoint
   // carries it (nothing is lost), and the lineage falls back to what is committed.
   for (ObjectCapture& c : job.objects) RegionAccess::MergeBack(*c.region, c.dirty);
@@ -649,12 +649,10 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
 // Restore
 
 absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& ropts) {
-  absl::MutexLock api(&api_mu);
+  MutexLock api(&api_mu);
   {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(
-        +[](Impl* impl) ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl->mu) { return impl->in_flight == 0; },
-        this));
+    MutexLock lock(&mu);
+    mu.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight == 0; });
   }
   uint64_t id = 0;
   if (ropts.id.has_value()) {
@@ -677,7 +675,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   std::vector<std::string> unregistered, absent, to_create, to_restore;
   std::set<std::string> in_checkpoint;
   {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     for (const StateObjectRecord& r : (*participant)->state_objects) {
       in_checkpoint.insert(r.name);
       if (regions.contains(r.name)) {
@@ -717,7 +715,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     }
     Region* region = nullptr;
     {
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       auto it = regions.find(name);
       if (it != regions.end()) region = it->second.get();
     }
@@ -732,7 +730,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   auto fail = [this, id](absl::Status s) {
     ICKPT_LOG_ERROR("restore of checkpoint {} failed; checkpoints are refused until a restore "
                     "succeeds: {}", id, s.ToString());
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     restore_failed = true;
     return s;
   };
@@ -743,13 +741,13 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     ro.block_size = r.block_size;
     absl::StatusOr<std::unique_ptr<Region>> region = RegionAccess::Create(name, ro, r.block_size);
     if (!region.ok()) return fail(region.status());
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     regions.emplace(name, *std::move(region));
   }
   for (auto& [name, r] : resolved) {
     Region* region = nullptr;
     {
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       region = regions.at(name).get();
     }
     if (absl::Status s = RegionAccess::Resize(*region, r.block_count); !s.ok()) return fail(s);
@@ -767,7 +765,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     committed[name] = CommittedObject{Lineage{true, r.depth}, std::move(r.locations)};
   }
   committed_parent = id;
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   capture_parent = id;
   capture_lineage.clear();
   for (const auto& [name, object] : committed) capture_lineage[name] = object.lineage;

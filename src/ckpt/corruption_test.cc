@@ -30,7 +30,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
@@ -72,18 +72,18 @@ class RecordingStore : public ObjectStoreWrapper {
     return ObjectStoreWrapper::Size(key);
   }
   Reads TakeReads() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return std::exchange(reads_, {});
   }
 
  private:
   void Note(std::string_view key, uint64_t begin, uint64_t end) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     reads_.keys.insert(std::string(key));
     if (end > begin) reads_.ranges[std::string(key)].emplace_back(begin, end);
   }
   std::unique_ptr<ObjectStore> owned_;
-  absl::Mutex mu_;
+  Mutex mu_;
   Reads reads_;
 };
 

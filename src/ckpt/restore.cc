@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "src/util/str.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "src/repo/keys.h"
 #include "src/repo/pack.h"
 
@@ -280,7 +280,7 @@ absl::StatusOr<ReadStats> ReadObjectData(const Repository& repo, const ResolvedO
   std::vector<std::pair<std::string, std::vector<BlockNeed>*>> work;
   for (auto& [pack, needs] : by_pack) work.emplace_back(PackKey(ToHex(packs.digest(pack))), &needs);
   std::atomic<size_t> next{0};
-  absl::Mutex mu;
+  Mutex mu;
   absl::Status first_error;
   ReadStats total;
   auto worker = [&] {
@@ -289,13 +289,13 @@ absl::StatusOr<ReadStats> ReadObjectData(const Repository& repo, const ResolvedO
       absl::Status s = ReadPackBlocks(repo, work[w].first, *work[w].second, object.block_size,
                                       sink, &stats);
       if (!s.ok()) {
-        absl::MutexLock lock(&mu);
+        MutexLock lock(&mu);
         if (first_error.ok()) first_error = s;
         next = work.size();  // stop the others early
         break;
       }
     }
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     total.packs_read += stats.packs_read;
     total.bytes_read += stats.bytes_read;
     total.frames_decoded += stats.frames_decoded;

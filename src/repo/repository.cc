@@ -7,7 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "absl/time/clock.h"
 #include "src/repo/commit_record.h"
 #include "src/repo/keys.h"
@@ -71,7 +71,7 @@ absl::StatusOr<RepositoryConfig> PublishNewConfig(ObjectStore* store,
 struct Repository::Impl {
   std::unique_ptr<ObjectStore> store;
   RepositoryConfig config;
-  absl::Mutex mu;
+  Mutex mu;
   // The next id to try to reserve; 0 until the first ReserveCheckpointId lists the store.
   uint64_t next_id_hint ABSL_GUARDED_BY(mu) = 0;
 };
@@ -206,7 +206,7 @@ absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
     return highest + 1;
   };
 
-  absl::MutexLock lock(&impl_->mu);
+  MutexLock lock(&impl_->mu);
   if (impl_->next_id_hint == 0) {
     absl::StatusOr<uint64_t> start = start_from_store();
     if (!start.ok()) return start.status();

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "src/util/str.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "ickpt/region.h"
 #include "src/state/region_internal.h"
 #include "src/state/tracker.h"
@@ -17,7 +17,7 @@ struct Region::DirtyState {
   // MarkDirty() reports, one bit per block; atomic so any thread may mark while others write.
   std::unique_ptr<std::atomic<uint64_t>[]> marks;
   size_t mark_words = 0;
-  absl::Mutex mu;
+  Mutex mu;
   // Blocks the next capture must include: growth, and captures that failed to commit.
   DirtyBitmap carry ABSL_GUARDED_BY(mu);
 
@@ -62,7 +62,7 @@ Region::Region(std::string name, char* data, uint32_t block_size, uint64_t block
       tracker_(std::move(tracker)),
       dirty_(std::make_unique<DirtyState>()) {
   dirty_->ResizeMarks(block_count);
-  absl::MutexLock lock(&dirty_->mu);
+  MutexLock lock(&dirty_->mu);
   dirty_->carry.Resize(block_count);
 }
 
@@ -92,7 +92,7 @@ absl::Status Region::Grow(uint64_t new_size) {
   if (new_count == block_count_) return absl::OkStatus();
   const uint64_t old_count = block_count_;
   if (absl::Status s = RegionAccess::Resize(*this, new_count); !s.ok()) return s;
-  absl::MutexLock lock(&dirty_->mu);
+  MutexLock lock(&dirty_->mu);
   dirty_->carry.SetRange(old_count, new_count - old_count);
   return absl::OkStatus();
 }
@@ -132,14 +132,14 @@ absl::StatusOr<DirtyBitmap> RegionAccess::Collect(Region& region) {
   for (size_t i = 0; i < state.mark_words; ++i) {
     dirty.OrWord(i, state.marks[i].exchange(0, std::memory_order_acq_rel));
   }
-  absl::MutexLock lock(&state.mu);
+  MutexLock lock(&state.mu);
   dirty.OrWith(state.carry);
   state.carry.Clear();
   return dirty;
 }
 
 void RegionAccess::MergeBack(Region& region, const DirtyBitmap& blocks) {
-  absl::MutexLock lock(&region.dirty_->mu);
+  MutexLock lock(&region.dirty_->mu);
   region.dirty_->carry.OrWith(blocks);
 }
 
@@ -155,7 +155,7 @@ absl::Status RegionAccess::Resize(Region& region, uint64_t block_count) {
   AdviseHugePages(region.data_, bytes, region.huge_pages_);
   region.dirty_->ResizeMarks(block_count);
   {
-    absl::MutexLock lock(&region.dirty_->mu);
+    MutexLock lock(&region.dirty_->mu);
     region.dirty_->carry.Resize(block_count);
   }
   return region.tracker_->Attach(region.data_, block_count, region.block_size_);
@@ -165,7 +165,7 @@ absl::Status RegionAccess::Rebaseline(Region& region) {
   auto& state = *region.dirty_;
   for (size_t i = 0; i < state.mark_words; ++i) state.marks[i].store(0, std::memory_order_relaxed);
   {
-    absl::MutexLock lock(&state.mu);
+    MutexLock lock(&state.mu);
     state.carry.Clear();
   }
   return region.tracker_->Rebaseline();

@@ -97,7 +97,7 @@ absl::Status FaultInjectionFileSystem::RemoveRecursively(const std::string& path
 absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionFileSystem::NewWritableFile(
     const std::string& raw_path) {
   const std::string path = Normalize(raw_path);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CountOperation(); !s.ok()) return s;
   const bool existed = target_->FileSize(path).ok();
   absl::StatusOr<std::unique_ptr<WritableFile>> file = target_->NewWritableFile(path);
@@ -115,7 +115,7 @@ absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionFileSystem::NewWrita
 absl::Status FaultInjectionFileSystem::FileAppend(WritableFile* target,
                                                   const std::shared_ptr<FileData>& data,
                                                   std::string_view bytes, bool* failed) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::Status injected = CountOperation();
   ++write_count_;
   if (injected.ok()) injected = Fire(write_count_, &write_fault_);
@@ -147,7 +147,7 @@ absl::Status FaultInjectionFileSystem::FileAppend(WritableFile* target,
 absl::Status FaultInjectionFileSystem::FileSync(WritableFile* target,
                                                 const std::shared_ptr<FileData>& data,
                                                 bool* failed) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::Status injected = CountOperation();
   ++sync_count_;
   if (injected.ok()) injected = Fire(sync_count_, &sync_fault_);
@@ -169,25 +169,25 @@ absl::Status FaultInjectionFileSystem::FileSync(WritableFile* target,
 }
 
 absl::Status FaultInjectionFileSystem::FileClose(WritableFile* target) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CountOperation(); !s.ok()) return s;
   return target->Close();
 }
 
 absl::StatusOr<std::string> FaultInjectionFileSystem::ReadFile(const std::string& path,
                                                                uint64_t offset, uint64_t length) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return target_->ReadFile(path, offset, length);
 }
 
 absl::StatusOr<uint64_t> FaultInjectionFileSystem::FileSize(const std::string& path) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return target_->FileSize(path);
 }
 
 absl::Status FaultInjectionFileSystem::CreateDir(const std::string& raw_path) {
   const std::string path = Normalize(raw_path);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CountOperation(); !s.ok()) return s;
   if (absl::Status s = target_->CreateDir(path); !s.ok()) return s;
   AddEntry(EntryChange{.kind = EntryKind::kCreateDir, .path = path,
@@ -197,7 +197,7 @@ absl::Status FaultInjectionFileSystem::CreateDir(const std::string& raw_path) {
 
 absl::Status FaultInjectionFileSystem::SyncDir(const std::string& raw_path) {
   const std::string path = Normalize(raw_path);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::Status injected = CountOperation();
   ++sync_dir_count_;
   if (injected.ok()) injected = Fire(sync_dir_count_, &sync_dir_fault_);
@@ -212,7 +212,7 @@ absl::Status FaultInjectionFileSystem::Rename(const std::string& raw_from,
                                               const std::string& raw_to) {
   const std::string from = Normalize(raw_from);
   const std::string to = Normalize(raw_to);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::Status injected = CountOperation();
   ++rename_count_;
   if (injected.ok()) injected = Fire(rename_count_, &rename_fault_);
@@ -233,7 +233,7 @@ absl::Status FaultInjectionFileSystem::Rename(const std::string& raw_from,
 absl::Status FaultInjectionFileSystem::Link(const std::string& raw_from, const std::string& raw_to) {
   const std::string from = Normalize(raw_from);
   const std::string to = Normalize(raw_to);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CountOperation(); !s.ok()) return s;
   if (absl::Status s = target_->Link(from, to); !s.ok()) return s;
   if (auto it = files_.find(from); it != files_.end()) files_[to] = it->second;
@@ -244,7 +244,7 @@ absl::Status FaultInjectionFileSystem::Link(const std::string& raw_from, const s
 
 absl::Status FaultInjectionFileSystem::Remove(const std::string& raw_path) {
   const std::string path = Normalize(raw_path);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CountOperation(); !s.ok()) return s;
   absl::StatusOr<bool> is_dir = target_->IsDirectory(path);
   std::optional<std::string> saved = DurableContent(path);
@@ -257,17 +257,17 @@ absl::Status FaultInjectionFileSystem::Remove(const std::string& raw_path) {
 }
 
 absl::StatusOr<std::vector<std::string>> FaultInjectionFileSystem::ListDir(const std::string& path) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return target_->ListDir(path);
 }
 
 absl::StatusOr<bool> FaultInjectionFileSystem::IsDirectory(const std::string& path) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return target_->IsDirectory(path);
 }
 
 absl::Status FaultInjectionFileSystem::SimulatePowerLoss() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::Status first_error;
   auto note = [&](absl::Status s) {
     if (!s.ok() && !absl::IsNotFound(s) && first_error.ok()) first_error = std::move(s);
@@ -315,57 +315,57 @@ absl::Status FaultInjectionFileSystem::SimulatePowerLoss() {
 }
 
 void FaultInjectionFileSystem::FailNthWrite(int64_t n, absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   write_fault_ = Fault{write_count_ + n, std::move(status)};
 }
 void FaultInjectionFileSystem::FailNthSync(int64_t n, absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   sync_fault_ = Fault{sync_count_ + n, std::move(status)};
 }
 void FaultInjectionFileSystem::FailNthSyncDir(int64_t n, absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   sync_dir_fault_ = Fault{sync_dir_count_ + n, std::move(status)};
 }
 void FaultInjectionFileSystem::FailNthRename(int64_t n, absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   rename_fault_ = Fault{rename_count_ + n, std::move(status)};
 }
 void FaultInjectionFileSystem::ShortWriteNth(int64_t n) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   short_write_fault_ = Fault{write_count_ + n, absl::OkStatus()};
 }
 void FaultInjectionFileSystem::FailNthOperation(int64_t n, absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   operation_fault_ = Fault{operation_count_ + n, std::move(status)};
 }
 void FaultInjectionFileSystem::ClearFaults() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   operation_fault_ = write_fault_ = short_write_fault_ = sync_fault_ = sync_dir_fault_ =
       rename_fault_ = Fault{};
 }
 
 int64_t FaultInjectionFileSystem::operation_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return operation_count_;
 }
 int64_t FaultInjectionFileSystem::write_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return write_count_;
 }
 int64_t FaultInjectionFileSystem::sync_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return sync_count_;
 }
 int64_t FaultInjectionFileSystem::sync_dir_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return sync_dir_count_;
 }
 int64_t FaultInjectionFileSystem::rename_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return rename_count_;
 }
 void FaultInjectionFileSystem::ResetCounters() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   // Pending faults are relative to the counters, so they go too.
   operation_count_ = write_count_ = sync_count_ = sync_dir_count_ = rename_count_ = 0;
   operation_fault_ = write_fault_ = short_write_fault_ = sync_fault_ = sync_dir_fault_ =
@@ -373,7 +373,7 @@ void FaultInjectionFileSystem::ResetCounters() {
 }
 
 uint64_t FaultInjectionFileSystem::unsynced_bytes() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   uint64_t total = 0;
   std::set<const FileData*> seen;
   for (const auto& [path, data] : files_) {
@@ -383,7 +383,7 @@ uint64_t FaultInjectionFileSystem::unsynced_bytes() const {
 }
 
 size_t FaultInjectionFileSystem::unsynced_entry_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return entries_.size();
 }
 

@@ -41,7 +41,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "ickpt/store.h"
 
 namespace ickpt {
@@ -132,7 +132,7 @@ class FaultInjectionFileSystem : public FileSystem {
   absl::Status FileClose(WritableFile* target);
 
   FileSystem* const target_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   // Tracked files by current name; names linked to one file share its FileData.
   std::map<std::string, std::shared_ptr<FileData>> files_ ABSL_GUARDED_BY(mu_);
   std::vector<EntryChange> entries_ ABSL_GUARDED_BY(mu_);

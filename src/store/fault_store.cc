@@ -10,7 +10,7 @@ absl::Status FaultInjectionStore::Before(std::string_view key) {
   absl::Duration latency;
   absl::Status result;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     latency = latency_;
     ++call_count_;
     if (fail_at_ != 0 && call_count_ == fail_at_) {
@@ -31,7 +31,7 @@ absl::Status FaultInjectionStore::Before(std::string_view key) {
 }
 
 void FaultInjectionStore::AfterRead(std::string_view key, std::string* data) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const Flip& flip : flips_) {
     if (key.starts_with(flip.prefix) && flip.offset < data->size()) {
       (*data)[flip.offset] = static_cast<char>((*data)[flip.offset] ^ 0x01);
@@ -85,29 +85,29 @@ std::string FaultInjectionStore::Describe() const {
 }
 
 void FaultInjectionStore::FailNthCall(int64_t n, absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   fail_at_ = call_count_ + n;
   fail_status_ = std::move(status);
 }
 
 void FaultInjectionStore::FailNthCallMatching(std::string key_prefix, int64_t n,
                                               absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   matching_faults_.push_back(MatchingFault{std::move(key_prefix), 0, n, std::move(status)});
 }
 
 void FaultInjectionStore::FlipByteOnRead(std::string key_prefix, uint64_t offset_in_result) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   flips_.push_back(Flip{std::move(key_prefix), offset_in_result});
 }
 
 void FaultInjectionStore::SetLatency(absl::Duration latency) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   latency_ = latency;
 }
 
 void FaultInjectionStore::ClearFaults() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   fail_at_ = 0;
   fail_status_ = absl::OkStatus();
   matching_faults_.clear();
@@ -116,7 +116,7 @@ void FaultInjectionStore::ClearFaults() {
 }
 
 int64_t FaultInjectionStore::call_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return call_count_;
 }
 

@@ -17,7 +17,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "absl/time/time.h"
 #include "ickpt/store.h"
 
@@ -65,7 +65,7 @@ class FaultInjectionStore : public ObjectStoreWrapper {
   absl::Status Before(std::string_view key);
   void AfterRead(std::string_view key, std::string* data);
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   int64_t call_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t fail_at_ ABSL_GUARDED_BY(mu_) = 0;  // 0 = none
   absl::Status fail_status_ ABSL_GUARDED_BY(mu_);

@@ -18,7 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "ickpt/store.h"
 #include "src/util/hash.h"
 #include "src/util/log.h"
@@ -220,7 +220,7 @@ class LocalStore final : public ObjectStore {
   // are paid once per directory, not per object.
   absl::Status MakeKeyDirs(std::string_view key) {
     absl::Status status = MakeKeyDirsOnce(key);
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (size_t slash = key.find('/'); slash != std::string_view::npos;
          slash = key.find('/', slash + 1)) {
       // After a failure a directory may exist without being durable, and the next Put would find
@@ -236,7 +236,7 @@ class LocalStore final : public ObjectStore {
 
   // True if a directory of `key` may exist without being durable (see MakeKeyDirs).
   bool DirsInDoubt(std::string_view key) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (dirs_in_doubt_.empty()) return false;
     for (size_t slash = key.find('/'); slash != std::string_view::npos;
          slash = key.find('/', slash + 1)) {
@@ -338,7 +338,7 @@ class LocalStore final : public ObjectStore {
 
   const std::string root_;
   FileSystem* const fs_;
-  absl::Mutex mu_;
+  Mutex mu_;
   // Key directories (relative to the root) a failed MakeKeyDirs may have left not durable.
   std::set<std::string> dirs_in_doubt_ ABSL_GUARDED_BY(mu_);
 };

@@ -7,7 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "ickpt/store.h"
 #include "src/util/str.h"
 
@@ -18,14 +18,14 @@ class MemoryStore final : public ObjectStore {
  public:
   absl::Status Put(std::string_view key, std::string_view data) override {
     if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     objects_[std::string(key)] = std::string(data);
     return absl::OkStatus();
   }
 
   absl::Status Publish(std::string_view key, std::string_view data) override {
     if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!objects_.emplace(std::string(key), std::string(data)).second) {
       return absl::AlreadyExistsError(
           StrCat("publish ", key, " in ", Describe(), ": object already exists"));
@@ -40,7 +40,7 @@ class MemoryStore final : public ObjectStore {
   absl::StatusOr<std::string> GetRange(std::string_view key, uint64_t offset,
                                        uint64_t length) override {
     if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = objects_.find(std::string(key));
     if (it == objects_.end()) return NotFound("get", key);
     const std::string& data = it->second;
@@ -50,7 +50,7 @@ class MemoryStore final : public ObjectStore {
 
   absl::StatusOr<uint64_t> Size(std::string_view key) override {
     if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = objects_.find(std::string(key));
     if (it == objects_.end()) return NotFound("size", key);
     return it->second.size();
@@ -61,7 +61,7 @@ class MemoryStore final : public ObjectStore {
       return absl::InvalidArgumentError(
           StrCat("list ", Describe(), ": prefix \"", prefix, "\" contains \"..\""));
     }
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     std::vector<ObjectInfo> out;
     for (auto it = objects_.lower_bound(std::string(prefix));
          it != objects_.end() && it->first.starts_with(prefix); ++it) {
@@ -72,7 +72,7 @@ class MemoryStore final : public ObjectStore {
 
   absl::Status Delete(std::string_view key) override {
     if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     objects_.erase(std::string(key));
     return absl::OkStatus();
   }
@@ -84,7 +84,7 @@ class MemoryStore final : public ObjectStore {
     return absl::NotFoundError(StrCat(op, " ", key, " in ", Describe(), ": no such object"));
   }
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::string, std::string> objects_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 #include "src/util/str.h"
@@ -45,7 +45,7 @@ struct LogState {
   }
   std::atomic<int> level;
   std::shared_ptr<spdlog::logger> logger;
-  absl::Mutex once_mu;
+  Mutex once_mu;
   absl::flat_hash_set<std::string> once_keys ABSL_GUARDED_BY(once_mu);
 };
 
@@ -84,7 +84,7 @@ void LogMessage(LogLevel level, std::string_view message) {
 bool LogOnce(std::string_view key, LogLevel level, std::string_view message) {
   LogState& state = State();
   {
-    absl::MutexLock lock(&state.once_mu);
+    MutexLock lock(&state.once_mu);
     if (!state.once_keys.emplace(key).second) return false;
   }
   LogMessage(level, message);
