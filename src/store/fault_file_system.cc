@@ -57,6 +57,11 @@ absl::Status FaultInjectionFileSystem::CountOperation() {
   return Fire(operation_count_, &operation_fault_);
 }
 
+absl::Status FaultInjectionFileSystem::CountRead() {
+  ++read_count_;
+  return Fire(read_count_, &read_fault_);
+}
+
 void FaultInjectionFileSystem::AddEntry(EntryChange change) { entries_.push_back(std::move(change)); }
 
 std::optional<std::string> FaultInjectionFileSystem::DurableContent(const std::string& path) {
@@ -177,11 +182,13 @@ absl::Status FaultInjectionFileSystem::FileClose(WritableFile* target) {
 absl::StatusOr<std::string> FaultInjectionFileSystem::ReadFile(const std::string& path,
                                                                uint64_t offset, uint64_t length) {
   MutexLock lock(&mu_);
+  if (absl::Status s = CountRead(); !s.ok()) return s;
   return target_->ReadFile(path, offset, length);
 }
 
 absl::StatusOr<uint64_t> FaultInjectionFileSystem::FileSize(const std::string& path) {
   MutexLock lock(&mu_);
+  if (absl::Status s = CountRead(); !s.ok()) return s;
   return target_->FileSize(path);
 }
 
@@ -258,11 +265,13 @@ absl::Status FaultInjectionFileSystem::Remove(const std::string& raw_path) {
 
 absl::StatusOr<std::vector<std::string>> FaultInjectionFileSystem::ListDir(const std::string& path) {
   MutexLock lock(&mu_);
+  if (absl::Status s = CountRead(); !s.ok()) return s;
   return target_->ListDir(path);
 }
 
 absl::StatusOr<bool> FaultInjectionFileSystem::IsDirectory(const std::string& path) {
   MutexLock lock(&mu_);
+  if (absl::Status s = CountRead(); !s.ok()) return s;
   return target_->IsDirectory(path);
 }
 
@@ -338,10 +347,14 @@ void FaultInjectionFileSystem::FailNthOperation(int64_t n, absl::Status status) 
   MutexLock lock(&mu_);
   operation_fault_ = Fault{operation_count_ + n, std::move(status)};
 }
+void FaultInjectionFileSystem::FailNthRead(int64_t n, absl::Status status) {
+  MutexLock lock(&mu_);
+  read_fault_ = Fault{read_count_ + n, std::move(status)};
+}
 void FaultInjectionFileSystem::ClearFaults() {
   MutexLock lock(&mu_);
   operation_fault_ = write_fault_ = short_write_fault_ = sync_fault_ = sync_dir_fault_ =
-      rename_fault_ = Fault{};
+      rename_fault_ = read_fault_ = Fault{};
 }
 
 int64_t FaultInjectionFileSystem::operation_count() const {
@@ -364,12 +377,17 @@ int64_t FaultInjectionFileSystem::rename_count() const {
   MutexLock lock(&mu_);
   return rename_count_;
 }
+int64_t FaultInjectionFileSystem::read_count() const {
+  MutexLock lock(&mu_);
+  return read_count_;
+}
 void FaultInjectionFileSystem::ResetCounters() {
   MutexLock lock(&mu_);
   // Pending faults are relative to the counters, so they go too.
-  operation_count_ = write_count_ = sync_count_ = sync_dir_count_ = rename_count_ = 0;
+  operation_count_ = write_count_ = sync_count_ = sync_dir_count_ = rename_count_ = read_count_ =
+      0;
   operation_fault_ = write_fault_ = short_write_fault_ = sync_fault_ = sync_dir_fault_ =
-      rename_fault_ = Fault{};
+      rename_fault_ = read_fault_ = Fault{};
 }
 
 uint64_t FaultInjectionFileSystem::unsynced_bytes() const {

@@ -24,7 +24,9 @@
 // with `status` without reaching the target; each fault fires once. ShortWriteNth(n) makes the nth
 // Append write only the first half of its data to the target and then fail with Unavailable. A
 // file whose Append or Sync failed (injected) refuses further Append/Sync with FailedPrecondition,
-// like the POSIX file system. Counters count calls since construction (or ResetCounters).
+// like the POSIX file system. FailNthRead(n, status) does the same for the read calls (ReadFile,
+// FileSize, ListDir, IsDirectory), which a restore makes. Counters count calls since construction
+// (or ResetCounters).
 //
 // Thread safety: all methods may be called concurrently; calls are serialized by one mutex, which
 // is held while the target is called so that the tracked state matches the target's.
@@ -78,6 +80,8 @@ class FaultInjectionFileSystem : public FileSystem {
   // The nth mutating call from now fails with `status`. Mutating calls are NewWritableFile, Append,
   // Sync, Close, CreateDir, SyncDir, Rename, Link and Remove.
   void FailNthOperation(int64_t n, absl::Status status);
+  // The nth read call (ReadFile, FileSize, ListDir, IsDirectory) from now fails with `status`.
+  void FailNthRead(int64_t n, absl::Status status);
   // Cancels every pending fault (not the power-loss tracking).
   void ClearFaults();
 
@@ -87,6 +91,7 @@ class FaultInjectionFileSystem : public FileSystem {
   int64_t sync_count() const;
   int64_t sync_dir_count() const;
   int64_t rename_count() const;
+  int64_t read_count() const;  // read calls, as counted by FailNthRead
   void ResetCounters();
 
   // Bytes appended but not yet synced, over all tracked files (lets a test assert "nothing pending").
@@ -116,6 +121,7 @@ class FaultInjectionFileSystem : public FileSystem {
 
   // Counts one call of a kind and returns the injected failure if one fires.
   absl::Status CountOperation() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CountRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static absl::Status Fire(int64_t count, Fault* fault);
   void AddEntry(EntryChange change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The durable content of `path` now: its synced prefix if tracked, all of it otherwise.
@@ -142,12 +148,14 @@ class FaultInjectionFileSystem : public FileSystem {
   int64_t sync_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t sync_dir_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t rename_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t read_count_ ABSL_GUARDED_BY(mu_) = 0;
   Fault operation_fault_ ABSL_GUARDED_BY(mu_);
   Fault write_fault_ ABSL_GUARDED_BY(mu_);
   Fault short_write_fault_ ABSL_GUARDED_BY(mu_);
   Fault sync_fault_ ABSL_GUARDED_BY(mu_);
   Fault sync_dir_fault_ ABSL_GUARDED_BY(mu_);
   Fault rename_fault_ ABSL_GUARDED_BY(mu_);
+  Fault read_fault_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ickpt

@@ -110,6 +110,26 @@ TEST_F(FaultFileSystemTest, CountsAndFailsNthOperation) {
   EXPECT_OK(Write(Path("h"), "x", true)) << "a fault fires once";
 }
 
+TEST_F(FaultFileSystemTest, CountsAndFailsNthRead) {
+  ASSERT_OK(Write(Path("f"), "abc", true));
+  const int64_t ops = fs_.operation_count();
+  const int64_t before = fs_.read_count();
+  ASSERT_OK(fs_.ReadFile(Path("f"), 0, 3).status());
+  ASSERT_OK(fs_.FileSize(Path("f")).status());
+  ASSERT_OK(fs_.ListDir(dir_.path()).status());
+  ASSERT_OK(fs_.IsDirectory(dir_.path()).status());
+  EXPECT_EQ(fs_.read_count() - before, 4);
+  EXPECT_EQ(fs_.operation_count(), ops) << "reads are not mutating operations";
+  fs_.FailNthRead(2, absl::UnavailableError("injected EIO on read"));
+  EXPECT_OK(fs_.ReadFile(Path("f"), 0, 3).status());
+  absl::StatusOr<std::string> failed = fs_.ReadFile(Path("f"), 0, 3);
+  EXPECT_TRUE(absl::IsUnavailable(failed.status())) << failed.status();
+  EXPECT_EQ(*fs_.ReadFile(Path("f"), 0, 3), "abc") << "a fault fires once";
+  fs_.FailNthRead(1, absl::UnavailableError("injected"));
+  fs_.ClearFaults();
+  EXPECT_OK(fs_.IsDirectory(dir_.path()).status()) << "ClearFaults cancels read faults";
+}
+
 TEST_F(FaultFileSystemTest, FailedSyncMakesFileUnusable) {
   fs_.FailNthSync(1, absl::UnavailableError("injected EIO"));
   auto file = fs_.NewWritableFile(Path("f"));
