@@ -52,10 +52,10 @@ bool CheckpointHandle::done() const {
   return state_->done;
 }
 absl::StatusOr<CommitRecord> CheckpointHandle::Wait() const {
-  MutexLock lock(&state_->mu);
   State* state = state_.get();
+  MutexLock lock(&state->mu);
   state->mu.Await([state]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) { return state->done; });
-  return state_->result;
+  return state->result;
 }
 
 namespace {
@@ -307,8 +307,8 @@ absl::StatusOr<CheckpointHandle> Checkpointer::TryCheckpoint(const CheckpointOpt
 }
 
 void Checkpointer::WaitIdle() {
-  MutexLock lock(&impl_->mu);
   Impl* impl = impl_.get();
+  MutexLock lock(&impl->mu);
   impl->mu.Await([impl]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl->mu) { return impl->in_flight == 0; });
 }
 
