@@ -1,5 +1,7 @@
 #include "src/ckpt/restore.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -20,6 +22,21 @@ constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
 // A manifest chain longer than this is damage (a loop), not a real chain.
 constexpr size_t kMaxChainLength = 1'000'000;
 
+// A name taken from an object, cut short for an error message: it may be megabytes long.
+std::string Quoted(std::string_view name) {
+  constexpr size_t kMaxShown = 80;
+  if (name.size() <= kMaxShown) return StrCat("\"", name, "\"");
+  return StrCat("\"", name.substr(0, kMaxShown), "\"... (", name.size(), " bytes)");
+}
+
+// Bytes of memory this machine has; 0 if unknown.
+uint64_t PhysicalMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return 0;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
+}
+
 absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what) {
   if (absl::IsNotFound(status)) {
     return absl::DataLossError(StrCat(what, " is missing: ", status.message()));
@@ -31,6 +48,16 @@ absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what
 
 absl::StatusOr<Manifest> ReadManifest(const Repository& repo, uint64_t checkpoint_id,
                                       const StateObjectRecord& record) {
+  // format.md §2, §10: a key taken from an object is validated before it reaches the store, even if
+  // the record did not come from DecodeCommitRecord (which checks the same): a key such as
+  // "../../etc/passwd" or "/abs" never becomes a path.
+  if (!ValidateObjectKey(record.manifest).ok() ||
+      ParseHashKey(record.manifest, kManifestsPrefix) != record.manifest_sha256) {
+    return absl::DataLossError(StrCat("checkpoint ", checkpoint_id, " names manifest ",
+                                      Quoted(record.manifest), " for state object '",
+                                      record.name, "': not the manifest key of sha256 ",
+                                      Quoted(record.manifest_sha256), " (format.md §2)"));
+  }
   absl::StatusOr<std::string> bytes = repo.store()->Get(record.manifest);
   if (!bytes.ok()) {
     return MissingAsDataLoss(bytes.status(),
@@ -101,6 +128,22 @@ absl::StatusOr<ResolvedObject> ResolveObject(const Repository& repo, const Commi
     if (!manifest.ok()) return manifest.status();
     out.manifest_bytes_read += record->manifest_bytes;
     if (step == 0) {
+      // Memory is sized by block_count below (one location per block), then by the region. The
+      // decoder bounds the object to 1 PiB (format.md §5); the location table must also fit this
+      // machine, or the restore is refused before anything is allocated (format.md §10).
+      if (manifest->block_count > kMaxStateObjectBytes / manifest->block_size) {
+        return absl::DataLossError(StrCat("manifest ", record->manifest, " of checkpoint ",
+                                          current.id, " describes ", manifest->block_count,
+                                          " blocks of ", manifest->block_size,
+                                          " bytes, more than the 1 PiB a state object may hold"));
+      }
+      const uint64_t table_bytes = manifest->block_count * sizeof(BlockLocation);
+      if (const uint64_t memory = PhysicalMemoryBytes(); memory != 0 && table_bytes > memory / 2) {
+        return absl::ResourceExhaustedError(StrCat(
+            "restoring '", object, "' of checkpoint ", commit.id, " needs a table of ", table_bytes,
+            " bytes for its ", manifest->block_count, " blocks (manifest ", record->manifest,
+            "), more than half of this machine's ", memory, " bytes of memory"));
+      }
       out.type = manifest->object_type;
       out.block_size = manifest->block_size;
       out.block_count = manifest->block_count;

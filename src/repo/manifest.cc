@@ -47,6 +47,10 @@ std::optional<std::string> FindViolation(const Manifest& m) {
   if (m.block_size == 0 || m.block_size % 4096 != 0 || m.block_size > kMaxBlockSize) {
     return StrCat("block_size ", m.block_size, " is not a multiple of 4096 in [4096, 16 MiB]");
   }
+  if (m.block_count > kMaxStateObjectBytes / m.block_size) {
+    return StrCat("block_count ", m.block_count, " of ", m.block_size,
+                  "-byte blocks exceeds the 1 PiB limit of a state object");
+  }
   if (m.packs.size() > kMaxManifestPacks) {
     return StrCat(m.packs.size(), " packs exceed the limit of ", kMaxManifestPacks);
   }

@@ -41,6 +41,9 @@ struct Manifest {
 };
 
 inline constexpr uint64_t kMaxManifestPacks = 1'000'000;
+// The largest state object: block_count × block_size ≤ 2^50 bytes (1 PiB, format.md §5). Readers
+// size memory by block_count, so it is bounded before anything is allocated for it.
+inline constexpr uint64_t kMaxStateObjectBytes = uint64_t{1} << 50;
 
 // Encodes; the caller guarantees the invariants (Validate returns OK).
 std::string EncodeManifest(const Manifest& manifest);

@@ -8,6 +8,7 @@
 #include "src/util/str.h"
 #include "src/util/mutex.h"
 #include "ickpt/region.h"
+#include "src/repo/manifest.h"
 #include "src/state/region_internal.h"
 #include "src/state/tracker.h"
 
@@ -109,6 +110,10 @@ absl::StatusOr<std::unique_ptr<Region>> RegionAccess::Create(std::string_view na
   if (options.size == 0) {
     return absl::InvalidArgumentError(StrCat("region '", name, "' has size 0"));
   }
+  if (options.size > kMaxStateObjectBytes) {
+    return absl::InvalidArgumentError(StrCat("region '", name, "' of ", options.size,
+                                             " bytes exceeds the 1 PiB limit of a state object"));
+  }
   const uint64_t block_count = (options.size + block_size - 1) / block_size;
   absl::StatusOr<std::unique_ptr<Tracker>> tracker = NewTracker(options.tracker);
   if (!tracker.ok()) return tracker.status();
@@ -146,6 +151,13 @@ void RegionAccess::MergeBack(Region& region, const DirtyBitmap& blocks) {
 absl::Status RegionAccess::Resize(Region& region, uint64_t block_count) {
   if (block_count == region.block_count_) return absl::OkStatus();
   if (block_count == 0) return absl::InvalidArgumentError("a region cannot have 0 blocks");
+  // Checked before the multiplication, which could wrap (a restore passes a count read from a
+  // manifest; the decoder bounds it the same way).
+  if (block_count > kMaxStateObjectBytes / region.block_size_) {
+    return absl::InvalidArgumentError(StrCat("region '", region.name_, "' cannot hold ", block_count,
+                                             " blocks of ", region.block_size_,
+                                             " bytes: more than the 1 PiB limit of a state object"));
+  }
   const uint64_t bytes = block_count * region.block_size_;
   void* moved = mremap(region.data_, region.mapped_bytes_, bytes, MREMAP_MAYMOVE);
   if (moved == MAP_FAILED) return ErrnoError("mremap", region.name_);
