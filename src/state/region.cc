@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "src/util/log.h"
 #include "src/util/str.h"
 #include "src/util/mutex.h"
 #include "ickpt/region.h"
@@ -115,19 +116,44 @@ absl::StatusOr<std::unique_ptr<Region>> RegionAccess::Create(std::string_view na
                                              " bytes exceeds the 1 PiB limit of a state object"));
   }
   const uint64_t block_count = (options.size + block_size - 1) / block_size;
-  absl::StatusOr<std::unique_ptr<Tracker>> tracker = NewTracker(options.tracker);
-  if (!tracker.ok()) return tracker.status();
   const uint64_t bytes = block_count * block_size;
   void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (data == MAP_FAILED) return ErrnoError("mmap", name);
   AdviseHugePages(static_cast<char*>(data), bytes, options.huge_pages);
+  // The region owns the mapping from here on, so every error path below unmaps it.
   std::unique_ptr<Region> region(new Region(std::string(name), static_cast<char*>(data), block_size,
-                                            block_count, options.huge_pages, *std::move(tracker)));
-  if (absl::Status s = region->tracker_->Attach(region->data_, block_count, block_size); !s.ok()) {
-    return s;
+                                            block_count, options.huge_pages, nullptr));
+  if (options.tracker != TrackerKind::kAuto) {
+    absl::StatusOr<std::unique_ptr<Tracker>> tracker = NewTracker(options.tracker);
+    if (!tracker.ok()) {
+      return absl::Status(tracker.status().code(),
+                          StrCat("region '", name, "': ", tracker.status().message()));
+    }
+    if (absl::Status s = (*tracker)->Attach(region->data_, block_count, block_size); !s.ok()) {
+      return absl::Status(s.code(), StrCat("region '", name, "': tracker '",
+                                           TrackerName(options.tracker), "': ", s.message()));
+    }
+    region->tracker_ = *std::move(tracker);
+    return region;
   }
-  return region;
+  // kAuto: the best tracker that works here and accepts this range. A kernel tracker can refuse a
+  // particular range (e.g. EBUSY: another userfaultfd owns it); the next one takes over.
+  for (const TrackerReport& report : DescribeTrackers()) {
+    if (!report.works) continue;
+    if (report.kind == TrackerKind::kExplicit) break;  // never picked silently: it sees nothing
+    absl::StatusOr<std::unique_ptr<Tracker>> tracker = NewTracker(report.kind);
+    absl::Status s = tracker.ok() ? (*tracker)->Attach(region->data_, block_count, block_size)
+                                  : tracker.status();
+    if (s.ok()) {
+      region->tracker_ = *std::move(tracker);
+      return region;
+    }
+    ICKPT_LOG_ONCE(StrCat("tracker-fallback-", TrackerName(report.kind)), LogLevel::kWarn,
+                   "tracker '{}' refused region '{}' ({}); falling back to the next tracker",
+                   TrackerName(report.kind), name, s.ToString());
+  }
+  return absl::InternalError(StrCat("region '", name, "': no tracker accepted it"));
 }
 
 absl::StatusOr<DirtyBitmap> RegionAccess::Collect(Region& region) {
@@ -159,8 +185,29 @@ absl::Status RegionAccess::Resize(Region& region, uint64_t block_count) {
                                              " bytes: more than the 1 PiB limit of a state object"));
   }
   const uint64_t bytes = block_count * region.block_size_;
+  {
+    // What the tracker saw so far is kept in the carry set: a moved range starts over.
+    DirtyBitmap seen(region.block_count_);
+    if (absl::Status s = region.tracker_->BeforeResize(&seen); !s.ok()) {
+      return absl::Status(s.code(), StrCat("region '", region.name_, "': tracker '",
+                                           region.tracker_->name(), "' before resizing: ",
+                                           s.message()));
+    }
+    MutexLock lock(&region.dirty_->mu);
+    region.dirty_->carry.OrWith(seen);
+  }
   void* moved = mremap(region.data_, region.mapped_bytes_, bytes, MREMAP_MAYMOVE);
-  if (moved == MAP_FAILED) return ErrnoError("mremap", region.name_);
+  if (moved == MAP_FAILED) {
+    const absl::Status error = ErrnoError("mremap", region.name_);
+    // The tracker was told the range would change: give it back the unchanged range.
+    if (absl::Status s = region.tracker_->Attach(region.data_, region.block_count_,
+                                                 region.block_size_);
+        !s.ok()) {
+      ICKPT_LOG_WARN("region '{}': re-attaching tracker after a failed mremap: {}", region.name_,
+                     s.ToString());
+    }
+    return error;
+  }
   region.data_ = static_cast<char*>(moved);
   region.mapped_bytes_ = bytes;
   region.block_count_ = block_count;
@@ -170,7 +217,22 @@ absl::Status RegionAccess::Resize(Region& region, uint64_t block_count) {
     MutexLock lock(&region.dirty_->mu);
     region.dirty_->carry.Resize(block_count);
   }
-  return region.tracker_->Attach(region.data_, block_count, region.block_size_);
+  absl::Status attached = region.tracker_->Attach(region.data_, block_count, region.block_size_);
+  if (attached.ok()) return attached;
+  // The tracker cannot follow the moved range (e.g. another userfaultfd took it). Hashing works
+  // for any memory; every block counts as changed once, so nothing written before is lost.
+  ICKPT_LOG_WARN("region '{}': tracker '{}' cannot track the resized range ({}); using 'hash'",
+                 region.name_, region.tracker_->name(), attached.ToString());
+  absl::StatusOr<std::unique_ptr<Tracker>> hash = NewTracker(TrackerKind::kHash);
+  if (!hash.ok()) return hash.status();
+  region.tracker_ = *std::move(hash);
+  if (absl::Status s = region.tracker_->Attach(region.data_, block_count, region.block_size_);
+      !s.ok()) {
+    return s;
+  }
+  MutexLock lock(&region.dirty_->mu);
+  region.dirty_->carry.SetAll();
+  return absl::OkStatus();
 }
 
 absl::Status RegionAccess::Rebaseline(Region& region) {

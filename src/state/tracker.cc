@@ -94,10 +94,41 @@ class HashTracker final : public Tracker {
 
 }  // namespace
 
+namespace {
+
+constexpr TrackerKind kAllKinds[] = {TrackerKind::kAuto,      TrackerKind::kUffdAsync,
+                                     TrackerKind::kSoftDirty, TrackerKind::kUffdSync,
+                                     TrackerKind::kMprotect,  TrackerKind::kHash,
+                                     TrackerKind::kExplicit};
+
+std::vector<TrackerReport> ProbeAll() {
+  std::vector<TrackerReport> reports;
+  reports.push_back(ProbeUffdAsync());
+  reports.push_back(ProbeSoftDirty());
+  reports.push_back(ProbeUffdSync());
+  reports.push_back(ProbeMprotect());
+  reports.push_back(TrackerReport{TrackerKind::kHash, true,
+                                  "hashes every block at every capture: works for any memory, "
+                                  "reads all of it"});
+  reports.push_back(TrackerReport{TrackerKind::kExplicit, true,
+                                  "sees only what the application reports with MarkDirty()"});
+  return reports;
+}
+
+}  // namespace
+
 std::string_view TrackerName(TrackerKind kind) {
   switch (kind) {
     case TrackerKind::kAuto:
       return "auto";
+    case TrackerKind::kUffdAsync:
+      return "uffd-async";
+    case TrackerKind::kSoftDirty:
+      return "soft-dirty";
+    case TrackerKind::kUffdSync:
+      return "uffd-sync";
+    case TrackerKind::kMprotect:
+      return "mprotect";
     case TrackerKind::kHash:
       return "hash";
     case TrackerKind::kExplicit:
@@ -107,22 +138,57 @@ std::string_view TrackerName(TrackerKind kind) {
 }
 
 absl::StatusOr<TrackerKind> ParseTrackerName(std::string_view name) {
-  for (TrackerKind kind : {TrackerKind::kAuto, TrackerKind::kHash, TrackerKind::kExplicit}) {
+  for (TrackerKind kind : kAllKinds) {
     if (TrackerName(kind) == name) return kind;
   }
-  return absl::InvalidArgumentError(
-      StrCat("unknown tracker '", name, "' (known: auto, hash, explicit)"));
+  return absl::InvalidArgumentError(StrCat(
+      "unknown tracker '", name,
+      "' (known: auto, uffd-async, soft-dirty, uffd-sync, mprotect, hash, explicit)"));
+}
+
+const std::vector<TrackerReport>& DescribeTrackers() {
+  // Probed once: each probe maps scratch pages and does the real thing (a few ms in all).
+  static const std::vector<TrackerReport>* const reports = new std::vector<TrackerReport>(ProbeAll());
+  return *reports;
+}
+
+TrackerKind SelectedTracker() {
+  for (const TrackerReport& report : DescribeTrackers()) {
+    if (report.works) return report.kind;
+  }
+  return TrackerKind::kHash;
 }
 
 absl::StatusOr<std::unique_ptr<Tracker>> NewTracker(TrackerKind kind) {
+  if (kind == TrackerKind::kAuto) kind = SelectedTracker();
   switch (kind) {
-    case TrackerKind::kAuto:
     case TrackerKind::kHash:
       return std::unique_ptr<Tracker>(new HashTracker());
     case TrackerKind::kExplicit:
       return std::unique_ptr<Tracker>(new ExplicitTracker());
+    default:
+      break;
   }
-  return absl::InvalidArgumentError("unknown tracker kind");
+  for (const TrackerReport& report : DescribeTrackers()) {
+    if (report.kind != kind) continue;
+    if (!report.works) {
+      return absl::FailedPreconditionError(
+          StrCat("tracker '", TrackerName(kind), "' does not work here: ", report.reason));
+    }
+    switch (kind) {
+      case TrackerKind::kUffdAsync:
+        return NewUffdAsyncTracker();
+      case TrackerKind::kSoftDirty:
+        return NewSoftDirtyTracker();
+      case TrackerKind::kUffdSync:
+        return NewUffdSyncTracker();
+      case TrackerKind::kMprotect:
+        return NewMprotectTracker();
+      default:
+        break;
+    }
+  }
+  return absl::InvalidArgumentError(StrCat("unknown tracker kind ", static_cast<int>(kind)));
 }
 
 }  // namespace ickpt

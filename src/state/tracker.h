@@ -31,9 +31,25 @@ class Tracker {
   virtual absl::Status Collect(DirtyBitmap* dirty) = 0;
   // The whole content was replaced (restore): it is the new baseline.
   virtual absl::Status Rebaseline() = 0;
+  // The region is about to be resized (mremap may move it, and a moved range loses userfaultfd
+  // registration): report every block changed since the last Collect, as Collect does. Attach()
+  // follows with the new range and makes the content as it then is the baseline.
+  virtual absl::Status BeforeResize(DirtyBitmap* dirty) { return Collect(dirty); }
 };
 
-// Trackers that exist in this version; kAuto resolves to the best one.
+// A tracker of the given kind (not kAuto), or FailedPrecondition with the reason it does not work
+// here. Attach() may still fail for a particular range (e.g. EBUSY: another userfaultfd owns it).
 absl::StatusOr<std::unique_ptr<Tracker>> NewTracker(TrackerKind kind);
+
+// Per-tracker probes and factories, one file each. A probe does the real thing on scratch pages
+// and says why it fails; a factory assumes its probe passed.
+TrackerReport ProbeUffdAsync();
+TrackerReport ProbeSoftDirty();
+TrackerReport ProbeUffdSync();
+TrackerReport ProbeMprotect();
+std::unique_ptr<Tracker> NewUffdAsyncTracker();
+std::unique_ptr<Tracker> NewSoftDirtyTracker();
+std::unique_ptr<Tracker> NewUffdSyncTracker();
+std::unique_ptr<Tracker> NewMprotectTracker();
 
 }  // namespace ickpt

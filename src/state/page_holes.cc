@@ -1,0 +1,136 @@
+#include "src/state/page_holes.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "src/util/str.h"
+
+namespace ickpt {
+
+namespace pagemap_scan {
+
+int Run(int pagemap_fd, Arg arg, std::vector<PageRegion>* out) {
+  // 512 ranges a call: the kernel merges adjacent pages of equal categories, so a mostly uniform
+  // range needs one call; a fragmented one resumes from walk_end.
+  PageRegion vec[512];
+  const uint64_t end = arg.end;
+  uint64_t start = arg.start;
+  while (start < end) {
+    arg.size = sizeof(Arg);
+    arg.start = start;
+    arg.end = end;
+    arg.walk_end = 0;
+    arg.vec = reinterpret_cast<uint64_t>(vec);
+    arg.vec_len = sizeof(vec) / sizeof(vec[0]);
+    const long n = ioctl(pagemap_fd, kIoctl, &arg);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    out->insert(out->end(), vec, vec + n);
+    if (arg.walk_end <= start) return EIO;  // no progress: never loop forever
+    start = arg.walk_end;
+  }
+  return 0;
+}
+
+}  // namespace pagemap_scan
+
+namespace {
+
+constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t kPresent = uint64_t{1} << 63;  // /proc/pid/pagemap entry bits
+constexpr uint64_t kSwapped = uint64_t{1} << 62;
+
+}  // namespace
+
+PageHoles::PageHoles() = default;
+
+PageHoles::~PageHoles() {
+  if (pagemap_fd_ >= 0) close(pagemap_fd_);
+}
+
+absl::Status PageHoles::Reset(const char* base, uint64_t bytes) {
+  if (pagemap_fd_ < 0) {
+    pagemap_fd_ = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (pagemap_fd_ < 0) {
+      return absl::UnavailableError(
+          StrCat("opening /proc/self/pagemap: ", std::strerror(errno)));
+    }
+  }
+  base_ = base;
+  pages_ = bytes / kPageSize;
+  DirtyBitmap holes(pages_);
+  if (absl::Status s = Scan(&holes); !s.ok()) return s;
+  holes_ = std::move(holes);
+  return absl::OkStatus();
+}
+
+absl::Status PageHoles::Collect(uint32_t block_size, DirtyBitmap* dirty) {
+  DirtyBitmap holes(pages_);
+  if (absl::Status s = Scan(&holes); !s.ok()) return s;
+  const uint64_t pages_per_block = block_size / kPageSize;
+  for (size_t w = 0; w < holes.word_count(); ++w) {
+    uint64_t fresh = holes.word(w) & ~holes_.word(w);
+    while (fresh != 0) {
+      const uint64_t page = w * 64 + std::countr_zero(fresh);
+      fresh &= fresh - 1;
+      dirty->Set(page / pages_per_block);
+    }
+  }
+  holes_ = std::move(holes);
+  return absl::OkStatus();
+}
+
+absl::Status PageHoles::Scan(DirtyBitmap* holes) {
+  if (pages_ == 0) return absl::OkStatus();
+  const uint64_t start = reinterpret_cast<uint64_t>(base_);
+  const uint64_t end = start + pages_ * kPageSize;
+  // PAGEMAP_SCAN first: no filter, categories returned, the kernel merges equal neighbours.
+  pagemap_scan::Arg arg{};
+  arg.start = start;
+  arg.end = end;
+  arg.return_mask = pagemap_scan::kIsPresent | pagemap_scan::kIsSwapped | pagemap_scan::kIsPfnZero;
+  std::vector<pagemap_scan::PageRegion> ranges;
+  const int err = pagemap_scan::Run(pagemap_fd_, arg, &ranges);
+  if (err == 0) {
+    for (const pagemap_scan::PageRegion& r : ranges) {
+      const uint64_t c = r.categories;
+      const bool hole = !(c & pagemap_scan::kIsSwapped) &&
+                        (!(c & pagemap_scan::kIsPresent) || (c & pagemap_scan::kIsPfnZero));
+      if (hole) holes->SetRange((r.start - start) / kPageSize, (r.end - r.start) / kPageSize);
+    }
+    // Pages the kernel returned nothing for have no category at all: holes too. A range with no
+    // bit set in return_mask is still returned (categories 0), so nothing is missing here.
+    return absl::OkStatus();
+  }
+  if (err != ENOTTY && err != EINVAL && err != EOPNOTSUPP) {
+    return absl::InternalError(StrCat("PAGEMAP_SCAN over ", pages_, " pages: ", std::strerror(err)));
+  }
+  // The classic pagemap: one 64-bit entry a page. Cannot see the shared zero page without
+  // CAP_SYS_ADMIN (the PFN is hidden), so a hole that was read after being dropped counts as
+  // content; writes to it still fault and are tracked.
+  std::vector<uint64_t> entries(std::min<uint64_t>(pages_, 16384));
+  for (uint64_t page = 0; page < pages_;) {
+    const uint64_t n = std::min<uint64_t>(entries.size(), pages_ - page);
+    const off_t offset = static_cast<off_t>((start / kPageSize + page) * sizeof(uint64_t));
+    const ssize_t got = pread(pagemap_fd_, entries.data(), n * sizeof(uint64_t), offset);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      return absl::InternalError(StrCat("reading /proc/self/pagemap at page ", page, ": ",
+                                        got < 0 ? std::strerror(errno) : "end of file"));
+    }
+    const uint64_t read_pages = static_cast<uint64_t>(got) / sizeof(uint64_t);
+    for (uint64_t i = 0; i < read_pages; ++i) {
+      if (!(entries[i] & (kPresent | kSwapped))) holes->Set(page + i);
+    }
+    page += read_pages;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ickpt
