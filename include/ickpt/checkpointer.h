@@ -49,6 +49,18 @@ struct CheckpointerOptions {
   int max_in_flight = 1;
   // Default: NewFullEveryNPolicy(16).
   std::shared_ptr<const CheckpointPolicy> policy;
+  // Memory for captured blocks from the pause until they are durable, in use and kept for reuse
+  // together. Buffers are allocated and touched ahead of the pause and reused, so the pause only
+  // copies. Default 0: half the physical memory.
+  uint64_t staging_budget_bytes = 0;
+  // When a capture needs more staging than the budget has free: wait (inside the pause) for the
+  // persisting checkpoints to release theirs, then fail if it still does not fit (true, default);
+  // or fail at once (false). Failing is ResourceExhausted, and nothing is lost: the changes go
+  // into the next checkpoint.
+  bool wait_for_staging = true;
+  // Threads that copy changed blocks during the pause (the application is stopped, so its cores
+  // are free). Default 0: one per core.
+  int capture_threads = 0;
 };
 
 struct CheckpointOptions {

@@ -19,6 +19,7 @@
 #include "src/util/mutex.h"
 #include "src/ckpt/block_map.h"
 #include "src/ckpt/restore.h"
+#include "src/ckpt/staging.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
 #include "src/repo/pack.h"
@@ -151,7 +152,7 @@ struct ObjectCapture {
   uint32_t block_size = 0;
   uint64_t block_count = 0;
   DirtyBitmap dirty;
-  std::unique_ptr<char[]> staging;  // the dirty blocks, in block order
+  StagingBuffer staging;  // the dirty blocks, in block order
   CheckpointKind kind = CheckpointKind::kFull;
   uint64_t depth = 0;
   int64_t pause_ns = 0;
@@ -226,6 +227,8 @@ struct Checkpointer::Impl {
   std::map<std::string, CommittedObject, std::less<>> committed;
   PackTable packs;
 
+  std::unique_ptr<StagingPool> staging;
+  std::unique_ptr<ParallelCopier> copier;
   std::thread persist_thread;
 
   absl::StatusOr<CheckpointHandle> Capture(const CheckpointOptions& copts, bool wait);
@@ -245,7 +248,13 @@ absl::StatusOr<std::unique_ptr<Checkpointer>> Checkpointer::Open(Repository* rep
   if (options.max_in_flight < 1) options.max_in_flight = 1;
   if (options.persist_threads < 1) options.persist_threads = 1;
   if (!options.policy) options.policy = NewFullEveryNPolicy(16);
+  if (options.staging_budget_bytes == 0) options.staging_budget_bytes = DefaultStagingBudget();
+  if (options.capture_threads < 1) {
+    options.capture_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
   auto impl = std::make_unique<Impl>();
+  impl->staging = std::make_unique<StagingPool>(options.staging_budget_bytes);
+  impl->copier = std::make_unique<ParallelCopier>(options.capture_threads);
   impl->repo = repository;
   impl->options = std::move(options);
   Impl* raw = impl.get();
@@ -370,7 +379,10 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     absl::StatusOr<DirtyBitmap> dirty = RegionAccess::Collect(*region);
     if (!dirty.ok()) {
       // Nothing of this capture is lost: what earlier objects collected goes back.
-      for (ObjectCapture& c : job->objects) RegionAccess::MergeBack(*c.region, c.dirty);
+      for (ObjectCapture& c : job->objects) {
+        RegionAccess::MergeBack(*c.region, c.dirty);
+        staging->Release(c.name, std::move(c.staging));
+      }
       return absl::Status(dirty.status().code(),
                           StrCat("checkpoint ", *id, ": tracking of region '", name,
                                        "' failed: ", dirty.status().message()));
@@ -390,14 +402,32 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     if (!lineage.has_base) c.kind = CheckpointKind::kFull;
     c.depth = c.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
     const uint64_t bytes = c.dirty.Count() * c.block_size;
-    c.staging.reset(new char[std::max<uint64_t>(bytes, 1)]);
-    char* out = c.staging.get();
+    absl::StatusOr<StagingBuffer> staging_buffer = staging->Acquire(name, bytes);
+    if (!staging_buffer.ok() && options.wait_for_staging && in_flight > 0) {
+      // Persisting checkpoints hold staging memory they are about to release: wait for them
+      // (the pause grows by that wait; docs/trackers.md).
+      mu.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight == 0; });
+      staging_buffer = staging->Acquire(name, bytes);
+    }
+    if (!staging_buffer.ok()) {
+      RegionAccess::MergeBack(*region, c.dirty);
+      for (ObjectCapture& other : job->objects) {
+        RegionAccess::MergeBack(*other.region, other.dirty);
+        staging->Release(other.name, std::move(other.staging));
+      }
+      return absl::Status(staging_buffer.status().code(),
+                          StrCat("checkpoint ", *id, ": ", staging_buffer.status().message()));
+    }
+    c.staging = *std::move(staging_buffer);
+    std::vector<ParallelCopier::Piece> pieces;
+    char* out = c.staging.data();
     const char* base = region->data();
     const uint32_t bs = c.block_size;
     c.dirty.ForEachRun([&](uint64_t first, uint64_t count) {
-      std::memcpy(out, base + first * bs, count * bs);
+      pieces.push_back(ParallelCopier::Piece{out, base + first * bs, count * bs});
       out += count * bs;
     });
+    copier->Copy(pieces);
     c.pause_ns = NowNs() - object_start;
     job->objects.push_back(std::move(c));
   }
@@ -434,6 +464,10 @@ void Checkpointer::Impl::PersistLoop() {
                                                 " was not persisted: a checkpoint it builds on failed"))
               : Persist(*job);
     if (!result.ok()) FailJob(*job, result.status());
+    for (ObjectCapture& c : job->objects) staging->Release(c.name, std::move(c.staging));
+    // Before the next capture may start: allocate and touch its staging now, so that its pause
+    // only copies.
+    staging->Prepare();
     {
       // Leave the in-flight count before waking waiters, so that a caller returning from Wait()
       // finds room for its next checkpoint.
@@ -557,7 +591,7 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
   // A frame holds only adjacent blocks: a restore reads whole frames, so a frame mixing unrelated
   // blocks would make it read blocks that newer checkpoints replaced, and restore work would grow
   // with chain depth (format.md §9).
-  const char* data = c.staging.get();
+  const char* data = c.staging.data();
   absl::Status status;
   uint64_t next_adjacent = UINT64_MAX;  // the block that may continue the current frame
   c.dirty.ForEachRun([&](uint64_t first, uint64_t count) {
@@ -641,7 +675,7 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
   r.stored_bytes = pack_bytes + bytes.size();
   r.pause_ns = c.pause_ns;
   r.persist_ns = NowNs() - start;
-  c.staging.reset();  // the data is durable; free the staging memory early
+  staging->Release(c.name, std::move(c.staging));  // durable: the memory may serve the next capture
   return r;
 }
 

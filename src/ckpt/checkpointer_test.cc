@@ -3,6 +3,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <random>
@@ -12,6 +13,7 @@
 #include "src/store/fault_store.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -338,6 +340,161 @@ TEST_F(CheckpointerTest, DamagedCommitRecordIsReportedNotSkipped) {
   absl::Status s = fresh->Restore(o).status();
   EXPECT_TRUE(absl::IsDataLoss(s)) << s;
   EXPECT_NE(std::string(s.message()).find(CommitKey(id)), std::string::npos) << s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every tracker that works here, end to end: random writes, zeroed blocks and pages dropped with
+// MADV_DONTNEED, over many checkpoints, growth, a failed persist merged back, and a restore (which
+// rewrites the region while it is tracked).
+
+std::vector<TrackerKind> WorkingTrackers() {
+  std::vector<TrackerKind> kinds;
+  for (const TrackerReport& report : DescribeTrackers()) {
+    if (report.works && report.kind != TrackerKind::kExplicit) kinds.push_back(report.kind);
+  }
+  return kinds;
+}
+
+class CheckpointerTrackerTest : public CheckpointerTest,
+                                public ::testing::WithParamInterface<TrackerKind> {};
+
+TEST_P(CheckpointerTrackerTest, EveryCheckpointRestoresBitExact) {
+  Region* r = AddRegion("grid", 96 * kBlock, GetParam());
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->tracker_name(), TrackerName(GetParam()));
+  std::mt19937_64 rng(7);
+  std::vector<uint64_t> ids;
+  for (int step = 0; step < 120; ++step) {
+    MutateRandomly(r, rng);
+    if (step == 60) {
+      ASSERT_OK(r->Grow(150 * kBlock));
+      r->data()[149 * kBlock] = 9;
+    }
+    ids.push_back(CheckpointAndRemember());
+  }
+  for (uint64_t id : ids) ExpectRestoresExactly(id);
+}
+
+TEST_P(CheckpointerTrackerTest, FailedPersistIsCarriedByTheNextCheckpoint) {
+  Region* r = AddRegion("grid", 32 * kBlock, GetParam());
+  ASSERT_NE(r, nullptr);
+  std::memset(r->data(), 1, r->size());
+  CheckpointAndRemember();
+  r->data()[3 * kBlock] = 2;
+  ASSERT_EQ(0, madvise(r->data() + 9 * kBlock, kBlock, MADV_DONTNEED));
+  faults_->FailNthCallMatching("commits/", 1, absl::UnavailableError("injected"));
+  ASSERT_OK_AND_ASSIGN(auto failing, ckpt_->Checkpoint());
+  EXPECT_FALSE(failing.Wait().ok());
+  faults_->ClearFaults();
+  // Nothing written since: only the merged-back set can make the next checkpoint carry them.
+  const uint64_t id = CheckpointAndRemember();
+  ASSERT_NE(id, 0u);
+  ExpectRestoresExactly(id);
+}
+
+TEST_P(CheckpointerTrackerTest, TrackingContinuesAfterARestore) {
+  Region* r = AddRegion("grid", 40 * kBlock, GetParam());
+  ASSERT_NE(r, nullptr);
+  std::memset(r->data(), 3, r->size());
+  const uint64_t first = CheckpointAndRemember();
+  std::memset(r->data(), 4, 10 * kBlock);
+  CheckpointAndRemember();
+  RestoreOptions o;
+  o.id = first;
+  ASSERT_OK(ckpt_->Restore(o).status());
+  ASSERT_EQ(r->data()[0], 3);
+  // The restore is the new baseline: only what is written after it is in the next checkpoint.
+  r->data()[20 * kBlock] = 5;
+  ASSERT_OK_AND_ASSIGN(auto h, ckpt_->Checkpoint());
+  ASSERT_OK_AND_ASSIGN(CommitRecord c, h.Wait());
+  EXPECT_EQ(c.participants.at(0).state_objects.at(0).changed_blocks, 1u);
+  snapshots_[c.id] = {{"grid", std::string(r->data(), r->size())}};
+  ExpectRestoresExactly(c.id);
+}
+
+INSTANTIATE_TEST_SUITE_P(Trackers, CheckpointerTrackerTest, ::testing::ValuesIn(WorkingTrackers()),
+                         [](const ::testing::TestParamInfo<TrackerKind>& info) {
+                           std::string name(TrackerName(info.param));
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+// ---------------------------------------------------------------------------------------------
+// Staging memory: bounded by the budget; a capture that does not fit waits or fails cleanly.
+
+TEST(CheckpointerStagingTest, CaptureBeyondTheBudgetFailsAndLosesNothing) {
+  auto store = NewMemoryStore();
+  auto fault = std::make_unique<FaultInjectionStore>(store.get());
+  FaultInjectionStore* faults = fault.get();
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::Create(std::move(fault)));
+  CheckpointerOptions options;
+  options.staging_budget_bytes = 48 * kBlock;
+  options.max_in_flight = 2;
+  options.wait_for_staging = false;
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get(), options));
+  RegionOptions ro;
+  ro.size = 32 * kBlock;
+  ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
+  std::memset(r->data(), 1, r->size());
+  // The first (full) capture takes 32 blocks of the 48 while it persists, slowly.
+  faults->SetLatency(absl::Milliseconds(200));
+  ASSERT_OK_AND_ASSIGN(auto first, ckpt->Checkpoint());
+  std::memset(r->data(), 2, 20 * kBlock);
+  auto second = ckpt->Checkpoint();
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted) << second.status();
+  EXPECT_TRUE(Contains(second.status().ToString(), "staging")) << second.status();
+  faults->SetLatency(absl::ZeroDuration());
+  ASSERT_OK(first.Wait().status());
+  // The refused capture's blocks are carried: the next checkpoint has them all.
+  ASSERT_OK_AND_ASSIGN(auto third, ckpt->Checkpoint());
+  ASSERT_OK_AND_ASSIGN(CommitRecord c, third.Wait());
+  EXPECT_EQ(c.participants.at(0).state_objects.at(0).changed_blocks, 20u);
+  ASSERT_OK_AND_ASSIGN(auto fresh, Checkpointer::Open(repo.get()));
+  RestoreOptions o;
+  o.on_unregistered = OnUnregistered::kCreate;
+  ASSERT_OK(fresh->Restore(o).status());
+  ASSERT_EQ(0, std::memcmp(fresh->FindRegion("grid")->data(), r->data(), r->size()));
+}
+
+TEST(CheckpointerStagingTest, CaptureWaitsForStagingWhenAskedTo) {
+  auto store = NewMemoryStore();
+  auto fault = std::make_unique<FaultInjectionStore>(store.get());
+  FaultInjectionStore* faults = fault.get();
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::Create(std::move(fault)));
+  CheckpointerOptions options;
+  options.staging_budget_bytes = 48 * kBlock;
+  options.max_in_flight = 2;
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get(), options));
+  RegionOptions ro;
+  ro.size = 32 * kBlock;
+  ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
+  std::memset(r->data(), 1, r->size());
+  faults->SetLatency(absl::Milliseconds(50));
+  ASSERT_OK_AND_ASSIGN(auto first, ckpt->Checkpoint());
+  std::memset(r->data(), 2, 20 * kBlock);
+  // Does not fit next to the first's 32 blocks: waits for it to persist instead of failing.
+  ASSERT_OK_AND_ASSIGN(auto second, ckpt->Checkpoint());
+  ASSERT_OK(first.Wait().status());
+  faults->SetLatency(absl::ZeroDuration());
+  ASSERT_OK_AND_ASSIGN(CommitRecord c, second.Wait());
+  EXPECT_EQ(c.participants.at(0).state_objects.at(0).changed_blocks, 20u);
+}
+
+TEST(CheckpointerStagingTest, ARegionLargerThanTheBudgetFailsWithAClearStatus) {
+  auto store = NewMemoryStore();
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::Create(std::move(store)));
+  CheckpointerOptions options;
+  options.staging_budget_bytes = 8 * kBlock;
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get(), options));
+  RegionOptions ro;
+  ro.size = 16 * kBlock;
+  ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
+  r->data()[0] = 1;
+  auto h = ckpt->Checkpoint();
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Contains(h.status().ToString(), "grid")) << h.status();
 }
 
 }  // namespace
