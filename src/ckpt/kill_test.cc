@@ -37,6 +37,7 @@
 #include <iostream>
 #include <optional>
 #include <random>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -268,13 +269,13 @@ Position PositionOf(const CommitRecord& record) {
 }
 
 // A checkpointer with "grid" registered at its initial size (a restore resizes it).
-std::unique_ptr<Checkpointer> OpenChild(Repository* repo) {
+std::unique_ptr<Checkpointer> OpenChild(Repository* repo, TrackerKind tracker) {
   auto ckpt = Checkpointer::Open(repo);
   if (!ckpt.ok()) Die("open checkpointer", ckpt.status());
   RegionOptions region_options;
   region_options.size = GridBlocks(0) * kBlock;
   region_options.block_size = kBlock;
-  region_options.tracker = TrackerKind::kHash;
+  region_options.tracker = tracker;
   auto region = (*ckpt)->AddRegion(kGrid, region_options);
   if (!region.ok()) Die("add region", region.status());
   return *std::move(ckpt);
@@ -282,13 +283,13 @@ std::unique_ptr<Checkpointer> OpenChild(Repository* repo) {
 
 // The child: resume from the latest checkpoint and checkpoint every step until killed, reporting
 // captures, commits and branches on `ack_fd`.
-[[noreturn]] void RunChild(const std::string& repo_path, int ack_fd) {
+[[noreturn]] void RunChild(const std::string& repo_path, int ack_fd, TrackerKind tracker) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
   RepositoryOptions ro;
   ro.config.pack_target_bytes = 256 << 10;
   auto repo = Repository::OpenLocal(repo_path, /*create=*/true, ro);
   if (!repo.ok()) Die("open repository", repo.status());
-  std::unique_ptr<Checkpointer> ckpt = OpenChild(repo->get());
+  std::unique_ptr<Checkpointer> ckpt = OpenChild(repo->get(), tracker);
   Position pos;
   auto latest = (*repo)->LatestCommitId();
   if (!latest.ok()) Die("latest", latest.status());
@@ -311,7 +312,7 @@ std::unique_ptr<Checkpointer> OpenChild(Repository* repo) {
       RegionOptions aux_options;
       aux_options.size = kAuxBlocks * kBlock;
       aux_options.block_size = kBlock;
-      aux_options.tracker = TrackerKind::kHash;
+      aux_options.tracker = tracker;
       auto added = ckpt->AddRegion(kAux, aux_options);
       if (!added.ok()) Die("add aux", added.status());
       aux = *added;
@@ -355,7 +356,7 @@ std::unique_ptr<Checkpointer> OpenChild(Repository* repo) {
     if (absl::IsNotFound(restored.status())) {
       // The origin predates "aux", which is registered here: branch from a fresh checkpointer, as a
       // restarted process would. The refused restore changed nothing.
-      ckpt = OpenChild(repo->get());
+      ckpt = OpenChild(repo->get(), tracker);
       restored = ckpt->Restore(options);
     }
     if (!restored.ok()) Die("branch restore", restored.status());
@@ -443,8 +444,17 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
   int slack_ms = 0;
   uint64_t previous_latest = 0;
 
+  // Each run of the child tracks its regions with the next tracker that works here, so that every
+  // one is killed mid-checkpoint and restored from (the workload drops pages with MADV_DONTNEED).
+  std::vector<TrackerKind> trackers;
+  for (const TrackerReport& report : DescribeTrackers()) {
+    if (report.works && report.kind != TrackerKind::kExplicit) trackers.push_back(report.kind);
+  }
+  std::map<TrackerKind, int> kills_by_tracker;
+
   while (kills < target_kills) {
     if (std::chrono::steady_clock::now() - start > budget) break;
+    const TrackerKind tracker = trackers[kills % trackers.size()];
     int fds[2];
     ASSERT_EQ(0, pipe(fds));
     int delay_ms = 1 + static_cast<int>(rng() % 100) + slack_ms;
@@ -455,8 +465,9 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       close(fds[0]);
-      RunChild(repo_path, fds[1]);
+      RunChild(repo_path, fds[1], tracker);
     }
+    ++kills_by_tracker[tracker];
     close(fds[1]);
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     ASSERT_EQ(0, kill(pid, SIGKILL));
@@ -575,7 +586,9 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
             << " acked_id=" << acked_id << " seconds=" << seconds << std::endl;
   std::cout << "torture: kills=" << kills << " restores=" << restores
             << " kills_during_persist=" << kills_during_persist << " lost_commits=" << lost_commits
-            << " corrupt_restores=" << corrupt_restores << std::endl;
+            << " corrupt_restores=" << corrupt_restores << " trackers=";
+  for (const auto& [kind, n] : kills_by_tracker) std::cout << TrackerName(kind) << ":" << n << ",";
+  std::cout << std::endl;
   ::testing::Test::RecordProperty("kills", kills);
   ::testing::Test::RecordProperty("restores", restores);
   ::testing::Test::RecordProperty("kills_during_persist", kills_during_persist);
