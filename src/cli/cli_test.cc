@@ -451,5 +451,64 @@ TEST_F(CliTest, DemoRecoversFromAKillBitExact) {
   EXPECT_EQ(Run({"verify", "--data", "--repo", dir_.Join("demo")}).code, 0);
 }
 
+
+TEST_F(CliTest, DoctorJsonListsEveryTrackerInOrderAndSelectsOneThatWorks) {
+  RunResult r = Run({"doctor", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_TRUE(j.is_object());
+  // Exactly these two fields: scripts rely on the shape.
+  EXPECT_EQ(j.size(), 2u) << j.dump();
+  ASSERT_TRUE(j.contains("selected") && j["selected"].is_string()) << j.dump();
+  ASSERT_TRUE(j.contains("trackers") && j["trackers"].is_array()) << j.dump();
+  const std::vector<std::string> expected = {"uffd-async", "soft-dirty", "uffd-sync",
+                                             "mprotect",   "hash",       "explicit"};
+  std::vector<std::string> names;
+  std::map<std::string, json> by_name;
+  for (const json& t : j["trackers"]) {
+    ASSERT_TRUE(t.is_object()) << t.dump();
+    EXPECT_EQ(t.size(), 3u) << t.dump();
+    ASSERT_TRUE(t.contains("name") && t["name"].is_string()) << t.dump();
+    ASSERT_TRUE(t.contains("works") && t["works"].is_boolean()) << t.dump();
+    ASSERT_TRUE(t.contains("reason") && t["reason"].is_string()) << t.dump();
+    EXPECT_FALSE(t["reason"].get<std::string>().empty()) << t.dump();
+    names.push_back(t["name"].get<std::string>());
+    by_name[names.back()] = t;
+  }
+  EXPECT_EQ(names, expected);
+  EXPECT_TRUE(by_name["hash"]["works"].get<bool>());
+  EXPECT_TRUE(by_name["explicit"]["works"].get<bool>());
+  const std::string selected = j["selected"].get<std::string>();
+  ASSERT_TRUE(by_name.count(selected)) << selected;
+  EXPECT_TRUE(by_name[selected]["works"].get<bool>()) << selected;
+  // 'auto' never picks explicit silently: it sees nothing by itself.
+  EXPECT_NE(selected, "explicit");
+  // The preferred one: no tracker listed before the selected one works.
+  for (const std::string& name : names) {
+    if (name == selected) break;
+    EXPECT_FALSE(by_name[name]["works"].get<bool>()) << name << " works but " << selected
+                                                     << " was selected";
+  }
+  // On kernels without CONFIG_MEM_SOFT_DIRTY (the CI machines) soft-dirty says why it does not
+  // work; where it works, its reason says so. Either way the reason is not empty (checked above).
+  if (!by_name["soft-dirty"]["works"].get<bool>()) {
+    EXPECT_FALSE(by_name["soft-dirty"]["reason"].get<std::string>().empty());
+  }
+}
+
+TEST_F(CliTest, DoctorTextNamesEveryTrackerTheSelectionAndMarkDirtyNote) {
+  RunResult r = Run({"doctor"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* name : {"uffd-async", "soft-dirty", "uffd-sync", "mprotect", "hash",
+                           "explicit"}) {
+    EXPECT_NE(r.out.find(name), std::string::npos) << name << "\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("selected"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("MarkDirty"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("O_DIRECT"), std::string::npos) << r.out;
+  // Needs no repository, and a repository argument is a usage error.
+  EXPECT_EQ(Run({"doctor", "--repo", dir_.Join("x")}).code, 2);
+}
+
 }  // namespace
 }  // namespace ickpt

@@ -21,6 +21,8 @@ Command RegisterVerify(CLI::App& app);
 Command RegisterRestore(CLI::App& app);
 Command RegisterDiff(CLI::App& app);
 Command RegisterDemo(CLI::App& app);
+// `ickpt doctor`: which trackers work here; needs no repository.
+Command RegisterDoctor(CLI::App& app);
 // The hidden `demo-child` subcommand: the simulation process the demo supervisor re-executes.
 Command RegisterDemoChild(CLI::App& app);
 

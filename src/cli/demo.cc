@@ -50,6 +50,7 @@ struct DemoOptions {
   uint64_t steps = 24;
   uint64_t seed = 1;
   uint64_t every = 2;
+  std::string tracker = "auto";
   bool json = false;
 };
 
@@ -59,6 +60,7 @@ struct ChildOptions {
   uint64_t steps = 0;
   uint64_t seed = 0;
   uint64_t every = 2;
+  std::string tracker = "auto";
   bool resume = false;
 };
 
@@ -78,7 +80,12 @@ int RunChild(const ChildOptions& options) {
   if (!checkpointer.ok()) return Fail(checkpointer.status());
   RegionOptions region_options;
   region_options.size = options.size;
-  region_options.tracker = TrackerKind::kHash;
+  absl::StatusOr<TrackerKind> tracker = ParseTrackerName(options.tracker);
+  if (!tracker.ok()) {
+    PrintError(tracker.status().message());
+    return kExitUsage;
+  }
+  region_options.tracker = *tracker;
   absl::StatusOr<Region*> region = (*checkpointer)->AddRegion(kRegionName, region_options);
   if (!region.ok()) return Fail(region.status());
   const uint64_t size = (*region)->size();
@@ -141,7 +148,8 @@ absl::StatusOr<Child> SpawnChild(const std::string& repo, uint64_t size, const D
   std::vector<std::string> args = {"ickpt",  "demo-child",           "--repo",
                                    repo,     "--size",               std::to_string(size),
                                    "--steps", std::to_string(o.steps), "--seed",
-                                   std::to_string(o.seed), "--every", std::to_string(o.every)};
+                                   std::to_string(o.seed), "--every", std::to_string(o.every),
+                                   "--tracker", o.tracker};
   if (resume) args.push_back("--resume");
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -391,6 +399,9 @@ int RunDemo(const DemoOptions& o) {
       auto it = c.metadata.find("step");
       e["step"] = it == c.metadata.end() ? nlohmann::json() : nlohmann::json(it->second);
       e["pause_ms"] = CommitPauseNs(c) / 1e6;
+      if (!c.participants.empty() && !c.participants[0].state_objects.empty()) {
+        e["tracker"] = c.participants[0].state_objects[0].tracker;
+      }
       e["persist_ms"] = CommitPersistNs(c) / 1e6;
       list.push_back(std::move(e));
     }
@@ -409,6 +420,11 @@ int RunDemo(const DemoOptions& o) {
     } else {
       std::cout << "  restarted it: no checkpoint was committed yet, started over\n";
     }
+  }
+  if (!commits.empty() && !commits.back().participants.empty() &&
+      !commits.back().participants[0].state_objects.empty()) {
+    std::cout << fmt::format("  dirty tracking: {}\n",
+                             commits.back().participants[0].state_objects[0].tracker);
   }
   std::cout << fmt::format("\n{:>6} {:<11} {:>5} {:>11} {:>11} {:>10} {:>10}\n", "id", "kind",
                            "step", "logical", "written", "pause", "persist");
@@ -446,6 +462,10 @@ Command RegisterDemo(CLI::App& app) {
   sub->add_option("--steps", options->steps, "Simulation steps")->capture_default_str();
   sub->add_option("--seed", options->seed, "Seed of data and kill moment")->capture_default_str();
   sub->add_option("--every", options->every, "Checkpoint every N steps")->capture_default_str();
+  sub->add_option("--tracker", options->tracker,
+                  "Dirty tracker: auto, uffd-async, soft-dirty, uffd-sync, mprotect, hash "
+                  "(`ickpt doctor` shows which work here)")
+      ->capture_default_str();
   sub->add_flag("--json", options->json,
                 "One JSON object: verified, checkpoints, kills, restores, restore_ms, repo, ...");
   return Command{sub, [options] { return RunDemo(*options); }};
@@ -460,6 +480,7 @@ Command RegisterDemoChild(CLI::App& app) {
   sub->add_option("--steps", options->steps)->required();
   sub->add_option("--seed", options->seed)->required();
   sub->add_option("--every", options->every);
+  sub->add_option("--tracker", options->tracker);
   sub->add_flag("--resume", options->resume);
   return Command{sub, [options] { return RunChild(*options); }};
 }

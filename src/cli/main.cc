@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   std::vector<Command> commands = {RegisterLog(app),     RegisterShow(app),
                                    RegisterVerify(app),  RegisterRestore(app),
                                    RegisterDiff(app),    RegisterDemo(app),
-                                   RegisterDemoChild(app)};
+                                   RegisterDoctor(app),  RegisterDemoChild(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
