@@ -47,7 +47,7 @@ main() {
       start=$SECONDS
       bash scripts/setup.sh
       CC=clang-14 CXX=clang++-14 cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-        -DICKPT_BUILD_TESTS=OFF -DICKPT_BUILD_BENCH=OFF -DICKPT_WERROR=ON \
+        -DICKPT_BUILD_TESTS=OFF -DICKPT_BUILD_BENCH=OFF -DICKPT_BUILD_CLI=ON -DICKPT_WERROR=ON \
         "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety"
       cmake --build build-clang -j"$jobs"
       echo "sanitize.sh thread-safety: clang -Wthread-safety build passed in $((SECONDS - start)) s" >&2
@@ -62,6 +62,7 @@ main() {
   start=$SECONDS
   bash scripts/setup.sh
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICKPT_BUILD_BENCH=OFF \
+    -DICKPT_BUILD_TESTS=ON -DICKPT_BUILD_CLI=ON \
     -DICKPT_WERROR=ON -DICKPT_SANITIZE="$sanitize"
   cmake --build "$build" -j"$jobs"
   built=$SECONDS

@@ -161,6 +161,9 @@ absl::StatusOr<DirtyBitmap> RegionAccess::Collect(Region& region) {
   if (absl::Status s = region.tracker_->Collect(&dirty); !s.ok()) return s;
   auto& state = *region.dirty_;
   for (size_t i = 0; i < state.mark_words; ++i) {
+    // A plain load first: almost every word is zero, and an exchange is a locked instruction. A
+    // mark set after the load is taken by the next capture.
+    if (state.marks[i].load(std::memory_order_relaxed) == 0) continue;
     dirty.OrWord(i, state.marks[i].exchange(0, std::memory_order_acq_rel));
   }
   MutexLock lock(&state.mu);
