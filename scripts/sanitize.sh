@@ -34,7 +34,8 @@ main() {
       sanitize=thread
       # Every lock in ickpt is a std::mutex (src/util/mutex.h), which TSan intercepts; absl::Mutex is
       # not used because Debian's abseil is not built with TSan. No suppressions are needed.
-      export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+      # allow_user_segv_handler: the mprotect tracker handles SIGSEGV write faults itself.
+      export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:allow_user_segv_handler=1
       # TSan runs the code 5-15x slower: the crash driver gets a longer budget for its 60 kills, and
       # the corruption campaign (about data, not threads) fewer random trials.
       export ICKPT_TORTURE_SECONDS=${ICKPT_TORTURE_SECONDS:-120}
