@@ -402,12 +402,14 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     if (!lineage.has_base) c.kind = CheckpointKind::kFull;
     c.depth = c.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
     const uint64_t bytes = c.dirty.Count() * c.block_size;
-    absl::StatusOr<StagingBuffer> staging_buffer = staging->Acquire(name, bytes);
+    // The first capture of an object copies all of it: not a guide to the staging it needs later.
+    const bool typical = lineage.has_base;
+    absl::StatusOr<StagingBuffer> staging_buffer = staging->Acquire(name, bytes, typical);
     if (!staging_buffer.ok() && options.wait_for_staging && in_flight > 0) {
       // Persisting checkpoints hold staging memory they are about to release: wait for them
       // (the pause grows by that wait; docs/trackers.md).
       mu.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight == 0; });
-      staging_buffer = staging->Acquire(name, bytes);
+      staging_buffer = staging->Acquire(name, bytes, /*typical=*/false);
     }
     if (!staging_buffer.ok()) {
       RegionAccess::MergeBack(*region, c.dirty);

@@ -68,13 +68,16 @@ uint64_t StagingPool::ObjectStaging::Expected() const {
   return most + most / 4;
 }
 
-absl::StatusOr<StagingBuffer> StagingPool::Acquire(std::string_view object, uint64_t bytes) {
+absl::StatusOr<StagingBuffer> StagingPool::Acquire(std::string_view object, uint64_t bytes,
+                                                   bool typical) {
   StagingBuffer reuse;
   {
     MutexLock lock(&mu_);
     ObjectStaging& o = objects_[std::string(object)];
-    o.recent.push_back(bytes);
-    if (o.recent.size() > 4) o.recent.erase(o.recent.begin());
+    if (typical) {
+      o.recent.push_back(bytes);
+      if (o.recent.size() > 4) o.recent.erase(o.recent.begin());
+    }
     if (o.kept.data() != nullptr && o.kept.capacity() >= bytes) {
       kept_ -= o.kept.capacity();
       in_use_ += o.kept.capacity();

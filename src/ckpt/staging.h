@@ -46,8 +46,10 @@ class StagingPool {
 
   // A buffer of at least `bytes` for the state object `object`: its kept buffer if big enough
   // (already touched: the fast case), else a new one (faulted in by the copy). ResourceExhausted
-  // if the budget cannot hold it even after dropping every kept buffer.
-  absl::StatusOr<StagingBuffer> Acquire(std::string_view object, uint64_t bytes);
+  // if the budget cannot hold it even after dropping every kept buffer. `typical` false: a capture
+  // of the whole object (its first), which says nothing about what later captures will need.
+  absl::StatusOr<StagingBuffer> Acquire(std::string_view object, uint64_t bytes,
+                                        bool typical = true);
   // Gives a buffer back after its checkpoint persisted (or failed). Kept for the object's next
   // capture while it is not much larger than the object's recent needs.
   void Release(std::string_view object, StagingBuffer buffer);
