@@ -286,8 +286,8 @@ void RunDefaultActionChild() {
 
 TEST(MprotectTrackerDeathTest, ForeignFaultWithoutApplicationHandlerKillsAsUsual) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-#if defined(__SANITIZE_ADDRESS__)
-  // AddressSanitizer's handler was there before ours: it reports the SEGV and aborts.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer's handler was there before ours: it reports the SEGV and exits non-zero.
   EXPECT_DEATH(RunDefaultActionChild(), "SEGV");
 #else
   EXPECT_EXIT(RunDefaultActionChild(), ::testing::KilledBySignal(SIGSEGV), "");
