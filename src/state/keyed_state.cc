@@ -654,8 +654,19 @@ void KeyedTable<kTracked>::Rebaseline() requires kTracked {
   ResetTracking();
 }
 
-template class KeyedTable<false>;
 template class KeyedTable<true>;
+// The untracked table (the benchmark's baseline) member by member: instantiating the whole class
+// would also instantiate the members constrained to kTracked, which clang 14 does, wrongly.
+template KeyedTable<false>::KeyedTable(uint32_t, size_t);
+template KeyedTable<false>::~KeyedTable();
+template absl::Status KeyedTable<false>::Put(std::string_view, std::string_view);
+template std::optional<std::string_view> KeyedTable<false>::Get(std::string_view) const;
+template bool KeyedTable<false>::Erase(std::string_view);
+template void KeyedTable<false>::Clear();
+template void KeyedTable<false>::ForEach(
+    absl::FunctionRef<void(std::string_view, std::string_view)>) const;
+template uint64_t KeyedTable<false>::MemoryBytes() const;
+template KeyedChangeSet KeyedTable<false>::CaptureAll();
 
 // ---- KeyedState
 // ----------------------------------------------------------------------------------

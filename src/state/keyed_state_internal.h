@@ -215,7 +215,7 @@ class KeyedTable {
   size_t dirty_holes_ = 0;
 };
 
-extern template class KeyedTable<false>;
+// Instantiated in keyed_state.cc: KeyedTable<true> whole, KeyedTable<false> member by member.
 extern template class KeyedTable<true>;
 
 class KeyedState::Table : public KeyedTable<true> {
