@@ -4,6 +4,11 @@
 // Thread safety: Checkpoint(), TryCheckpoint(), Restore(), AddRegion() and WaitIdle() may be called
 // from any thread but are serialised internally. The application must not write tracked state while
 // Checkpoint() or Restore() runs; it may write again as soon as Checkpoint() returns.
+//
+// fork(): the child inherits the memory but not the checkpointer's threads (persistence, the
+// pause's copy workers, the trackers' event threads). It may read and write regions, but must not
+// use or destroy the Checkpointer: it should exec or _exit (not return from main or call exit()
+// while one is alive on its stack or in a static).
 #pragma once
 
 #include <cstdint>
