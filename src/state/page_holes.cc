@@ -114,20 +114,28 @@ absl::Status PageHoles::Scan(DirtyBitmap* holes) {
   // The classic pagemap: one 64-bit entry a page. Cannot see the shared zero page without
   // CAP_SYS_ADMIN (the PFN is hidden), so a hole that was read after being dropped counts as
   // content; writes to it still fault and are tracked.
-  std::vector<uint64_t> entries(std::min<uint64_t>(pages_, 16384));
-  for (uint64_t page = 0; page < pages_;) {
-    const uint64_t n = std::min<uint64_t>(entries.size(), pages_ - page);
-    const off_t offset = static_cast<off_t>((start / kPageSize + page) * sizeof(uint64_t));
-    const ssize_t got = pread(pagemap_fd_, entries.data(), n * sizeof(uint64_t), offset);
+  return ReadPagemap(pagemap_fd_, start / kPageSize, pages_,
+                     [&](uint64_t first, const uint64_t* entries, uint64_t n) {
+                       for (uint64_t i = 0; i < n; ++i) {
+                         if (!(entries[i] & (kPresent | kSwapped))) holes->Set(first + i);
+                       }
+                     });
+}
+
+absl::Status ReadPagemap(int pagemap_fd, uint64_t first_page, uint64_t pages,
+                         absl::FunctionRef<void(uint64_t, const uint64_t*, uint64_t)> fn) {
+  std::vector<uint64_t> entries(std::min<uint64_t>(pages, 16384));
+  for (uint64_t page = 0; page < pages;) {
+    const uint64_t n = std::min<uint64_t>(entries.size(), pages - page);
+    const off_t offset = static_cast<off_t>((first_page + page) * sizeof(uint64_t));
+    const ssize_t got = pread(pagemap_fd, entries.data(), n * sizeof(uint64_t), offset);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
       return absl::InternalError(StrCat("reading /proc/self/pagemap at page ", page, ": ",
                                         got < 0 ? std::strerror(errno) : "end of file"));
     }
     const uint64_t read_pages = static_cast<uint64_t>(got) / sizeof(uint64_t);
-    for (uint64_t i = 0; i < read_pages; ++i) {
-      if (!(entries[i] & (kPresent | kSwapped))) holes->Set(page + i);
-    }
+    fn(page, entries.data(), read_pages);
     page += read_pages;
   }
   return absl::OkStatus();

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "src/state/dirty_bitmap.h"
 
@@ -41,6 +42,12 @@ class PageHoles {
   int pagemap_fd_ = -1;
   DirtyBitmap holes_;  // at the last Reset or Collect
 };
+
+// Reads the /proc/self/pagemap entries (one 64-bit word a page) of pages
+// [first_page, first_page + pages) through `pagemap_fd`, in chunks, calling fn(index, entries, n)
+// for entries of pages first_page + index .. + n. InternalError naming the page on a failed read.
+absl::Status ReadPagemap(int pagemap_fd, uint64_t first_page, uint64_t pages,
+                         absl::FunctionRef<void(uint64_t, const uint64_t*, uint64_t)> fn);
 
 // PAGEMAP_SCAN: the ioctl and its constants, defined here because Debian 12's headers (Linux 6.1)
 // lack them; values from the kernel's include/uapi/linux/fs.h (Linux 6.7).

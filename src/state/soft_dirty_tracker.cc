@@ -90,23 +90,12 @@ absl::Status ReadSoftDirty(int pagemap_fd, const char* base, uint64_t block_coun
   // Before Linux 6.7: one 64-bit entry a page.
   const uint64_t pages = bytes / kPageSize;
   const uint64_t pages_per_block = block_size / kPageSize;
-  std::vector<uint64_t> entries(std::min<uint64_t>(pages, 16384));
-  for (uint64_t page = 0; page < pages;) {
-    const uint64_t n = std::min<uint64_t>(entries.size(), pages - page);
-    const off_t offset = static_cast<off_t>((start / kPageSize + page) * sizeof(uint64_t));
-    const ssize_t got = pread(pagemap_fd, entries.data(), n * sizeof(uint64_t), offset);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      return absl::InternalError(StrCat("reading /proc/self/pagemap at page ", page, ": ",
-                                        got < 0 ? std::strerror(errno) : "end of file"));
-    }
-    const uint64_t read_pages = static_cast<uint64_t>(got) / sizeof(uint64_t);
-    for (uint64_t i = 0; i < read_pages; ++i) {
-      if (entries[i] & kSoftDirty) dirty->Set((page + i) / pages_per_block);
-    }
-    page += read_pages;
-  }
-  return absl::OkStatus();
+  return ReadPagemap(pagemap_fd, start / kPageSize, pages,
+                     [&](uint64_t first, const uint64_t* entries, uint64_t n) {
+                       for (uint64_t i = 0; i < n; ++i) {
+                         if (entries[i] & kSoftDirty) dirty->Set((first + i) / pages_per_block);
+                       }
+                     });
 }
 
 absl::Status ClearSoftDirtyBits() {

@@ -366,24 +366,20 @@ class UffdSyncTracker final : public UffdTrackerBase {
     const uint64_t pages = bytes_ / kPageSize;
     const uint64_t first_page = reinterpret_cast<uint64_t>(base_) / kPageSize;
     DirtyBitmap unprotected(pages);
-    entries_.resize(std::min<uint64_t>(pages, 16384));
-    for (uint64_t page = 0; page < pages;) {
-      const uint64_t n = std::min<uint64_t>(entries_.size(), pages - page);
-      const ssize_t got = pread(pagemap_fd_, entries_.data(), n * sizeof(uint64_t),
-                                static_cast<off_t>((first_page + page) * sizeof(uint64_t)));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        return absl::InternalError(StrCat("reading /proc/self/pagemap at page ", page, ": ",
-                                          got < 0 ? Errno(errno) : "end of file"));
-      }
-      const uint64_t read_pages = static_cast<uint64_t>(got) / sizeof(uint64_t);
-      for (uint64_t i = 0; i < read_pages; ++i) {
-        const uint64_t e = entries_[i];
-        // Present or swapped, and not write-protected: written since protected, or never
-        // protected (a page written after being dropped, a kernel without WP_UNPOPULATED).
-        if ((e & (uint64_t{3} << 62)) != 0 && (e & kPagemapUffdWp) == 0) unprotected.Set(page + i);
-      }
-      page += read_pages;
+    // Present or swapped, and not write-protected: written since protected, or never protected
+    // (a page written after being dropped, a kernel without WP_UNPOPULATED).
+    if (absl::Status s = ReadPagemap(
+            pagemap_fd_, first_page, pages,
+            [&](uint64_t first, const uint64_t* entries, uint64_t n) {
+              for (uint64_t i = 0; i < n; ++i) {
+                const uint64_t e = entries[i];
+                if ((e & (uint64_t{3} << 62)) != 0 && (e & kPagemapUffdWp) == 0) {
+                  unprotected.Set(first + i);
+                }
+              }
+            });
+        !s.ok()) {
+      return s;
     }
     absl::Status protect_status;
     DirtyBitmap found(bytes_ / block_size_);
@@ -424,7 +420,6 @@ class UffdSyncTracker final : public UffdTrackerBase {
     }
   }
 
-  std::vector<uint64_t> entries_;
 };
 
 }  // namespace
