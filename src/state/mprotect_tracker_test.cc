@@ -385,29 +385,6 @@ TEST(MprotectTrackerTest, ResizeKeepsTrackingAcrossAMove) {
   EXPECT_EQ(CollectBlocks(*r), Vec{4999});
 }
 
-// Not a check: prints what a first write to a tracked block costs here, against an untracked one.
-TEST(MprotectTrackerTest, MeasureFirstWriteCost) {
-  constexpr uint64_t kBlocks = 16384;  // 64 MiB
-  auto measure = [&](TrackerKind kind) {
-    auto r = MakeRegion(kBlocks, kind);
-    if (r == nullptr) return 0.0;
-    for (uint64_t b = 0; b < kBlocks; ++b) WriteByte(*r, b * kBlock, 1);  // populate
-    (void)RegionAccess::Collect(*r);
-    std::mt19937_64 rng(5);
-    std::vector<uint64_t> blocks;
-    for (uint64_t i = 0; i < kBlocks / 100; ++i) blocks.push_back(rng() % kBlocks);
-    const auto start = std::chrono::steady_clock::now();
-    for (uint64_t b : blocks) WriteByte(*r, b * kBlock + 8, 2);
-    return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start)
-               .count() /
-           static_cast<double>(blocks.size());
-  };
-  const double untracked = measure(TrackerKind::kExplicit);
-  const double tracked = measure(TrackerKind::kMprotect);
-  std::printf("first write to a block, 64 MiB region, 1%% of blocks: explicit %.0f ns, mprotect %.0f ns\n",
-              untracked, tracked);
-  RecordProperty("mprotect_first_write_ns", static_cast<int>(tracked));
-}
 
 TEST(SoftDirtyTrackerTest, ProbeSaysWhetherItWorksAndWhy) {
   const TrackerReport report = ProbeSoftDirty();
