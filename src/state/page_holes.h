@@ -7,6 +7,12 @@
 // shared zero page. Uses PAGEMAP_SCAN where the kernel has it (Linux >= 6.7, one ioctl returning
 // ranges), else reads /proc/self/pagemap (8 bytes a page).
 //
+// Some kernels (6.18 on these machines) do not map the shared zero page on a read fault but a
+// fresh zeroed page: a dropped page that is read before the next scan is then present again, and
+// no scan can tell it from untouched content (its frame number does not help either: the kernel
+// often hands the freed frame straight back). ReadFaultMapsZeroPage() probes which kind of kernel
+// this is.
+//
 // Thread safety: none; used by one tracker under the capture's exclusion.
 #pragma once
 
@@ -42,6 +48,10 @@ class PageHoles {
   int pagemap_fd_ = -1;
   DirtyBitmap holes_;  // at the last Reset or Collect
 };
+
+// True if a read fault on untouched anonymous memory maps the shared zero page (then a dropped page
+// that is read again stays a hole); false if it maps a fresh page. Probed once.
+bool ReadFaultMapsZeroPage();
 
 // Reads the /proc/self/pagemap entries (one 64-bit word a page) of pages
 // [first_page, first_page + pages) through `pagemap_fd`, in chunks, calling fn(index, entries, n)
