@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "ickpt/keyed_state.h"
 #include "ickpt/region.h"
 #include "ickpt/repository.h"
 
@@ -66,11 +67,30 @@ struct CheckpointerOptions {
   // Threads that copy changed blocks during the pause (the application is stopped, so its cores
   // are free). Default 0: one per core.
   int capture_threads = 0;
+  // This participant's place among the participants that share keyed state: it owns key groups
+  // OwnedKeyGroups(G, participant_index, participant_count) of every keyed state (format.md §5.3),
+  // and restores exactly those, whoever held them when the checkpoint was taken (a rescale).
+  // Default 0 of 1: every group.
+  uint32_t participant_index = 0;
+  uint32_t participant_count = 1;
+  // One participant of a group checkpoint (format.md §11). Checkpoint() then needs
+  // CheckpointOptions::id, the id reserved once for the whole group, and persisting ends with this
+  // participant's acknowledgement instead of a commit record: the checkpoint exists once
+  // Repository::CommitGroup has published the commit record covering every participant, and
+  // CheckpointHandle::Wait() returns the acknowledgement (this participant only). The next
+  // checkpoint builds on the acknowledged one; if its group commit fails, every participant must
+  // Restore() the latest committed checkpoint (CommitGroup refuses anything built on an
+  // uncommitted checkpoint). The participant name must be a valid key component. Default false.
+  bool group_member = false;
 };
 
 struct CheckpointOptions {
   // Stored in the commit record, e.g. input positions to resume from.
   std::map<std::string, std::string> metadata;
+  // Group members only (CheckpointerOptions::group_member), and required there: the checkpoint id
+  // the group uses, from Repository::ReserveCheckpointId. It must be above every id this
+  // checkpointer used before.
+  std::optional<uint64_t> id;
 };
 
 // What to do when the registered state objects and the checkpoint's differ at restore.
@@ -119,6 +139,15 @@ class Checkpointer {
   Region* FindRegion(std::string_view name) const;
   std::vector<Region*> regions() const;
 
+  // Registers a new, empty keyed state. Its name shares the namespace of regions. AlreadyExists if
+  // the name is taken; InvalidArgument for a bad name or key group count, or if the participants
+  // outnumber the key groups. It owns the key groups of this participant (CheckpointerOptions).
+  absl::StatusOr<KeyedState*> AddKeyedState(std::string_view name,
+                                            const KeyedStateOptions& options = {});
+  // nullptr if no keyed state has that name.
+  KeyedState* FindKeyedState(std::string_view name) const;
+  std::vector<KeyedState*> keyed_states() const;
+
   // Captures every state object and returns once the application may write again; persistence
   // continues in the background. Waits while max_in_flight checkpoints persist. Errors:
   // FailedPrecondition after a failed restore, or an I/O error reserving the id.
@@ -127,9 +156,13 @@ class Checkpointer {
   absl::StatusOr<CheckpointHandle> TryCheckpoint(const CheckpointOptions& options = {});
 
   // Waits for persisting checkpoints, then rebuilds every state object bit-exact from a committed
-  // checkpoint; later checkpoints chain on it (a branch if it is not the latest). On failure the
-  // state is undefined and Checkpoint() fails until a Restore() succeeds. Errors: NotFound (no such
-  // checkpoint, or objects differ as options say), DataLoss naming the damaged object.
+  // checkpoint; later checkpoints chain on it (a branch if it is not the latest). Regions come
+  // from this participant's part of the checkpoint; keyed states from every participant that held
+  // them, restricted to the key groups this participant owns (so a checkpoint taken by N
+  // participants restores onto M). The first checkpoint after restoring a keyed state from other
+  // participants or other group ranges is full for it. On failure the state is undefined and
+  // Checkpoint() fails until a Restore() succeeds. Errors: NotFound (no such checkpoint, or
+  // objects differ as options say), DataLoss naming the damaged object.
   absl::StatusOr<CommitRecord> Restore(const RestoreOptions& options = {});
 
   // Blocks until no checkpoint is persisting.

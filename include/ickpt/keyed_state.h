@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -27,15 +28,21 @@
 
 namespace ickpt {
 
-// Key groups. A key's group is XXH3_64bits_withSeed(key bytes, kKeyGroupSeed) % key_groups: the
-// same on every process and machine and in every version of ickpt (it decides which participant
-// restores a key), so neither the hash nor the seed may ever change for a given format. Never a
-// per-process salted hash such as absl::Hash.
-inline constexpr uint64_t kKeyGroupSeed = 0x69636b70745f6b67;  // "ickpt_kg" in ASCII
+// Key groups. A key's group is XXH3_64bits_withSeed(key bytes, kKeyGroupSeed) % key_groups, the
+// hash the repository config names "xxh3-64-seed0" (format.md §3, §5.3): the same on every process
+// and machine and in every version of ickpt (it decides which participant restores a key), so
+// neither the hash nor the seed may ever change for a given format. Never a per-process salted
+// hash such as absl::Hash.
+inline constexpr uint64_t kKeyGroupSeed = 0;
 inline constexpr uint32_t kMaxKeyGroups = 65536;
 // The key group of `key` among `key_groups` groups (precondition: 1 <= key_groups <= kMaxKeyGroups;
 // 0 is treated as 1).
 uint32_t KeyGroupOf(std::string_view key, uint32_t key_groups);
+
+// The key groups participant `index` of `count` owns among `key_groups` groups: the contiguous
+// range [floor(index·G/count), floor((index+1)·G/count)) (format.md §5.3). Every participant owns
+// at least one group when count <= key_groups. Precondition: index < count.
+std::pair<uint32_t, uint32_t> OwnedKeyGroups(uint32_t key_groups, uint32_t index, uint32_t count);
 
 // Size limits of one entry; larger keys or values are rejected with InvalidArgument rather than
 // allocated.
@@ -58,10 +65,14 @@ class KeyedState {
 
   const std::string& name() const { return name_; }
   uint32_t key_groups() const { return key_groups_; }
+  // The key groups [first, end) this participant owns: all of them, unless the checkpointer that
+  // holds the state is one of several participants (CheckpointerOptions::participant_index).
+  uint32_t group_first() const { return group_first_; }
+  uint32_t group_end() const { return group_end_; }
 
   // Sets the value of `key` (inserting it, or replacing its value). The key counts as changed.
   // InvalidArgument, and nothing changes, if the key is longer than kMaxKeySize or the value longer
-  // than kMaxValueSize. Running out of memory ends the process, as for std containers.
+  // than kMaxValueSize, or if its key group is not one this participant owns. Running out of memory ends the process, as for std containers.
   absl::Status Put(std::string_view key, std::string_view value);
   // The value of `key`, or nullopt if absent. The view stays valid until the next mutation.
   std::optional<std::string_view> Get(std::string_view key) const;
@@ -88,6 +99,8 @@ class KeyedState {
 
   std::string name_;
   uint32_t key_groups_;
+  uint32_t group_first_;
+  uint32_t group_end_;
   std::unique_ptr<Table> table_;
 };
 

@@ -22,7 +22,7 @@ namespace ickpt {
 // The repository config object (format.md §3).
 struct RepositoryConfig {
   uint16_t major = 1;
-  uint16_t minor = 0;
+  uint16_t minor = 1;
   std::string repository_id;   // 32 hex characters
   absl::Time created;
   uint32_t block_size = 4096;  // default block size of new regions
@@ -37,8 +37,8 @@ struct RepositoryConfig {
 enum class CheckpointKind { kFull, kIncremental };
 std::string_view CheckpointKindName(CheckpointKind kind);  // "full" / "incremental"
 
-enum class StateObjectType { kRegion = 0 };
-std::string_view StateObjectTypeName(StateObjectType type);  // "region"
+enum class StateObjectType { kRegion = 0, kKeyed = 1 };
+std::string_view StateObjectTypeName(StateObjectType type);  // "region" / "keyed"
 
 // One state object of one participant in a commit record (format.md §6).
 struct StateObjectRecord {
@@ -56,6 +56,12 @@ struct StateObjectRecord {
   uint64_t stored_bytes = 0;
   int64_t pause_ns = 0;
   int64_t persist_ns = 0;
+  // Keyed state only (format.md §6): key groups, live entries at capture, records in the manifest
+  // and how many of them are tombstones.
+  uint32_t key_groups = 0;
+  uint64_t entries = 0;
+  uint64_t changed_entries = 0;
+  uint64_t tombstones = 0;
 };
 
 struct ParticipantRecord {
@@ -75,6 +81,15 @@ struct CommitRecord {
   uint64_t stored_bytes = 0;
   std::vector<ParticipantRecord> participants;
   std::map<std::string, std::string> metadata;
+};
+
+// The group commit of a checkpoint of several participants (format.md §11).
+struct GroupCommitOptions {
+  // Every participant of the group: the commit needs each one's acknowledgement.
+  std::vector<std::string> participants;
+  // Added to the participants' metadata (a key they also give must have the same value).
+  std::map<std::string, std::string> metadata;
+  uint64_t epoch = 0;
 };
 
 struct RepositoryOptions {
@@ -116,6 +131,22 @@ class Repository {
   absl::StatusOr<uint64_t> ReserveCheckpointId();
   // Publishes a commit record (the last step of a checkpoint): AlreadyExists if that id has one.
   absl::Status PublishCommit(const CommitRecord& record);
+
+  // Group checkpoints (format.md §11): every participant publishes its acknowledgement once its
+  // manifests are durable, and the group commit publishes one commit record covering them all.
+  //
+  // Publishes `ack`, a record with exactly one participant, whose name must be a valid key
+  // component: InvalidArgument otherwise, AlreadyExists if that participant acknowledged already.
+  absl::Status PublishAck(const CommitRecord& ack);
+  // NotFound if `participant` did not acknowledge checkpoint `id`; DataLoss if damaged.
+  absl::StatusOr<CommitRecord> ReadAck(uint64_t id, std::string_view participant) const;
+  // The participants that acknowledged checkpoint `id`, sorted.
+  absl::StatusOr<std::vector<std::string>> ListAcks(uint64_t id) const;
+  // Publishes commit record `id` covering the acknowledgements of every participant in
+  // `options.participants`, or nothing: FailedPrecondition naming the participants that did not
+  // acknowledge, or what they disagree on (parent, epoch, metadata), or a parent that is not
+  // committed; DataLoss if an acknowledgement is damaged; AlreadyExists if `id` is committed.
+  absl::StatusOr<CommitRecord> CommitGroup(uint64_t id, const GroupCommitOptions& options);
 
  private:
   struct Impl;

@@ -18,11 +18,14 @@
 #include "absl/strings/str_join.h"
 #include "src/util/mutex.h"
 #include "src/ckpt/block_map.h"
+#include "src/ckpt/keyed_restore.h"
 #include "src/ckpt/restore.h"
 #include "src/ckpt/staging.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
+#include "src/repo/keyed_records.h"
 #include "src/repo/pack.h"
+#include "src/state/keyed_state_internal.h"
 #include "src/state/region_internal.h"
 #include "src/util/log.h"
 
@@ -158,6 +161,20 @@ struct ObjectCapture {
   int64_t pause_ns = 0;
 };
 
+// A keyed state captured at one checkpoint: its change set (or every entry, for a full one).
+struct KeyedCapture {
+  KeyedState* state = nullptr;
+  std::string name;
+  KeyedChangeSet changes;
+  CheckpointKind kind = CheckpointKind::kFull;
+  uint64_t depth = 0;
+  uint64_t entries = 0;
+  uint64_t entry_bytes = 0;
+  uint32_t group_first = 0;
+  uint32_t group_end = 0;
+  int64_t pause_ns = 0;
+};
+
 struct PersistJob {
   uint64_t id = 0;
   std::optional<uint64_t> parent;
@@ -165,6 +182,7 @@ struct PersistJob {
   absl::Time created;
   std::map<std::string, std::string> metadata;
   std::vector<ObjectCapture> objects;
+  std::vector<KeyedCapture> keyed;
   std::shared_ptr<CheckpointHandle::State> handle;
 };
 
@@ -209,6 +227,7 @@ struct Checkpointer::Impl {
 
   mutable Mutex mu;
   std::map<std::string, std::unique_ptr<Region>, std::less<>> regions ABSL_GUARDED_BY(mu);
+  std::map<std::string, std::unique_ptr<KeyedState>, std::less<>> keyed ABSL_GUARDED_BY(mu);
   // The lineage as the next capture sees it: in-flight checkpoints assumed to succeed.
   std::optional<uint64_t> capture_parent ABSL_GUARDED_BY(mu);
   std::map<std::string, Lineage, std::less<>> capture_lineage ABSL_GUARDED_BY(mu);
@@ -236,6 +255,10 @@ struct Checkpointer::Impl {
   absl::StatusOr<CommitRecord> Persist(PersistJob& job);
   absl::StatusOr<StateObjectRecord> PersistObject(const PersistJob& job, ObjectCapture& capture,
                                                   std::vector<std::pair<uint64_t, BlockLocation>>* fresh);
+  absl::StatusOr<StateObjectRecord> PersistKeyed(const PersistJob& job, const KeyedCapture& capture);
+  absl::Status ValidateNewName(std::string_view name, std::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  KeyedState* KeyedByName(std::string_view name);
   void FailJob(PersistJob& job, const absl::Status& status);
   void ReserveAhead();
   absl::StatusOr<CommitRecord> Restore(const RestoreOptions& options);
@@ -245,6 +268,17 @@ absl::StatusOr<std::unique_ptr<Checkpointer>> Checkpointer::Open(Repository* rep
                                                                  CheckpointerOptions options) {
   if (repository == nullptr) return absl::InvalidArgumentError("Checkpointer needs a repository");
   if (options.participant.empty()) return absl::InvalidArgumentError("empty participant name");
+  if (options.participant_count < 1 || options.participant_index >= options.participant_count) {
+    return absl::InvalidArgumentError(StrCat("participant_index ", options.participant_index,
+                                             " is not below participant_count ",
+                                             options.participant_count));
+  }
+  if (options.group_member && (options.participant.find('/') != std::string::npos ||
+                               !ValidateObjectKey(options.participant).ok())) {
+    return absl::InvalidArgumentError(StrCat(
+        "participant name '", options.participant,
+        "' cannot name an acknowledgement: use lowercase letters, digits, '.', '_' and '-'"));
+  }
   if (options.max_in_flight < 1) options.max_in_flight = 1;
   if (options.persist_threads < 1) options.persist_threads = 1;
   if (!options.policy) options.policy = NewFullEveryNPolicy(16);
@@ -274,15 +308,9 @@ Checkpointer::~Checkpointer() {
 
 absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name, const RegionOptions& options) {
   MutexLock api(&impl_->api_mu);
-  if (absl::Status s = ValidateObjectKey(name); !s.ok() || name.find('/') != std::string_view::npos) {
-    return absl::InvalidArgumentError(StrCat(
-        "invalid region name '", name, "': use lowercase letters, digits, '.', '_' and '-'"));
-  }
   {
     MutexLock lock(&impl_->mu);
-    if (impl_->regions.contains(name)) {
-      return absl::AlreadyExistsError(StrCat("region '", name, "' already exists"));
-    }
+    if (absl::Status s = impl_->ValidateNewName(name, "region"); !s.ok()) return s;
   }
   const uint32_t block_size =
       options.block_size != 0 ? options.block_size : impl_->repo->config().block_size;
@@ -292,6 +320,53 @@ absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name, const Reg
   MutexLock lock(&impl_->mu);
   impl_->regions.emplace(std::string(name), *std::move(region));
   return raw;
+}
+
+absl::Status Checkpointer::Impl::ValidateNewName(std::string_view name, std::string_view what) {
+  if (absl::Status s = ValidateObjectKey(name); !s.ok() || name.find('/') != std::string_view::npos) {
+    return absl::InvalidArgumentError(StrCat("invalid ", what, " name '", name,
+                                             "': use lowercase letters, digits, '.', '_' and '-'"));
+  }
+  if (regions.contains(name)) {
+    return absl::AlreadyExistsError(StrCat("a region named '", name, "' already exists"));
+  }
+  if (keyed.contains(name)) {
+    return absl::AlreadyExistsError(StrCat("a keyed state named '", name, "' already exists"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KeyedState*> Checkpointer::AddKeyedState(std::string_view name,
+                                                        const KeyedStateOptions& options) {
+  MutexLock api(&impl_->api_mu);
+  if (options.key_groups < impl_->options.participant_count) {
+    return absl::InvalidArgumentError(
+        StrCat("keyed state '", name, "' has ", options.key_groups, " key groups, fewer than the ",
+               impl_->options.participant_count, " participants that must share them"));
+  }
+  MutexLock lock(&impl_->mu);
+  if (absl::Status s = impl_->ValidateNewName(name, "keyed state"); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<KeyedState>> state = KeyedStateAccess::Create(name, options);
+  if (!state.ok()) return state.status();
+  const auto [first, end] = OwnedKeyGroups(options.key_groups, impl_->options.participant_index,
+                                           impl_->options.participant_count);
+  KeyedStateAccess::SetOwnedGroups(**state, first, end);
+  KeyedState* raw = state->get();
+  impl_->keyed.emplace(std::string(name), *std::move(state));
+  return raw;
+}
+
+KeyedState* Checkpointer::FindKeyedState(std::string_view name) const {
+  MutexLock lock(&impl_->mu);
+  auto it = impl_->keyed.find(name);
+  return it == impl_->keyed.end() ? nullptr : it->second.get();
+}
+
+std::vector<KeyedState*> Checkpointer::keyed_states() const {
+  MutexLock lock(&impl_->mu);
+  std::vector<KeyedState*> out;
+  for (auto& [name, state] : impl_->keyed) out.push_back(state.get());
+  return out;
 }
 
 Region* Checkpointer::FindRegion(std::string_view name) const {
@@ -332,6 +407,14 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
                                                              bool wait) {
   MutexLock api(&api_mu);
   std::optional<uint64_t> id;
+  if (options.group_member != copts.id.has_value()) {
+    return absl::InvalidArgumentError(
+        options.group_member
+            ? "a group member's checkpoint needs the group's checkpoint id (CheckpointOptions::id)"
+            : "CheckpointOptions::id is for group members only: this checkpointer reserves its "
+              "own ids");
+  }
+  if (copts.id.has_value()) id = copts.id;
   {
     MutexLock lock(&mu);
     if (restore_failed) {
@@ -349,8 +432,8 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
       mu.Await(has_room);
     }
     // An id reserved ahead by the persist thread may be older than one reserved since.
-    if (reserved_id.has_value() && *reserved_id > last_id) id = reserved_id;
-    reserved_id.reset();
+    if (!id.has_value() && reserved_id.has_value() && *reserved_id > last_id) id = reserved_id;
+    if (!options.group_member) reserved_id.reset();
   }
   if (!id.has_value()) {
     absl::StatusOr<uint64_t> reserved = repo->ReserveCheckpointId();
@@ -433,8 +516,31 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     c.pause_ns = NowNs() - object_start;
     job->objects.push_back(std::move(c));
   }
+  // Keyed states: the change set (or, for a full checkpoint, every entry) is copied now; records
+  // are encoded and written while persisting. Cannot fail.
+  for (auto& [name, state] : keyed) {
+    const int64_t object_start = NowNs();
+    KeyedCapture k;
+    k.state = state.get();
+    k.name = name;
+    const Lineage lineage = capture_lineage[name];
+    k.kind = options.policy->Choose(PolicyInput{name, lineage.has_base, lineage.depth,
+                                                KeyedStateAccess::ChangedCount(*state),
+                                                state->size()});
+    if (!lineage.has_base) k.kind = CheckpointKind::kFull;
+    k.depth = k.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
+    k.entries = state->size();
+    k.entry_bytes = state->byte_size();
+    k.group_first = state->group_first();
+    k.group_end = state->group_end();
+    k.changes = k.kind == CheckpointKind::kFull ? KeyedStateAccess::CaptureAll(*state)
+                                                : KeyedStateAccess::CaptureChanges(*state);
+    k.pause_ns = NowNs() - object_start;
+    job->keyed.push_back(std::move(k));
+  }
   capture_parent = job->id;
   for (const ObjectCapture& c : job->objects) capture_lineage[c.name] = Lineage{true, c.depth};
+  for (const KeyedCapture& k : job->keyed) capture_lineage[k.name] = Lineage{true, k.depth};
   job->handle->pause = absl::Nanoseconds(NowNs() - pause_start);
   CheckpointHandle handle(job->handle);
   ++in_flight;
@@ -483,7 +589,8 @@ void Checkpointer::Impl::PersistLoop() {
 void Checkpointer::Impl::ReserveAhead() {
   {
     MutexLock lock(&mu);
-    if (reserved_id.has_value() || stopping) return;
+    // A group member's ids come from the group.
+    if (reserved_id.has_value() || stopping || options.group_member) return;
   }
   absl::StatusOr<uint64_t> next = repo->ReserveCheckpointId();
   if (!next.ok()) {
@@ -504,6 +611,7 @@ void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
   // Everything this checkpoint captured goes back into the dirty sets, so the next checkpoint
   // carries it (nothing is lost), and the lineage falls back to what is committed.
   for (ObjectCapture& c : job.objects) RegionAccess::MergeBack(*c.region, c.dirty);
+  for (KeyedCapture& k : job.keyed) KeyedStateAccess::MergeBack(*k.state, k.changes);
   ++generation;
   capture_parent = committed_parent;
   capture_lineage.clear();
@@ -529,9 +637,25 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     record.stored_bytes += object->stored_bytes;
     participant.state_objects.push_back(*std::move(object));
   }
+  for (const KeyedCapture& k : job.keyed) {
+    absl::StatusOr<StateObjectRecord> object = PersistKeyed(job, k);
+    if (!object.ok()) return object.status();
+    all_full = all_full && object->kind == CheckpointKind::kFull;
+    record.depth = std::max(record.depth, object->depth);
+    record.logical_bytes += object->logical_bytes;
+    record.stored_bytes += object->stored_bytes;
+    participant.state_objects.push_back(*std::move(object));
+  }
   record.kind = all_full ? CheckpointKind::kFull : CheckpointKind::kIncremental;
   record.participants.push_back(std::move(participant));
-  if (absl::Status s = repo->PublishCommit(record); !s.ok()) {
+  if (options.group_member) {
+    // Durable manifests, then the acknowledgement; the group commit publishes the record.
+    if (absl::Status s = repo->PublishAck(record); !s.ok()) {
+      return absl::Status(s.code(), StrCat("checkpoint ", job.id,
+                                           ": publishing the acknowledgement failed: ",
+                                           s.message()));
+    }
+  } else if (absl::Status s = repo->PublishCommit(record); !s.ok()) {
     return absl::Status(s.code(), StrCat("checkpoint ", job.id,
                                                ": publishing the commit record failed: ",
                                                s.message()));
@@ -547,7 +671,113 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     object.locations.resize(c.block_count);
     for (const auto& [block, loc] : fresh[i]) object.locations[block] = loc;
   }
+  for (const KeyedCapture& k : job.keyed) committed[k.name] = CommittedObject{Lineage{true, k.depth}, {}};
   return record;
+}
+
+absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const PersistJob& job,
+                                                                   const KeyedCapture& k) {
+  const int64_t start = NowNs();
+  const RepositoryConfig& config = repo->config();
+  const KeyedChangeSet& changes = k.changes;
+  Manifest m;
+  m.checkpoint_id = job.id;
+  m.kind = k.kind;
+  m.depth = k.depth;
+  if (k.kind == CheckpointKind::kIncremental) m.base_id = job.parent;
+  m.participant = options.participant;
+  m.object_name = k.name;
+  m.object_type = StateObjectType::kKeyed;
+  m.key_groups = changes.key_groups();
+  m.group_first = k.group_first;
+  m.group_end = k.group_end;
+  m.entry_count = k.entries;
+  m.entry_bytes = k.entry_bytes;
+  uint64_t pack_bytes = 0;
+
+  // The records of whole key groups, in group order, go into a raw stream that is cut into frames
+  // and closed as a pack at about the target size, at a group boundary (format.md §5.3: a group's
+  // records lie in one pack).
+  std::string raw;
+  std::vector<KeyGroupSpan> pending;
+  auto flush = [&]() -> absl::Status {
+    if (raw.empty()) return absl::OkStatus();
+    const size_t frame_count = (raw.size() + kMaxFrameRawBytes - 1) / kMaxFrameRawBytes;
+    std::vector<EncodedFrame> encoded(frame_count);
+    ParallelFor(frame_count, options.persist_threads, [&](size_t i) {
+      encoded[i] = EncodeFrame(std::string_view(raw).substr(i * kMaxFrameRawBytes, kMaxFrameRawBytes),
+                               config.compression_level);
+    });
+    PackBuilder builder;
+    for (EncodedFrame& f : encoded) builder.AddFrame(std::move(f));
+    FinishedPack pack = builder.Finish();
+    const std::string key = PackKey(pack.sha256_hex);
+    if (absl::Status s = repo->store()->Put(key, pack.bytes); !s.ok()) {
+      return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing pack ", key,
+                                           " of keyed state '", k.name, "' failed: ", s.message()));
+    }
+    pack_bytes += pack.bytes.size();
+    m.packs.push_back(*Sha256FromHex(pack.sha256_hex));
+    for (KeyGroupSpan& span : pending) {
+      span.pack_ref = static_cast<uint32_t>(m.packs.size());
+      m.groups.push_back(span);
+    }
+    pending.clear();
+    raw.clear();
+    return absl::OkStatus();
+  };
+  for (size_t i = 0; i < changes.size();) {
+    const uint32_t group = changes.entry(i).key_group;
+    if (group < k.group_first || group >= k.group_end) {
+      return absl::InternalError(StrCat("checkpoint ", job.id, ": keyed state '", k.name,
+                                        "' holds a key of group ", group, " outside its groups [",
+                                        k.group_first, ", ", k.group_end, ")"));
+    }
+    KeyGroupSpan span;
+    span.group = group;
+    span.raw_offset = raw.size();
+    for (; i < changes.size(); ++i) {
+      const ChangedEntry e = changes.entry(i);
+      if (e.key_group != group) break;
+      AppendKeyedRecord(&raw, e.key, e.value, e.erased);
+      ++span.records;
+      if (e.erased) ++span.tombstones;
+    }
+    span.raw_length = raw.size() - span.raw_offset;
+    pending.push_back(span);
+    if (raw.size() >= config.pack_target_bytes) {
+      if (absl::Status s = flush(); !s.ok()) return s;
+    }
+  }
+  if (absl::Status s = flush(); !s.ok()) return s;
+
+  const std::string bytes = EncodeManifest(m);
+  const std::string sha = ToHex(Sha256(bytes));
+  const std::string key = ManifestKey(sha);
+  if (absl::Status s = repo->store()->Put(key, bytes); !s.ok()) {
+    return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing manifest ", key,
+                                         " of keyed state '", k.name, "' failed: ", s.message()));
+  }
+  StateObjectRecord r;
+  r.name = k.name;
+  r.type = StateObjectType::kKeyed;
+  r.manifest = key;
+  r.manifest_sha256 = sha;
+  r.manifest_bytes = bytes.size();
+  r.kind = k.kind;
+  r.depth = k.depth;
+  r.tracker = "keyed";
+  r.logical_bytes = k.entry_bytes;
+  r.changed_blocks = 0;
+  r.raw_bytes = changes.raw_bytes();
+  r.stored_bytes = pack_bytes + bytes.size();
+  r.pause_ns = k.pause_ns;
+  r.persist_ns = NowNs() - start;
+  r.key_groups = changes.key_groups();
+  r.entries = k.entries;
+  r.changed_entries = changes.size();
+  r.tombstones = changes.tombstone_count();
+  return r;
 }
 
 absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
@@ -704,23 +934,51 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   }
   absl::StatusOr<CommitRecord> commit = repo->ReadCommit(id);
   if (!commit.ok()) return commit.status();
+  // Regions come from this participant's part of the checkpoint; keyed states from every
+  // participant's (format.md §9.1), so a participant that was not in the checkpoint (after a
+  // rescale) may still restore keyed state.
+  const std::vector<std::string> keyed_in_checkpoint = KeyedStateNames(*commit);
   absl::StatusOr<const ParticipantRecord*> participant = FindParticipant(*commit, options.participant);
-  if (!participant.ok()) return participant.status();
+  if (!participant.ok() && keyed_in_checkpoint.empty()) return participant.status();
+  const ParticipantRecord* mine = participant.ok() ? *participant : nullptr;
 
   // Decide what to restore before touching any state.
   std::vector<std::string> unregistered, absent, to_create, to_restore;
+  std::vector<std::string> keyed_to_create, keyed_to_restore;
   std::set<std::string> in_checkpoint;
   {
     MutexLock lock(&mu);
-    for (const StateObjectRecord& r : (*participant)->state_objects) {
-      in_checkpoint.insert(r.name);
-      if (regions.contains(r.name)) {
-        to_restore.push_back(r.name);
+    auto mismatch = [&](const std::string& name, std::string_view stored) {
+      return absl::FailedPreconditionError(
+          StrCat("state object '", name, "' is a ", stored, " in checkpoint ", id,
+                 " but is registered as a ", stored == "region" ? "keyed state" : "region"));
+    };
+    if (mine != nullptr) {
+      for (const StateObjectRecord& r : mine->state_objects) {
+        if (r.type != StateObjectType::kRegion) continue;
+        in_checkpoint.insert(r.name);
+        if (keyed.contains(r.name)) return mismatch(r.name, "region");
+        if (regions.contains(r.name)) {
+          to_restore.push_back(r.name);
+        } else {
+          unregistered.push_back(r.name);
+        }
+      }
+    }
+    for (const std::string& name : keyed_in_checkpoint) {
+      in_checkpoint.insert(name);
+      if (regions.contains(name)) return mismatch(name, "keyed state");
+      if (keyed.contains(name)) {
+        keyed_to_restore.push_back(name);
       } else {
-        unregistered.push_back(r.name);
+        unregistered.push_back(name);
+        keyed_to_create.push_back(name);
       }
     }
     for (const auto& [name, region] : regions) {
+      if (!in_checkpoint.contains(name)) absent.push_back(name);
+    }
+    for (const auto& [name, state] : keyed) {
       if (!in_checkpoint.contains(name)) absent.push_back(name);
     }
   }
@@ -735,8 +993,16 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
                                             " (restore with ignore to keep them as they are)"));
   }
   if (ropts.on_unregistered == OnUnregistered::kCreate) {
-    to_create = unregistered;
-    to_restore.insert(to_restore.end(), unregistered.begin(), unregistered.end());
+    for (const std::string& name : unregistered) {
+      if (std::find(keyed_to_create.begin(), keyed_to_create.end(), name) != keyed_to_create.end()) {
+        continue;
+      }
+      to_create.push_back(name);
+      to_restore.push_back(name);
+    }
+    keyed_to_restore.insert(keyed_to_restore.end(), keyed_to_create.begin(), keyed_to_create.end());
+  } else {
+    keyed_to_create.clear();
   }
 
   // Resolve every chain first: metadata only, so a damaged chain fails before any state changes.
@@ -761,6 +1027,26 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
           " stored it with ", r->block_size));
     }
     resolved.emplace(name, *std::move(r));
+  }
+  std::map<std::string, ResolvedKeyed> resolved_keyed;
+  for (const std::string& name : keyed_to_restore) {
+    absl::StatusOr<ResolvedKeyed> r = ResolveKeyed(*repo, *commit, name);
+    if (!r.ok()) return r.status();
+    if (r->key_groups < options.participant_count) {
+      return absl::FailedPreconditionError(
+          StrCat("keyed state '", name, "' of checkpoint ", id, " has ", r->key_groups,
+                 " key groups, fewer than the ", options.participant_count, " participants"));
+    }
+    {
+      MutexLock lock(&mu);
+      auto it = keyed.find(name);
+      if (it != keyed.end() && it->second->key_groups() != r->key_groups) {
+        return absl::FailedPreconditionError(
+            StrCat("keyed state '", name, "' has ", it->second->key_groups(),
+                   " key groups but checkpoint ", id, " stored it with ", r->key_groups));
+      }
+    }
+    resolved_keyed.emplace(name, *std::move(r));
   }
 
   auto fail = [this, id](absl::Status s) {
@@ -794,11 +1080,67 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     if (absl::Status s = RegionAccess::Rebaseline(*region); !s.ok()) return fail(s);
   }
 
-  ICKPT_LOG_INFO("restored checkpoint {} ({} state objects)", id, resolved.size());
+  for (const std::string& name : keyed_to_create) {
+    KeyedStateOptions ko;
+    ko.key_groups = resolved_keyed.at(name).key_groups;
+    absl::StatusOr<std::unique_ptr<KeyedState>> state = KeyedStateAccess::Create(name, ko);
+    if (!state.ok()) return fail(state.status());
+    const auto [first, end] =
+        OwnedKeyGroups(ko.key_groups, options.participant_index, options.participant_count);
+    KeyedStateAccess::SetOwnedGroups(**state, first, end);
+    MutexLock lock(&mu);
+    keyed.emplace(name, *std::move(state));
+  }
+  for (auto& [name, r] : resolved_keyed) {
+    KeyedState* state = nullptr;
+    {
+      MutexLock lock(&mu);
+      state = keyed.at(name).get();
+    }
+    // About this participant's share of the entries, to size the table once.
+    const uint64_t expected =
+        r.entry_count * (state->group_end() - state->group_first()) / std::max(1u, r.key_groups);
+    KeyedStateAccess::Reset(*state, expected);
+    class StateSink final : public KeyedRestoreSink {
+     public:
+      explicit StateSink(KeyedState* state) : state_(state) {}
+      bool Contains(std::string_view key) const override { return state_->Contains(key); }
+      absl::Status Put(std::string_view key, std::string_view value) override {
+        return state_->Put(key, value);
+      }
+
+     private:
+      KeyedState* state_;
+    } sink(state);
+    KeyedReadOptions read;
+    read.group_first = state->group_first();
+    read.group_end = state->group_end();
+    absl::StatusOr<KeyedReadStats> stats = ReadKeyed(*repo, r, read, &sink);
+    if (!stats.ok()) return fail(stats.status());
+    KeyedStateAccess::Rebaseline(*state);
+  }
+
+  ICKPT_LOG_INFO("restored checkpoint {} ({} state objects)", id,
+                 resolved.size() + resolved_keyed.size());
   // The restored checkpoint is the new lineage: later checkpoints chain on it.
   committed.clear();
   for (auto& [name, r] : resolved) {
     committed[name] = CommittedObject{Lineage{true, r.depth}, std::move(r.locations)};
+  }
+  for (auto& [name, r] : resolved_keyed) {
+    // A keyed state continues its chain only if this participant held exactly these groups when
+    // the checkpoint was taken; after a rescale its next checkpoint is full (format.md §5.3).
+    // (Participants' ranges are disjoint, so a chain of ours over exactly our range is the only
+    // source of our groups.)
+    KeyedState* state = KeyedByName(name);
+    Lineage lineage;
+    for (const KeyedChain& chain : r.chains) {
+      if (chain.participant == options.participant && chain.group_first == state->group_first() &&
+          chain.group_end == state->group_end()) {
+        lineage = Lineage{true, chain.manifests.front().depth};
+      }
+    }
+    committed[name] = CommittedObject{lineage, {}};
   }
   committed_parent = id;
   MutexLock lock(&mu);
@@ -808,6 +1150,12 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   ++generation;
   restore_failed = false;
   return *std::move(commit);
+}
+
+KeyedState* Checkpointer::Impl::KeyedByName(std::string_view name) {
+  MutexLock lock(&mu);
+  auto it = keyed.find(name);
+  return it == keyed.end() ? nullptr : it->second.get();
 }
 
 }  // namespace ickpt

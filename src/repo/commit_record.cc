@@ -33,6 +33,8 @@ std::string_view StateObjectTypeName(StateObjectType type) {
   switch (type) {
     case StateObjectType::kRegion:
       return "region";
+    case StateObjectType::kKeyed:
+      return "keyed";
   }
   return "unknown";
 }
@@ -47,8 +49,10 @@ using json = nlohmann::json;
 
 constexpr std::string_view kConfigMagic = "ICKPTCFG";
 constexpr std::string_view kCommitMagic = "ICKPTCMT";
+constexpr std::string_view kAckMagic = "ICKPTACK";
 constexpr uint16_t kEnvelopeMajor = 1;
-constexpr uint16_t kEnvelopeMinor = 0;
+constexpr uint16_t kEnvelopeMinor = 1;
+constexpr uint64_t kMaxKeyGroupCount = 65536;
 constexpr size_t kEnvelopeHeaderBytes = 16;
 constexpr size_t kEnvelopeTrailerBytes = 8;
 constexpr uint32_t kMaxPayloadBytes = 16 << 20;
@@ -213,7 +217,21 @@ std::optional<std::string> FindViolation(const CommitRecord& r) {
           StrCat("state object \"", o.name, "\" of participant \"", p.name, "\"");
       if (o.name.empty()) return StrCat("participant \"", p.name, "\" has an unnamed state object");
       if (!object_names.insert(o.name).second) return StrCat(where, " appears twice");
-      if (o.type != StateObjectType::kRegion) return StrCat(where, ": unknown type");
+      if (o.type != StateObjectType::kRegion && o.type != StateObjectType::kKeyed) {
+        return StrCat(where, ": unknown type");
+      }
+      if (o.type == StateObjectType::kKeyed) {
+        if (o.key_groups == 0 || o.key_groups > kMaxKeyGroupCount) {
+          return StrCat(where, ": key_groups ", o.key_groups, " is not in 1..", kMaxKeyGroupCount);
+        }
+        if (o.tombstones > o.changed_entries) {
+          return StrCat(where, ": ", o.tombstones, " tombstones among ", o.changed_entries,
+                        " changed entries");
+        }
+        if (o.kind == CheckpointKind::kFull && o.tombstones != 0) {
+          return StrCat(where, ": a full keyed state has tombstones");
+        }
+      }
       // §2: keys taken from an object are validated before use.
       if (absl::Status s = ValidateObjectKey(o.manifest); !s.ok()) {
         return StrCat(where, ": ", std::string(s.message()));
@@ -251,12 +269,12 @@ std::optional<std::string> FindViolation(const CommitRecord& r) {
   return std::nullopt;
 }
 
-json ToJson(const CommitRecord& r) {
+json ToJson(const CommitRecord& r, std::string_view format) {
   json participants = json::array();
   for (const ParticipantRecord& p : r.participants) {
     json objects = json::array();
     for (const StateObjectRecord& o : p.state_objects) {
-      objects.push_back({
+      json& object = objects.emplace_back(json{
           {"name", o.name},
           {"type", StateObjectTypeName(o.type)},
           {"manifest", o.manifest},
@@ -272,13 +290,19 @@ json ToJson(const CommitRecord& r) {
           {"pause_ns", o.pause_ns},
           {"persist_ns", o.persist_ns},
       });
+      if (o.type == StateObjectType::kKeyed) {
+        object["key_groups"] = o.key_groups;
+        object["entries"] = o.entries;
+        object["changed_entries"] = o.changed_entries;
+        object["tombstones"] = o.tombstones;
+      }
     }
     participants.push_back({{"name", p.name}, {"state_objects", std::move(objects)}});
   }
   json metadata = json::object();
   for (const auto& [k, v] : r.metadata) metadata[k] = v;
   return json{
-      {"format", "ickpt-commit"},
+      {"format", format},
       {"id", r.id},
       {"parent", r.parent.has_value() ? json(*r.parent) : json(nullptr)},
       {"kind", CheckpointKindName(r.kind)},
@@ -292,8 +316,8 @@ json ToJson(const CommitRecord& r) {
   };
 }
 
-CommitRecord CommitFromJson(const json& j) {
-  Expect(j, "format", "ickpt-commit", /*unsupported=*/false);
+CommitRecord CommitFromJson(const json& j, std::string_view format) {
+  Expect(j, "format", format, /*unsupported=*/false);
   CommitRecord r;
   r.id = U64(j, "id");
   const json& parent = Field(j, "parent");
@@ -317,8 +341,16 @@ CommitRecord CommitFromJson(const json& j) {
       StateObjectRecord& o = p.state_objects.emplace_back();
       o.name = Str(oj, "name");
       // §1.1: a type added by a later minor version is rejected by name, as unsupported.
-      Expect(oj, "type", StateObjectTypeName(StateObjectType::kRegion), /*unsupported=*/true);
-      o.type = StateObjectType::kRegion;
+      const std::string type = Str(oj, "type");
+      if (type == StateObjectTypeName(StateObjectType::kRegion)) {
+        o.type = StateObjectType::kRegion;
+      } else if (type == StateObjectTypeName(StateObjectType::kKeyed)) {
+        o.type = StateObjectType::kKeyed;
+      } else {
+        throw FieldError{StrCat("state object \"", o.name, "\" has type \"", type,
+                                "\", which this reader does not know"),
+                         /*unsupported=*/true};
+      }
       o.manifest = Str(oj, "manifest");
       o.manifest_sha256 = Str(oj, "manifest_sha256");
       o.manifest_bytes = U64(oj, "manifest_bytes");
@@ -331,6 +363,16 @@ CommitRecord CommitFromJson(const json& j) {
       o.stored_bytes = U64(oj, "stored_bytes");
       o.pause_ns = I64(oj, "pause_ns");
       o.persist_ns = I64(oj, "persist_ns");
+      if (o.type == StateObjectType::kKeyed) {
+        const uint64_t key_groups = U64(oj, "key_groups");
+        if (key_groups == 0 || key_groups > kMaxKeyGroupCount) {
+          throw FieldError{StrCat("key_groups ", key_groups, " is not in 1..", kMaxKeyGroupCount)};
+        }
+        o.key_groups = static_cast<uint32_t>(key_groups);
+        o.entries = U64(oj, "entries");
+        o.changed_entries = U64(oj, "changed_entries");
+        o.tombstones = U64(oj, "tombstones");
+      }
     }
   }
   const json& metadata = Field(j, "metadata");
@@ -407,7 +449,12 @@ bool IsValidUtf8ForJson(const std::string& s) {
 }  // namespace
 
 std::string EncodeCommitRecord(const CommitRecord& record) {
-  return EncodeEnvelope(kCommitMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(ToJson(record)));
+  return EncodeEnvelope(kCommitMagic, kEnvelopeMajor, kEnvelopeMinor,
+                        Dump(ToJson(record, "ickpt-commit")));
+}
+
+std::string EncodeAck(const CommitRecord& ack) {
+  return EncodeEnvelope(kAckMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(ToJson(ack, "ickpt-ack")));
 }
 
 absl::Status ValidateCommitRecord(const CommitRecord& record) {
@@ -444,14 +491,32 @@ absl::StatusOr<CommitRecord> DecodeCommitRecord(std::string_view bytes, std::str
   constexpr std::string_view kWhat = "commit record";
   absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kCommitMagic, kWhat, key);
   if (!env.ok()) return env.status();
-  absl::StatusOr<CommitRecord> record =
-      ParsePayload<CommitRecord>(env->payload, kWhat, key, CommitFromJson);
+  absl::StatusOr<CommitRecord> record = ParsePayload<CommitRecord>(
+      env->payload, kWhat, key, [](const json& j) { return CommitFromJson(j, "ickpt-commit"); });
   if (!record.ok()) return record.status();
   if (std::optional<std::string> violation = FindViolation(*record)) {
     return absl::DataLossError(
         StrCat("commit record ", key, " of checkpoint ", record->id, ": ", *violation));
   }
   return record;
+}
+
+absl::StatusOr<CommitRecord> DecodeAck(std::string_view bytes, std::string_view key) {
+  constexpr std::string_view kWhat = "acknowledgement";
+  absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kAckMagic, kWhat, key);
+  if (!env.ok()) return env.status();
+  absl::StatusOr<CommitRecord> ack = ParsePayload<CommitRecord>(
+      env->payload, kWhat, key, [](const json& j) { return CommitFromJson(j, "ickpt-ack"); });
+  if (!ack.ok()) return ack.status();
+  std::optional<std::string> violation = FindViolation(*ack);
+  if (!violation.has_value() && ack->participants.size() != 1) {
+    violation = StrCat("holds ", ack->participants.size(), " participants, not one");
+  }
+  if (violation.has_value()) {
+    return absl::DataLossError(
+        StrCat("acknowledgement ", key, " of checkpoint ", ack->id, ": ", *violation));
+  }
+  return ack;
 }
 
 std::string EncodeConfig(const RepositoryConfig& config) {

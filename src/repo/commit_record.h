@@ -19,6 +19,12 @@ absl::Status ValidateCommitRecord(const CommitRecord& record);
 // DataLoss naming `key` if damaged; FailedPrecondition if the major version is newer.
 absl::StatusOr<CommitRecord> DecodeCommitRecord(std::string_view bytes, std::string_view key);
 
+// A participant's acknowledgement of a group checkpoint (format.md §11): a commit record with one
+// participant, in an envelope of its own magic. The caller guarantees it validates.
+std::string EncodeAck(const CommitRecord& ack);
+// DataLoss naming `key` if damaged or if it does not hold exactly one participant.
+absl::StatusOr<CommitRecord> DecodeAck(std::string_view bytes, std::string_view key);
+
 // Writes config.major/minor as given (a writer leaves them at 1.0; tests set others).
 std::string EncodeConfig(const RepositoryConfig& config);
 // DataLoss naming `key` if damaged; FailedPrecondition if the major version is newer or the config

@@ -280,9 +280,12 @@ TEST(CommitRecordTest, ResignedViolationsAreRejected) {
   }));
   // A state object type added by a later version is refused by name, not called damage.
   absl::Status s = DecodeEdited(
-      inc, [](json& j) { j["participants"][0]["state_objects"][0]["type"] = "keyed"; });
+      inc, [](json& j) { j["participants"][0]["state_objects"][0]["type"] = "channel"; });
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
-  EXPECT_NE(Msg(s).find("keyed"), std::string::npos) << s;
+  EXPECT_NE(Msg(s).find("channel"), std::string::npos) << s;
+  // A keyed state object needs its keyed fields.
+  EXPECT_TRUE(data_loss(
+      [](json& j) { j["participants"][0]["state_objects"][0]["type"] = "keyed"; }));
 }
 
 TEST(CommitRecordTest, ValidateRejectsBadRecords) {
@@ -306,7 +309,7 @@ TEST(ConfigTest, RoundTrip) {
   absl::StatusOr<RepositoryConfig> d = DecodeConfig(bytes, "config");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->major, 1);
-  EXPECT_EQ(d->minor, 0);
+  EXPECT_EQ(d->minor, 1);
   EXPECT_EQ(d->repository_id, c.repository_id);
   EXPECT_EQ(d->created, c.created);
   EXPECT_EQ(d->block_size, c.block_size);
@@ -338,6 +341,7 @@ TEST(ConfigTest, EveryFlippedByteAndTruncationIsCaught) {
 TEST(ConfigTest, NewerMajorIsRefused) {
   RepositoryConfig c = Config();
   c.major = 2;
+  c.minor = 0;
   absl::Status s = DecodeConfig(EncodeConfig(c), "config").status();
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
   EXPECT_NE(Msg(s).find("2.0"), std::string::npos) << s;

@@ -32,6 +32,10 @@ std::string ManifestKey(std::string_view sha256_hex) {
 }
 std::string CommitKey(uint64_t id) { return IdKey(kCommitsPrefix, id); }
 std::string IdReservationKey(uint64_t id) { return IdKey(kIdsPrefix, id); }
+std::string AckPrefix(uint64_t id) { return StrCat(IdKey(kAcksPrefix, id), "/"); }
+std::string AckKey(uint64_t id, std::string_view participant) {
+  return StrCat(AckPrefix(id), participant);
+}
 
 std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix) {
   if (!key.starts_with(prefix)) return std::nullopt;

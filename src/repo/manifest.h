@@ -24,6 +24,18 @@ struct Extent {
   bool operator==(const Extent&) const = default;
 };
 
+// Keyed state (format.md §5.3): where one key group's records lie.
+struct KeyGroupSpan {
+  uint32_t group = 0;
+  uint32_t pack_ref = 0;  // i + 1: Manifest::packs[i] (never 0)
+  uint64_t raw_offset = 0;
+  uint64_t raw_length = 0;
+  uint64_t records = 0;
+  uint64_t tombstones = 0;
+
+  bool operator==(const KeyGroupSpan&) const = default;
+};
+
 struct Manifest {
   uint64_t checkpoint_id = 0;
   std::optional<uint64_t> base_id;  // set iff incremental
@@ -35,7 +47,14 @@ struct Manifest {
   uint32_t block_size = 0;
   uint64_t block_count = 0;
   std::vector<Sha256Digest> packs;  // the pack table
-  std::vector<Extent> extents;      // sorted, non-overlapping
+  std::vector<Extent> extents;      // sorted, non-overlapping; regions only
+  // Keyed state only (object_type kKeyed; block_size and block_count are then 0).
+  uint32_t key_groups = 0;
+  uint32_t group_first = 0;
+  uint32_t group_end = 0;
+  uint64_t entry_count = 0;
+  uint64_t entry_bytes = 0;
+  std::vector<KeyGroupSpan> groups;  // increasing group order
 
   bool operator==(const Manifest&) const = default;
 };

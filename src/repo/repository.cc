@@ -58,7 +58,7 @@ absl::StatusOr<RepositoryConfig> PublishNewConfig(ObjectStore* store,
   if (absl::Status s = ValidateNewConfig(config); !s.ok()) return s;
   // A writer writes the version it implements (§1.1), whatever the caller left in the struct.
   config.major = 1;
-  config.minor = 0;
+  config.minor = 1;
   config.repository_id = RandomHex128();
   // Stored with nanosecond precision: round now so that config() equals what a reader decodes.
   config.created = absl::FromUnixNanos(absl::ToUnixNanos(absl::Now()));
@@ -240,6 +240,143 @@ absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
   return absl::AbortedError(StrCat(store->Describe(), ": could not reserve a checkpoint id in ",
                                 kMaxReserveAttempts, " attempts (ids up to ", n,
                                 " taken by other writers); retry"));
+}
+
+absl::Status Repository::PublishAck(const CommitRecord& ack) {
+  if (ack.participants.size() != 1) {
+    return absl::InvalidArgumentError(StrCat("acknowledgement of checkpoint ", ack.id, " holds ",
+                                             ack.participants.size(), " participants, not one"));
+  }
+  const std::string& participant = ack.participants[0].name;
+  if (participant.find('/') != std::string::npos || !ValidateObjectKey(participant).ok()) {
+    return absl::InvalidArgumentError(StrCat(
+        "participant name '", participant,
+        "' cannot name an acknowledgement: use lowercase letters, digits, '.', '_' and '-'"));
+  }
+  if (absl::Status s = ValidateCommitRecord(ack); !s.ok()) return s;
+  const std::string key = AckKey(ack.id, participant);
+  absl::Status s = impl_->store->Publish(key, EncodeAck(ack));
+  if (absl::IsAlreadyExists(s)) {
+    return absl::AlreadyExistsError(StrCat("participant '", participant,
+                                           "' already acknowledged checkpoint ", ack.id));
+  }
+  return s;
+}
+
+absl::StatusOr<CommitRecord> Repository::ReadAck(uint64_t id, std::string_view participant) const {
+  const std::string key = AckKey(id, participant);
+  if (!ValidateObjectKey(key).ok()) {
+    return absl::InvalidArgumentError(StrCat("'", participant, "' is not a participant name"));
+  }
+  absl::StatusOr<std::string> bytes = impl_->store->Get(key);
+  if (!bytes.ok()) {
+    if (absl::IsNotFound(bytes.status())) {
+      return absl::NotFoundError(
+          StrCat("participant '", participant, "' did not acknowledge checkpoint ", id));
+    }
+    return bytes.status();
+  }
+  absl::StatusOr<CommitRecord> ack = DecodeAck(*bytes, key);
+  if (!ack.ok()) return ack.status();
+  if (ack->id != id || ack->participants[0].name != participant) {
+    return absl::DataLossError(StrCat("acknowledgement ", key, " is of participant '",
+                                      ack->participants[0].name, "' for checkpoint ", ack->id));
+  }
+  return ack;
+}
+
+absl::StatusOr<std::vector<std::string>> Repository::ListAcks(uint64_t id) const {
+  const std::string prefix = AckPrefix(id);
+  absl::StatusOr<std::vector<ObjectInfo>> objects = impl_->store->List(prefix);
+  if (!objects.ok()) return objects.status();
+  std::vector<std::string> names;
+  for (const ObjectInfo& info : *objects) {
+    std::string_view name = std::string_view(info.key).substr(prefix.size());
+    if (!name.empty() && name.find('/') == std::string_view::npos) names.emplace_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<CommitRecord> Repository::CommitGroup(uint64_t id,
+                                                     const GroupCommitOptions& options) {
+  if (options.participants.empty()) {
+    return absl::InvalidArgumentError(StrCat("group commit of checkpoint ", id,
+                                             " names no participant"));
+  }
+  std::vector<std::string> names = options.participants;
+  std::sort(names.begin(), names.end());
+  if (std::adjacent_find(names.begin(), names.end()) != names.end()) {
+    return absl::InvalidArgumentError(StrCat("group commit of checkpoint ", id,
+                                             " names a participant twice"));
+  }
+  std::vector<CommitRecord> acks;
+  std::vector<std::string> missing;
+  for (const std::string& name : names) {
+    absl::StatusOr<CommitRecord> ack = ReadAck(id, name);
+    if (absl::IsNotFound(ack.status())) {
+      missing.push_back(name);
+      continue;
+    }
+    if (!ack.ok()) return ack.status();
+    acks.push_back(*std::move(ack));
+  }
+  auto refuse = [id](std::string_view why) {
+    return absl::FailedPreconditionError(
+        StrCat("checkpoint ", id, " is not committed (no commit record written): ", why));
+  };
+  if (!missing.empty()) {
+    std::string list;
+    for (const std::string& name : missing) list += StrCat(list.empty() ? "" : ", ", "'", name, "'");
+    return refuse(StrCat("participant(s) ", list, " did not acknowledge it"));
+  }
+  CommitRecord record;
+  record.id = id;
+  record.parent = acks[0].parent;
+  record.epoch = options.epoch;
+  record.created = acks[0].created;
+  record.metadata = options.metadata;
+  bool all_full = true;
+  for (CommitRecord& ack : acks) {
+    const std::string& name = ack.participants[0].name;
+    if (ack.parent != record.parent) {
+      auto show = [](const std::optional<uint64_t>& p) {
+        return p.has_value() ? StrCat(*p) : std::string("none");
+      };
+      return refuse(StrCat("participants disagree on the parent: '", acks[0].participants[0].name,
+                           "' builds on ", show(record.parent), ", '", name, "' on ",
+                           show(ack.parent)));
+    }
+    if (ack.epoch != options.epoch) {
+      return refuse(StrCat("participant '", name, "' acknowledged epoch ", ack.epoch,
+                           ", the group commits epoch ", options.epoch));
+    }
+    for (const auto& [k, v] : ack.metadata) {
+      auto [it, inserted] = record.metadata.emplace(k, v);
+      if (!inserted && it->second != v) {
+        return refuse(StrCat("participant '", name, "' gives metadata \"", k,
+                             "\" a value that differs from another's"));
+      }
+    }
+    record.created = std::min(record.created, ack.created);
+    all_full = all_full && ack.kind == CheckpointKind::kFull;
+    record.depth = std::max(record.depth, ack.depth);
+    record.logical_bytes += ack.logical_bytes;
+    record.stored_bytes += ack.stored_bytes;
+    record.participants.push_back(std::move(ack.participants[0]));
+  }
+  record.kind = all_full ? CheckpointKind::kFull : CheckpointKind::kIncremental;
+  // §8.4: the parent must be committed; an acknowledgement that builds on a checkpoint whose own
+  // group commit failed can never be committed.
+  if (record.parent.has_value()) {
+    absl::StatusOr<CommitRecord> parent = ReadCommit(*record.parent);
+    if (absl::IsNotFound(parent.status())) {
+      return refuse(StrCat("its parent, checkpoint ", *record.parent, ", is not committed"));
+    }
+    if (!parent.ok()) return parent.status();
+  }
+  if (absl::Status s = PublishCommit(record); !s.ok()) return s;
+  return record;
 }
 
 absl::Status Repository::PublishCommit(const CommitRecord& record) {

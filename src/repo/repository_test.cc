@@ -123,6 +123,7 @@ TEST_F(RepositoryTest, DamagedConfigIsDataLoss) {
 TEST_F(RepositoryTest, NewerMajorConfigIsRefused) {
   RepositoryConfig c;
   c.major = 2;
+  c.minor = 0;
   c.repository_id = std::string(32, 'a');
   ASSERT_TRUE(store_->Publish("config", EncodeConfig(c)).ok());
   absl::Status s = Repository::Open(SharedStore()).status();

@@ -15,11 +15,6 @@
 
 namespace ickpt {
 
-uint32_t KeyGroupOf(std::string_view key, uint32_t key_groups) {
-  if (key_groups <= 1) return 0;
-  return static_cast<uint32_t>(XXH3_64bits_withSeed(key.data(), key.size(), kKeyGroupSeed) %
-                               key_groups);
-}
 
 namespace keyed_detail {
 // The entry header. Without tracking: the key and value sizes. With tracking, also `track`:
@@ -672,11 +667,25 @@ template KeyedChangeSet KeyedTable<false>::CaptureAll();
 // ----------------------------------------------------------------------------------
 
 KeyedState::KeyedState(std::string name, uint32_t key_groups, std::unique_ptr<Table> table)
-    : name_(std::move(name)), key_groups_(key_groups), table_(std::move(table)) {}
+    : name_(std::move(name)),
+      key_groups_(key_groups),
+      group_first_(0),
+      group_end_(key_groups),
+      table_(std::move(table)) {}
 
 KeyedState::~KeyedState() = default;
 
 absl::Status KeyedState::Put(std::string_view key, std::string_view value) {
+  // Hashing the key costs a few ns; a participant that owns every group (the usual single-process
+  // case) skips it.
+  if (group_end_ - group_first_ != key_groups_) {
+    const uint32_t group = KeyGroupOf(key, key_groups_);
+    if (group < group_first_ || group >= group_end_) {
+      return absl::InvalidArgumentError(StrCat(
+          "keyed state '", name_, "': the key belongs to key group ", group,
+          ", which this participant does not own (it owns [", group_first_, ", ", group_end_, "))"));
+    }
+  }
   return table_->Put(key, value);
 }
 std::optional<std::string_view> KeyedState::Get(std::string_view key) const {
@@ -724,5 +733,12 @@ void KeyedStateAccess::MergeBack(KeyedState& state, const KeyedChangeSet& change
   state.table_->MergeBack(change_set);
 }
 void KeyedStateAccess::Rebaseline(KeyedState& state) { state.table_->Rebaseline(); }
+void KeyedStateAccess::SetOwnedGroups(KeyedState& state, uint32_t first, uint32_t end) {
+  state.group_first_ = first;
+  state.group_end_ = end;
+}
+void KeyedStateAccess::Reset(KeyedState& state, size_t expected_entries) {
+  state.table_ = std::make_unique<KeyedState::Table>(state.key_groups_, expected_entries);
+}
 
 }  // namespace ickpt

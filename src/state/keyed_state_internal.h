@@ -248,6 +248,11 @@ class KeyedStateAccess {
   static void MergeBack(KeyedState& state, const KeyedChangeSet& change_set);
   // After a restore filled the state: nothing counts as changed.
   static void Rebaseline(KeyedState& state);
+  // The participant owns key groups [first, end) (precondition: first < end <= key_groups): Put
+  // of a key in another group fails.
+  static void SetOwnedGroups(KeyedState& state, uint32_t first, uint32_t end);
+  // Drops every entry and the change tracking: an empty table, ready for a restore to fill.
+  static void Reset(KeyedState& state, size_t expected_entries);
 };
 
 }  // namespace ickpt

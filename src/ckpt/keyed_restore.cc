@@ -1,0 +1,309 @@
+// Keyed state restore, format.md §9.1.
+#include "src/ckpt/keyed_restore.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/container/flat_hash_set.h"
+#include "ickpt/keyed_state.h"
+#include "src/ckpt/restore.h"
+#include "src/repo/keyed_records.h"
+#include "src/repo/keys.h"
+#include "src/repo/pack.h"
+#include "src/util/str.h"
+
+namespace ickpt {
+namespace {
+
+// A chain longer than this is damage (a loop), not a real chain.
+constexpr size_t kMaxChainLength = 1'000'000;
+// Group spans closer than this in a pack's raw stream are read with one request.
+constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
+
+absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what) {
+  if (absl::IsNotFound(status)) {
+    return absl::DataLossError(StrCat(what, " is missing: ", status.message()));
+  }
+  return status;
+}
+
+const StateObjectRecord* FindObject(const ParticipantRecord& p, std::string_view name) {
+  for (const StateObjectRecord& o : p.state_objects) {
+    if (o.name == name) return &o;
+  }
+  return nullptr;
+}
+
+// One participant's chain, from `record` of `commit` down to the full manifest.
+absl::StatusOr<KeyedChain> ResolveChain(const Repository& repo, const CommitRecord& commit,
+                                        const ParticipantRecord& participant,
+                                        const StateObjectRecord& first_record) {
+  KeyedChain chain;
+  chain.participant = participant.name;
+  CommitRecord current = commit;
+  const StateObjectRecord* record = &first_record;
+  uint64_t expected_depth = 0;
+  uint32_t key_groups = 0;
+  for (size_t step = 0;; ++step) {
+    if (step >= kMaxChainLength) {
+      return absl::DataLossError(StrCat("the chain of keyed state '", first_record.name,
+                                        "' from checkpoint ", commit.id, " does not end (a loop?)"));
+    }
+    absl::StatusOr<Manifest> manifest = ReadManifest(repo, current.id, *record);
+    if (!manifest.ok()) return manifest.status();
+    auto unfit = [&](std::string_view why) {
+      return absl::DataLossError(StrCat("manifest ", record->manifest, " of checkpoint ",
+                                        current.id, " does not fit the chain of keyed state '",
+                                        first_record.name, "' of participant '", participant.name,
+                                        "' from checkpoint ", commit.id, ": ", why));
+    };
+    if (manifest->object_type != StateObjectType::kKeyed) return unfit("it is not a keyed state");
+    if (manifest->participant != participant.name) {
+      return unfit(StrCat("it belongs to participant '", manifest->participant, "'"));
+    }
+    if (step == 0) {
+      chain.group_first = manifest->group_first;
+      chain.group_end = manifest->group_end;
+      key_groups = manifest->key_groups;
+      expected_depth = manifest->depth;
+    } else if (manifest->key_groups != key_groups || manifest->group_first != chain.group_first ||
+               manifest->group_end != chain.group_end || manifest->depth != expected_depth) {
+      return unfit(StrCat("key groups ", manifest->key_groups, " [", manifest->group_first, ", ",
+                          manifest->group_end, ") depth ", manifest->depth, " vs ", key_groups,
+                          " [", chain.group_first, ", ", chain.group_end, ") depth ",
+                          expected_depth));
+    }
+    chain.checkpoint_ids.push_back(current.id);
+    chain.manifest_keys.push_back(record->manifest);
+    const bool full = manifest->kind == CheckpointKind::kFull;
+    const uint64_t base = manifest->base_id.value_or(0);
+    chain.manifests.push_back(*std::move(manifest));
+    if (full) break;
+    if (base >= current.id || expected_depth == 0) {
+      return unfit(StrCat("it names base ", base, ", which cannot precede it"));
+    }
+    --expected_depth;
+    absl::StatusOr<CommitRecord> next = repo.ReadCommit(base);
+    if (!next.ok()) {
+      return MissingAsDataLoss(next.status(), StrCat("checkpoint ", base, ", on which checkpoint ",
+                                                     commit.id, " depends,"));
+    }
+    current = *std::move(next);
+    const ParticipantRecord* p = nullptr;
+    for (const ParticipantRecord& candidate : current.participants) {
+      if (candidate.name == participant.name) p = &candidate;
+    }
+    record = p == nullptr ? nullptr : FindObject(*p, first_record.name);
+    if (record == nullptr) {
+      return absl::DataLossError(StrCat("checkpoint ", commit.id, " depends on checkpoint ",
+                                        current.id, ", which lacks keyed state '",
+                                        first_record.name, "' of participant '", participant.name,
+                                        "'"));
+    }
+  }
+  return chain;
+}
+
+// Raw-stream bytes [raw_offset, raw_offset + length) of pack `key`, every frame verified.
+absl::StatusOr<std::string> ReadPackRange(const Repository& repo, const std::string& key,
+                                          const PackIndex& index, uint64_t raw_offset,
+                                          uint64_t length, uint64_t* bytes_read) {
+  absl::StatusOr<std::pair<size_t, size_t>> span = index.FramesCovering(raw_offset, length);
+  if (!span.ok()) {
+    return absl::DataLossError(StrCat("pack ", key, " has no data at raw bytes [", raw_offset,
+                                      ", +", length, "): ", span.status().message()));
+  }
+  const FrameInfo& f0 = index.frames[span->first];
+  const FrameInfo& f1 = index.frames[span->second];
+  const uint64_t stored_length = f1.stored_offset + f1.stored_len - f0.stored_offset;
+  absl::StatusOr<std::string> stored = repo.store()->GetRange(key, f0.stored_offset, stored_length);
+  if (!stored.ok()) return MissingAsDataLoss(stored.status(), StrCat("pack ", key));
+  if (stored->size() != stored_length) {
+    return absl::DataLossError(StrCat("pack ", key, " is truncated: wanted ", stored_length,
+                                      " bytes at offset ", f0.stored_offset, ", got ",
+                                      stored->size()));
+  }
+  *bytes_read += stored_length;
+  std::string out;
+  out.reserve(length);
+  for (size_t f = span->first; f <= span->second; ++f) {
+    const FrameInfo& info = index.frames[f];
+    absl::StatusOr<std::string> raw = DecodeFrame(
+        info, std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
+        key);
+    if (!raw.ok()) return raw.status();
+    const uint64_t begin = std::max(raw_offset, info.raw_offset);
+    const uint64_t end = std::min(raw_offset + length, info.raw_offset + info.raw_len);
+    out.append(*raw, begin - info.raw_offset, end - begin);
+  }
+  return out;
+}
+
+struct Record {
+  std::string_view key;
+  std::string_view value;
+  bool tombstone;
+};
+
+}  // namespace
+
+std::vector<std::string> KeyedStateNames(const CommitRecord& commit) {
+  std::set<std::string> names;
+  for (const ParticipantRecord& p : commit.participants) {
+    for (const StateObjectRecord& o : p.state_objects) {
+      if (o.type == StateObjectType::kKeyed) names.insert(o.name);
+    }
+  }
+  return std::vector<std::string>(names.begin(), names.end());
+}
+
+absl::StatusOr<ResolvedKeyed> ResolveKeyed(const Repository& repo, const CommitRecord& commit,
+                                           std::string_view object) {
+  ResolvedKeyed out;
+  out.name = std::string(object);
+  out.checkpoint_id = commit.id;
+  for (const ParticipantRecord& p : commit.participants) {
+    const StateObjectRecord* record = FindObject(p, object);
+    if (record == nullptr) continue;
+    if (record->type != StateObjectType::kKeyed) {
+      return absl::FailedPreconditionError(StrCat("state object '", object, "' of participant '",
+                                                  p.name, "' in checkpoint ", commit.id,
+                                                  " is a ", StateObjectTypeName(record->type),
+                                                  ", not a keyed state"));
+    }
+    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p, *record);
+    if (!chain.ok()) return chain.status();
+    const Manifest& newest = chain->manifests.front();
+    if (out.chains.empty()) {
+      out.key_groups = newest.key_groups;
+    } else if (newest.key_groups != out.key_groups) {
+      return absl::DataLossError(StrCat("keyed state '", object, "' of checkpoint ", commit.id,
+                                        ": participant '", p.name, "' has ", newest.key_groups,
+                                        " key groups, another has ", out.key_groups));
+    }
+    out.entry_count += newest.entry_count;
+    out.entry_bytes += newest.entry_bytes;
+    out.chains.push_back(*std::move(chain));
+  }
+  if (out.chains.empty()) {
+    return absl::NotFoundError(
+        StrCat("checkpoint ", commit.id, " has no keyed state '", object, "'"));
+  }
+  std::sort(out.chains.begin(), out.chains.end(), [](const KeyedChain& a, const KeyedChain& b) {
+    return a.group_first < b.group_first;
+  });
+  uint32_t next = 0;
+  for (const KeyedChain& c : out.chains) {
+    if (c.group_first != next) {
+      return absl::DataLossError(StrCat(
+          "keyed state '", object, "' of checkpoint ", commit.id, ": key groups ",
+          c.group_first < next ? "overlap" : "are missing", " at group ", std::min(next, c.group_first),
+          " (participant '", c.participant, "' holds [", c.group_first, ", ", c.group_end, "))"));
+    }
+    next = c.group_end;
+  }
+  if (next != out.key_groups) {
+    return absl::DataLossError(StrCat("keyed state '", object, "' of checkpoint ", commit.id,
+                                      ": key groups [", next, ", ", out.key_groups,
+                                      ") are held by no participant"));
+  }
+  return out;
+}
+
+absl::StatusOr<KeyedReadStats> ReadKeyed(const Repository& repo, const ResolvedKeyed& keyed,
+                                         const KeyedReadOptions& options, KeyedRestoreSink* sink) {
+  KeyedReadStats stats;
+  uint32_t want_first = options.group_first;
+  uint32_t want_end = std::min(options.group_end, keyed.key_groups);
+  if (options.only_key.has_value()) {
+    want_first = KeyGroupOf(*options.only_key, keyed.key_groups);
+    want_end = want_first + 1;
+  }
+  // Keys decided absent by a tombstone of a newer manifest. Keys decided present are in the sink.
+  absl::flat_hash_set<std::string> erased;
+  std::map<std::string, PackIndex> indexes;
+  std::vector<Record> records;
+  for (const KeyedChain& chain : keyed.chains) {
+    const uint32_t first = std::max(want_first, chain.group_first);
+    const uint32_t end = std::min(want_end, chain.group_end);
+    if (first >= end) continue;
+    for (size_t link = 0; link < chain.manifests.size(); ++link) {
+      const Manifest& m = chain.manifests[link];
+      ++stats.manifests;
+      auto where = [&](const std::string& pack_key) {
+        return StrCat("keyed state '", keyed.name, "' of checkpoint ", keyed.checkpoint_id,
+                      " (manifest ", chain.manifest_keys[link], " of checkpoint ",
+                      chain.checkpoint_ids[link], ", pack ", pack_key, ")");
+      };
+      // The wanted groups' spans, per pack, in raw-stream order.
+      std::map<uint32_t, std::vector<const KeyGroupSpan*>> by_pack;
+      auto it = std::lower_bound(
+          m.groups.begin(), m.groups.end(), first,
+          [](const KeyGroupSpan& g, uint32_t group) { return g.group < group; });
+      for (; it != m.groups.end() && it->group < end; ++it) by_pack[it->pack_ref].push_back(&*it);
+      for (auto& [pack_ref, spans] : by_pack) {
+        std::sort(spans.begin(), spans.end(), [](const KeyGroupSpan* a, const KeyGroupSpan* b) {
+          return a->raw_offset < b->raw_offset;
+        });
+        const std::string pack_key = PackKey(ToHex(m.packs[pack_ref - 1]));
+        auto index_it = indexes.find(pack_key);
+        if (index_it == indexes.end()) {
+          absl::StatusOr<PackIndex> index = ReadPackIndex(repo.store(), pack_key);
+          if (!index.ok()) {
+            return absl::Status(MissingAsDataLoss(index.status(), StrCat("pack ", pack_key)).code(),
+                                StrCat(where(pack_key), ": ", index.status().message()));
+          }
+          index_it = indexes.emplace(pack_key, *std::move(index)).first;
+        }
+        size_t i = 0;
+        while (i < spans.size()) {
+          // One read for a run of spans lying close together.
+          const uint64_t run_begin = spans[i]->raw_offset;
+          uint64_t run_end = spans[i]->raw_offset + spans[i]->raw_length;
+          size_t j = i + 1;
+          while (j < spans.size() && spans[j]->raw_offset >= run_end &&
+                 spans[j]->raw_offset - run_end <= kMaxReadGapBytes) {
+            run_end = std::max(run_end, spans[j]->raw_offset + spans[j]->raw_length);
+            ++j;
+          }
+          absl::StatusOr<std::string> bytes = ReadPackRange(
+              repo, pack_key, index_it->second, run_begin, run_end - run_begin, &stats.bytes_read);
+          if (!bytes.ok()) {
+            return absl::Status(bytes.status().code(),
+                                StrCat(where(pack_key), ": ", bytes.status().message()));
+          }
+          for (size_t k = i; k < j; ++k) {
+            const KeyGroupSpan& span = *spans[k];
+            records.clear();
+            // The whole group is checked before any of its records is used.
+            absl::Status s = DecodeKeyedGroup(
+                std::string_view(*bytes).substr(span.raw_offset - run_begin, span.raw_length),
+                span, keyed.key_groups,
+                [&](std::string_view key, std::string_view value, bool tombstone) {
+                  records.push_back(Record{key, value, tombstone});
+                });
+            if (!s.ok()) return absl::DataLossError(StrCat(where(pack_key), ": ", s.message()));
+            stats.records_read += records.size();
+            for (const Record& r : records) {
+              if (options.only_key.has_value() && r.key != *options.only_key) continue;
+              const absl::string_view key(r.key.data(), r.key.size());
+              if (sink->Contains(r.key) || erased.contains(key)) continue;  // decided newer
+              if (r.tombstone) {
+                erased.emplace(key);
+              } else {
+                if (absl::Status put = sink->Put(r.key, r.value); !put.ok()) return put;
+                ++stats.entries;
+              }
+              if (options.only_key.has_value()) return stats;  // decided
+            }
+          }
+          i = j;
+        }
+      }
+    }
+  }
+  return stats;
+}
+
+}  // namespace ickpt

@@ -1,0 +1,80 @@
+// Restore of a keyed state (format.md §9.1): resolve, for every participant of a checkpoint that
+// holds the state, its chain of keyed manifests newest first; then read the records of the wanted
+// key groups from each manifest once, newest first, deciding every key at the newest record that
+// names it. Used by the checkpointer and by `ickpt show/get/dump/verify`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "ickpt/repository.h"
+#include "src/repo/manifest.h"
+
+namespace ickpt {
+
+// One participant's chain for a keyed state: its manifests from the checkpoint down to the full
+// one, newest first.
+struct KeyedChain {
+  std::string participant;
+  uint32_t group_first = 0;
+  uint32_t group_end = 0;
+  std::vector<uint64_t> checkpoint_ids;
+  std::vector<std::string> manifest_keys;
+  std::vector<Manifest> manifests;
+};
+
+struct ResolvedKeyed {
+  std::string name;
+  uint64_t checkpoint_id = 0;
+  uint32_t key_groups = 0;
+  uint64_t entry_count = 0;  // live entries at capture, over every participant
+  uint64_t entry_bytes = 0;
+  std::vector<KeyedChain> chains;  // ordered by group range, covering [0, key_groups) exactly
+};
+
+// Every participant's chain of keyed state `object` in `commit`. NotFound if no participant holds
+// it; DataLoss naming the object if a chain is broken or damaged, or if the participants' group
+// ranges overlap, leave a gap or disagree on the number of groups; FailedPrecondition if it is a
+// region.
+absl::StatusOr<ResolvedKeyed> ResolveKeyed(const Repository& repo, const CommitRecord& commit,
+                                           std::string_view object);
+
+// The names of the keyed states in `commit` (over every participant), sorted, unique.
+std::vector<std::string> KeyedStateNames(const CommitRecord& commit);
+
+// Receives the restored entries. Decided() is asked before a value is handed over: true if the
+// key already has its final outcome from a newer manifest (a value given by Put earlier).
+class KeyedRestoreSink {
+ public:
+  virtual ~KeyedRestoreSink() = default;
+  virtual bool Contains(std::string_view key) const = 0;
+  virtual absl::Status Put(std::string_view key, std::string_view value) = 0;
+};
+
+struct KeyedReadStats {
+  uint64_t records_read = 0;  // records decoded, over the whole chain
+  uint64_t entries = 0;       // entries handed to the sink
+  uint64_t bytes_read = 0;    // stored bytes fetched
+  uint64_t manifests = 0;
+};
+
+struct KeyedReadOptions {
+  // The key groups to read: [group_first, group_end). Default: all.
+  uint32_t group_first = 0;
+  uint32_t group_end = UINT32_MAX;
+  // Read only this key (its group, stop once decided): for `ickpt get`.
+  std::optional<std::string_view> only_key;
+};
+
+// Reads the entries of `keyed` in the wanted groups into `sink`, each key decided once, newest
+// first (format.md §9.1). Every frame is verified and every group's records are checked (§5.3)
+// before any of them reaches the sink. DataLoss naming the manifest, checkpoint and key group.
+absl::StatusOr<KeyedReadStats> ReadKeyed(const Repository& repo, const ResolvedKeyed& keyed,
+                                         const KeyedReadOptions& options, KeyedRestoreSink* sink);
+
+}  // namespace ickpt
