@@ -255,7 +255,7 @@ struct Checkpointer::Impl {
   absl::StatusOr<CommitRecord> Persist(PersistJob& job);
   absl::StatusOr<StateObjectRecord> PersistObject(const PersistJob& job, ObjectCapture& capture,
                                                   std::vector<std::pair<uint64_t, BlockLocation>>* fresh);
-  absl::StatusOr<StateObjectRecord> PersistKeyed(const PersistJob& job, const KeyedCapture& capture);
+  absl::StatusOr<StateObjectRecord> PersistKeyed(const PersistJob& job, KeyedCapture& capture);
   absl::Status ValidateNewName(std::string_view name, std::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   KeyedState* KeyedByName(std::string_view name);
@@ -637,7 +637,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     record.stored_bytes += object->stored_bytes;
     participant.state_objects.push_back(*std::move(object));
   }
-  for (const KeyedCapture& k : job.keyed) {
+  for (KeyedCapture& k : job.keyed) {
     absl::StatusOr<StateObjectRecord> object = PersistKeyed(job, k);
     if (!object.ok()) return object.status();
     all_full = all_full && object->kind == CheckpointKind::kFull;
@@ -676,9 +676,11 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
 }
 
 absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const PersistJob& job,
-                                                                   const KeyedCapture& k) {
+                                                                   KeyedCapture& k) {
   const int64_t start = NowNs();
   const RepositoryConfig& config = repo->config();
+  // Grouping and sorting were left out of the pause.
+  k.changes.Sort();
   const KeyedChangeSet& changes = k.changes;
   Manifest m;
   m.checkpoint_id = job.id;

@@ -5,8 +5,10 @@
 // metadata, and that no checkpoint the child saw committed (Wait() returned OK) was lost.
 //
 // The workload: region "grid" grows every few steps, region "aux" is added at step kAuxStep (both
-// pure functions of the step), and step s applies mutations drawn from Mix(seed, salt, s) on top of
-// the state after step s - 1, starting from zeros. Now and then the child restores an OLDER
+// pure functions of the step), keyed state "table" exists from the start, and step s applies
+// mutations drawn from Mix(seed, salt, s) on top of the state after step s - 1, starting from zeros
+// and an empty table: block writes, zeroing and MADV_DONTNEED in the regions, puts (binary keys,
+// values of 0 to 300 bytes) and erases in the table. Now and then the child restores an OLDER
 // checkpoint and continues from it under a fresh salt (a branch). Every commit records in its
 // metadata its step and its history, the list of (step, salt) points where a branch began, so the
 // state at a commit is a pure function of its metadata; the parent replays it into plain buffers.
@@ -61,6 +63,8 @@ constexpr uint32_t kBlock = 4096;
 constexpr uint64_t kSeed = 0x6b696c6c;  // "kill"
 constexpr char kGrid[] = "grid";
 constexpr char kAux[] = "aux";
+constexpr char kTable[] = "table";
+constexpr uint32_t kTableGroups = 32;
 // "grid" starts at kGridBlocks0 blocks and grows by kGridGrowth blocks every kGrowEvery steps, up
 // to kGridGrowths times. "aux" (kAuxBlocks) exists from step kAuxStep on.
 constexpr uint64_t kGridBlocks0 = 768;
@@ -170,25 +174,67 @@ void Mutate(char* mem, uint64_t blocks, int ops, std::mt19937_64& rng, bool use_
   }
 }
 
+using Table = std::map<std::string, std::string>;
+
+// Where the table mutations go: the child's KeyedState, or the parent's replay map.
+struct TableOps {
+  KeyedState* state = nullptr;
+  Table* map = nullptr;
+  void Put(const std::string& key, const std::string& value) {
+    if (state != nullptr) {
+      if (!state->Put(key, value).ok()) std::abort();
+    } else {
+      (*map)[key] = value;
+    }
+  }
+  void Erase(const std::string& key) {
+    if (state != nullptr) {
+      state->Erase(key);
+    } else {
+      map->erase(key);
+    }
+  }
+};
+
+// Table mutations: a small key space (so puts replace and erases hit), binary keys including the
+// empty key, values of 0 to 300 bytes.
+void MutateTable(TableOps ops, int count, std::mt19937_64& rng) {
+  for (int i = 0; i < count; ++i) {
+    const uint64_t n = rng() % 1500;
+    std::string key(n % 50 == 0 ? 0 : 1 + n % 20, '\0');
+    for (size_t k = 0; k < key.size(); ++k) key[k] = static_cast<char>((n * 37 + k * 101) & 0xff);
+    if (rng() % 4 == 0) {
+      ops.Erase(key);
+    } else {
+      std::string value(rng() % 301, '\0');
+      for (char& c : value) c = static_cast<char>(rng());
+      ops.Put(key, value);
+    }
+  }
+}
+
 // Applies the mutations of step `step` (regions already sized for it; `aux` null before kAuxStep).
-void ApplyStep(char* grid, char* aux, uint64_t salt, uint64_t step, bool use_madvise) {
+void ApplyStep(char* grid, char* aux, TableOps table, uint64_t salt, uint64_t step,
+               bool use_madvise) {
   std::mt19937_64 rng(Mix(kSeed + salt * 0xd1b54a32d192ed03ULL, step));
   Mutate(grid, GridBlocks(step), 1 + static_cast<int>(rng() % 12), rng, use_madvise);
   if (aux != nullptr) Mutate(aux, kAuxBlocks, 1 + static_cast<int>(rng() % 3), rng, use_madvise);
+  MutateTable(table, 1 + static_cast<int>(rng() % 40), rng);
 }
 
 // The workload state as plain buffers: "aux" is empty before kAuxStep.
 struct WorkloadState {
   std::string grid = std::string(GridBlocks(0) * kBlock, '\0');
   std::string aux;
+  Table table;
   bool operator==(const WorkloadState&) const = default;
 };
 
 void Advance(WorkloadState& s, const History& h, uint64_t step) {
   s.grid.resize(GridBlocks(step) * kBlock, '\0');
   if (step >= kAuxStep && s.aux.empty()) s.aux.assign(kAuxBlocks * kBlock, '\0');
-  ApplyStep(s.grid.data(), s.aux.empty() ? nullptr : s.aux.data(), SaltAt(h, step), step,
-            /*use_madvise=*/false);
+  ApplyStep(s.grid.data(), s.aux.empty() ? nullptr : s.aux.data(), TableOps{nullptr, &s.table},
+            SaltAt(h, step), step, /*use_madvise=*/false);
 }
 
 // Replays the workload to (history, step), starting from the furthest cached state on the same
@@ -278,6 +324,10 @@ std::unique_ptr<Checkpointer> OpenChild(Repository* repo, TrackerKind tracker) {
   region_options.tracker = tracker;
   auto region = (*ckpt)->AddRegion(kGrid, region_options);
   if (!region.ok()) Die("add region", region.status());
+  KeyedStateOptions table_options;
+  table_options.key_groups = kTableGroups;
+  auto table = (*ckpt)->AddKeyedState(kTable, table_options);
+  if (!table.ok()) Die("add keyed state", table.status());
   return *std::move(ckpt);
 }
 
@@ -317,7 +367,8 @@ std::unique_ptr<Checkpointer> OpenChild(Repository* repo, TrackerKind tracker) {
       if (!added.ok()) Die("add aux", added.status());
       aux = *added;
     }
-    ApplyStep(grid->data(), aux == nullptr ? nullptr : aux->data(), SaltAt(pos.history, pos.step),
+    ApplyStep(grid->data(), aux == nullptr ? nullptr : aux->data(),
+              TableOps{ckpt->FindKeyedState(kTable), nullptr}, SaltAt(pos.history, pos.step),
               pos.step, /*use_madvise=*/true);
     CheckpointOptions co;
     co.metadata["step"] = std::to_string(pos.step);
@@ -401,6 +452,9 @@ absl::StatusOr<Restored> RestoreFresh(Repository* repo, std::optional<uint64_t> 
   if (Region* aux = (*ckpt)->FindRegion(kAux); aux != nullptr) {
     out.state.aux.assign(aux->data(), aux->size());
   }
+  KeyedState* table = (*ckpt)->FindKeyedState(kTable);
+  if (table == nullptr) return absl::NotFoundError(StrCat("checkpoint ", out.id, " has no table"));
+  table->ForEach([&](std::string_view k, std::string_view v) { out.state.table.emplace(k, v); });
   return out;
 }
 
@@ -545,6 +599,7 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
   ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(repo_path, /*create=*/false));
   ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
   int checked_commits = 0, grown_commits = 0, aux_commits = 0;
+  size_t max_table_entries = 0;
   std::set<std::string> histories;
   for (uint64_t id : ids) {
     auto restored = RestoreFresh(repo.get(), id);
@@ -556,6 +611,7 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
     ++checked_commits;
     if (restored->state.grid.size() > GridBlocks(0) * kBlock) ++grown_commits;
     if (!restored->state.aux.empty()) ++aux_commits;
+    max_table_entries = std::max(max_table_entries, restored->state.table.size());
     histories.insert(EncodeHistory(restored->position.history));
   }
   ObjectStore* store = repo->store();
@@ -581,6 +637,7 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
             << " uncommitted_reservations=" << kills_mid_checkpoint
             << " empty_after_kill=" << empty_after_kill << " commits=" << checked_commits
             << " grown_commits=" << grown_commits << " aux_commits=" << aux_commits
+            << " max_table_entries=" << max_table_entries
             << " histories=" << histories.size() << " packs=" << packs.size()
             << " manifests=" << manifests.size() << " max_step=" << max_step
             << " acked_id=" << acked_id << " seconds=" << seconds << std::endl;
@@ -604,6 +661,8 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
   EXPECT_GT(restores, kills / 2);
   // Some kills must have hit a checkpoint after its capture and before its commit record.
   EXPECT_GT(kills_during_persist, 0);
+  // The keyed state was exercised, not only registered.
+  EXPECT_GT(max_table_entries, 0u);
 }
 
 }  // namespace

@@ -123,6 +123,7 @@ KeyedChangeSet& KeyedChangeSet::operator=(KeyedChangeSet&& other) {
     Release();
     pool_ = std::move(other.pool_);
     full_ = other.full_;
+    sorted_ = other.sorted_;
     key_groups_ = other.key_groups_;
     chunks_ = std::move(other.chunks_);
     chunk_bytes_ = other.chunk_bytes_;
@@ -205,17 +206,60 @@ std::pair<size_t, size_t> KeyedChangeSet::GroupRange(uint32_t group) const {
           static_cast<size_t>(end - records_.begin())};
 }
 
-// Fills a change set: copies entries into its chunks, then sorts the records.
+// Sorts the records by (key group, key): a radix sort of the 64-bit sort keys (least significant
+// byte first, skipping bytes all keys share), then a comparison sort of each run of equal sort keys
+// by the whole keys. Computes each record's key group first (a hash of the key: kept out of the
+// capture pause, like the sort).
+void KeyedChangeSet::Sort() {
+  if (sorted_) return;
+  const size_t n = records_.size();
+  for (Record& r : records_) r.key_group = KeyGroupOf(std::string_view(r.data, r.key_size), key_groups_);
+  using SortItems = std::vector<std::pair<uint64_t, size_t>>;
+  SortItems order(n), scratch(n);
+  uint64_t all_or = 0, all_and = ~uint64_t{0};
+  for (size_t i = 0; i < n; ++i) {
+    const Record& r = records_[i];
+    order[i] = {SortKey(r.key_group, std::string_view(r.data, r.key_size)), i};
+    all_or |= order[i].first;
+    all_and &= order[i].first;
+  }
+  for (int shift = 0; shift < 64; shift += 8) {
+    if ((((all_or ^ all_and) >> shift) & 0xff) == 0) continue;  // same byte everywhere
+    size_t count[257] = {};
+    for (const auto& item : order) ++count[((item.first >> shift) & 0xff) + 1];
+    for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
+    for (const auto& item : order) scratch[count[(item.first >> shift) & 0xff]++] = item;
+    order.swap(scratch);
+  }
+  auto key_of = [&](size_t i) { return std::string_view(records_[i].data, records_[i].key_size); };
+  for (size_t first = 0; first < n;) {
+    size_t end = first + 1;
+    while (end < n && order[end].first == order[first].first) ++end;
+    if (end - first > 1) {
+      std::sort(order.begin() + first, order.begin() + end, [&](const auto& a, const auto& b) {
+        return key_of(a.second) < key_of(b.second);
+      });
+    }
+    first = end;
+  }
+  std::vector<Record> sorted = pool_ != nullptr ? pool_->TakeRecords() : std::vector<Record>();
+  sorted.reserve(n);
+  for (const auto& [sort_key, i] : order) sorted.push_back(records_[i]);
+  records_.swap(sorted);
+  if (pool_ != nullptr) pool_->Give(std::move(sorted));
+  sorted_ = true;
+}
+
+// Fills a change set: copies entries into its chunks. Sort() orders them later.
 class KeyedChangeSetBuilder {
  public:
-  using SortItems = std::vector<std::pair<uint64_t, size_t>>;
   KeyedChangeSetBuilder(KeyedChangeSet* set, std::shared_ptr<KeyedChangeSetPool> pool,
-                        uint32_t key_groups, bool full, size_t expected, SortItems* order,
-                        SortItems* scratch)
-      : set_(set), order_(*order), scratch_(*scratch) {
+                        uint32_t key_groups, bool full, size_t expected)
+      : set_(set) {
     set_->pool_ = std::move(pool);
     set_->full_ = full;
     set_->key_groups_ = key_groups;
+    set_->sorted_ = false;
     set_->records_ = set_->pool_->TakeRecords();
     set_->records_.reserve(expected);
   }
@@ -227,55 +271,6 @@ class KeyedChangeSetBuilder {
   }
   void AddErasedSincePrevious(std::string_view key) {
     set_->erased_since_previous_.push_back(Copy(key, {}, KeyedChangeSet::kRecordErased));
-  }
-
-  // Sorts the records by (key group, key): a radix sort of the 64-bit sort keys (least significant
-  // byte first, skipping bytes all keys share), then a comparison sort of each run of equal sort
-  // keys by the whole keys.
-  void Finish() {
-    std::vector<KeyedChangeSet::Record>& records = set_->records_;
-    const size_t n = records.size();
-    SortItems& order = order_;
-    SortItems& scratch = scratch_;
-    order.resize(n);
-    scratch.resize(n);
-    uint64_t all_or = 0, all_and = ~uint64_t{0};
-    for (size_t i = 0; i < n; ++i) {
-      const KeyedChangeSet::Record& r = records[i];
-      order[i] = {SortKey(r.key_group, std::string_view(r.data, r.key_size)), i};
-      all_or |= order[i].first;
-      all_and &= order[i].first;
-    }
-    for (int shift = 0; shift < 64; shift += 8) {
-      if ((((all_or ^ all_and) >> shift) & 0xff) == 0) continue;  // same byte everywhere
-      size_t count[257] = {};
-      for (const auto& item : order) ++count[((item.first >> shift) & 0xff) + 1];
-      for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
-      for (const auto& item : order) scratch[count[(item.first >> shift) & 0xff]++] = item;
-      order.swap(scratch);
-    }
-    auto key_of = [&](size_t i) { return std::string_view(records[i].data, records[i].key_size); };
-    for (size_t first = 0; first < n;) {
-      size_t end = first + 1;
-      while (end < n && order[end].first == order[first].first) ++end;
-      if (end - first > 1) {
-        std::sort(order.begin() + first, order.begin() + end, [&](const auto& a, const auto& b) {
-          return key_of(a.second) < key_of(b.second);
-        });
-      }
-      first = end;
-    }
-    std::vector<KeyedChangeSet::Record> sorted = set_->pool_->TakeRecords();
-    sorted.reserve(n);
-    for (const auto& [sort_key, i] : order) sorted.push_back(records[i]);
-    records.swap(sorted);
-    set_->pool_->Give(std::move(sorted));
-    // The sort buffers stay with the table for the next capture, unless a big one (a full capture)
-    // made them large.
-    if (order.capacity() > KeyedChangeSetPool::kKeepRecords) {
-      SortItems().swap(order);
-      SortItems().swap(scratch);
-    }
   }
 
  private:
@@ -302,14 +297,12 @@ class KeyedChangeSetBuilder {
     r.data = data;
     r.key_size = static_cast<uint32_t>(key.size());
     r.value_size = static_cast<uint32_t>(value.size());
-    r.key_group = KeyGroupOf(key, set_->key_groups_);
+    r.key_group = 0;  // computed by Sort(), off the pause
     r.flags = flags;
     return r;
   }
 
   KeyedChangeSet* set_;
-  SortItems& order_;
-  SortItems& scratch_;
   char* cursor_ = nullptr;
   size_t available_ = 0;
   size_t next_chunk_ = kFirstChunk;
@@ -539,7 +532,6 @@ template <bool kTracked>
 uint64_t KeyedTable<kTracked>::MemoryBytes() const {
   // A slot is a pointer and a control byte; glibc's chunk header is 8 bytes per allocation.
   uint64_t bytes = table_.capacity() * (sizeof(Header*) + 1) + dirty_.capacity() * sizeof(Header*) +
-                   (sort_order_.capacity() + sort_scratch_.capacity()) * sizeof(sort_order_[0]) +
                    pool_->memory_bytes();
   for (const Header* entry : table_) bytes += malloc_usable_size(const_cast<Header*>(entry)) + 8;
   return bytes;
@@ -570,8 +562,7 @@ KeyedChangeSet KeyedTable<kTracked>::CaptureChanges() requires kTracked {
   // entries lie anywhere in memory, but the list says which come next: prefetching a few ahead
   // overlaps their cache misses, which are most of the pause.
   KeyedChangeSet set;
-  KeyedChangeSetBuilder builder(&set, pool_, key_groups_, /*full=*/false, changed_count(),
-                                &sort_order_, &sort_scratch_);
+  KeyedChangeSetBuilder builder(&set, pool_, key_groups_, /*full=*/false, changed_count());
   const size_t count = dirty_.size();
   for (size_t i = 0; i < count; ++i) {
     if (i + kPrefetchAhead < count) Prefetch(dirty_[i + kPrefetchAhead]);
@@ -588,15 +579,13 @@ KeyedChangeSet KeyedTable<kTracked>::CaptureChanges() requires kTracked {
   }
   dirty_.clear();
   ResetTracking();  // now only releases the list
-  builder.Finish();
   return set;
 }
 
 template <bool kTracked>
 KeyedChangeSet KeyedTable<kTracked>::CaptureAll() {
   KeyedChangeSet set;
-  KeyedChangeSetBuilder builder(&set, pool_, key_groups_, /*full=*/true, live_entries_,
-                                &sort_order_, &sort_scratch_);
+  KeyedChangeSetBuilder builder(&set, pool_, key_groups_, /*full=*/true, live_entries_);
   for (const Header* entry : table_) {
     uint32_t flags = 0;
     if constexpr (kTracked) {
@@ -609,7 +598,6 @@ KeyedChangeSet KeyedTable<kTracked>::CaptureAll() {
     builder.Add(KeyOf(entry), ValueOf(entry), flags);
   }
   if constexpr (kTracked) ResetTracking();
-  builder.Finish();
   return set;
 }
 

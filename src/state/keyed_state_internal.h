@@ -47,9 +47,9 @@ struct ChangedEntry {
 class KeyedChangeSetPool;
 
 // The entries captured from a keyed state at one checkpoint: copies, owned here, so persistence can
-// run while the application mutates the state again. Sorted by (key group, key bytes compared as
-// unsigned bytes, shorter first), keys unique: a pack can store them grouped, with an index of
-// group offsets. Move-only.
+// run while the application mutates the state again. Once Sort() ran (on the persist thread), sorted
+// by (key group, key bytes compared as unsigned bytes, shorter first), keys unique: a pack can store
+// them grouped, with an index of group offsets. Move-only.
 class KeyedChangeSet {
  public:
   KeyedChangeSet() = default;
@@ -63,6 +63,10 @@ class KeyedChangeSet {
   // From CaptureAll: every entry of the state, no tombstones (a full checkpoint). Otherwise from
   // CaptureChanges: the changed entries and tombstones (an incremental checkpoint).
   bool full() const { return full_; }
+  // Computes the key groups and sorts the entries by (key group, key). A capture leaves this out
+  // of the pause: call it before entry(), GroupRange() or reading key_group. Idempotent.
+  void Sort();
+  bool sorted() const { return sorted_; }
   uint32_t key_groups() const { return key_groups_; }
   size_t size() const { return records_.size(); }
   bool empty() const { return records_.empty(); }
@@ -100,6 +104,7 @@ class KeyedChangeSet {
 
   std::shared_ptr<KeyedChangeSetPool> pool_;
   bool full_ = false;
+  bool sorted_ = true;
   uint32_t key_groups_ = 1;
   std::vector<Chunk> chunks_;
   uint64_t chunk_bytes_ = 0;
@@ -204,9 +209,6 @@ class KeyedTable {
 
   uint32_t key_groups_;
   std::shared_ptr<KeyedChangeSetPool> pool_;
-  // The capture's sort buffers, kept between captures (see KeyedChangeSetPool).
-  std::vector<std::pair<uint64_t, size_t>> sort_order_;
-  std::vector<std::pair<uint64_t, size_t>> sort_scratch_;
   Set table_;
   size_t live_entries_ = 0;
   uint64_t live_bytes_ = 0;
@@ -235,10 +237,10 @@ class KeyedStateAccess {
   // KeyedTable::MemoryBytes of the state's table. O(entries).
   static uint64_t MemoryBytes(const KeyedState& state);
   // The capture point of an incremental checkpoint: copies every entry changed since the last
-  // capture (its current value, or a tombstone if it was erased), sorted by (key group, key), and
-  // resets the tracking. O(changed entries). Cannot fail.
+  // capture (its current value, or a tombstone if it was erased), and resets the tracking; the
+  // result is unsorted (KeyedChangeSet::Sort, after the pause). O(changed entries). Cannot fail.
   static KeyedChangeSet CaptureChanges(KeyedState& state);
-  // The capture point of a full checkpoint: copies every entry, no tombstones, sorted the same way,
+  // The capture point of a full checkpoint: copies every entry, no tombstones, unsorted likewise,
   // and resets the tracking. O(size).
   static KeyedChangeSet CaptureAll(KeyedState& state);
   // A capture whose checkpoint did not commit: its changes go back into the change tracking, so the

@@ -79,7 +79,11 @@ class KeyedStateTest : public ::testing::Test {
   }
 
   // Sorted by (group, key), keys unique, groups right, tombstones without values, raw bytes summed.
-  void ExpectWellFormed(const KeyedChangeSet& set) {
+  // Sorts (as persistence does, after the pause) and checks the order, groups and counts.
+  void ExpectWellFormed(KeyedChangeSet& set) {
+    EXPECT_TRUE(set.empty() || !set.sorted()) << "a capture leaves sorting out of the pause";
+    set.Sort();
+    EXPECT_TRUE(set.sorted());
     uint64_t raw = 0;
     size_t tombstones = 0;
     for (size_t i = 0; i < set.size(); ++i) {
@@ -173,6 +177,7 @@ TEST_F(KeyedStateTest, RandomOperationsReplicateThroughChangeSetsOverManyCapture
   Checkpoint();
   EXPECT_EQ(replica_, reference_);
   KeyedChangeSet all = KeyedStateAccess::CaptureAll(*state_);
+  all.Sort();
   Map full;
   Apply(all, full);
   EXPECT_EQ(full, reference_);
@@ -305,6 +310,7 @@ TEST_F(KeyedStateTest, RebaselineLeavesNothingChanged) {
   EXPECT_EQ(Contents(), reference_);
   Erase("c");  // now part of the baseline: erasing it leaves a tombstone
   KeyedChangeSet set = KeyedStateAccess::CaptureChanges(*state_);
+  set.Sort();
   ASSERT_EQ(set.size(), 1u);
   EXPECT_TRUE(set.entry(0).erased);
 }
