@@ -490,8 +490,9 @@ TEST(RestoreFaultMatrixTest, AByteFlippedInAnyObjectARestoreReadsIsDataLossNever
 
 // Rounds of 1-4 checkpoints, each round cut short by a failed file-system operation at a random
 // count (the writer stops there) followed by a simulated power loss. After every cut the latest
-// commit must restore to exactly the state it captured, and no checkpoint whose Wait() returned OK
-// may be lost. ICKPT_POWER_LOSS_ROUNDS sets the rounds (default 200).
+// commit must restore to exactly the state it captured (region "grid" and keyed state "table"), and
+// no checkpoint whose Wait() returned OK may be lost. ICKPT_POWER_LOSS_ROUNDS sets the rounds
+// (default 200).
 TEST(PowerLossTortureTest, LatestCommitRestoresExactlyAfterPowerCutsAtRandomOperations) {
   const int rounds = EnvInt("ICKPT_POWER_LOSS_ROUNDS", 200);
   testing::TempDir dir;
@@ -508,6 +509,13 @@ TEST(PowerLossTortureTest, LatestCommitRestoresExactlyAfterPowerCutsAtRandomOper
   ro.size = 16 * kBlock;
   std::mt19937_64 rng(EnvInt("ICKPT_POWER_LOSS_SEED", 5));
   std::map<std::string, std::string> captured;  // by the "tag" metadata of a checkpoint
+  using Table = std::map<std::string, std::string>;
+  std::map<std::string, Table> captured_table;
+  auto contents = [](const KeyedState& state) {
+    Table out;
+    state.ForEach([&](std::string_view k, std::string_view v) { out.emplace(k, v); });
+    return out;
+  };
   uint64_t acked_id = 0;
   int cut_mid_checkpoint = 0, lost = 0, corrupt = 0, restores = 0;
   const int64_t max_ops = 4 * 40;
@@ -515,6 +523,7 @@ TEST(PowerLossTortureTest, LatestCommitRestoresExactlyAfterPowerCutsAtRandomOper
     SCOPED_TRACE(::testing::Message() << "round " << round);
     ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
     ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
+    ASSERT_OK_AND_ASSIGN(KeyedState * table, ckpt->AddKeyedState("table"));
     ASSERT_OK_AND_ASSIGN(auto latest, repo->LatestCommitId());
     if (latest.has_value()) {
       ASSERT_OK(ckpt->Restore().status());
@@ -524,8 +533,17 @@ TEST(PowerLossTortureTest, LatestCommitRestoresExactlyAfterPowerCutsAtRandomOper
     const int checkpoints = 1 + static_cast<int>(rng() % 4);
     for (int k = 0; k < checkpoints; ++k) {
       Scribble(r, rng, 1 + static_cast<int>(rng() % 4));
+      for (int op = static_cast<int>(rng() % 8); op > 0; --op) {
+        const std::string key = StrCat("k", rng() % 64);
+        if (rng() % 3 == 0) {
+          table->Erase(key);
+        } else {
+          ASSERT_OK(table->Put(key, testing::RandomBytes(rng() % 64, rng())));
+        }
+      }
       const std::string tag = StrCat(round, ".", k);
       captured[tag].assign(r->data(), r->size());
+      captured_table[tag] = contents(*table);
       CheckpointOptions co;
       co.metadata["tag"] = tag;
       absl::StatusOr<CheckpointHandle> handle = ckpt->Checkpoint(co);
@@ -550,14 +568,16 @@ TEST(PowerLossTortureTest, LatestCommitRestoresExactlyAfterPowerCutsAtRandomOper
       ++lost;
       ADD_FAILURE() << "checkpoint " << acked_id << " was acknowledged, the latest is " << *latest;
     }
-    absl::StatusOr<testing::RestoredRegion> restored =
-        testing::RestoreRegionFresh(repo.get(), std::nullopt, "grid");
-    ASSERT_OK(restored.status());
+    ASSERT_OK_AND_ASSIGN(auto fresh, Checkpointer::Open(repo.get()));
+    ASSERT_OK_AND_ASSIGN(Region * grid, fresh->AddRegion("grid", ro));
+    ASSERT_OK_AND_ASSIGN(KeyedState * restored_table, fresh->AddKeyedState("table"));
+    ASSERT_OK_AND_ASSIGN(CommitRecord record, fresh->Restore());
     ++restores;
-    const std::string& tag = restored->record.metadata.at("tag");
-    if (restored->bytes != captured.at(tag)) {
+    const std::string& tag = record.metadata.at("tag");
+    if (std::string(grid->data(), grid->size()) != captured.at(tag) ||
+        contents(*restored_table) != captured_table.at(tag)) {
       ++corrupt;
-      ADD_FAILURE() << "checkpoint " << restored->record.id << " (" << tag
+      ADD_FAILURE() << "checkpoint " << record.id << " (" << tag
                     << ") does not restore to what it captured";
     }
   }
