@@ -417,6 +417,11 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
   if (copts.id.has_value()) id = copts.id;
   {
     MutexLock lock(&mu);
+    if (copts.id.has_value() && *copts.id <= last_id) {
+      return absl::InvalidArgumentError(StrCat("checkpoint id ", *copts.id,
+                                               " is not above ", last_id,
+                                               ", the last one this checkpointer used"));
+    }
     if (restore_failed) {
       return absl::FailedPreconditionError(
           "the last restore failed, so state objects may be half-restored: restore a checkpoint "
@@ -533,8 +538,11 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     k.entry_bytes = state->byte_size();
     k.group_first = state->group_first();
     k.group_end = state->group_end();
-    k.changes = k.kind == CheckpointKind::kFull ? KeyedStateAccess::CaptureAll(*state)
-                                                : KeyedStateAccess::CaptureChanges(*state);
+    // A full checkpoint with a base still captures only the changes: persistence merges them with
+    // the base's entries read back from the repository (a full manifest written without copying
+    // the whole state in the pause). Only a state without a base is copied whole.
+    k.changes = lineage.has_base ? KeyedStateAccess::CaptureChanges(*state)
+                                 : KeyedStateAccess::CaptureAll(*state);
     k.pause_ns = NowNs() - object_start;
     job->keyed.push_back(std::move(k));
   }
@@ -728,8 +736,8 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const Persist
     raw.clear();
     return absl::OkStatus();
   };
-  for (size_t i = 0; i < changes.size();) {
-    const uint32_t group = changes.entry(i).key_group;
+  // The records of one key group: appended to the raw stream as one span.
+  auto add_group = [&](uint32_t group, auto&& for_each_record) -> absl::Status {
     if (group < k.group_first || group >= k.group_end) {
       return absl::InternalError(StrCat("checkpoint ", job.id, ": keyed state '", k.name,
                                         "' holds a key of group ", group, " outside its groups [",
@@ -738,17 +746,88 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const Persist
     KeyGroupSpan span;
     span.group = group;
     span.raw_offset = raw.size();
-    for (; i < changes.size(); ++i) {
-      const ChangedEntry e = changes.entry(i);
-      if (e.key_group != group) break;
-      AppendKeyedRecord(&raw, e.key, e.value, e.erased);
+    for_each_record([&](std::string_view key, std::string_view value, bool erased) {
+      AppendKeyedRecord(&raw, key, value, erased);
       ++span.records;
-      if (e.erased) ++span.tombstones;
-    }
+      if (erased) ++span.tombstones;
+    });
     span.raw_length = raw.size() - span.raw_offset;
+    if (span.records == 0) return absl::OkStatus();
     pending.push_back(span);
-    if (raw.size() >= config.pack_target_bytes) {
-      if (absl::Status s = flush(); !s.ok()) return s;
+    if (raw.size() >= config.pack_target_bytes) return flush();
+    return absl::OkStatus();
+  };
+  const bool merge_with_base = k.kind == CheckpointKind::kFull && !changes.full();
+  if (!merge_with_base) {
+    for (size_t i = 0; i < changes.size();) {
+      const uint32_t group = changes.entry(i).key_group;
+      size_t end = i;
+      while (end < changes.size() && changes.entry(end).key_group == group) ++end;
+      absl::Status s = add_group(group, [&](auto&& append) {
+        for (size_t j = i; j < end; ++j) {
+          const ChangedEntry e = changes.entry(j);
+          append(e.key, e.value, e.erased);
+        }
+      });
+      if (!s.ok()) return s;
+      i = end;
+    }
+  } else {
+    // A full manifest from the committed base (this participant's chain, read back group by group)
+    // with the change set laid over it. The base is committed: checkpoints persist in order, and
+    // one whose parent failed is never persisted.
+    auto failed = [&](const absl::Status& s) {
+      return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": merging keyed state '",
+                                           k.name, "' with its base, checkpoint ",
+                                           job.parent.value_or(0), ": ", s.message()));
+    };
+    if (!job.parent.has_value()) return absl::InternalError("a merged full checkpoint without base");
+    absl::StatusOr<CommitRecord> parent = repo->ReadCommit(*job.parent);
+    if (!parent.ok()) return failed(parent.status());
+    absl::StatusOr<ResolvedKeyed> base = ResolveKeyed(*repo, *parent, k.name);
+    if (!base.ok()) return failed(base.status());
+    std::map<std::string, PackIndex> indexes;
+    uint64_t merged_entries = 0, merged_bytes = 0;
+    for (uint32_t group = k.group_first; group < k.group_end; ++group) {
+      struct MapSink final : KeyedRestoreSink {
+        bool Contains(std::string_view key) const override { return map.contains(key); }
+        absl::Status Put(std::string_view key, std::string_view value) override {
+          map.emplace(key, value);
+          return absl::OkStatus();
+        }
+        std::map<std::string, std::string, std::less<>> map;
+      } sink;
+      KeyedReadOptions read;
+      read.group_first = group;
+      read.group_end = group + 1;
+      read.index_cache = &indexes;
+      absl::StatusOr<KeyedReadStats> stats = ReadKeyed(*repo, *base, read, &sink);
+      if (!stats.ok()) return failed(stats.status());
+      const auto [first, end] = changes.GroupRange(group);
+      for (size_t j = first; j < end; ++j) {
+        const ChangedEntry e = changes.entry(j);
+        if (e.erased) {
+          auto it = sink.map.find(e.key);
+          if (it != sink.map.end()) sink.map.erase(it);
+        } else {
+          sink.map.insert_or_assign(std::string(e.key), std::string(e.value));
+        }
+      }
+      absl::Status s = add_group(group, [&](auto&& append) {
+        for (const auto& [key, value] : sink.map) {
+          append(key, value, false);
+          ++merged_entries;
+          merged_bytes += key.size() + value.size();
+        }
+      });
+      if (!s.ok()) return s;
+    }
+    // The merge must arrive at exactly the state the capture saw.
+    if (merged_entries != k.entries || merged_bytes != k.entry_bytes) {
+      return absl::InternalError(StrCat(
+          "checkpoint ", job.id, ": keyed state '", k.name, "' merged with its base holds ",
+          merged_entries, " entries of ", merged_bytes, " bytes, the state held ", k.entries,
+          " of ", k.entry_bytes));
     }
   }
   if (absl::Status s = flush(); !s.ok()) return s;
@@ -771,14 +850,16 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const Persist
   r.tracker = "keyed";
   r.logical_bytes = k.entry_bytes;
   r.changed_blocks = 0;
+  // What the capture copied: the changes (also for a full checkpoint merged with its base).
   r.raw_bytes = changes.raw_bytes();
   r.stored_bytes = pack_bytes + bytes.size();
   r.pause_ns = k.pause_ns;
   r.persist_ns = NowNs() - start;
   r.key_groups = changes.key_groups();
   r.entries = k.entries;
+  // A full manifest holds no tombstones; its changed entries are those captured.
   r.changed_entries = changes.size();
-  r.tombstones = changes.tombstone_count();
+  r.tombstones = k.kind == CheckpointKind::kFull ? 0 : changes.tombstone_count();
   return r;
 }
 

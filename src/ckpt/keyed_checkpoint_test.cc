@@ -167,7 +167,7 @@ TEST_F(KeyedCheckpointTest, EveryCheckpointRestoresEqualToTheReferenceAtSeveralP
   Mutator mutate(42, kGroups, {0, kGroups});
   Reference ref;
   std::map<uint64_t, Reference> at;
-  uint64_t incremental = 0, tombstones = 0;
+  uint64_t incremental = 0, tombstones = 0, merged_fulls = 0;
   for (int round = 0; round < 200; ++round) {
     mutate.Step(writer.state, &ref, 1 + round % 40, /*allow_big=*/round % 50 == 49);
     ASSERT_OK_AND_ASSIGN(CheckpointHandle h, writer.checkpointer->Checkpoint());
@@ -177,10 +177,18 @@ TEST_F(KeyedCheckpointTest, EveryCheckpointRestoresEqualToTheReferenceAtSeveralP
     EXPECT_EQ(o->type, StateObjectType::kKeyed);
     EXPECT_EQ(o->entries, ref.size());
     if (o->kind == CheckpointKind::kIncremental) ++incremental;
+    // A full checkpoint with a base captures only the changes and merges them with the base
+    // while persisting.
+    if (o->kind == CheckpointKind::kFull && round > 0) {
+      EXPECT_LT(o->changed_entries, o->entries);
+      EXPECT_EQ(o->tombstones, 0u);
+      ++merged_fulls;
+    }
     tombstones += o->tombstones;
     at[c.id] = ref;
   }
   EXPECT_GT(incremental, 150u);
+  EXPECT_GT(merged_fulls, 20u);
   EXPECT_GT(tombstones, 0u);
   EXPECT_EQ(Contents(*writer.state), ref);
 
@@ -438,7 +446,7 @@ TEST_F(KeyedCheckpointTest, GroupCommitNeedsEveryParticipant) {
 
   // Misuse of ids is refused: an id below one already used, an id a checkpointer that reserves its
   // own must not be given, and a group member without one.
-  EXPECT_FALSE(group[0].checkpointer->Checkpoint(options).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(group[0].checkpointer->Checkpoint(options).status()));
   EXPECT_TRUE(absl::IsInvalidArgument(group[0].checkpointer->Checkpoint().status()));
   EXPECT_TRUE(absl::IsInvalidArgument(check.checkpointer->Checkpoint(options).status()));
 }

@@ -222,7 +222,9 @@ absl::StatusOr<KeyedReadStats> ReadKeyed(const Repository& repo, const ResolvedK
   }
   // Keys decided absent by a tombstone of a newer manifest. Keys decided present are in the sink.
   absl::flat_hash_set<std::string> erased;
-  std::map<std::string, PackIndex> indexes;
+  std::map<std::string, PackIndex> local_indexes;
+  std::map<std::string, PackIndex>& indexes =
+      options.index_cache != nullptr ? *options.index_cache : local_indexes;
   std::vector<Record> records;
   for (const KeyedChain& chain : keyed.chains) {
     const uint32_t first = std::max(want_first, chain.group_first);

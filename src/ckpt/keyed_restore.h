@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "ickpt/repository.h"
 #include "src/repo/manifest.h"
+#include "src/repo/pack.h"
 
 namespace ickpt {
 
@@ -69,6 +71,8 @@ struct KeyedReadOptions {
   uint32_t group_end = UINT32_MAX;
   // Read only this key (its group, stop once decided): for `ickpt get`.
   std::optional<std::string_view> only_key;
+  // Pack indexes already read, kept across calls that read a few groups at a time. Optional.
+  std::map<std::string, PackIndex>* index_cache = nullptr;
 };
 
 // Reads the entries of `keyed` in the wanted groups into `sink`, each key decided once, newest
