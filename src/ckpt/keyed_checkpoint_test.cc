@@ -180,7 +180,7 @@ TEST_F(KeyedCheckpointTest, EveryCheckpointRestoresEqualToTheReferenceAtSeveralP
     // A full checkpoint with a base captures only the changes and merges them with the base
     // while persisting.
     if (o->kind == CheckpointKind::kFull && round > 0) {
-      EXPECT_LT(o->changed_entries, o->entries);
+      EXPECT_LE(o->changed_entries, 40u);  // at most this round's operations, not the state
       EXPECT_EQ(o->tombstones, 0u);
       ++merged_fulls;
     }
