@@ -783,8 +783,13 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const Persist
     };
     if (!job.parent.has_value()) return absl::InternalError("a merged full checkpoint without base");
     absl::StatusOr<CommitRecord> parent = repo->ReadCommit(*job.parent);
+    if (absl::IsNotFound(parent.status()) && options.group_member) {
+      // The group may not have committed the parent yet; this participant's acknowledgement
+      // holds its part. (Should the group never commit it, this checkpoint cannot commit either.)
+      parent = repo->ReadAck(*job.parent, options.participant);
+    }
     if (!parent.ok()) return failed(parent.status());
-    absl::StatusOr<ResolvedKeyed> base = ResolveKeyed(*repo, *parent, k.name);
+    absl::StatusOr<ResolvedKeyed> base = ResolveKeyedOf(*repo, *parent, options.participant, k.name);
     if (!base.ok()) return failed(base.status());
     std::map<std::string, PackIndex> indexes;
     uint64_t merged_entries = 0, merged_bytes = 0;

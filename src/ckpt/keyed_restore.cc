@@ -158,6 +158,27 @@ std::vector<std::string> KeyedStateNames(const CommitRecord& commit) {
   return std::vector<std::string>(names.begin(), names.end());
 }
 
+absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const Repository& repo, const CommitRecord& commit,
+                                             std::string_view participant, std::string_view object) {
+  for (const ParticipantRecord& p : commit.participants) {
+    if (p.name != participant) continue;
+    const StateObjectRecord* record = FindObject(p, object);
+    if (record == nullptr || record->type != StateObjectType::kKeyed) break;
+    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p, *record);
+    if (!chain.ok()) return chain.status();
+    ResolvedKeyed out;
+    out.name = std::string(object);
+    out.checkpoint_id = commit.id;
+    out.key_groups = chain->manifests.front().key_groups;
+    out.entry_count = chain->manifests.front().entry_count;
+    out.entry_bytes = chain->manifests.front().entry_bytes;
+    out.chains.push_back(*std::move(chain));
+    return out;
+  }
+  return absl::NotFoundError(StrCat("checkpoint ", commit.id, " has no keyed state '", object,
+                                    "' of participant '", participant, "'"));
+}
+
 absl::StatusOr<ResolvedKeyed> ResolveKeyed(const Repository& repo, const CommitRecord& commit,
                                            std::string_view object) {
   ResolvedKeyed out;

@@ -45,6 +45,10 @@ struct ResolvedKeyed {
 // region.
 absl::StatusOr<ResolvedKeyed> ResolveKeyed(const Repository& repo, const CommitRecord& commit,
                                            std::string_view object);
+// Only `participant`'s chain (its own groups; no check that others cover the rest): what a writer
+// merging a full checkpoint with its base needs. NotFound if that participant lacks the object.
+absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const Repository& repo, const CommitRecord& commit,
+                                             std::string_view participant, std::string_view object);
 
 // The names of the keyed states in `commit` (over every participant), sorted, unique.
 std::vector<std::string> KeyedStateNames(const CommitRecord& commit);
