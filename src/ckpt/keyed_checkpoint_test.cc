@@ -278,6 +278,25 @@ TEST_F(KeyedCheckpointTest, RegionsAndKeyedStatesSideBySide) {
   EXPECT_EQ(d.state->Get("mine"), std::optional<std::string_view>("kept"));
 }
 
+// A damaged (or crafted) commit record that calls a keyed manifest a region is refused as damage,
+// never read as blocks.
+TEST_F(KeyedCheckpointTest, KeyedManifestNamedAsRegionIsDamage) {
+  ASSERT_OK_AND_ASSIGN(Participant p, OpenParticipant(repo_.get(), 0, 1, false));
+  ASSERT_OK(p.state->Put("k", "v"));
+  ASSERT_OK_AND_ASSIGN(CommitRecord c, p.checkpointer->Checkpoint().value().Wait());
+  // The same checkpoint id, so the manifest's own id matches: only its type is wrong.
+  CommitRecord crafted = c;
+  crafted.participants[0].state_objects[0].type = StateObjectType::kRegion;
+  ASSERT_OK(repo_->store()->Delete(CommitKey(c.id)));
+  ASSERT_OK(repo_->PublishCommit(crafted));
+  ASSERT_OK_AND_ASSIGN(auto reader, Checkpointer::Open(repo_.get()));
+  RestoreOptions create;
+  create.on_unregistered = OnUnregistered::kCreate;
+  absl::Status s = reader->Restore(create).status();
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_NE(std::string(s.message()).find("not the region"), std::string::npos) << s;
+}
+
 // A participant owns its key groups: Put of another's key is refused and changes nothing.
 TEST_F(KeyedCheckpointTest, PutOutsideTheOwnedGroupsIsRefused) {
   ASSERT_OK_AND_ASSIGN(Participant p, OpenParticipant(repo_.get(), 1, 4, false));

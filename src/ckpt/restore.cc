@@ -126,6 +126,14 @@ absl::StatusOr<ResolvedObject> ResolveObject(const Repository& repo, const Commi
     }
     absl::StatusOr<Manifest> manifest = ReadManifest(repo, current.id, *record);
     if (!manifest.ok()) return manifest.status();
+    // A keyed manifest has no blocks (block_size 0): it is read by ResolveKeyed. A commit record
+    // that calls it a region is damaged, and nothing below may divide by its block size.
+    if (manifest->object_type != StateObjectType::kRegion) {
+      return absl::DataLossError(StrCat("manifest ", record->manifest, " of checkpoint ",
+                                        current.id, " describes a ",
+                                        StateObjectTypeName(manifest->object_type), ", not the region '",
+                                        object, "' its commit record names"));
+    }
     out.manifest_bytes_read += record->manifest_bytes;
     if (step == 0) {
       // Memory is sized by block_count below (one location per block), then by the region. The

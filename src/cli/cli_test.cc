@@ -10,20 +10,31 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
+#include "ickpt/keyed_state.h"
 #include "ickpt/repository.h"
+#include "src/ckpt/keyed_restore.h"
+#include "src/cli/keyed_entries.h"
 #include "src/repo/keys.h"
+#include "src/repo/manifest.h"
 #include "src/repo/pack.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
 #include "src/util/hash.h"
+#include "src/util/str.h"
 
 #ifndef ICKPT_CLI_PATH
 #error "ICKPT_CLI_PATH must name the ickpt binary"
@@ -508,6 +519,537 @@ TEST_F(CliTest, DoctorTextNamesEveryTrackerTheSelectionAndMarkDirtyNote) {
   EXPECT_NE(r.out.find("O_DIRECT"), std::string::npos) << r.out;
   // Needs no repository, and a repository argument is a usage error.
   EXPECT_EQ(Run({"doctor", "--repo", dir_.Join("x")}).code, 2);
+}
+
+
+// ---- Keyed states ----
+
+using Entries = std::map<std::string, std::string>;
+
+constexpr uint32_t kKeyGroups = 8;
+// Keys and values chosen for what JSON and a terminal make hard: bytes 0x00 and 0xff (not UTF-8),
+// the empty key, a 0-byte value, a value of a few MiB, and multi-byte UTF-8 text.
+const std::string kBinaryKey("\x00\xff\x01k", 4);
+const std::string kBinaryValue("\xff\xfe\x00v", 4);
+const std::string kUtf8Key = "schl\xc3\xbcssel \xe2\x9c\x93";  // "schlüssel ✓"
+const std::string kInvalidUtf8Value = "\x80\xc0\xaf";          // lone continuation, overlong
+constexpr size_t kBigValueSize = (size_t{3} << 20) + 17;
+
+class CliKeyedTest : public CliTest {
+ protected:
+  // Checkpoint 1 (full): region "r" and keyed state "kv" with kKeyGroups groups holding the
+  // special entries above and 300 ordinary ones. Checkpoint 2 (incremental): "hello" changes,
+  // "erased" is erased, "new" is added (a value that is not UTF-8). at_[id] is "kv" at each.
+  void MakeKeyedRepo() {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo,
+                         Repository::OpenLocal(repo_path(), /*create=*/true));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> ckpt, Checkpointer::Open(repo.get()));
+    RegionOptions region_options;
+    region_options.size = 4 * kBlock;
+    region_options.tracker = TrackerKind::kHash;
+    ASSERT_OK_AND_ASSIGN(Region * region, ckpt->AddRegion("r", region_options));
+    std::fill(region->data(), region->data() + region->size(), 'r');
+    KeyedStateOptions keyed_options;
+    keyed_options.key_groups = kKeyGroups;
+    ASSERT_OK_AND_ASSIGN(KeyedState * kv, ckpt->AddKeyedState("kv", keyed_options));
+    big_value_ = RandomBytes(kBigValueSize, 9);
+    Entries first = {{"hello", "world"},   {"", "the empty key"},
+                     {kBinaryKey, kBinaryValue}, {"zero", ""},
+                     {"big", big_value_},   {kUtf8Key, "gr\xc3\xbc\xc3\x9f"},
+                     {"erased", "soon gone"}};
+    for (int i = 0; i < 300; ++i) first[fmt::format("key-{:03}", i)] = fmt::format("value {}", i);
+    for (const auto& [k, v] : first) ASSERT_OK(kv->Put(k, v));
+    ASSERT_NO_FATAL_FAILURE(Checkpoint(ckpt.get(), *kv));
+    ASSERT_OK(kv->Put("hello", "world, again"));
+    ASSERT_TRUE(kv->Erase("erased"));
+    ASSERT_OK(kv->Put("new", kInvalidUtf8Value));
+    ASSERT_NO_FATAL_FAILURE(Checkpoint(ckpt.get(), *kv));
+  }
+
+  // Takes a checkpoint and remembers what `kv` held at it.
+  void Checkpoint(Checkpointer* ckpt, const KeyedState& kv) {
+    ASSERT_OK_AND_ASSIGN(CheckpointHandle handle, ckpt->Checkpoint());
+    ASSERT_OK_AND_ASSIGN(CommitRecord record, handle.Wait());
+    Entries& entries = at_[record.id];
+    kv.ForEach([&](std::string_view k, std::string_view v) { entries.emplace(k, v); });
+    ids_.push_back(record.id);
+  }
+
+  // The keyed state object of `show --json` output (its only one), or a null json.
+  static json KeyedObject(const json& show) {
+    for (const json& o : show["state_objects"]) {
+      if (o["type"] == "keyed") return o;
+    }
+    return json();
+  }
+
+  // The pack keys a manifest (by its key) references.
+  std::vector<std::string> ManifestPacks(const std::string& manifest_key) {
+    std::vector<std::string> out;
+    const std::string bytes = ReadFileOrEmpty(repo_path() + "/" + manifest_key);
+    absl::StatusOr<Manifest> m = DecodeManifest(bytes, manifest_key);
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) return out;
+    for (const Sha256Digest& d : m->packs) out.push_back(PackKey(ToHex(d)));
+    return out;
+  }
+
+  // Parses dump output: every line one object; decodes base64 fields. Fails the test on a
+  // duplicate key or a malformed line. `base64_keys`/`base64_values` collect what was base64.
+  Entries ParseDump(const std::string& out, std::vector<std::string>* base64_keys = nullptr,
+                    std::vector<std::string>* base64_values = nullptr) {
+    Entries entries;
+    std::istringstream lines(out);
+    std::string line;
+    while (std::getline(lines, line)) {
+      const json j = json::parse(line);
+      EXPECT_EQ(j.size(), 4u) << line.substr(0, 200);
+      std::string key = j["key"].get<std::string>();
+      std::string value = j["value"].get<std::string>();
+      if (j["key_base64"].get<bool>()) {
+        std::string decoded;
+        EXPECT_TRUE(absl::Base64Unescape(key, &decoded)) << key;
+        key = decoded;
+        if (base64_keys != nullptr) base64_keys->push_back(key);
+      }
+      if (j["value_base64"].get<bool>()) {
+        std::string decoded;
+        EXPECT_TRUE(absl::Base64Unescape(value, &decoded));
+        value = decoded;
+        if (base64_values != nullptr) base64_values->push_back(key);
+      }
+      EXPECT_TRUE(entries.emplace(key, value).second) << "key twice: " << absl::CEscape(key);
+    }
+    EXPECT_TRUE(out.empty() || out.back() == '\n');
+    return entries;
+  }
+
+  std::string big_value_;
+  std::map<uint64_t, Entries> at_;
+};
+
+// EXPECT_EQ on maps holding a 3 MiB value would print it; this names the first difference only.
+::testing::AssertionResult SameEntries(const Entries& got, const Entries& want) {
+  for (const auto& [k, v] : want) {
+    auto it = got.find(k);
+    if (it == got.end()) return ::testing::AssertionFailure() << "missing " << absl::CEscape(k);
+    if (it->second != v) {
+      return ::testing::AssertionFailure() << "value of " << absl::CEscape(k) << " differs ("
+                                           << it->second.size() << " vs " << v.size() << " bytes)";
+    }
+  }
+  for (const auto& [k, v] : got) {
+    if (!want.contains(k)) return ::testing::AssertionFailure() << "extra " << absl::CEscape(k);
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string Hex(std::string_view bytes) {
+  return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
+}
+
+uint64_t EntryBytes(const Entries& entries) {
+  uint64_t out = 0;
+  for (const auto& [k, v] : entries) out += k.size() + v.size();
+  return out;
+}
+
+TEST_F(CliKeyedTest, ShowListsKeyedStatesWithEntryCountsAndBytes) {
+  ASSERT_NO_FATAL_FAILURE(MakeKeyedRepo());
+  const Entries& latest = at_[ids_[1]];
+  const json show = RunJson({"show", "latest", "--json"});
+  const json kv = KeyedObject(show);
+  ASSERT_TRUE(kv.is_object()) << show.dump(2);
+  EXPECT_EQ(kv["name"], "kv");
+  EXPECT_EQ(kv["participant"], "p0");
+  EXPECT_EQ(kv["kind"], "incremental");
+  EXPECT_EQ(kv["depth"], 1);
+  EXPECT_EQ(kv["key_groups"].get<uint32_t>(), kKeyGroups);
+  EXPECT_EQ(kv["entries"].get<uint64_t>(), latest.size());
+  EXPECT_EQ(kv["logical_bytes"].get<uint64_t>(), EntryBytes(latest));
+  EXPECT_EQ(kv["changed_entries"].get<uint64_t>(), 3u);  // hello, new, and erased's tombstone
+  EXPECT_EQ(kv["tombstones"].get<uint64_t>(), 1u);
+  EXPECT_GT(kv["stored_bytes"].get<uint64_t>(), 0u);
+  // Region objects keep exactly their fields.
+  ASSERT_EQ(show["state_objects"].size(), 2u);
+  for (const json& o : show["state_objects"]) {
+    if (o["type"] != "region") continue;
+    EXPECT_EQ(o["name"], "r");
+    for (const char* field : {"entries", "changed_entries", "tombstones", "key_groups"}) {
+      EXPECT_FALSE(o.contains(field)) << field;
+    }
+  }
+  ASSERT_EQ(show["keyed_states"].size(), 1u);
+  const json& total = show["keyed_states"][0];
+  EXPECT_EQ(total["name"], "kv");
+  EXPECT_EQ(total["entries"].get<uint64_t>(), latest.size());
+  EXPECT_EQ(total["logical_bytes"].get<uint64_t>(), EntryBytes(latest));
+  EXPECT_EQ(total["key_groups"].get<uint32_t>(), kKeyGroups);
+  EXPECT_EQ(total["participants"], json::array({"p0"}));
+
+  const json first = KeyedObject(RunJson({"show", std::to_string(ids_[0]), "--json"}));
+  EXPECT_EQ(first["kind"], "full");
+  EXPECT_EQ(first["entries"].get<uint64_t>(), at_[ids_[0]].size());
+  EXPECT_EQ(first["changed_entries"].get<uint64_t>(), at_[ids_[0]].size());
+  EXPECT_EQ(first["tombstones"].get<uint64_t>(), 0u);
+
+  const RunResult text = RunOnRepo({"show", "latest"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("p0/kv (keyed, 8 key groups)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(fmt::format("{} entries", latest.size())), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("3 changed entries (1 tombstones"), std::string::npos) << text.out;
+}
+
+TEST_F(CliKeyedTest, GetWritesTheRawValueAndExits4ForAnAbsentKey) {
+  ASSERT_NO_FATAL_FAILURE(MakeKeyedRepo());
+  const std::string first = std::to_string(ids_[0]);
+  auto get = [&](const std::string& id, std::vector<std::string> key_args) {
+    std::vector<std::string> args = {"get", id, "--state", "kv"};
+    args.insert(args.end(), key_args.begin(), key_args.end());
+    return RunOnRepo(args);
+  };
+  struct Case {
+    std::string id;
+    std::vector<std::string> key_args;
+    std::string value;
+  };
+  const std::vector<Case> cases = {
+      {"latest", {"hello"}, "world, again"},
+      {first, {"hello"}, "world"},
+      {first, {"erased"}, "soon gone"},
+      {"latest", {"--key-hex", Hex(kBinaryKey)}, kBinaryValue},
+      {"latest", {"--key-hex", absl::AsciiStrToUpper(Hex(kBinaryKey))}, kBinaryValue},
+      {"latest", {kUtf8Key}, "gr\xc3\xbc\xc3\x9f"},
+      {"latest", {"zero"}, ""},
+      {"latest", {"new"}, kInvalidUtf8Value},
+      {"latest", {"big"}, big_value_},
+      {"latest", {""}, "the empty key"},
+      {"latest", {"--key-hex", ""}, "the empty key"},
+      {"latest", {"--newline", "hello"}, "world, again\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.id + " " + absl::CEscape(c.key_args.back()));
+    const RunResult r = get(c.id, c.key_args);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out.size(), c.value.size());
+    EXPECT_TRUE(r.out == c.value);  // not EXPECT_EQ: it would print 3 MiB
+    EXPECT_TRUE(r.err.empty()) << r.err;
+  }
+
+  // Absent: erased at the latest checkpoint, or never put; the state or checkpoint does not exist.
+  const std::vector<std::vector<std::string>> absent = {
+      {"get", "latest", "--state", "kv", "erased"},
+      {"get", "latest", "--state", "kv", "nope"},
+      {"get", "latest", "--state", "kv", "--key-hex", "00"},
+      {"get", "latest", "--state", "nosuch", "hello"},
+      {"get", "999", "--state", "kv", "hello"},
+  };
+  for (const auto& args : absent) {
+    const RunResult r = RunOnRepo(args);
+    EXPECT_EQ(r.code, 4) << args[4] << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    EXPECT_NE(r.err.find("ickpt: error: "), std::string::npos) << r.err;
+  }
+  EXPECT_NE(get("latest", {"nope"}).err.find("'nope'"), std::string::npos);
+  EXPECT_NE(get("latest", {"--key-hex", "00ff"}).err.find("0x00ff"), std::string::npos);
+
+  // A region is not a keyed state: a failure naming the command that reads it.
+  const RunResult region = RunOnRepo({"get", "latest", "--state", "r", "x"});
+  EXPECT_EQ(region.code, 1) << region.err;
+  EXPECT_NE(region.err.find("ickpt restore"), std::string::npos) << region.err;
+
+  // Usage errors: both KEY and --key-hex, neither, hex that is not hex.
+  EXPECT_EQ(get("latest", {"hello", "--key-hex", "00"}).code, 2);
+  EXPECT_EQ(get("latest", {}).code, 2);
+  EXPECT_EQ(get("latest", {"--key-hex", "zz"}).code, 2);
+  EXPECT_EQ(get("latest", {"--key-hex", "abc"}).code, 2);
+  EXPECT_EQ(RunOnRepo({"get", "latest", "hello"}).code, 2);  // --state is required
+}
+
+TEST_F(CliKeyedTest, DumpWritesEveryEntryExactlyOnceWithBase64ForNonUtf8) {
+  ASSERT_NO_FATAL_FAILURE(MakeKeyedRepo());
+  for (uint64_t id : ids_) {
+    SCOPED_TRACE(::testing::Message() << "checkpoint " << id);
+    const RunResult r = RunOnRepo({"dump", std::to_string(id), "--state", "kv"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::vector<std::string> base64_keys, base64_values;
+    const Entries dumped = ParseDump(r.out, &base64_keys, &base64_values);
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'),
+              static_cast<std::ptrdiff_t>(at_[id].size()));
+    EXPECT_TRUE(SameEntries(dumped, at_[id]));
+    // Exactly the keys and values that are not UTF-8 are base64.
+    EXPECT_EQ(base64_keys, std::vector<std::string>{kBinaryKey});
+    std::sort(base64_values.begin(), base64_values.end());
+    std::vector<std::string> expected = {kBinaryKey, "big"};
+    if (id == ids_[1]) expected.push_back("new");
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(base64_values, expected);
+  }
+  // UTF-8 text stays text in the output, the empty key and value are empty strings.
+  const RunResult r = RunOnRepo({"dump", "latest", "--state", "kv"});
+  EXPECT_NE(r.out.find("{\"key\":\"" + kUtf8Key + "\",\"key_base64\":false,\"value\":\"gr\xc3\xbc"
+                       "\xc3\x9f\",\"value_base64\":false}\n"),
+            std::string::npos);
+  EXPECT_NE(r.out.find("{\"key\":\"\",\"key_base64\":false,\"value\":\"the empty key\""),
+            std::string::npos);
+  EXPECT_NE(r.out.find("{\"key\":\"zero\",\"key_base64\":false,\"value\":\"\","),
+            std::string::npos);
+  EXPECT_EQ(r.out.find("\"key\":\"erased\""), std::string::npos) << "an erased key is dumped";
+
+  EXPECT_EQ(RunOnRepo({"dump", "latest", "--state", "nosuch"}).code, 4);
+  EXPECT_EQ(RunOnRepo({"dump", "999", "--state", "kv"}).code, 4);
+  EXPECT_EQ(RunOnRepo({"dump", "latest", "--state", "r"}).code, 1);
+  EXPECT_EQ(RunOnRepo({"dump", "latest"}).code, 2);
+}
+
+TEST_F(CliKeyedTest, VerifyReadsEveryKeyedRecordOnceAndReachesKeyedPacks) {
+  ASSERT_NO_FATAL_FAILURE(MakeKeyedRepo());
+  const std::string before = TreeHash(repo_path());
+  uint64_t records = 0;  // in the two keyed manifests: the full one and the incremental one
+  for (uint64_t id : ids_) {
+    records += KeyedObject(RunJson({"show", std::to_string(id), "--json"}))["changed_entries"]
+                   .get<uint64_t>();
+  }
+  const json v = RunJson({"verify", "--json"});
+  EXPECT_TRUE(v["ok"].get<bool>()) << v.dump(2);
+  EXPECT_TRUE(v["damaged"].empty());
+  EXPECT_EQ(v["commits"], 2);
+  // Checkpoint 2's chain holds checkpoint 1's manifest too: each is read once all the same.
+  EXPECT_EQ(v["keyed_records"].get<uint64_t>(), records);
+
+  const json data = RunJson({"verify", "--data", "--json"});
+  EXPECT_TRUE(data["ok"].get<bool>()) << data.dump(2);
+  EXPECT_TRUE(data["orphans"].empty()) << data.dump(2);  // keyed packs are reached
+
+  // Nothing keyed reading does writes to the repository.
+  for (const auto& command : std::vector<std::vector<std::string>>{
+           {"get", "latest", "--state", "kv", "hello"},
+           {"dump", "latest", "--state", "kv"},
+           {"diff", std::to_string(ids_[0]), "latest", "--json"},
+           {"show", "latest"},
+           {"log"}}) {
+    EXPECT_EQ(RunOnRepo(command).code, 0) << command[0];
+  }
+  EXPECT_EQ(TreeHash(repo_path()), before);
+}
+
+TEST_F(CliKeyedTest, FlippedByteInAKeyedPackIsDamageForVerifyGetAndDump) {
+  ASSERT_NO_FATAL_FAILURE(MakeKeyedRepo());
+  const std::string first = std::to_string(ids_[0]);
+  const std::string manifest_key =
+      KeyedObject(RunJson({"show", first, "--json"}))["manifest"].get<std::string>();
+  ASSERT_OK_AND_ASSIGN(Manifest manifest,
+                       DecodeManifest(ReadFileOrEmpty(repo_path() + "/" + manifest_key),
+                                      manifest_key));
+  ASSERT_FALSE(manifest.packs.empty());
+  const std::string pack = PackKey(ToHex(manifest.packs[0]));
+  // The group whose records open pack 0's raw stream, so they lie in frame 0; a key of it.
+  std::optional<uint32_t> group;
+  for (const KeyGroupSpan& span : manifest.groups) {
+    if (span.pack_ref == 1 && span.raw_offset == 0) group = span.group;
+  }
+  ASSERT_TRUE(group.has_value());
+  std::optional<std::string> key;
+  for (const auto& [k, v] : at_[ids_[0]]) {
+    if (KeyGroupOf(k, kKeyGroups) == *group) key = k;
+  }
+  ASSERT_TRUE(key.has_value());
+  ASSERT_EQ(RunOnRepo({"get", first, "--state", "kv", "--key-hex", Hex(*key)}).code, 0);
+
+  // Offset 100 lies inside frame 0 (frames start right after the 16-byte header): its checksum
+  // no longer matches, while the index and footer still parse, so only reading the records
+  // finds it.
+  FlipByte(pack, 100);
+
+  for (bool data : {false, true}) {
+    SCOPED_TRACE(data ? "--data" : "structure");
+    std::vector<std::string> args = {"verify", "--json"};
+    if (data) args.push_back("--data");
+    const RunResult r = RunOnRepo(args);
+    EXPECT_EQ(r.code, 3) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_FALSE(j["ok"].get<bool>());
+    ASSERT_EQ(j["damaged"].size(), 1u) << j.dump(2);
+    EXPECT_EQ(j["damaged"][0]["key"], pack);
+    EXPECT_NE(r.err.find(pack), std::string::npos) << r.err;
+  }
+
+  const RunResult get = RunOnRepo({"get", first, "--state", "kv", "--key-hex", Hex(*key)});
+  EXPECT_EQ(get.code, 3) << get.err;
+  EXPECT_TRUE(get.out.empty());
+  EXPECT_NE(get.err.find(pack), std::string::npos) << get.err;
+  for (const std::string& id : {first, std::string("latest")}) {
+    const RunResult dump = RunOnRepo({"dump", id, "--state", "kv"});
+    EXPECT_EQ(dump.code, 3) << dump.err;
+    EXPECT_NE(dump.err.find(pack), std::string::npos) << dump.err;
+  }
+  // The region's packs are others: it still restores.
+  const RunResult restore =
+      RunOnRepo({"restore", "latest", "--region", "r", "--out", io_.Join("r")});
+  EXPECT_EQ(restore.code, 0) << restore.err;
+  EXPECT_EQ(ReadFileOrEmpty(io_.Join("r")), std::string(4 * kBlock, 'r'));
+}
+
+TEST_F(CliKeyedTest, DiffCountsAddedRemovedAndChangedEntries) {
+  ASSERT_NO_FATAL_FAILURE(MakeKeyedRepo());
+  const std::string a = std::to_string(ids_[0]), b = std::to_string(ids_[1]);
+  auto objects = [](const json& d) {
+    std::map<std::string, json> out;
+    for (const json& o : d["state_objects"]) out[o["type"].get<std::string>()] = o;
+    return out;
+  };
+  // The key and value bytes of the entries that differ, with the value on the newer side.
+  const uint64_t forward = (3 + kInvalidUtf8Value.size()) +  // "new" added
+                           (5 + 12) +                        // "hello" -> "world, again"
+                           (6 + 9);                          // "erased" ("soon gone") removed
+  const uint64_t backward = (6 + 9) + (5 + 5) + (3 + kInvalidUtf8Value.size());
+  for (const auto& [from, to, bytes] : {std::tuple{a, b, forward}, std::tuple{b, a, backward}}) {
+    SCOPED_TRACE(from + " -> " + to);
+    const json d = RunJson({"diff", from, to, "--json"});
+    EXPECT_EQ(d["changed_bytes"].get<uint64_t>(), bytes);
+    std::map<std::string, json> by_type = objects(d);
+    ASSERT_EQ(by_type.size(), 2u) << d.dump(2);
+    const json& kv = by_type["keyed"];
+    EXPECT_EQ(kv["name"], "kv");
+    EXPECT_EQ(kv["participant"], "*");
+    EXPECT_EQ(kv["status"], "changed");
+    EXPECT_EQ(kv["added_entries"].get<uint64_t>(), 1u);
+    EXPECT_EQ(kv["removed_entries"].get<uint64_t>(), 1u);
+    EXPECT_EQ(kv["changed_entries"].get<uint64_t>(), 1u);
+    EXPECT_EQ(kv["changed_bytes"].get<uint64_t>(), bytes);
+    EXPECT_EQ(kv["changed_blocks"].get<uint64_t>(), 0u);
+    EXPECT_TRUE(kv["extents"].empty());
+    EXPECT_EQ(by_type["region"]["status"], "same");
+    EXPECT_EQ(by_type["region"]["participant"], "p0");
+    EXPECT_FALSE(by_type["region"].contains("added_entries"));
+  }
+  const json same = RunJson({"diff", "latest", "latest", "--json"});
+  const json kv = objects(same)["keyed"];
+  EXPECT_EQ(kv["status"], "same");
+  EXPECT_EQ(kv["added_entries"].get<uint64_t>() + kv["removed_entries"].get<uint64_t>() +
+                kv["changed_entries"].get<uint64_t>(),
+            0u);
+  const RunResult text = RunOnRepo({"diff", a, b});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("*/kv: changed (keyed), 1 added, 1 removed, 1 changed entries"),
+            std::string::npos)
+      << text.out;
+}
+
+TEST_F(CliKeyedTest, RestoreOfAKeyedStatePointsToDumpAndLogStillWorks) {
+  ASSERT_NO_FATAL_FAILURE(MakeKeyedRepo());
+  const RunResult r = RunOnRepo({"restore", "latest", "--region", "kv", "--out", io_.Join("x")});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("keyed state"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ickpt dump"), std::string::npos) << r.err;
+  for (const std::string& name : Tree(io_.path())) {
+    EXPECT_TRUE(name == "stdout" || name == "stderr") << "left behind: " << name;
+  }
+  EXPECT_EQ(RunOnRepo({"restore", "latest", "--region", "r", "--out", io_.Join("r")}).code, 0);
+
+  const json log = RunJson({"log", "--json"});
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[1]["kind"], "incremental");
+  EXPECT_EQ(log[1]["logical_bytes"].get<uint64_t>(), 4 * kBlock + EntryBytes(at_[ids_[1]]));
+  EXPECT_EQ(RunOnRepo({"log"}).code, 0);
+}
+
+// A keyed state split among two participants of a group checkpoint reads as one state: show sums
+// it, get finds a key wherever its group lies, dump writes every entry once.
+TEST_F(CliKeyedTest, StateSplitAmongParticipantsReadsAsOne) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo,
+                       Repository::OpenLocal(repo_path(), /*create=*/true));
+  std::vector<std::unique_ptr<Checkpointer>> members;
+  std::vector<KeyedState*> states;
+  for (uint32_t i = 0; i < 2; ++i) {
+    CheckpointerOptions options;
+    options.participant = "p" + std::to_string(i);
+    options.participant_index = i;
+    options.participant_count = 2;
+    options.group_member = true;
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> c, Checkpointer::Open(repo.get(), options));
+    KeyedStateOptions keyed;
+    keyed.key_groups = kKeyGroups;
+    ASSERT_OK_AND_ASSIGN(KeyedState * s, c->AddKeyedState("kv", keyed));
+    members.push_back(std::move(c));
+    states.push_back(s);
+  }
+  Entries all;
+  std::map<uint32_t, std::string> a_key_of;  // participant -> one of its keys
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const uint32_t group = KeyGroupOf(key, kKeyGroups);
+    const uint32_t owner = group < OwnedKeyGroups(kKeyGroups, 0, 2).second ? 0 : 1;
+    ASSERT_OK(states[owner]->Put(key, "v" + std::to_string(i)));
+    all[key] = "v" + std::to_string(i);
+    a_key_of[owner] = key;
+  }
+  ASSERT_EQ(a_key_of.size(), 2u);
+  ASSERT_OK_AND_ASSIGN(uint64_t id, repo->ReserveCheckpointId());
+  GroupCommitOptions commit;
+  for (auto& member : members) {
+    CheckpointOptions options;
+    options.id = id;
+    ASSERT_OK_AND_ASSIGN(CheckpointHandle h, member->Checkpoint(options));
+    ASSERT_OK_AND_ASSIGN(CommitRecord ack, h.Wait());
+    commit.participants.push_back(ack.participants[0].name);
+  }
+  ASSERT_OK(repo->CommitGroup(id, commit).status());
+
+  const json show = RunJson({"show", "latest", "--json"});
+  ASSERT_EQ(show["keyed_states"].size(), 1u);
+  EXPECT_EQ(show["keyed_states"][0]["entries"].get<uint64_t>(), all.size());
+  EXPECT_EQ(show["keyed_states"][0]["logical_bytes"].get<uint64_t>(), EntryBytes(all));
+  EXPECT_EQ(show["keyed_states"][0]["participants"], json::array({"p0", "p1"}));
+  EXPECT_EQ(show["state_objects"].size(), 2u);
+  for (const auto& [owner, key] : a_key_of) {
+    const RunResult r = RunOnRepo({"get", "latest", "--state", "kv", key});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, all[key]) << "participant " << owner;
+  }
+  const RunResult dump = RunOnRepo({"dump", "latest", "--state", "kv"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  EXPECT_TRUE(SameEntries(ParseDump(dump.out), all));
+  const json v = RunJson({"verify", "--data", "--json"});
+  EXPECT_TRUE(v["ok"].get<bool>()) << v.dump(2);
+  EXPECT_EQ(v["keyed_records"].get<uint64_t>(), all.size());
+}
+
+// dump and diff remember the decided keys of one batch of key groups at a time: batches of whole
+// groups, however small, read every entry exactly once.
+TEST_F(CliKeyedTest, KeyGroupBatchesOfAnySizeReadEveryEntryOnce) {
+  ASSERT_NO_FATAL_FAILURE(MakeKeyedRepo());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo,
+                       Repository::OpenLocal(repo_path(), /*create=*/false));
+  ASSERT_OK_AND_ASSIGN(CommitRecord commit, repo->ReadCommit(ids_[1]));
+  ASSERT_OK_AND_ASSIGN(ResolvedKeyed keyed, ResolveKeyed(*repo, commit, "kv"));
+  uint64_t records = 0;
+  for (const KeyedChain& chain : keyed.chains) {
+    for (const Manifest& m : chain.manifests) {
+      for (const KeyGroupSpan& g : m.groups) records += g.records;
+    }
+  }
+  using Batches = std::vector<std::pair<uint32_t, uint32_t>>;
+  EXPECT_EQ(cli::KeyGroupBatches({&keyed}, records), (Batches{{0, kKeyGroups}}));
+  EXPECT_EQ(cli::KeyGroupBatches({}, 1), (Batches{{0, UINT32_MAX}}));
+  ResolvedKeyed regrouped = keyed;  // states that disagree on G cannot share batches
+  regrouped.key_groups = kKeyGroups / 2;
+  EXPECT_EQ(cli::KeyGroupBatches({&keyed, &regrouped}, 1), (Batches{{0, UINT32_MAX}}));
+
+  // One record per batch at most: every group (each holds several) is a batch of its own.
+  const Batches tiny = cli::KeyGroupBatches({&keyed}, 1);
+  ASSERT_EQ(tiny.size(), kKeyGroups);
+  Entries read;
+  for (size_t i = 0; i < tiny.size(); ++i) {
+    EXPECT_EQ(tiny[i], std::make_pair(static_cast<uint32_t>(i), static_cast<uint32_t>(i + 1)));
+    ASSERT_OK(cli::ForEachKeyedEntry(*repo, keyed, tiny[i].first, tiny[i].second,
+                                     [&](std::string_view key, std::string_view value) {
+                                       EXPECT_TRUE(read.emplace(key, value).second)
+                                           << "twice: " << absl::CEscape(ToAbsl(key));
+                                       return absl::OkStatus();
+                                     }));
+  }
+  EXPECT_TRUE(SameEntries(read, at_[ids_[1]]));
 }
 
 }  // namespace

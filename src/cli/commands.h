@@ -20,6 +20,9 @@ Command RegisterShow(CLI::App& app);
 Command RegisterVerify(CLI::App& app);
 Command RegisterRestore(CLI::App& app);
 Command RegisterDiff(CLI::App& app);
+// `ickpt get` and `ickpt dump`: one key, or every entry, of a keyed state (keyed.cc).
+Command RegisterGet(CLI::App& app);
+Command RegisterDump(CLI::App& app);
 Command RegisterDemo(CLI::App& app);
 // `ickpt doctor`: which trackers work here; needs no repository.
 Command RegisterDoctor(CLI::App& app);

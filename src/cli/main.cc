@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ickpt: inspect, verify and restore incremental checkpoint repositories."};
   app.name("ickpt");
   app.set_version_flag("--version", std::string("ickpt ") + ICKPT_VERSION +
-                                        " (repository format 1.0)");
+                                        " (repository format 1.1)");
   app.require_subcommand(1);
   app.footer(
       "Exit codes:\n"
@@ -25,9 +25,10 @@ int main(int argc, char** argv) {
       "  2  usage error (bad command line)\n"
       "  3  repository damaged: a corrupt, truncated or missing object, or a commit record that\n"
       "     does not verify\n"
-      "  4  not found: no such checkpoint or state object, or not an ickpt repository\n"
+      "  4  not found: no such checkpoint or state object, or not an ickpt repository; for\n"
+      "     'get', also a key that is absent\n"
       "Errors are written to stderr as 'ickpt: error: <message>'. Read commands (log, show,\n"
-      "verify, diff) never create or modify anything.");
+      "verify, diff, get, dump) never create or modify anything.");
   app.failure_message([](const CLI::App* failed, const CLI::Error& e) {
     std::string out = std::string("ickpt: error: ") + e.what() + "\n";
     const std::string name =
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   });
 
   std::vector<Command> commands = {RegisterLog(app),     RegisterShow(app),
+                                   RegisterGet(app),     RegisterDump(app),
                                    RegisterVerify(app),  RegisterRestore(app),
                                    RegisterDiff(app),    RegisterDemo(app),
                                    RegisterDoctor(app),  RegisterDemoChild(app)};

@@ -21,6 +21,7 @@
 #include "src/ckpt/restore.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
+#include "src/cli/keyed_entries.h"
 #include "src/util/parse.h"
 #include "src/util/str.h"
 
@@ -142,6 +143,24 @@ int RunRestore(const RestoreCliOptions& options) {
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, options.id);
   if (!commit.ok()) return Fail(commit.status());
+  // A keyed state is not a byte range: say where its entries can be read instead of handing it to
+  // the region restore. It is one if this participant's object of that name is one, or if this
+  // participant has none and another holds a keyed state of that name (a keyed state's key groups
+  // may all lie with other participants).
+  const StateObjectRecord* own = nullptr;
+  for (const ParticipantRecord& p : commit->participants) {
+    if (p.name != options.participant) continue;
+    for (const StateObjectRecord& so : p.state_objects) {
+      if (so.name == options.region) own = &so;
+    }
+  }
+  if (own != nullptr ? own->type == StateObjectType::kKeyed
+                     : FindKeyedRecord(*commit, options.region) != nullptr) {
+    PrintError(StrCat("state object '", options.region, "' of checkpoint ", commit->id,
+                      " is a keyed state, not a region: read its entries with 'ickpt dump ",
+                      commit->id, " --state ", options.region, "' (or one key with 'ickpt get')"));
+    return kExitFailure;
+  }
   PackTable packs;
   absl::StatusOr<ResolvedObject> object =
       ResolveObject(**repo, *commit, options.participant, options.region, &packs);
@@ -168,7 +187,8 @@ Command RegisterRestore(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "restore",
       "Write one region of a checkpoint to a file. The file is written through a temporary file "
-      "in the same directory and appears only once every block verified.");
+      "in the same directory and appears only once every block verified. A keyed state is not a "
+      "region: naming one is an error (exit 1); read it with 'ickpt dump' or 'ickpt get'.");
   sub->add_option("ID", options->id, "Checkpoint id, or 'latest'")->required();
   sub->add_option("--repo", options->repo, "Repository directory")->required();
   sub->add_option("--region", options->region, "Region name")->required();

@@ -2,8 +2,10 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
@@ -19,6 +21,34 @@ struct ShowOptions {
   std::string id;
   bool json = false;
 };
+
+// A keyed state over every participant that holds part of it (its key groups are split among
+// them, format.md §5.3), from the commit record alone: no manifest is read.
+struct KeyedTotal {
+  std::string name;
+  uint32_t key_groups = 0;
+  uint64_t entries = 0;
+  uint64_t logical_bytes = 0;
+  std::vector<std::string> participants;
+};
+
+std::vector<KeyedTotal> KeyedTotals(const CommitRecord& commit) {
+  std::map<std::string, KeyedTotal> by_name;
+  for (const ParticipantRecord& p : commit.participants) {
+    for (const StateObjectRecord& so : p.state_objects) {
+      if (so.type != StateObjectType::kKeyed) continue;
+      KeyedTotal& t = by_name[so.name];
+      t.name = so.name;
+      t.key_groups = so.key_groups;
+      t.entries += so.entries;
+      t.logical_bytes += so.logical_bytes;
+      t.participants.push_back(p.name);
+    }
+  }
+  std::vector<KeyedTotal> out;
+  for (auto& [name, total] : by_name) out.push_back(std::move(total));
+  return out;
+}
 
 nlohmann::json ShowJson(const CommitRecord& commit) {
   nlohmann::json j = CommitSummaryJson(commit);
@@ -44,10 +74,27 @@ nlohmann::json ShowJson(const CommitRecord& commit) {
       o["manifest"] = so.manifest;
       o["manifest_sha256"] = so.manifest_sha256;
       o["manifest_bytes"] = so.manifest_bytes;
+      if (so.type == StateObjectType::kKeyed) {
+        // This participant's part (format.md §6); logical_bytes is its entries' key and value
+        // bytes. Region objects keep exactly their fields.
+        o["key_groups"] = so.key_groups;
+        o["entries"] = so.entries;
+        o["changed_entries"] = so.changed_entries;
+        o["tombstones"] = so.tombstones;
+      }
       objects.push_back(std::move(o));
     }
   }
   j["state_objects"] = std::move(objects);
+  nlohmann::json keyed = nlohmann::json::array();
+  for (const KeyedTotal& k : KeyedTotals(commit)) {
+    keyed.push_back({{"name", k.name},
+                     {"key_groups", k.key_groups},
+                     {"entries", k.entries},
+                     {"logical_bytes", k.logical_bytes},
+                     {"participants", k.participants}});
+  }
+  j["keyed_states"] = std::move(keyed);
   nlohmann::json metadata = nlohmann::json::object();
   for (const auto& [k, v] : commit.metadata) metadata[k] = v;
   j["metadata"] = std::move(metadata);
@@ -76,15 +123,36 @@ void PrintText(const CommitRecord& commit) {
   std::cout << "  state objects:\n";
   for (const ParticipantRecord& p : commit.participants) {
     for (const StateObjectRecord& so : p.state_objects) {
-      std::cout << fmt::format("    {}/{} ({}, tracker {})\n", p.name, so.name,
-                               StateObjectTypeName(so.type), so.tracker);
-      std::cout << fmt::format(
-          "      {} depth {}, {} logical, {} changed blocks ({} captured), {} stored\n",
-          CheckpointKindName(so.kind), so.depth, FormatBytes(so.logical_bytes), so.changed_blocks,
-          FormatBytes(so.raw_bytes), FormatBytes(so.stored_bytes));
+      if (so.type == StateObjectType::kKeyed) {
+        std::cout << fmt::format("    {}/{} (keyed, {} key groups)\n", p.name, so.name,
+                                 so.key_groups);
+        std::cout << fmt::format(
+            "      {} depth {}, {} entries ({}), {} changed entries ({} tombstones, {} captured), "
+            "{} stored\n",
+            CheckpointKindName(so.kind), so.depth, so.entries, FormatBytes(so.logical_bytes),
+            so.changed_entries, so.tombstones, FormatBytes(so.raw_bytes),
+            FormatBytes(so.stored_bytes));
+      } else {
+        std::cout << fmt::format("    {}/{} ({}, tracker {})\n", p.name, so.name,
+                                 StateObjectTypeName(so.type), so.tracker);
+        std::cout << fmt::format(
+            "      {} depth {}, {} logical, {} changed blocks ({} captured), {} stored\n",
+            CheckpointKindName(so.kind), so.depth, FormatBytes(so.logical_bytes),
+            so.changed_blocks, FormatBytes(so.raw_bytes), FormatBytes(so.stored_bytes));
+      }
       std::cout << fmt::format("      pause {}, persist {}\n", FormatNanos(so.pause_ns),
                                FormatNanos(so.persist_ns));
       std::cout << fmt::format("      manifest {} ({} bytes)\n", so.manifest, so.manifest_bytes);
+    }
+  }
+  const std::vector<KeyedTotal> keyed = KeyedTotals(commit);
+  if (!keyed.empty()) {
+    std::cout << "  keyed states (over every participant; read with 'ickpt get' / 'ickpt dump'):\n";
+    for (const KeyedTotal& k : keyed) {
+      std::cout << fmt::format(
+          "    {}: {} entries, {} ({} bytes), {} key groups, {} participant{}\n", k.name,
+          k.entries, FormatBytes(k.logical_bytes), k.logical_bytes, k.key_groups,
+          k.participants.size(), k.participants.size() == 1 ? "" : "s");
     }
   }
 }
@@ -110,7 +178,13 @@ Command RegisterShow(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("show", "Show one checkpoint: its state objects and metadata.");
   sub->add_option("ID", options->id, "Checkpoint id, or 'latest'")->required();
   sub->add_option("--repo", options->repo, "Repository directory")->required();
-  sub->add_flag("--json", options->json, "One JSON object");
+  sub->add_flag("--json", options->json,
+                "One JSON object. Each of state_objects has name, type (region|keyed), "
+                "participant, logical_bytes, stored_bytes, kind, depth, ...; a keyed one also has "
+                "key_groups, entries (live at capture), changed_entries (records in this "
+                "checkpoint's manifest) and tombstones (of those, erasures), and its logical_bytes "
+                "is the entries' key and value bytes. keyed_states sums each keyed state over its "
+                "participants: [{name, key_groups, entries, logical_bytes, participants}]");
   return Command{sub, [options] { return RunShow(*options); }};
 }
 

@@ -1,7 +1,10 @@
 // `ickpt verify [--data]`: checks that every checkpoint can be restored.
 //
 // Without --data: every commit record decodes, every state object's chain of manifests resolves
-// (format.md §9) and every pack it references exists with a readable index. With --data, every
+// (format.md §9, §9.1) and every pack it references exists with a readable index. A keyed state's
+// records are read too, each manifest once (a chain shares its older manifests with the
+// checkpoints below): every frame holding them is verified and every group checked against the
+// rules of §5.3, since only that shows a keyed restore will not fail. With --data, every
 // object in the repository is read in full: every pack's frames and name (§4), every manifest's
 // trailer and name (§5), every commit record (§6), every id reservation (§7) and the config (§3);
 // objects no commit record reaches are listed as orphans (a warning: GC may delete them).
@@ -14,9 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "src/ckpt/keyed_restore.h"
 #include "src/ckpt/restore.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
+#include "src/cli/keyed_entries.h"
 #include "src/repo/commit_record.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
@@ -55,11 +60,14 @@ class Verifier {
         for (const StateObjectRecord& so : p.state_objects) {
           reachable_.insert(so.manifest);
           checked_.insert(so.manifest);
+          // A keyed state is resolved once over all its participants, below.
+          if (so.type != StateObjectType::kRegion) continue;
           absl::StatusOr<ResolvedObject> resolved =
               ResolveObject(repo_, *commit, p.name, so.name, &packs_);
           if (!resolved.ok()) Damaged(so.manifest, resolved.status());
         }
       }
+      for (const std::string& name : KeyedStateNames(*commit)) CheckKeyed(*commit, name);
     }
     for (size_t i = 0; i < packs_.size(); ++i) {
       const std::string key = PackKey(ToHex(packs_.digest(i)));
@@ -100,6 +108,7 @@ class Verifier {
       j["damaged"] = std::move(damaged);
       j["orphans"] = orphans_;
       j["commits"] = commits_;
+      j["keyed_records"] = keyed_records_;
       if (!errors_.empty()) j["errors"] = errors_;
       std::cout << j.dump(2) << "\n";
     }
@@ -119,15 +128,88 @@ class Verifier {
   }
 
  private:
+  // Drops the entries ReadKeyed hands over (its stats count the records). It remembers no key
+  // (Contains is always false): verify reads each manifest on its own, so no newer manifest's
+  // decisions apply, and memory stays flat however large the state.
+  class DiscardingSink final : public KeyedRestoreSink {
+   public:
+    bool Contains(std::string_view /*key*/) const override { return false; }
+    absl::Status Put(std::string_view /*key*/, std::string_view /*value*/) override {
+      return absl::OkStatus();
+    }
+  };
+
+  // Keyed state `name` of `commit`: its chains resolve over every participant (groups disjoint and
+  // covering [0, G), format.md §9.1), and every manifest not read before has its records read.
+  void CheckKeyed(const CommitRecord& commit, const std::string& name) {
+    // Resolve errors are reported under this checkpoint's manifest of the state (of its first
+    // participant); the message names the object that is actually damaged.
+    const StateObjectRecord* record = FindKeyedRecord(commit, name);
+    if (record == nullptr) return;
+    absl::StatusOr<ResolvedKeyed> keyed = ResolveKeyed(repo_, commit, name);
+    if (!keyed.ok()) return Damaged(record->manifest, keyed.status());
+    for (KeyedChain& chain : keyed->chains) {
+      for (size_t link = 0; link < chain.manifests.size(); ++link) {
+        const std::string& manifest_key = chain.manifest_keys[link];
+        reachable_.insert(manifest_key);
+        checked_.insert(manifest_key);
+        std::vector<std::string> pack_keys;
+        for (const Sha256Digest& digest : chain.manifests[link].packs) {
+          pack_keys.push_back(PackKey(ToHex(digest)));
+          reachable_.insert(pack_keys.back());
+          checked_.insert(pack_keys.back());
+        }
+        if (!records_checked_.insert(manifest_key).second) continue;
+        // This manifest alone, as a chain of one: ReadKeyed then reads all of its records.
+        ResolvedKeyed one;
+        one.name = name;
+        one.checkpoint_id = commit.id;
+        one.key_groups = keyed->key_groups;
+        KeyedChain single;
+        single.participant = chain.participant;
+        single.group_first = chain.group_first;
+        single.group_end = chain.group_end;
+        single.checkpoint_ids = {chain.checkpoint_ids[link]};
+        single.manifest_keys = {manifest_key};
+        single.manifests.push_back(std::move(chain.manifests[link]));
+        one.chains.push_back(std::move(single));
+        DiscardingSink sink;
+        absl::StatusOr<KeyedReadStats> stats = ReadKeyed(repo_, one, KeyedReadOptions{}, &sink);
+        if (stats.ok()) {
+          keyed_records_ += stats->records_read;
+          continue;
+        }
+        if (!absl::IsDataLoss(stats.status()) && !absl::IsNotFound(stats.status())) {
+          Error(stats.status());
+          continue;
+        }
+        // Name the damaged pack rather than the manifest if one of its packs fails whole; the
+        // manifest is to blame only when its packs are sound (its group index points wrong).
+        bool pack_damaged = false;
+        for (const std::string& pack_key : pack_keys) {
+          if (absl::Status s = VerifyWholePack(pack_key); !s.ok()) {
+            Damaged(pack_key, s);
+            pack_damaged = true;
+          }
+        }
+        if (!pack_damaged) Damaged(manifest_key, stats.status());
+      }
+    }
+  }
+
+  // Reads pack `key` in full and checks its name, frames and index (format.md §4).
+  absl::Status VerifyWholePack(const std::string& key) {
+    std::optional<std::string> hash = ParseHashKey(key, kPacksPrefix);
+    if (!hash.has_value()) return absl::DataLossError("malformed pack name");
+    absl::StatusOr<std::string> bytes = repo_.store()->Get(key);
+    if (!bytes.ok()) return bytes.status();
+    return VerifyPack(*bytes, *hash, key).status();
+  }
+
   void CheckObject(const std::string& key) {
     if (key.starts_with(kPacksPrefix)) {
       checked_.insert(key);
-      std::optional<std::string> hash = ParseHashKey(key, kPacksPrefix);
-      if (!hash.has_value()) return Damaged(key, absl::DataLossError("malformed pack name"));
-      absl::StatusOr<std::string> bytes = repo_.store()->Get(key);
-      if (!bytes.ok()) return Damaged(key, bytes.status());
-      absl::StatusOr<PackIndex> index = VerifyPack(*bytes, *hash, key);
-      if (!index.ok()) Damaged(key, index.status());
+      if (absl::Status s = VerifyWholePack(key); !s.ok()) Damaged(key, s);
     } else if (key.starts_with(kManifestsPrefix)) {
       checked_.insert(key);
       std::optional<std::string> hash = ParseHashKey(key, kManifestsPrefix);
@@ -189,6 +271,9 @@ class Verifier {
   std::vector<std::string> errors_;
   std::vector<std::string> orphans_;
   uint64_t commits_ = 0;
+  // Keyed manifests whose records were read, and how many records that was.
+  std::set<std::string> records_checked_;
+  uint64_t keyed_records_ = 0;
 };
 
 int RunVerify(const VerifyOptions& options) {
@@ -207,13 +292,15 @@ Command RegisterVerify(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "verify",
       "Check that every checkpoint can be restored: commit records decode, every chain of "
-      "manifests resolves, every referenced pack exists with a readable index. With --data, read "
+      "manifests resolves, every referenced pack exists with a readable index, and every record "
+      "of every keyed state manifest is read and checked (each manifest once). With --data, read "
       "every object in full and list orphans (objects no checkpoint reaches).");
   sub->add_option("--repo", options->repo, "Repository directory")->required();
   sub->add_flag("--data", options->data,
                 "Read and verify every object in full (every frame checksum and object name)");
   sub->add_flag("--json", options->json,
-                "JSON: {ok, checked_objects, damaged: [{key, error}], orphans, commits}");
+                "JSON: {ok, checked_objects, damaged: [{key, error}], orphans, commits, "
+                "keyed_records (keyed state records read and checked)}");
   return Command{sub, [options] { return RunVerify(*options); }};
 }
 
