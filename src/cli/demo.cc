@@ -1,7 +1,8 @@
-// `ickpt demo`: crash recovery, shown. A supervisor runs a simulation in a child process that
-// checkpoints every few steps, SIGKILLs it at a random (seeded) moment, possibly while a checkpoint
-// is persisting, restarts it from the latest committed checkpoint, and checks that the final state
-// is bit-identical to an uninterrupted run computed in-process.
+// `ickpt demo`: crash recovery, shown. A supervisor runs a simulation (a region "grid" and a keyed
+// state "index" beside it, demo_sim.h) in a child process that checkpoints every few steps,
+// SIGKILLs it at a random (seeded) moment, possibly while a checkpoint is persisting, restarts it
+// from the latest committed checkpoint, and checks that the final state (grid and index) is
+// bit-identical to an uninterrupted run computed in-process.
 //
 // The child is this binary re-executed (/proc/self/exe demo-child ...). It reports events on its
 // stdout, one line each, and waits for "go" on its stdin after each, so the supervisor kills it at
@@ -24,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -43,6 +45,7 @@ namespace ickpt::cli {
 namespace {
 
 constexpr char kRegionName[] = "grid";
+constexpr char kIndexName[] = "index";
 
 struct DemoOptions {
   std::string repo;
@@ -89,6 +92,9 @@ int RunChild(const ChildOptions& options) {
   absl::StatusOr<Region*> region = (*checkpointer)->AddRegion(kRegionName, region_options);
   if (!region.ok()) return Fail(region.status());
   const uint64_t size = (*region)->size();
+  absl::StatusOr<KeyedState*> index = (*checkpointer)->AddKeyedState(kIndexName);
+  if (!index.ok()) return Fail(index.status());
+  absl::Status index_status;
 
   uint64_t step = 0;
   absl::StatusOr<std::optional<uint64_t>> latest = (*repo)->LatestCommitId();
@@ -113,6 +119,13 @@ int RunChild(const ChildOptions& options) {
   std::vector<CheckpointHandle> handles;
   for (++step; step <= options.steps; ++step) {
     StepGrid((*region)->data(), size, options.seed, step);
+    StepIndex(
+        (*region)->data(), size, options.seed, step,
+        [&](std::string_view key, std::string_view value) {
+          if (absl::Status s = (*index)->Put(key, value); !s.ok()) index_status = s;
+        },
+        [&](std::string_view key) { (*index)->Erase(key); });
+    if (!index_status.ok()) return Fail(index_status);
     if (!Report(StrCat("step ", step))) return kExitFailure;
     if (step % options.every != 0) continue;
     CheckpointOptions copts;
@@ -125,7 +138,9 @@ int RunChild(const ChildOptions& options) {
   for (const CheckpointHandle& h : handles) {
     if (absl::StatusOr<CommitRecord> r = h.Wait(); !r.ok()) return Fail(r.status());
   }
-  const std::string hash = ToHex(Sha256(std::string_view((*region)->data(), size)));
+  std::map<std::string, std::string> entries;
+  (*index)->ForEach([&](std::string_view k, std::string_view v) { entries.emplace(k, v); });
+  const std::string hash = StateHash(std::string_view((*region)->data(), size), entries);
   std::cout << "done " << hash << "\n" << std::flush;
   return kExitOk;
 }
@@ -313,8 +328,15 @@ std::string ReferenceHash(uint64_t size, const DemoOptions& o) {
   if (mem == MAP_FAILED) return "";
   char* data = static_cast<char*>(mem);
   InitGrid(data, size, o.seed);
-  for (uint64_t s = 1; s <= o.steps; ++s) StepGrid(data, size, o.seed, s);
-  std::string hash = ToHex(Sha256(std::string_view(data, size)));
+  std::map<std::string, std::string> index;
+  for (uint64_t s = 1; s <= o.steps; ++s) {
+    StepGrid(data, size, o.seed, s);
+    StepIndex(
+        data, size, o.seed, s,
+        [&](std::string_view key, std::string_view value) { index[std::string(key)] = value; },
+        [&](std::string_view key) { index.erase(std::string(key)); });
+  }
+  std::string hash = StateHash(std::string_view(data, size), index);
   munmap(mem, size);
   return hash;
 }
@@ -354,9 +376,10 @@ int RunDemo(const DemoOptions& o) {
   }
   if (!o.json) {
     std::cout << fmt::format(
-        "ickpt demo: repository {}\n  region '{}' of {}, {} steps, a checkpoint every {} steps, "
-        "seed {}\n",
-        repo_path, kRegionName, FormatBytes(grid_size), o.steps, o.every, o.seed);
+        "ickpt demo: repository {}\n  region '{}' of {} and keyed state '{}' ({} rows indexed "
+        "a step), {} steps, a checkpoint every {} steps, seed {}\n",
+        repo_path, kRegionName, FormatBytes(grid_size), kIndexName, kIndexRowsPerStep, o.steps,
+        o.every, o.seed);
   }
   signal(SIGPIPE, SIG_IGN);
   absl::StatusOr<RunResult> run = Supervise(repo_path, grid_size, o);
@@ -425,6 +448,13 @@ int RunDemo(const DemoOptions& o) {
       !commits.back().participants[0].state_objects.empty()) {
     std::cout << fmt::format("  dirty tracking: {}\n",
                              commits.back().participants[0].state_objects[0].tracker);
+    for (const StateObjectRecord& o : commits.back().participants[0].state_objects) {
+      if (o.type != StateObjectType::kKeyed) continue;
+      std::cout << fmt::format(
+          "  keyed state '{}': {} entries in the last checkpoint, {} changed entries captured "
+          "(per-entry tracking)\n",
+          o.name, o.entries, o.changed_entries);
+    }
   }
   std::cout << fmt::format("\n{:>6} {:<11} {:>5} {:>11} {:>11} {:>10} {:>10}\n", "id", "kind",
                            "step", "logical", "written", "pause", "persist");

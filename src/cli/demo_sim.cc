@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "src/util/hash.h"
+
 namespace ickpt::cli {
 namespace {
 
@@ -77,6 +79,38 @@ void StepGrid(char* data, uint64_t size, uint64_t seed, uint64_t step) {
       cell = cell * 1664525u + 1013904223u + static_cast<uint32_t>(v >> 32);
     }
   }
+}
+
+void StepIndex(const char* data, uint64_t size, uint64_t seed, uint64_t step,
+               absl::FunctionRef<void(std::string_view key, std::string_view value)> put,
+               absl::FunctionRef<void(std::string_view key)> erase) {
+  const uint64_t rows = size / kGridRowBytes;
+  uint64_t state = seed * 0x9e3779b97f4a7c15ULL ^ (step * 0xd1b54a32d192ed03ULL);
+  for (uint64_t i = 0; i < kIndexRowsPerStep; ++i) {
+    const uint64_t draw = SplitMix64(state);
+    const uint64_t row = draw % rows;
+    const std::string key = "row/" + std::to_string(row);
+    if ((draw >> 40) % 8 == 0) {
+      erase(key);
+      continue;
+    }
+    char value[24];
+    std::memcpy(value, data + row * kGridRowBytes, 16);
+    std::memcpy(value + 16, &step, 8);
+    put(key, std::string_view(value, sizeof(value)));
+  }
+}
+
+std::string StateHash(std::string_view grid, const std::map<std::string, std::string>& index) {
+  std::string bytes(grid);
+  for (const auto& [key, value] : index) {
+    const uint64_t key_size = key.size(), value_size = value.size();
+    bytes.append(reinterpret_cast<const char*>(&key_size), 8);
+    bytes.append(key);
+    bytes.append(reinterpret_cast<const char*>(&value_size), 8);
+    bytes.append(value);
+  }
+  return ToHex(Sha256(bytes));
 }
 
 }  // namespace ickpt::cli
