@@ -6,12 +6,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "ickpt/keyed_state.h"
 #include "src/repo/commit_record.h"
+#include "src/repo/keyed_records.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
 #include "src/repo/pack.h"
@@ -82,6 +85,45 @@ Manifest IncrementalManifest() {
   return m;
 }
 
+// Keyed state manifests (format.md §5.3).
+Manifest KeyedFullManifest() {
+  Manifest m;
+  m.checkpoint_id = 11;
+  m.participant = "worker-0";
+  m.object_name = "counts";
+  m.object_type = StateObjectType::kKeyed;
+  m.key_groups = 128;
+  m.group_first = 0;
+  m.group_end = 128;
+  m.entry_count = 5000;
+  m.entry_bytes = 180000;
+  m.packs = {Digest(20), Digest(21)};
+  m.groups = {{.group = 0, .pack_ref = 1, .raw_offset = 0, .raw_length = 1400, .records = 40},
+              {.group = 1, .pack_ref = 1, .raw_offset = 1400, .raw_length = 1300, .records = 39},
+              {.group = 77, .pack_ref = 2, .raw_offset = 0, .raw_length = 70000, .records = 41},
+              {.group = 127, .pack_ref = 2, .raw_offset = 70000, .raw_length = 2, .records = 1}};
+  return m;
+}
+
+Manifest KeyedIncrementalManifest() {
+  Manifest m = KeyedFullManifest();
+  m.checkpoint_id = 14;
+  m.base_id = 13;
+  m.kind = CheckpointKind::kIncremental;
+  m.depth = 3;
+  m.group_first = 32;  // participant 1 of 4
+  m.group_end = 64;
+  m.entry_count = 1200;
+  m.entry_bytes = 40000;
+  m.packs = {Digest(22)};
+  m.groups = {{.group = 32, .pack_ref = 1, .raw_offset = 0, .raw_length = 30, .records = 3,
+               .tombstones = 1},
+              {.group = 40, .pack_ref = 1, .raw_offset = 30, .raw_length = 2, .records = 1,
+               .tombstones = 1},
+              {.group = 63, .pack_ref = 1, .raw_offset = 32, .raw_length = 500, .records = 9}};
+  return m;
+}
+
 std::vector<std::pair<std::string, Manifest>> Manifests() {
   std::vector<std::pair<std::string, Manifest>> out;
   out.emplace_back("full", FullManifest());
@@ -110,6 +152,25 @@ std::vector<std::pair<std::string, Manifest>> Manifests() {
                             .pack_ref = uint32_t(i + 1), .raw_offset = uint64_t(i) << 24});
   }
   out.emplace_back("full-many-packs", many);
+  out.emplace_back("keyed-full", KeyedFullManifest());
+  out.emplace_back("keyed-incremental-tombstones", KeyedIncrementalManifest());
+  Manifest keyed_unchanged = KeyedIncrementalManifest();
+  keyed_unchanged.packs.clear();
+  keyed_unchanged.groups.clear();
+  out.emplace_back("keyed-incremental-unchanged", keyed_unchanged);
+  Manifest keyed_one = KeyedFullManifest();
+  keyed_one.key_groups = 1;
+  keyed_one.group_end = 1;
+  keyed_one.packs.resize(1);
+  keyed_one.groups.resize(1);
+  out.emplace_back("keyed-one-group", keyed_one);
+  Manifest keyed_max = KeyedFullManifest();
+  keyed_max.key_groups = kMaxKeyGroups;
+  keyed_max.group_first = kMaxKeyGroups - 2;
+  keyed_max.group_end = kMaxKeyGroups;
+  keyed_max.groups = {{.group = kMaxKeyGroups - 1, .pack_ref = 2, .raw_offset = uint64_t{1} << 40,
+                       .raw_length = 100, .records = 50}};
+  out.emplace_back("keyed-max-groups", keyed_max);
   return out;
 }
 
@@ -139,6 +200,21 @@ StateObjectRecord ObjectRecord(const std::string& name, const Manifest& m) {
   o.stored_bytes = 1234;
   o.pause_ns = 15000;
   o.persist_ns = 2500000;
+  return o;
+}
+
+StateObjectRecord KeyedObjectRecord(const std::string& name, const Manifest& m) {
+  StateObjectRecord o = ObjectRecord(name, m);
+  o.type = StateObjectType::kKeyed;
+  o.tracker = "keyed";
+  o.logical_bytes = m.entry_bytes;
+  o.changed_blocks = 0;
+  o.key_groups = m.key_groups;
+  o.entries = m.entry_count;
+  for (const KeyGroupSpan& g : m.groups) {
+    o.changed_entries += g.records;
+    o.tombstones += g.tombstones;
+  }
   return o;
 }
 
@@ -173,10 +249,37 @@ void CommitRecords() {
   none.parent = 9;
   none.created = kCreated;
   Write("commit_record_fuzz", "full-no-participants", EncodeCommitRecord(none));
-  if (!ValidateCommitRecord(full).ok() || !ValidateCommitRecord(inc).ok() ||
-      !ValidateCommitRecord(none).ok()) {
-    std::fprintf(stderr, "make_corpus: a commit record is invalid\n");
-    std::exit(1);
+
+  // Keyed state objects (§6, since 1.1) beside a region, at two participants.
+  CommitRecord keyed;
+  keyed.id = 14;
+  keyed.parent = 13;
+  keyed.kind = CheckpointKind::kIncremental;
+  keyed.depth = 3;
+  keyed.created = kCreated + absl::Seconds(120);
+  keyed.epoch = 2;
+  keyed.participants.push_back(
+      {.name = "worker-0",
+       .state_objects = {ObjectRecord("heap", FullManifest()),
+                         KeyedObjectRecord("counts", KeyedIncrementalManifest())}});
+  keyed.participants.push_back(
+      {.name = "worker-1", .state_objects = {KeyedObjectRecord("counts", KeyedFullManifest())}});
+  Write("commit_record_fuzz", "keyed-two-participants", EncodeCommitRecord(keyed));
+
+  // Acknowledgements (§11): one participant each, in their own envelope.
+  CommitRecord ack = keyed;
+  ack.participants.resize(1);
+  Write("commit_record_fuzz", "ack-keyed", EncodeAck(ack));
+  CommitRecord ack_full = full;
+  ack_full.metadata = {{"step", "7"}};
+  Write("commit_record_fuzz", "ack-region", EncodeAck(ack_full));
+
+  for (const CommitRecord* r : {&full, &inc, &none, &keyed, &ack, &ack_full}) {
+    if (!ValidateCommitRecord(*r).ok()) {
+      std::fprintf(stderr, "make_corpus: commit record %llu is invalid\n",
+                   static_cast<unsigned long long>(r->id));
+      std::exit(1);
+    }
   }
 }
 
@@ -232,6 +335,96 @@ void Packs() {
     input.append(bytes.substr(index_offset, index_length));
     Write("pack_index_fuzz", name, input);
   }
+}
+
+// keyed_records_fuzz input: u16 key_groups − 1 | u16 group | u16 records | u16 tombstones | the
+// records of that group, as a writer lays them out.
+struct KeyedEntry {
+  std::string key;
+  std::string value;
+  bool tombstone = false;
+};
+
+// `count` distinct keys of `group` among `key_groups`, made from `stem` and a counter, sorted as
+// §5.3 sorts them (std::string compares bytes unsigned, a prefix first).
+std::set<std::string> KeysOfGroup(uint32_t key_groups, uint32_t group, size_t count,
+                                  std::string_view stem) {
+  std::set<std::string> keys;
+  for (uint64_t n = 0; keys.size() < count; ++n) {
+    std::string key(stem);
+    PutVarint64(&key, n);
+    if (KeyGroupOf(key, key_groups) == group) keys.insert(key);
+  }
+  return keys;
+}
+
+void WriteKeyedGroup(std::string_view name, uint32_t key_groups, uint32_t group,
+                     const std::vector<KeyedEntry>& entries) {
+  KeyGroupSpan span;
+  span.group = group;
+  std::string records;
+  for (const KeyedEntry& e : entries) {
+    AppendKeyedRecord(&records, e.key, e.value, e.tombstone);
+    ++span.records;
+    if (e.tombstone) ++span.tombstones;
+  }
+  span.raw_length = records.size();
+  const absl::Status s = DecodeKeyedGroup(records, span, key_groups,
+                                          [](std::string_view, std::string_view, bool) {});
+  if (!s.ok()) {
+    std::fprintf(stderr, "make_corpus: keyed group %s does not decode: %s\n",
+                 std::string(name).c_str(), s.ToString().c_str());
+    std::exit(1);
+  }
+  std::string input;
+  PutFixed16(&input, static_cast<uint16_t>(key_groups - 1));
+  PutFixed16(&input, static_cast<uint16_t>(group));
+  PutFixed16(&input, static_cast<uint16_t>(span.records));
+  PutFixed16(&input, static_cast<uint16_t>(span.tombstones));
+  input.append(records);
+  Write("keyed_records_fuzz", name, input);
+}
+
+void KeyedGroups() {
+  // One group: every key is in it. The empty key sorts first; binary keys; a 0-byte value.
+  std::vector<KeyedEntry> one = {{"", "empty key"}, {std::string("\0\xff", 2), ""},
+                                 {"a", "1"}, {"ab", Data(200, 7)}, {"b", "", true},
+                                 {"\xff\xff", Random(40, 8)}};
+  WriteKeyedGroup("one-group-mixed", 1, 0, one);
+  // Values only, as a full manifest holds them.
+  std::vector<KeyedEntry> full;
+  int i = 0;
+  for (const std::string& key : KeysOfGroup(16, 5, 30, "key-")) {
+    full.push_back({key, i % 7 == 0 ? std::string() : Random(1 + i * 13 % 90, i)});
+    ++i;
+  }
+  WriteKeyedGroup("full-16-groups", 16, 5, full);
+  // Puts and tombstones, as an incremental manifest holds them.
+  std::vector<KeyedEntry> incremental;
+  i = 0;
+  for (const std::string& key : KeysOfGroup(128, 77, 12, std::string("\x01\x00k", 3))) {
+    incremental.push_back({key, i % 3 == 1 ? std::string() : Data(20 + i, i), i % 3 == 1});
+    ++i;
+  }
+  WriteKeyedGroup("incremental-128-groups", 128, 77, incremental);
+  // Only tombstones, the empty key's first (the smallest record: 2 bytes), in the empty key's group.
+  const uint32_t empty_group = KeyGroupOf("", 4);
+  std::vector<KeyedEntry> erased = {{"", "", true}};
+  for (const std::string& key : KeysOfGroup(4, empty_group, 5, "gone")) {
+    erased.push_back({key, "", true});
+  }
+  WriteKeyedGroup("tombstones-4-groups", 4, empty_group, erased);
+  WriteKeyedGroup("single-tombstone-empty-key", 1, 0, {{"", "", true}});
+  WriteKeyedGroup("max-groups", kMaxKeyGroups, KeyGroupOf("k", kMaxKeyGroups), {{"k", "v"}});
+  // A key length written as a 2-byte varint (0x83 0x00 for 3): longer than needed, which §1
+  // allows; it decodes, and re-encodes one byte shorter.
+  std::string overlong;
+  PutFixed16(&overlong, 0);
+  PutFixed16(&overlong, 0);
+  PutFixed16(&overlong, 1);
+  PutFixed16(&overlong, 0);
+  overlong.append(std::string("\x00\x83\x00\x01keyv", 8));
+  Write("keyed_records_fuzz", "overlong-varint", overlong);
 }
 
 void Keys() {
@@ -297,6 +490,7 @@ int main(int argc, char** argv) {
   ickpt::Configs();
   ickpt::WriteManifests();
   ickpt::CommitRecords();
+  ickpt::KeyedGroups();
   ickpt::Packs();
   ickpt::Keys();
   ickpt::Sizes();

@@ -1,12 +1,18 @@
 // Damaged repositories: every kind of object is truncated and has bytes flipped, one corruption at
 // a time, on a real local-directory repository; the file is put back afterwards.
 //
-// The rule checked (format.md §6, §9, §10): a restore either returns exactly the bytes that were
-// checkpointed, or fails with DataLoss (FailedPrecondition for a well-formed newer major version)
-// naming the damaged object. Which checkpoints must fail is not guessed: a recording store wrapper
-// notes, for each checkpoint, which objects and which byte ranges of them its restore reads. A
-// checkpoint whose restore reads a damaged byte (or any part of a truncated object) must fail; every
-// other checkpoint, older ones included, must still restore exactly.
+// The workload checkpoints a region and a keyed state (format.md §5.3) side by side: a full
+// checkpoint and incrementals with puts, overwrites and erases (tombstones), binary keys, the empty
+// key, 0-byte values, a value spanning frames, and an incremental that changes no entry. So the
+// objects damaged include keyed packs, keyed manifests and commit records naming keyed objects.
+//
+// The rule checked (format.md §6, §9, §9.1, §10): a restore either returns exactly the region bytes
+// and the keyed entries that were checkpointed, or fails with DataLoss (FailedPrecondition for a
+// well-formed newer major version) naming the damaged object. Which checkpoints must fail is not
+// guessed: a recording store wrapper notes, for each checkpoint, which objects and which byte
+// ranges of them its restore reads. A checkpoint whose restore reads a damaged byte (or any part of
+// a truncated object) must fail; every other checkpoint, older ones included, must still restore
+// exactly.
 //
 // Bytes a restore never reads cannot change what it restores. In this format those are the 16-byte
 // pack header (magic, version, reserved: restore locates frames through the footer and index) and
@@ -20,11 +26,14 @@
 // reservation reuse an id.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -33,8 +42,12 @@
 #include "src/util/mutex.h"
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
+#include "ickpt/keyed_state.h"
 #include "ickpt/repository.h"
+#include "src/repo/commit_record.h"
+#include "src/repo/keyed_records.h"
 #include "src/repo/keys.h"
+#include "src/repo/manifest.h"
 #include "src/repo/pack.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
@@ -46,6 +59,30 @@ namespace {
 
 constexpr uint32_t kBlock = 4096;
 constexpr uint64_t kBlocks = 96;  // 384 KiB region
+constexpr uint32_t kKeyGroups = 8;
+
+using KeyedMap = std::map<std::string, std::string>;
+
+// What one checkpoint captured, and what its restore must give back exactly.
+struct Snapshot {
+  std::string grid;  // the region's bytes
+  KeyedMap kv;       // the keyed state's entries
+  bool operator==(const Snapshot&) const = default;
+};
+
+KeyedMap Contents(const KeyedState& state) {
+  KeyedMap out;
+  state.ForEach([&](std::string_view k, std::string_view v) { out.emplace(k, v); });
+  return out;
+}
+
+// A binary key: a zero byte, the number big-endian, 0xff, and 0 to 4 more bytes, so keys share
+// prefixes, hold 0x00 and 0xff, and differ in length.
+std::string BinaryKey(uint32_t i) {
+  std::string key = {'\0', static_cast<char>(i >> 8), static_cast<char>(i), '\xff'};
+  for (uint32_t k = 0; k < i % 5; ++k) key.push_back(static_cast<char>(i * 37 + k));
+  return key;
+}
 
 // Records the objects and byte ranges read through it.
 class RecordingStore : public ObjectStoreWrapper {
@@ -127,6 +164,9 @@ class CorruptionTest : public ::testing::Test {
     ro.block_size = kBlock;
     ro.tracker = TrackerKind::kHash;
     ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
+    KeyedStateOptions ko;
+    ko.key_groups = kKeyGroups;
+    ASSERT_OK_AND_ASSIGN(KeyedState * kv, ckpt->AddKeyedState("kv", ko));
     std::mt19937_64 rng(5);
     auto fill = [&](uint64_t block, bool compressible) {
       char* p = r->data() + block * kBlock;
@@ -135,21 +175,60 @@ class CorruptionTest : public ::testing::Test {
         std::memcpy(p + k, &v, 8);
       }
     };
-    // 1: full, mixed data. 2, 3: incrementals. 4: incremental with zeroed blocks. 5: grown.
+    // Values of up to 400 bytes, compressible or not.
+    auto value = [&](uint32_t i) {
+      std::string v(rng() % 401, '\0');
+      for (size_t k = 0; k < v.size(); ++k) {
+        v[k] = static_cast<char>(i % 2 == 0 ? 'a' + (k / 16 + i) % 4 : rng());
+      }
+      return v;
+    };
+    auto put = [&](const std::string& key, std::string v) {
+      ASSERT_OK(kv->Put(key, v));
+      kv_[key] = std::move(v);
+    };
+    auto erase = [&](const std::string& key) {
+      ASSERT_EQ(kv->Erase(key), kv_.erase(key) == 1) << "key of " << key.size() << " bytes";
+    };
+    // A value of 70 KiB: its group's records span two frames and fill a pack, closed after that
+    // group (format.md §5.3). Its key is in none of the last two groups, so that the full
+    // checkpoint's records take two packs.
+    std::string big = "big";
+    while (KeyGroupOf(big, kKeyGroups) >= kKeyGroups - 2) big += '+';
+    // 1: full, mixed data; keyed: 100 binary keys, a 0-byte value, the empty key, the big value.
     for (uint64_t b = 0; b < kBlocks; ++b) fill(b, b % 3 == 0);
-    Checkpoint(ckpt.get(), r);
+    for (uint32_t i = 0; i < 100; ++i) put(BinaryKey(i), i == 7 ? std::string() : value(i));
+    put("", "the empty key");
+    put(big, std::string(70 << 10, 'b') + value(1));
+    Checkpoint(ckpt.get(), r, kv);
+    // 2: incremental; keyed: overwrites (one to 0 bytes) and new keys.
     for (uint64_t b = 10; b < 30; ++b) fill(b, false);
-    Checkpoint(ckpt.get(), r);
+    for (uint32_t i = 0; i < 100; i += 7) put(BinaryKey(i), i == 14 ? std::string() : value(i + 1));
+    for (uint32_t i = 100; i < 120; ++i) put(BinaryKey(i), value(i));
+    Checkpoint(ckpt.get(), r, kv);
+    // 3: incremental; keyed: erases (tombstones), the empty key erased, a key erased and put back,
+    // a key put and erased again (a tombstone for a key the base did not hold, or none).
     for (uint64_t b = 40; b < 48; ++b) fill(b, b % 2 == 0);
     fill(2, false);
-    Checkpoint(ckpt.get(), r);
+    for (uint32_t i = 0; i < 120; i += 5) erase(BinaryKey(i));
+    erase("");
+    put(BinaryKey(10), "back again");
+    put(BinaryKey(1000), "short-lived");
+    erase(BinaryKey(1000));
+    Checkpoint(ckpt.get(), r, kv);
+    // 4: incremental with zeroed blocks; the keyed state does not change (a manifest of no group).
     std::memset(r->data() + 12 * kBlock, 0, 4 * kBlock);
     fill(60, false);
-    Checkpoint(ckpt.get(), r);
+    Checkpoint(ckpt.get(), r, kv);
+    // 5: grown; keyed: erases, the big value overwritten with 0 bytes, the empty key back with a
+    // 0-byte value.
     ASSERT_OK(r->Grow((kBlocks + 8) * kBlock));
     fill(kBlocks + 3, false);
     fill(5, true);
-    Checkpoint(ckpt.get(), r);
+    for (uint32_t i = 1; i < 120; i += 13) erase(BinaryKey(i));
+    put(big, "");
+    put("", "");
+    Checkpoint(ckpt.get(), r, kv);
     ckpt.reset();
 
     // Which objects and bytes each checkpoint's restore reads.
@@ -159,7 +238,7 @@ class CorruptionTest : public ::testing::Test {
       RecordingStore* rec = recording.get();
       ASSERT_OK_AND_ASSIGN(auto repo2, Repository::Open(std::move(recording)));
       rec->TakeReads();  // the config: read by every open, handled separately
-      ASSERT_OK_AND_ASSIGN(std::string restored, Restore(repo2.get(), id));
+      ASSERT_OK_AND_ASSIGN(Snapshot restored, Restore(repo2.get(), id));
       ASSERT_TRUE(restored == bytes) << "checkpoint " << id << " does not restore before damage";
       reads_[id] = rec->TakeReads();
     }
@@ -170,21 +249,76 @@ class CorruptionTest : public ::testing::Test {
     }
     ASSERT_GE(objects_[std::string(kPacksPrefix)].size(), 8u) << "expected many packs";
     ASSERT_EQ(objects_[std::string(kCommitsPrefix)].size(), 5u);
+    // Which manifests and packs hold the keyed state (format.md §5.3: keyed records never share a
+    // pack with region blocks).
+    std::set<std::string> region_packs;
+    for (const std::string& key : Objects(kManifestsPrefix)) {
+      ASSERT_OK_AND_ASSIGN(Manifest m, DecodeManifest(ReadFileBytes(root_ + "/" + key), key));
+      const bool keyed = m.object_type == StateObjectType::kKeyed;
+      if (keyed) keyed_manifests_[key] = m;
+      for (const Sha256Digest& pack : m.packs) {
+        (keyed ? keyed_packs_ : region_packs).insert(PackKey(ToHex(pack)));
+      }
+    }
+    ASSERT_EQ(keyed_manifests_.size(), 5u);
+    ASSERT_GE(keyed_packs_.size(), 5u);
+    // The workload makes what it says: a full manifest of two packs, tombstones, a manifest of no
+    // group, a group's records longer than a frame.
+    uint64_t tombstones = 0, without_groups = 0, longest = 0;
+    for (const auto& [key, m] : keyed_manifests_) {
+      if (m.kind == CheckpointKind::kFull) {
+        EXPECT_EQ(m.packs.size(), 2u) << key;
+      }
+      without_groups += m.groups.empty();
+      for (const KeyGroupSpan& g : m.groups) {
+        tombstones += g.tombstones;
+        longest = std::max(longest, g.raw_length);
+      }
+    }
+    EXPECT_GT(tombstones, 0u);
+    EXPECT_EQ(without_groups, 1u);
+    EXPECT_GT(longest, kMaxFrameRawBytes);
+    for (const std::string& key : keyed_packs_) {
+      EXPECT_FALSE(region_packs.contains(key)) << key << " holds region blocks and keyed records";
+    }
   }
 
-  void Checkpoint(Checkpointer* ckpt, Region* r) {
-    std::string bytes(r->data(), r->size());
+  void Checkpoint(Checkpointer* ckpt, Region* r, KeyedState* kv) {
+    Snapshot snapshot{std::string(r->data(), r->size()), Contents(*kv)};
+    ASSERT_EQ(snapshot.kv, kv_);
     auto handle = ckpt->Checkpoint();
     ASSERT_OK(handle.status());
     ASSERT_OK_AND_ASSIGN(CommitRecord record, handle->Wait());
-    snapshots_[record.id] = std::move(bytes);
+    // The keyed state is full at the first checkpoint only (the default policy), so every later
+    // restore reads a chain.
+    const bool first = snapshots_.empty();
+    bool found = false;
+    for (const StateObjectRecord& o : record.participants.at(0).state_objects) {
+      if (o.name != "kv") continue;
+      found = true;
+      EXPECT_EQ(o.type, StateObjectType::kKeyed);
+      EXPECT_EQ(o.kind, first ? CheckpointKind::kFull : CheckpointKind::kIncremental);
+      EXPECT_EQ(o.entries, kv_.size());
+    }
+    EXPECT_TRUE(found) << "checkpoint " << record.id << " has no keyed state";
+    snapshots_[record.id] = std::move(snapshot);
   }
 
-  // Restores `id` into a fresh checkpointer.
-  static absl::StatusOr<std::string> Restore(Repository* repo, uint64_t id) {
-    absl::StatusOr<testing::RestoredRegion> restored = testing::RestoreRegionFresh(repo, id, "grid");
-    if (!restored.ok()) return restored.status();
-    return std::move(restored->bytes);
+  // Restores `id` into a fresh checkpointer, which creates the region and the keyed state.
+  static absl::StatusOr<Snapshot> Restore(Repository* repo, uint64_t id) {
+    absl::StatusOr<std::unique_ptr<Checkpointer>> ckpt = Checkpointer::Open(repo);
+    if (!ckpt.ok()) return ckpt.status();
+    RestoreOptions options;
+    options.id = id;
+    options.on_unregistered = OnUnregistered::kCreate;
+    absl::StatusOr<CommitRecord> record = (*ckpt)->Restore(options);
+    if (!record.ok()) return record.status();
+    const Region* region = (*ckpt)->FindRegion("grid");
+    const KeyedState* kv = (*ckpt)->FindKeyedState("kv");
+    if (region == nullptr || kv == nullptr) {
+      return absl::NotFoundError("checkpoint " + std::to_string(id) + " lacks 'grid' or 'kv'");
+    }
+    return Snapshot{std::string(region->data(), region->size()), Contents(*kv)};
   }
 
   // Whether checkpoint `id`'s restore read byte `offset` of `key` (any byte, for kAnyByte).
@@ -239,8 +373,8 @@ class CorruptionTest : public ::testing::Test {
       for (const auto& [id, snapshot] : snapshots_) {
         const bool reads_damage = ReadsByte(id, key, damaged_offset);
         any_read |= reads_damage;
-        absl::StatusOr<std::string> restored =
-            repo.ok() ? Restore(repo->get(), id) : absl::StatusOr<std::string>(repo.status());
+        absl::StatusOr<Snapshot> restored =
+            repo.ok() ? Restore(repo->get(), id) : absl::StatusOr<Snapshot>(repo.status());
         Outcome outcome;
         if (restored.ok()) {
           if (*restored != snapshot) {
@@ -306,12 +440,18 @@ class CorruptionTest : public ::testing::Test {
     return objects_[std::string(prefix)];
   }
   uint64_t CommitIdOf(const std::string& key) { return *ParseIdKey(key, kCommitsPrefix); }
+  bool IsKeyedObject(const std::string& key) const {
+    return keyed_manifests_.contains(key) || keyed_packs_.contains(key);
+  }
 
   testing::TempDir dir_;
   std::string root_;
-  std::map<uint64_t, std::string> snapshots_;
+  KeyedMap kv_;  // the keyed state's entries, mirrored while the workload runs
+  std::map<uint64_t, Snapshot> snapshots_;
   std::map<uint64_t, RecordingStore::Reads> reads_;
   std::map<std::string, std::vector<std::string>> objects_;
+  std::map<std::string, Manifest> keyed_manifests_;  // by key
+  std::set<std::string> keyed_packs_;                // packs the keyed manifests refer to
 };
 
 // A JSON envelope (format.md §3.1): magic, major, payload length, middle, checksum.
@@ -329,6 +469,125 @@ std::string EnvelopeWithMajor2(std::string bytes) {
   PutFixed64(&sum, Xxh3(std::string_view(bytes).substr(0, bytes.size() - 8)));
   bytes.replace(bytes.size() - 8, 8, sum);
   return bytes;
+}
+
+// The same for a manifest (format.md §5): major version 2, trailer fixed. The manifest's name no
+// longer matches its hash, so a reader refuses it either way: as newer, or as damaged.
+std::string ManifestWithMajor2(std::string bytes) {
+  bytes[8] = 2;
+  bytes[9] = 0;
+  std::string sum;
+  PutFixed64(&sum, Xxh3(std::string_view(bytes).substr(0, bytes.size() - 8)));
+  bytes.replace(bytes.size() - 8, 8, sum);
+  return bytes;
+}
+
+// The fields of a keyed manifest (format.md §5.3) worth damaging by name, found by walking its
+// layout: the header fields of §5 (magic, version and checkpoint id lie where they lie in a region
+// manifest, whose flips cover them), then the keyed body.
+std::vector<std::pair<std::string, uint64_t>> KeyedManifestFlips(std::string_view bytes) {
+  std::vector<std::pair<std::string, uint64_t>> flips;
+  Decoder d(bytes.substr(12, bytes.size() - 20));
+  auto at = [&]() -> uint64_t { return bytes.size() - 8 - d.remaining(); };
+  uint64_t v = 0, packs = 0, groups = 0;
+  uint8_t b = 0;
+  std::string_view s;
+  bool ok = d.GetVarint64(&v) && d.GetVarint64(&v);
+  flips.emplace_back("kind (full or incremental)", at());
+  ok = ok && d.GetFixed8(&b) && d.GetVarint64(&v) && d.GetLengthPrefixed(&s) &&
+       d.GetLengthPrefixed(&s);
+  flips.emplace_back("object_type (1: keyed)", at());
+  ok = ok && d.GetFixed8(&b);
+  flips.emplace_back("key_groups", at());
+  ok = ok && d.GetVarint64(&v) && d.GetVarint64(&v);
+  flips.emplace_back("group_end", at());
+  ok = ok && d.GetVarint64(&v);
+  flips.emplace_back("entry_count", at());
+  ok = ok && d.GetVarint64(&v) && d.GetVarint64(&v);
+  flips.emplace_back("pack count", at());
+  ok = ok && d.GetVarint64(&packs);
+  if (ok && packs > 0) flips.emplace_back("first pack's sha256, last byte", at() + 31);
+  ok = ok && d.GetBytes(packs * 32, &s);
+  flips.emplace_back("key group count", at());
+  ok = ok && d.GetVarint64(&groups);
+  for (uint64_t g = 0; ok && g < groups; ++g) {
+    const bool first = g == 0, last = g + 1 == groups;
+    if (first) flips.emplace_back("first span's group gap", at());
+    ok = d.GetVarint64(&v);
+    if (first) flips.emplace_back("first span's pack_ref", at());
+    ok = ok && d.GetVarint64(&v);
+    if (last) flips.emplace_back("last span's raw_offset", at());
+    ok = ok && d.GetVarint64(&v);
+    if (first) flips.emplace_back("first span's raw_length", at());
+    ok = ok && d.GetVarint64(&v);
+    if (first) flips.emplace_back("first span's records", at());
+    ok = ok && d.GetVarint64(&v);
+    if (last) flips.emplace_back("last span's tombstones", at());
+    ok = ok && d.GetVarint64(&v);
+  }
+  EXPECT_TRUE(ok && d.empty()) << "keyed manifest layout not as format.md §5.3 says";
+  flips.emplace_back("checksum last byte", bytes.size() - 1);
+  return flips;
+}
+
+// A pack's raw stream and how its frames cut it (format.md §4).
+struct UnpackedPack {
+  std::string raw;
+  std::vector<FrameInfo> frames;
+};
+UnpackedPack Unpack(std::string_view bytes, const std::string& key) {
+  UnpackedPack out;
+  absl::StatusOr<PackFooter> footer =
+      ParsePackFooter(bytes.substr(bytes.size() - kPackFooterBytes), bytes.size(), key);
+  EXPECT_OK(footer.status());
+  if (!footer.ok()) return out;
+  absl::StatusOr<PackIndex> index =
+      ParsePackIndex(bytes.substr(footer->index_offset, footer->index_length),
+                     footer->index_offset, bytes.size(), footer->index_xxh3, key);
+  EXPECT_OK(index.status());
+  if (!index.ok()) return out;
+  for (const FrameInfo& f : index->frames) {
+    absl::StatusOr<std::string> raw =
+        DecodeFrame(f, bytes.substr(f.stored_offset, f.stored_len), key);
+    EXPECT_OK(raw.status());
+    out.raw += raw.value_or("");
+  }
+  out.frames = std::move(index->frames);
+  return out;
+}
+
+// A pack of the same frame cuts holding `raw`, every checksum (frames, index, footer) computed
+// afresh: a reader's checksums all verify, whatever `raw` holds.
+std::string Repack(const UnpackedPack& pack) {
+  PackBuilder builder;
+  for (const FrameInfo& f : pack.frames) {
+    builder.AddFrame(EncodeFrame(std::string_view(pack.raw).substr(f.raw_offset, f.raw_len), 3));
+  }
+  return builder.Finish().bytes;
+}
+
+// The first two records of a key group's span (format.md §5.3): where the first one's key lies
+// in the span, and both keys.
+struct FirstRecords {
+  uint64_t key_offset = 0;
+  std::string key;
+  std::string next_key;
+};
+FirstRecords ParseFirstTwoRecords(std::string_view records) {
+  FirstRecords out;
+  Decoder d(records);
+  for (int i = 0; i < 2; ++i) {
+    uint8_t type = 0;
+    uint64_t key_len = 0, value_len = 0;
+    std::string_view key, value;
+    bool ok = d.GetFixed8(&type) && d.GetVarint64(&key_len) &&
+              (type == kKeyedRecordTombstone || d.GetVarint64(&value_len));
+    if (i == 0) out.key_offset = records.size() - d.remaining();
+    ok = ok && d.GetBytes(key_len, &key) && d.GetBytes(value_len, &value);
+    EXPECT_TRUE(ok) << "record " << i << " of the span does not parse";
+    (i == 0 ? out.key : out.next_key) = std::string(key);
+  }
+  return out;
 }
 
 TEST_F(CorruptionTest, DamagedConfigIsReportedWhenOpening) {
@@ -349,20 +608,46 @@ TEST_F(CorruptionTest, DamagedConfigIsReportedWhenOpening) {
 
 TEST_F(CorruptionTest, DamagedCommitRecordsFailTheirDependentsOnly) {
   Tally tally;
+  int naming_keyed = 0;
   for (const std::string& key : Objects(kCommitsPrefix)) {
-    const uint64_t size = ReadFileBytes(root_ + "/" + key).size();
-    DamageObject("commit", key, EnvelopeFlips(size), &tally);
-    RunCase("commit " + key + " with major version 2", key,
-            EnvelopeWithMajor2(ReadFileBytes(root_ + "/" + key)), 8, true, &tally, false);
+    const std::string bytes = ReadFileBytes(root_ + "/" + key);
+    std::vector<std::pair<std::string, uint64_t>> flips = EnvelopeFlips(bytes.size());
+    // Every commit record names the keyed state (format.md §6: type "keyed" and its counts):
+    // damage its entry too.
+    ASSERT_OK_AND_ASSIGN(CommitRecord record, DecodeCommitRecord(bytes, key));
+    for (const StateObjectRecord& o : record.participants.at(0).state_objects) {
+      if (o.type == StateObjectType::kKeyed) ++naming_keyed;
+    }
+    // The 'k' of "keyed", the first digit of key_groups.
+    for (const auto& [field, skip] : {std::pair<std::string_view, size_t>{"\"type\":\"keyed\"", 8},
+                                      {"\"key_groups\":", 13}}) {
+      const size_t at = bytes.find(field);
+      ASSERT_NE(at, std::string::npos) << key << " has no " << field;
+      flips.emplace_back("keyed state object's " + std::string(field), at + skip);
+    }
+    DamageObject("commit", key, flips, &tally);
+    RunCase("commit " + key + " with major version 2", key, EnvelopeWithMajor2(bytes), 8, true,
+            &tally, false);
   }
+  EXPECT_EQ(naming_keyed, 5);
   EXPECT_EQ(tally.detected, tally.trials);
   EXPECT_GT(tally.outcomes[Outcome::kIntact], 0) << "older checkpoints must still restore";
 }
 
 TEST_F(CorruptionTest, DamagedManifestsFailTheirDependentsOnly) {
   Tally tally;
+  int keyed = 0;
   for (const std::string& key : Objects(kManifestsPrefix)) {
-    const uint64_t size = ReadFileBytes(root_ + "/" + key).size();
+    const std::string bytes = ReadFileBytes(root_ + "/" + key);
+    const uint64_t size = bytes.size();
+    if (keyed_manifests_.contains(key)) {
+      // Every field of the keyed body by name (format.md §5.3), and a newer major version.
+      ++keyed;
+      DamageObject("keyed manifest", key, KeyedManifestFlips(bytes), &tally);
+      RunCase("keyed manifest " + key + " with major version 2", key, ManifestWithMajor2(bytes), 8,
+              /*allow_newer=*/true, &tally, false);
+      continue;
+    }
     // Header: magic (0..7), major (8), minor (10); the first body varint (checkpoint id) at 12;
     // the trailer checksum ends the object.
     DamageObject("manifest", key,
@@ -370,13 +655,16 @@ TEST_F(CorruptionTest, DamagedManifestsFailTheirDependentsOnly) {
                   {"checksum last byte", size - 1}},
                  &tally);
   }
+  EXPECT_EQ(keyed, 5);
   EXPECT_EQ(tally.detected, tally.trials);
   EXPECT_GT(tally.outcomes[Outcome::kIntact], 0);
 }
 
 TEST_F(CorruptionTest, DamagedPacksFailTheirDependentsOnly) {
   Tally tally;
+  size_t keyed = 0;
   for (const std::string& key : Objects(kPacksPrefix)) {
+    if (keyed_packs_.contains(key)) ++keyed;
     const std::string bytes = ReadFileBytes(root_ + "/" + key);
     const uint64_t size = bytes.size();
     ASSERT_OK_AND_ASSIGN(PackFooter footer,
@@ -403,11 +691,86 @@ TEST_F(CorruptionTest, DamagedPacksFailTheirDependentsOnly) {
     RunCase("pack " + key + " with index major version 2", key, newer, footer.index_offset,
             /*allow_newer=*/true, &tally, false);
   }
-  std::cout << "packs: " << tally.trials << " cases, " << tally.detected << " detected, "
+  std::cout << "packs: " << tally.trials << " cases over " << Objects(kPacksPrefix).size()
+            << " packs (" << keyed << " keyed), " << tally.detected << " detected, "
             << tally.unread_verified << " in bytes no restore reads (caught by VerifyPack)\n";
+  EXPECT_EQ(keyed, keyed_packs_.size());
   EXPECT_EQ(tally.detected + tally.unread_verified, tally.trials);
   EXPECT_EQ(tally.unread_missed, 0);
   EXPECT_GT(tally.outcomes[Outcome::kIntact], 0);
+}
+
+// Keyed records broken behind valid checksums, as a faulty writer would leave them: the pack is
+// rebuilt with its frames, index and footer checksums recomputed, so only the record rules of
+// format.md §5.3 (DecodeKeyedGroup) stand between the damage and the restored state. Each case
+// changes the first record of a key group of the full keyed checkpoint, keeping every length: its
+// type byte becomes 2 (unknown), its key moves to another key group, its key sorts after the next
+// one. Every checkpoint reading the pack must fail with DataLoss naming it, never restore a map
+// that differs from the reference.
+TEST_F(CorruptionTest, KeyedRecordsBrokenBehindValidChecksumsAreRefused) {
+  const Manifest* full = nullptr;
+  std::string full_key;
+  for (const auto& [key, m] : keyed_manifests_) {
+    if (m.kind != CheckpointKind::kFull) continue;
+    full = &m;
+    full_key = key;
+  }
+  ASSERT_NE(full, nullptr);
+  // A group whose first key is not empty and that has a second record.
+  const KeyGroupSpan* span = nullptr;
+  for (const KeyGroupSpan& g : full->groups) {
+    if (g.records >= 2 && g.group != KeyGroupOf("", kKeyGroups)) {
+      span = &g;
+      break;
+    }
+  }
+  ASSERT_NE(span, nullptr) << full_key;
+  const std::string pack = PackKey(ToHex(full->packs[span->pack_ref - 1]));
+  const UnpackedPack original = Unpack(ReadFileBytes(root_ + "/" + pack), pack);
+  ASSERT_GE(original.raw.size(), span->raw_offset + span->raw_length);
+  const FirstRecords first = ParseFirstTwoRecords(
+      std::string_view(original.raw).substr(span->raw_offset, span->raw_length));
+  ASSERT_FALSE(first.key.empty());
+  const uint64_t key_at = span->raw_offset + first.key_offset;
+
+  // The first key with its last byte replaced so that `accept` holds, or nullopt.
+  auto replace_last_byte = [&](std::string key, auto accept) -> std::optional<std::string> {
+    for (int c = 0; c < 256; ++c) {
+      key.back() = static_cast<char>(c);
+      if (accept(key)) return key;
+    }
+    return std::nullopt;
+  };
+  std::optional<std::string> other_group = replace_last_byte(first.key, [&](const std::string& k) {
+    return KeyGroupOf(k, kKeyGroups) != span->group;
+  });
+  std::string high = first.key;
+  high[0] = '\xff';  // binary keys start with 0x00: this sorts after every other key
+  std::optional<std::string> out_of_order = replace_last_byte(high, [&](const std::string& k) {
+    return KeyGroupOf(k, kKeyGroups) == span->group && k > first.next_key;
+  });
+  ASSERT_TRUE(other_group.has_value() && out_of_order.has_value());
+
+  const std::vector<std::pair<std::string, std::function<void(std::string*)>>> cases = {
+      {"record type 2", [&](std::string* raw) { (*raw)[span->raw_offset] = 2; }},
+      {"key of another key group",
+       [&](std::string* raw) { raw->replace(key_at, other_group->size(), *other_group); }},
+      {"keys out of order",
+       [&](std::string* raw) { raw->replace(key_at, out_of_order->size(), *out_of_order); }},
+  };
+  Tally tally;
+  for (const auto& [what, edit] : cases) {
+    UnpackedPack forged = original;
+    edit(&forged.raw);
+    ASSERT_EQ(forged.raw.size(), original.raw.size());
+    RunCase("pack " + pack + " (key group " + std::to_string(span->group) + "): " + what +
+                ", checksums recomputed",
+            pack, Repack(forged), kAnyByte, /*allow_newer=*/false, &tally,
+            /*expect_messages=*/true);
+  }
+  EXPECT_EQ(tally.detected, tally.trials);
+  EXPECT_EQ(tally.outcomes[Outcome::kDetected], 3 * static_cast<int>(snapshots_.size()))
+      << "every checkpoint's chain holds the full keyed checkpoint";
 }
 
 TEST_F(CorruptionTest, DamagedIdReservationsAreHarmlessAndIdsAreNotReused) {
@@ -422,7 +785,7 @@ TEST_F(CorruptionTest, DamagedIdReservationsAreHarmlessAndIdsAreNotReused) {
   }
   ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(root_, /*create=*/false));
   for (const auto& [id, snapshot] : snapshots_) {
-    ASSERT_OK_AND_ASSIGN(std::string restored, Restore(repo.get(), id));
+    ASSERT_OK_AND_ASSIGN(Snapshot restored, Restore(repo.get(), id));
     EXPECT_TRUE(restored == snapshot) << "checkpoint " << id;
   }
   ASSERT_OK_AND_ASSIGN(uint64_t next, repo->ReserveCheckpointId());
@@ -438,7 +801,8 @@ int EnvInt(const char* name, int fallback) {
   return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
 }
 
-// Random flips and truncations of random objects (config, commit records, manifests, packs).
+// Random flips and truncations of random objects (config, commit records, manifests, packs; keyed
+// manifests and packs among them).
 TEST_F(CorruptionTest, RandomDamageIsNeverRestoredSilently) {
   const int trials = EnvInt("ICKPT_CORRUPTION_TRIALS", 2000);
   std::mt19937_64 rng(EnvInt("ICKPT_CORRUPTION_SEED", 11));
@@ -449,9 +813,10 @@ TEST_F(CorruptionTest, RandomDamageIsNeverRestoredSilently) {
   std::map<std::string, std::string> originals;
   for (const std::string& key : keys) originals[key] = ReadFileBytes(root_ + "/" + key);
   Tally tally;
-  int flips = 0, truncations = 0;
+  int flips = 0, truncations = 0, keyed = 0;
   for (int t = 0; t < trials && !HasFailure(); ++t) {
     const std::string& key = keys[rng() % keys.size()];
+    if (IsKeyedObject(key)) ++keyed;
     const std::string& original = originals[key];
     std::string damaged = original;
     uint64_t offset;
@@ -475,7 +840,8 @@ TEST_F(CorruptionTest, RandomDamageIsNeverRestoredSilently) {
             major_field, &tally, false);
   }
   std::cout << "corruption campaign: trials=" << tally.trials << " flips=" << flips
-            << " truncations=" << truncations << " detected=" << tally.detected
+            << " truncations=" << truncations << " keyed_objects=" << keyed
+            << " detected=" << tally.detected
             << " unread_caught_by_verify=" << tally.unread_verified
             << " restores_detected=" << tally.outcomes[Outcome::kDetected]
             << " restores_intact=" << tally.outcomes[Outcome::kIntact]
@@ -484,6 +850,7 @@ TEST_F(CorruptionTest, RandomDamageIsNeverRestoredSilently) {
             << " wrong_error=" << tally.outcomes[Outcome::kWrongError]
             << " spurious_failures=" << tally.outcomes[Outcome::kSpuriousFailure] << std::endl;
   RecordProperty("trials", tally.trials);
+  RecordProperty("keyed_object_trials", keyed);
   RecordProperty("detected", tally.detected);
   RecordProperty("unread_caught_by_verify", tally.unread_verified);
   RecordProperty("wrong_bytes", tally.outcomes[Outcome::kWrongBytes]);
@@ -495,6 +862,9 @@ TEST_F(CorruptionTest, RandomDamageIsNeverRestoredSilently) {
   EXPECT_EQ(tally.outcomes[Outcome::kSpuriousFailure], 0);
   EXPECT_EQ(tally.unread_missed, 0);
   EXPECT_EQ(tally.detected + tally.unread_verified, tally.trials);
+  if (trials >= 100) {
+    EXPECT_GT(keyed, trials / 10) << "keyed manifests and packs must take their share of damage";
+  }
 }
 
 }  // namespace

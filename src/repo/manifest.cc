@@ -53,7 +53,7 @@ std::optional<std::string> FindKeyedViolation(const Manifest& m) {
       return StrCat("key group ", g.group, " has ", g.records, " records and ", g.tombstones,
                     " tombstones");
     }
-    // The smallest record takes 3 bytes (type, key length, value length or a 1-byte key).
+    // The smallest record takes 2 bytes (a tombstone of the empty key: type, key length 0).
     if (g.records > g.raw_length / 2) {
       return StrCat("key group ", g.group, ": ", g.records, " records cannot fit in ", g.raw_length,
                     " bytes");
