@@ -1,5 +1,6 @@
 #include "ickpt/repository.h"
 
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -270,6 +271,125 @@ TEST_F(RepositoryTest, StrayKeysUnderCommitsAreIgnored) {
   ASSERT_TRUE(store_->Put("commits/00000000000000000099.bak", "x").ok());
   EXPECT_EQ(*repo->ListCommitIds(), (std::vector<uint64_t>{5}));
   EXPECT_EQ(*repo->ReserveCheckpointId(), 6u);
+}
+
+}  // namespace
+}  // namespace ickpt
+
+namespace ickpt {
+namespace {
+
+// The group commit (format.md §11) on its own: what it refuses, and what the record it writes holds.
+class GroupCommitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::Create(NewMemoryStore());
+    ASSERT_TRUE(repo.ok()) << repo.status();
+    repo_ = *std::move(repo);
+  }
+  // An acknowledgement of checkpoint `id` by `participant`, full unless `parent` is given.
+  static CommitRecord Ack(uint64_t id, const std::string& participant,
+                          std::optional<uint64_t> parent = std::nullopt) {
+    CommitRecord r;
+    r.id = id;
+    r.parent = parent;
+    r.created = absl::FromUnixNanos(1'800'000'000'000'000'000 + id * 1000 + participant.size());
+    const std::string sha = ToHex(Sha256(participant + std::to_string(id)));
+    StateObjectRecord o;
+    o.name = "kv";
+    o.type = StateObjectType::kKeyed;
+    o.manifest = ManifestKey(sha);
+    o.manifest_sha256 = sha;
+    o.tracker = "keyed";
+    o.key_groups = 128;
+    o.entries = 10;
+    o.logical_bytes = 100;
+    o.stored_bytes = 50;
+    if (parent.has_value()) {
+      o.kind = CheckpointKind::kIncremental;
+      o.depth = 1;
+      r.kind = CheckpointKind::kIncremental;
+      r.depth = 1;
+    }
+    r.participants = {{.name = participant, .state_objects = {o}}};
+    r.logical_bytes = 100;
+    r.stored_bytes = 50;
+    return r;
+  }
+  std::unique_ptr<Repository> repo_;
+};
+
+TEST_F(GroupCommitTest, CommitsEveryAcknowledgementInOneRecord) {
+  CommitRecord a = Ack(1, "p0"), b = Ack(1, "p1");
+  a.metadata = {{"offset/p0", "10"}};
+  b.metadata = {{"offset/p1", "20"}};
+  ASSERT_TRUE(repo_->PublishAck(a).ok());
+  ASSERT_TRUE(repo_->PublishAck(b).ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(repo_->PublishAck(a)));
+  GroupCommitOptions options;
+  options.participants = {"p1", "p0"};
+  options.metadata = {{"job", "wordcount"}};
+  absl::StatusOr<CommitRecord> c = repo_->CommitGroup(1, options);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->participants.size(), 2u);
+  EXPECT_EQ(c->participants[0].name, "p0");  // participant-name order
+  EXPECT_EQ(c->logical_bytes, 200u);
+  EXPECT_EQ(c->stored_bytes, 100u);
+  EXPECT_EQ(c->created, a.created);  // the earliest
+  EXPECT_EQ(c->metadata.size(), 3u);
+  absl::StatusOr<CommitRecord> read = repo_->ReadCommit(1);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->participants.size(), 2u);
+  EXPECT_TRUE(absl::IsAlreadyExists(repo_->CommitGroup(1, options).status()));
+}
+
+TEST_F(GroupCommitTest, RefusesWithoutWritingAnything) {
+  auto refused = [&](uint64_t id, const GroupCommitOptions& options, std::string_view why) {
+    absl::Status s = repo_->CommitGroup(id, options).status();
+    EXPECT_TRUE(absl::IsFailedPrecondition(s) || absl::IsInvalidArgument(s)) << s;
+    EXPECT_NE(std::string(s.message()).find(why), std::string::npos) << s;
+    EXPECT_TRUE(absl::IsNotFound(repo_->ReadCommit(id).status()));
+  };
+  GroupCommitOptions both;
+  both.participants = {"p0", "p1"};
+  // A participant missing.
+  ASSERT_TRUE(repo_->PublishAck(Ack(1, "p0")).ok());
+  refused(1, both, "'p1'");
+  // Parents disagree.
+  ASSERT_TRUE(repo_->PublishAck(Ack(2, "p0")).ok());
+  ASSERT_TRUE(repo_->PublishAck(Ack(2, "p1", /*parent=*/1)).ok());
+  refused(2, both, "parent");
+  // Built on a checkpoint that is not committed.
+  ASSERT_TRUE(repo_->PublishAck(Ack(3, "p0", 1)).ok());
+  ASSERT_TRUE(repo_->PublishAck(Ack(3, "p1", 1)).ok());
+  refused(3, both, "not committed");
+  // Metadata given twice with different values, and an epoch that is not the group's.
+  CommitRecord a = Ack(4, "p0"), b = Ack(4, "p1");
+  a.metadata = {{"offset", "1"}};
+  b.metadata = {{"offset", "2"}};
+  ASSERT_TRUE(repo_->PublishAck(a).ok());
+  ASSERT_TRUE(repo_->PublishAck(b).ok());
+  refused(4, both, "metadata");
+  ASSERT_TRUE(repo_->PublishAck(Ack(5, "p0")).ok());
+  ASSERT_TRUE(repo_->PublishAck(Ack(5, "p1")).ok());
+  GroupCommitOptions epoch = both;
+  epoch.epoch = 7;
+  refused(5, epoch, "epoch");
+  // A participant named twice, or none.
+  GroupCommitOptions twice;
+  twice.participants = {"p0", "p0"};
+  refused(5, twice, "twice");
+  refused(5, GroupCommitOptions{}, "no participant");
+  // An acknowledgement must be of one participant with a name usable in a key.
+  CommitRecord bad = Ack(6, "P 0");
+  EXPECT_TRUE(absl::IsInvalidArgument(repo_->PublishAck(bad)));
+  CommitRecord two = Ack(6, "p0");
+  two.participants.push_back(Ack(6, "p1").participants[0]);
+  EXPECT_TRUE(absl::IsInvalidArgument(repo_->PublishAck(two)));
+  // After all that, the listing shows exactly what was acknowledged.
+  absl::StatusOr<std::vector<std::string>> acks = repo_->ListAcks(2);
+  ASSERT_TRUE(acks.ok());
+  EXPECT_EQ(*acks, (std::vector<std::string>{"p0", "p1"}));
 }
 
 }  // namespace
