@@ -25,6 +25,8 @@ main() {
       [[ -f $supp/lsan.supp ]] && export LSAN_OPTIONS=suppressions=$supp/lsan.supp
       [[ -f $supp/ubsan.supp ]] && ubsan_options+=:suppressions=$supp/ubsan.supp
       export ASAN_OPTIONS=$asan_options UBSAN_OPTIONS=$ubsan_options
+      # ASan runs the code 2-3x slower: the crash driver gets a longer budget for its 60 kills.
+      export ICKPT_TORTURE_SECONDS=${ICKPT_TORTURE_SECONDS:-90}
       # install_example builds examples/basic against the installed package without sanitizers, so
       # its link against the instrumented library fails for a reason that is not a finding.
       ctest_exclude=(-E '^install_example$')

@@ -228,6 +228,11 @@ struct Checkpointer::Impl {
   mutable Mutex mu;
   std::map<std::string, std::unique_ptr<Region>, std::less<>> regions ABSL_GUARDED_BY(mu);
   std::map<std::string, std::unique_ptr<KeyedState>, std::less<>> keyed ABSL_GUARDED_BY(mu);
+  // Change sets of failed checkpoints, in capture order, waiting to go back into their states'
+  // tracking. A keyed state's table may only be touched while the application is stopped (unlike
+  // a region's atomic dirty bits), so the persist thread that sees the failure leaves them here and
+  // the next capture merges them back, in its pause, before it captures.
+  std::vector<std::pair<KeyedState*, KeyedChangeSet>> keyed_merge_back ABSL_GUARDED_BY(mu);
   // The lineage as the next capture sees it: in-flight checkpoints assumed to succeed.
   std::optional<uint64_t> capture_parent ABSL_GUARDED_BY(mu);
   std::map<std::string, Lineage, std::less<>> capture_lineage ABSL_GUARDED_BY(mu);
@@ -521,8 +526,11 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     c.pause_ns = NowNs() - object_start;
     job->objects.push_back(std::move(c));
   }
-  // Keyed states: the change set (or, for a full checkpoint, every entry) is copied now; records
-  // are encoded and written while persisting. Cannot fail.
+  // Keyed states: first the changes of failed checkpoints go back (see keyed_merge_back), then the
+  // change set (or, without a base, every entry) is copied; records are encoded and written while
+  // persisting. Cannot fail.
+  for (auto& [state, changes] : keyed_merge_back) KeyedStateAccess::MergeBack(*state, changes);
+  keyed_merge_back.clear();
   for (auto& [name, state] : keyed) {
     const int64_t object_start = NowNs();
     KeyedCapture k;
@@ -619,7 +627,7 @@ void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
   // Everything this checkpoint captured goes back into the dirty sets, so the next checkpoint
   // carries it (nothing is lost), and the lineage falls back to what is committed.
   for (ObjectCapture& c : job.objects) RegionAccess::MergeBack(*c.region, c.dirty);
-  for (KeyedCapture& k : job.keyed) KeyedStateAccess::MergeBack(*k.state, k.changes);
+  for (KeyedCapture& k : job.keyed) keyed_merge_back.emplace_back(k.state, std::move(k.changes));
   ++generation;
   capture_parent = committed_parent;
   capture_lineage.clear();
@@ -1232,6 +1240,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   }
   committed_parent = id;
   MutexLock lock(&mu);
+  keyed_merge_back.clear();  // the restored states replace what those changes were about
   capture_parent = id;
   capture_lineage.clear();
   for (const auto& [name, object] : committed) capture_lineage[name] = object.lineage;

@@ -547,5 +547,34 @@ TEST(KeyedFaultTest, EveryFailedStoreCallLosesNothing) {
   }
 }
 
+// A keyed checkpoint that fails while the application keeps writing: the failure is seen on the
+// persist thread, which must not touch the state (the application owns it between captures); the
+// changes go back at the next capture and that checkpoint carries them all.
+TEST(KeyedFaultTest, FailureWhileTheApplicationWritesLosesNothing) {
+  auto base = NewMemoryStore();
+  auto fault = std::make_unique<FaultInjectionStore>(base.get());
+  FaultInjectionStore* faults = fault.get();
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::Create(std::move(fault)));
+  ASSERT_OK_AND_ASSIGN(Participant p, OpenParticipant(repo.get(), 0, 1, false));
+  Mutator mutate(17, 128, {0, 128});
+  Reference ref;
+  for (int round = 0; round < 20; ++round) {
+    mutate.Step(p.state, &ref, 200);
+    if (round % 2 == 1) {
+      faults->FailNthCallMatching("manifests/", 1, absl::UnavailableError("injected I/O error"));
+    }
+    ASSERT_OK_AND_ASSIGN(CheckpointHandle h, p.checkpointer->Checkpoint());
+    // Writes while the checkpoint persists (and, every other round, fails).
+    mutate.Step(p.state, &ref, 300);
+    absl::Status s = h.Wait().status();
+    EXPECT_EQ(s.ok(), round % 2 == 0) << s;
+    faults->ClearFaults();
+  }
+  ASSERT_OK(p.checkpointer->Checkpoint().value().Wait().status());
+  ASSERT_OK_AND_ASSIGN(Participant check, OpenParticipant(repo.get(), 0, 1, false));
+  ASSERT_OK(check.checkpointer->Restore().status());
+  EXPECT_EQ(Contents(*check.state), ref);
+}
+
 }  // namespace
 }  // namespace ickpt

@@ -15,7 +15,7 @@
 //
 // Driver knobs (environment):
 //   ICKPT_TORTURE_KILLS    kills to make (default 60: the CI mode)
-//   ICKPT_TORTURE_SECONDS  time budget for the kills (default 20); running out first fails
+//   ICKPT_TORTURE_SECONDS  time budget for the kills (default 45); running out first fails
 //   ICKPT_TORTURE_SEED     seed of the kill delays (default 1)
 // Long mode: ICKPT_TORTURE_KILLS=1000 ICKPT_TORTURE_SECONDS=1800. The test prints one summary line,
 //   torture: kills=N restores=N kills_during_persist=N lost_commits=N corrupt_restores=N
@@ -481,7 +481,7 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
   testing::TempDir dir;
   const std::string repo_path = dir.Join("repo");
   const int target_kills = EnvInt("ICKPT_TORTURE_KILLS", 60);
-  const auto budget = std::chrono::seconds(EnvInt("ICKPT_TORTURE_SECONDS", 20));
+  const auto budget = std::chrono::seconds(EnvInt("ICKPT_TORTURE_SECONDS", 45));
   const auto start = std::chrono::steady_clock::now();
   std::mt19937_64 rng(EnvInt("ICKPT_TORTURE_SEED", 1));
 
