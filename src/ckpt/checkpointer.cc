@@ -261,6 +261,13 @@ struct Checkpointer::Impl {
   absl::StatusOr<StateObjectRecord> PersistObject(const PersistJob& job, ObjectCapture& capture,
                                                   std::vector<std::pair<uint64_t, BlockLocation>>* fresh);
   absl::StatusOr<StateObjectRecord> PersistKeyed(const PersistJob& job, KeyedCapture& capture);
+  // Compresses `frames` (in parallel), writes them as one pack and returns it. `what` names the
+  // state object in errors ("region 'grid'").
+  absl::StatusOr<FinishedPack> WritePack(const PersistJob& job, const std::vector<std::string_view>& frames,
+                                         std::string_view what);
+  // Writes manifest `m` and returns the record naming it, with name, type, kind and depth set.
+  absl::StatusOr<StateObjectRecord> WriteManifest(const PersistJob& job, const Manifest& m,
+                                                  std::string_view what);
   absl::Status ValidateNewName(std::string_view name, std::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   KeyedState* KeyedByName(std::string_view name);
@@ -691,6 +698,44 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
   return record;
 }
 
+absl::StatusOr<FinishedPack> Checkpointer::Impl::WritePack(
+    const PersistJob& job, const std::vector<std::string_view>& frames, std::string_view what) {
+  std::vector<EncodedFrame> encoded(frames.size());
+  ParallelFor(frames.size(), options.persist_threads, [&](size_t i) {
+    encoded[i] = EncodeFrame(frames[i], repo->config().compression_level);
+  });
+  PackBuilder builder;
+  for (EncodedFrame& f : encoded) builder.AddFrame(std::move(f));
+  FinishedPack pack = builder.Finish();
+  const std::string key = PackKey(pack.sha256_hex);
+  if (absl::Status s = repo->store()->Put(key, pack.bytes); !s.ok()) {
+    return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing pack ", key, " of ",
+                                         what, " failed: ", s.message()));
+  }
+  return pack;
+}
+
+absl::StatusOr<StateObjectRecord> Checkpointer::Impl::WriteManifest(const PersistJob& job,
+                                                                    const Manifest& m,
+                                                                    std::string_view what) {
+  const std::string bytes = EncodeManifest(m);
+  const std::string sha = ToHex(Sha256(bytes));
+  const std::string key = ManifestKey(sha);
+  if (absl::Status s = repo->store()->Put(key, bytes); !s.ok()) {
+    return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing manifest ", key, " of ",
+                                         what, " failed: ", s.message()));
+  }
+  StateObjectRecord r;
+  r.name = m.object_name;
+  r.type = m.object_type;
+  r.manifest = key;
+  r.manifest_sha256 = sha;
+  r.manifest_bytes = bytes.size();
+  r.kind = m.kind;
+  r.depth = m.depth;
+  return r;
+}
+
 absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const PersistJob& job,
                                                                    KeyedCapture& k) {
   const int64_t start = NowNs();
@@ -698,6 +743,7 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const Persist
   // Grouping and sorting were left out of the pause.
   k.changes.Sort();
   const KeyedChangeSet& changes = k.changes;
+  const std::string what = StrCat("keyed state '", k.name, "'");
   Manifest m;
   m.checkpoint_id = job.id;
   m.kind = k.kind;
@@ -720,22 +766,14 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const Persist
   std::vector<KeyGroupSpan> pending;
   auto flush = [&]() -> absl::Status {
     if (raw.empty()) return absl::OkStatus();
-    const size_t frame_count = (raw.size() + kMaxFrameRawBytes - 1) / kMaxFrameRawBytes;
-    std::vector<EncodedFrame> encoded(frame_count);
-    ParallelFor(frame_count, options.persist_threads, [&](size_t i) {
-      encoded[i] = EncodeFrame(std::string_view(raw).substr(i * kMaxFrameRawBytes, kMaxFrameRawBytes),
-                               config.compression_level);
-    });
-    PackBuilder builder;
-    for (EncodedFrame& f : encoded) builder.AddFrame(std::move(f));
-    FinishedPack pack = builder.Finish();
-    const std::string key = PackKey(pack.sha256_hex);
-    if (absl::Status s = repo->store()->Put(key, pack.bytes); !s.ok()) {
-      return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing pack ", key,
-                                           " of keyed state '", k.name, "' failed: ", s.message()));
+    std::vector<std::string_view> frames;
+    for (size_t at = 0; at < raw.size(); at += kMaxFrameRawBytes) {
+      frames.push_back(std::string_view(raw).substr(at, kMaxFrameRawBytes));
     }
-    pack_bytes += pack.bytes.size();
-    m.packs.push_back(*Sha256FromHex(pack.sha256_hex));
+    absl::StatusOr<FinishedPack> pack = WritePack(job, frames, what);
+    if (!pack.ok()) return pack.status();
+    pack_bytes += pack->bytes.size();
+    m.packs.push_back(*Sha256FromHex(pack->sha256_hex));
     for (KeyGroupSpan& span : pending) {
       span.pack_ref = static_cast<uint32_t>(m.packs.size());
       m.groups.push_back(span);
@@ -845,27 +883,15 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistKeyed(const Persist
   }
   if (absl::Status s = flush(); !s.ok()) return s;
 
-  const std::string bytes = EncodeManifest(m);
-  const std::string sha = ToHex(Sha256(bytes));
-  const std::string key = ManifestKey(sha);
-  if (absl::Status s = repo->store()->Put(key, bytes); !s.ok()) {
-    return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing manifest ", key,
-                                         " of keyed state '", k.name, "' failed: ", s.message()));
-  }
-  StateObjectRecord r;
-  r.name = k.name;
-  r.type = StateObjectType::kKeyed;
-  r.manifest = key;
-  r.manifest_sha256 = sha;
-  r.manifest_bytes = bytes.size();
-  r.kind = k.kind;
-  r.depth = k.depth;
+  absl::StatusOr<StateObjectRecord> written = WriteManifest(job, m, what);
+  if (!written.ok()) return written.status();
+  StateObjectRecord& r = *written;
   r.tracker = "keyed";
   r.logical_bytes = k.entry_bytes;
   r.changed_blocks = 0;
   // What the capture copied: the changes (also for a full checkpoint merged with its base).
   r.raw_bytes = changes.raw_bytes();
-  r.stored_bytes = pack_bytes + bytes.size();
+  r.stored_bytes = pack_bytes + r.manifest_bytes;
   r.pause_ns = k.pause_ns;
   r.persist_ns = NowNs() - start;
   r.key_groups = changes.key_groups();
@@ -882,6 +908,7 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
   const int64_t start = NowNs();
   const RepositoryConfig& config = repo->config();
   const uint32_t bs = c.block_size;
+  const std::string what = StrCat("region '", c.name, "'");
   uint64_t pack_bytes = 0;
 
   // Blocks of the current batch (one future pack): (block, offset in the pack's raw stream).
@@ -890,21 +917,11 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
   uint64_t batch_raw = 0;
   auto flush = [&]() -> absl::Status {
     if (frames.empty()) return absl::OkStatus();
-    std::vector<EncodedFrame> encoded(frames.size());
-    ParallelFor(frames.size(), options.persist_threads, [&](size_t i) {
-      encoded[i] = EncodeFrame(frames[i], config.compression_level);
-    });
-    PackBuilder builder;
-    for (EncodedFrame& f : encoded) builder.AddFrame(std::move(f));
-    FinishedPack pack = builder.Finish();
-    const std::string key = PackKey(pack.sha256_hex);
-    if (absl::Status s = repo->store()->Put(key, pack.bytes); !s.ok()) {
-      return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing pack ", key,
-                                                 " of region '", c.name, "' failed: ",
-                                                 s.message()));
-    }
-    pack_bytes += pack.bytes.size();
-    const uint32_t pack_index = packs.Intern(*Sha256FromHex(pack.sha256_hex));
+    absl::StatusOr<FinishedPack> pack =
+        WritePack(job, std::vector<std::string_view>(frames.begin(), frames.end()), what);
+    if (!pack.ok()) return pack.status();
+    pack_bytes += pack->bytes.size();
+    const uint32_t pack_index = packs.Intern(*Sha256FromHex(pack->sha256_hex));
     for (const auto& [block, raw_offset] : batch_blocks) {
       fresh->emplace_back(block, BlockLocation{pack_index, raw_offset});
     }
@@ -981,26 +998,14 @@ absl::StatusOr<StateObjectRecord> Checkpointer::Impl::PersistObject(
     }
   }
   extents.Finish(&m);
-  const std::string bytes = EncodeManifest(m);
-  const std::string sha = ToHex(Sha256(bytes));
-  const std::string key = ManifestKey(sha);
-  if (absl::Status s = repo->store()->Put(key, bytes); !s.ok()) {
-    return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": writing manifest ", key,
-                                               " of region '", c.name, "' failed: ", s.message()));
-  }
-  StateObjectRecord r;
-  r.name = c.name;
-  r.type = StateObjectType::kRegion;
-  r.manifest = key;
-  r.manifest_sha256 = sha;
-  r.manifest_bytes = bytes.size();
-  r.kind = c.kind;
-  r.depth = c.depth;
+  absl::StatusOr<StateObjectRecord> written = WriteManifest(job, m, what);
+  if (!written.ok()) return written.status();
+  StateObjectRecord& r = *written;
   r.tracker = c.tracker;
   r.logical_bytes = c.block_count * bs;
   r.changed_blocks = c.dirty.Count();
   r.raw_bytes = r.changed_blocks * bs;
-  r.stored_bytes = pack_bytes + bytes.size();
+  r.stored_bytes = pack_bytes + r.manifest_bytes;
   r.pause_ns = c.pause_ns;
   r.persist_ns = NowNs() - start;
   staging->Release(c.name, std::move(c.staging));  // durable: the memory may serve the next capture

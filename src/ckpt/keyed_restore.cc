@@ -21,13 +21,6 @@ constexpr size_t kMaxChainLength = 1'000'000;
 // Group spans closer than this in a pack's raw stream are read with one request.
 constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
 
-absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what) {
-  if (absl::IsNotFound(status)) {
-    return absl::DataLossError(StrCat(what, " is missing: ", status.message()));
-  }
-  return status;
-}
-
 const StateObjectRecord* FindObject(const ParticipantRecord& p, std::string_view name) {
   for (const StateObjectRecord& o : p.state_objects) {
     if (o.name == name) return &o;

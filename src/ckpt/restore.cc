@@ -37,14 +37,14 @@ uint64_t PhysicalMemoryBytes() {
   return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
 }
 
+}  // namespace
+
 absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what) {
   if (absl::IsNotFound(status)) {
     return absl::DataLossError(StrCat(what, " is missing: ", status.message()));
   }
   return status;
 }
-
-}  // namespace
 
 absl::StatusOr<Manifest> ReadManifest(const Repository& repo, uint64_t checkpoint_id,
                                       const StateObjectRecord& record) {

@@ -20,6 +20,10 @@ namespace ickpt {
 absl::StatusOr<Manifest> ReadManifest(const Repository& repo, uint64_t checkpoint_id,
                                       const StateObjectRecord& record);
 
+// An object a checkpoint needs that is not in the store is damage: NotFound becomes DataLoss
+// saying `what` is missing; other errors pass through.
+absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what);
+
 // The participant `name` of `commit`, or NotFound naming it and the checkpoint.
 absl::StatusOr<const ParticipantRecord*> FindParticipant(const CommitRecord& commit,
                                                          std::string_view name);
