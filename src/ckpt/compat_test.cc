@@ -1,9 +1,10 @@
-// Format compatibility (format.md §1.1): the repository saved by format version 1.0,
-// testdata/repo-v1.0 (written by make_testdata, content in testdata_grid.h), must restore with this
+// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 and 1.1,
+// testdata/repo-v1.N (written by make_testdata, content in testdata_grid.h), must restore with this
 // and every later release. It is copied to a temporary directory first so that a reader that writes
 // (an id reservation, say) never modifies the saved copy.
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -34,8 +35,11 @@ constexpr const char* kGridSha256[] = {
 
 class CompatTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::filesystem::copy(std::string(ICKPT_TESTDATA_DIR) + "/repo-v1.0", dir_.Join("repo"),
+  void SetUp() override { CopySaved("repo-v1.0"); }
+
+  void CopySaved(const std::string& name) {
+    std::filesystem::remove_all(dir_.Join("repo"));
+    std::filesystem::copy(std::string(ICKPT_TESTDATA_DIR) + "/" + name, dir_.Join("repo"),
                           std::filesystem::copy_options::recursive);
   }
 
@@ -101,6 +105,53 @@ TEST_F(CompatTest, SavedRepositoryV1_0AcceptsNewCheckpointsOnTop) {
   EXPECT_EQ(record.parent, 4u);
   CommitRecord again;
   EXPECT_TRUE(RestoreGrid(repo.get(), record.id, &again) == expected);
+}
+
+// Every entry of keyed state `name` of `ckpt`, as a sorted map.
+std::map<std::string, std::string> Entries(Checkpointer* ckpt, std::string_view name) {
+  std::map<std::string, std::string> out;
+  KeyedState* state = ckpt->FindKeyedState(name);
+  EXPECT_NE(state, nullptr) << name;
+  if (state == nullptr) return out;
+  state->ForEach([&](std::string_view k, std::string_view v) { out.emplace(k, v); });
+  return out;
+}
+
+// Format 1.1 added keyed state and group checkpoints with acknowledgements (format.md §5.3, §11).
+TEST_F(CompatTest, SavedRepositoryV1_1RestoresRegionsKeyedStateAndGroupCheckpoint) {
+  CopySaved("repo-v1.1");
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir_.Join("repo"), /*create=*/false));
+  EXPECT_EQ(repo->config().major, 1);
+  EXPECT_EQ(repo->config().minor, 1);
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
+  ASSERT_EQ(ids.size(), 4u);
+  for (int n = 1; n <= 3; ++n) {
+    SCOPED_TRACE(::testing::Message() << "checkpoint " << ids[n - 1] << " (the " << n << "th)");
+    ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
+    RestoreOptions o;
+    o.id = ids[n - 1];
+    o.on_unregistered = OnUnregistered::kCreate;
+    ASSERT_OK_AND_ASSIGN(CommitRecord record, ckpt->Restore(o));
+    EXPECT_EQ(record.metadata["checkpoint"], std::to_string(n));
+    Region* grid = ckpt->FindRegion("grid");
+    ASSERT_NE(grid, nullptr);
+    EXPECT_EQ(ToHex(Sha256(std::string_view(grid->data(), grid->size()))), kGridSha256[n]);
+    EXPECT_EQ(Entries(ckpt.get(), "index"), testdata::IndexAtCheckpoint(n));
+  }
+  // The group checkpoint, restored onto one participant that owns every key group (a rescale).
+  const uint64_t group_id = ids[3];
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
+  RestoreOptions o;
+  o.id = group_id;
+  o.on_unregistered = OnUnregistered::kCreate;
+  ASSERT_OK_AND_ASSIGN(CommitRecord record, ckpt->Restore(o));
+  ASSERT_EQ(record.participants.size(), 2u);
+  EXPECT_EQ(record.metadata["checkpoint"], "group");
+  EXPECT_EQ(Entries(ckpt.get(), "shared"), testdata::SharedAtGroupCheckpoint());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> acked, repo->ListAcks(group_id));
+  EXPECT_EQ(acked, (std::vector<std::string>{"left", "right"}));
+  ASSERT_OK_AND_ASSIGN(CommitRecord ack, repo->ReadAck(group_id, "left"));
+  EXPECT_EQ(ack.participants.at(0).name, "left");
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
-// Writes the saved repository of the current format version, testdata/repo-v1.0 (see
+// Writes the saved repository of the current format version, testdata/repo-v<major>.<minor> (see
 // testdata_grid.h for its content). Run once per format version and commit the result:
-//   make_testdata testdata/repo-v1.0
+//   make_testdata testdata/repo-v1.1
 // The output directory must not exist yet: a saved repository is never rewritten.
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
@@ -43,12 +44,23 @@ int main(int argc, char** argv) {
   auto region = (*ckpt)->AddRegion("grid", ro);
   if (!region.ok()) return Fail("add region", region.status());
   Region* grid = *region;
+  auto index = (*ckpt)->AddKeyedState("index", {.key_groups = testdata::kIndexKeyGroups});
+  if (!index.ok()) return Fail("add keyed state", index.status());
   for (int n = 1; n <= 3; ++n) {
     const std::string content = testdata::GridAtCheckpoint(n);
     if (content.size() > grid->size()) {
       if (absl::Status s = grid->Grow(content.size()); !s.ok()) return Fail("grow", s);
     }
     std::memcpy(grid->data(), content.data(), content.size());
+    const auto entries = testdata::IndexAtCheckpoint(n);
+    std::vector<std::string> gone;
+    (*index)->ForEach([&](std::string_view key, std::string_view) {
+      if (!entries.contains(std::string(key))) gone.emplace_back(key);
+    });
+    for (const std::string& key : gone) (*index)->Erase(key);
+    for (const auto& [key, value] : entries) {
+      if (absl::Status s = (*index)->Put(key, value); !s.ok()) return Fail("put", s);
+    }
     CheckpointOptions co;
     co.metadata["checkpoint"] = std::to_string(n);
     auto handle = (*ckpt)->Checkpoint(co);
@@ -62,5 +74,36 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(
                     record->participants.at(0).state_objects.at(0).changed_blocks));
   }
+  // A group checkpoint of two participants, each holding its key groups of "shared".
+  auto id = (*repo)->ReserveCheckpointId();
+  if (!id.ok()) return Fail("reserve id", id.status());
+  const char* names[] = {"left", "right"};
+  for (uint32_t i = 0; i < 2; ++i) {
+    CheckpointerOptions o;
+    o.participant = names[i];
+    o.participant_index = i;
+    o.participant_count = 2;
+    o.group_member = true;
+    auto member = Checkpointer::Open(repo->get(), o);
+    if (!member.ok()) return Fail("open group member", member.status());
+    auto shared = (*member)->AddKeyedState("shared", {.key_groups = testdata::kSharedKeyGroups});
+    if (!shared.ok()) return Fail("add keyed state", shared.status());
+    for (const auto& [key, value] : testdata::SharedAtGroupCheckpoint()) {
+      const uint32_t group = KeyGroupOf(key, testdata::kSharedKeyGroups);
+      if (group < (*shared)->group_first() || group >= (*shared)->group_end()) continue;
+      if (absl::Status s = (*shared)->Put(key, value); !s.ok()) return Fail("put", s);
+    }
+    CheckpointOptions co;
+    co.id = *id;
+    co.metadata["checkpoint"] = "group";
+    auto handle = (*member)->Checkpoint(co);
+    if (!handle.ok()) return Fail("group checkpoint", handle.status());
+    if (auto ack = handle->Wait(); !ack.ok()) return Fail("acknowledge", ack.status());
+  }
+  GroupCommitOptions group;
+  group.participants = {"left", "right"};
+  auto committed = (*repo)->CommitGroup(*id, group);
+  if (!committed.ok()) return Fail("group commit", committed.status());
+  std::printf("checkpoint %llu: group of 2\n", static_cast<unsigned long long>(*id));
   return 0;
 }

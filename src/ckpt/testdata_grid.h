@@ -10,7 +10,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 
 namespace ickpt::testdata {
@@ -46,6 +48,43 @@ inline std::string GridAtCheckpoint(int n) {
     FillGridBlock(g.data() + 20 * kGridBlock, 3, 20);
   }
   return g;
+}
+
+// Format 1.1 on (testdata/repo-v1.1): keyed state "index", 16 key groups, checkpointed beside the
+// grid by checkpoints 1 to 3:
+//   1: "row-000" .. "row-099" -> "v1-<i>"
+//   2: rows 10..19 rewritten ("v2-<i>"), rows 90..99 erased, the binary key "\0\xff" -> "bin"
+//   3: rows 20..29 rewritten ("v3-<i>"), row 95 back ("v3-95"), the empty key -> the empty value
+inline constexpr uint32_t kIndexKeyGroups = 16;
+inline std::string IndexRow(int i) {
+  char key[16];
+  std::snprintf(key, sizeof(key), "row-%03d", i);
+  return key;
+}
+inline std::map<std::string, std::string> IndexAtCheckpoint(int n) {
+  std::map<std::string, std::string> m;
+  for (int i = 0; i < 100; ++i) m[IndexRow(i)] = "v1-" + std::to_string(i);
+  if (n >= 2) {
+    for (int i = 10; i < 20; ++i) m[IndexRow(i)] = "v2-" + std::to_string(i);
+    for (int i = 90; i < 100; ++i) m.erase(IndexRow(i));
+    m[std::string("\0\xff", 2)] = "bin";
+  }
+  if (n >= 3) {
+    for (int i = 20; i < 30; ++i) m[IndexRow(i)] = "v3-" + std::to_string(i);
+    m[IndexRow(95)] = "v3-95";
+    m[""] = "";
+  }
+  return m;
+}
+
+// Format 1.1 on: checkpoint 4 is a group checkpoint (format.md §11) of participants "left" and
+// "right" (index 0 and 1 of 2), each holding its own key groups of keyed state "shared" (16 key
+// groups): "s-<i>" -> "g4-<i>" for i < 64. Its acknowledgements stay in the repository.
+inline constexpr uint32_t kSharedKeyGroups = 16;
+inline std::map<std::string, std::string> SharedAtGroupCheckpoint() {
+  std::map<std::string, std::string> m;
+  for (int i = 0; i < 64; ++i) m["s-" + std::to_string(i)] = "g4-" + std::to_string(i);
+  return m;
 }
 
 }  // namespace ickpt::testdata
