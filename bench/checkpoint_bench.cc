@@ -33,7 +33,8 @@
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
 #include "ickpt/store.h"
-#include "src/ckpt/restore.h"
+#include "src/repo/repository_internal.h"
+#include "src/repo/region_reader.h"
 #include "src/repo/keys.h"
 #include "src/repo/pack.h"
 #include "src/util/hash.h"
@@ -330,7 +331,7 @@ struct Overhead {
 
 absl::StatusOr<Overhead> MeasureOverhead(const Repository& repo, const CommitRecord& record) {
   Overhead o;
-  absl::StatusOr<uint64_t> commit_size = repo.store()->Size(CommitKey(record.id));
+  absl::StatusOr<uint64_t> commit_size = RepositoryInternal::store(repo)->Size(CommitKey(record.id));
   if (!commit_size.ok()) return commit_size.status();
   o.commit = *commit_size;
   for (const ParticipantRecord& p : record.participants) {
@@ -340,7 +341,7 @@ absl::StatusOr<Overhead> MeasureOverhead(const Repository& repo, const CommitRec
       if (!m.ok()) return m.status();
       // An incremental manifest's pack table holds only the packs its extents use: the new ones.
       for (const Sha256Digest& d : m->packs) {
-        absl::StatusOr<PackIndex> index = ReadPackIndex(repo.store(), PackKey(ToHex(d)));
+        absl::StatusOr<PackIndex> index = ReadPackIndex(RepositoryInternal::store(repo), PackKey(ToHex(d)));
         if (!index.ok()) return index.status();
         uint64_t frames = 0;
         for (const FrameInfo& f : index->frames) frames += f.stored_len;

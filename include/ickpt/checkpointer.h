@@ -77,12 +77,19 @@ struct CheckpointerOptions {
   // CheckpointOptions::id, the id reserved once for the whole group, and persisting ends with this
   // participant's acknowledgement instead of a commit record: the checkpoint exists once
   // Repository::CommitGroup has published the commit record covering every participant, and
-  // CheckpointHandle::Wait() returns the acknowledgement (this participant only). The next
-  // checkpoint builds on the acknowledged one; if its group commit fails, every participant must
-  // Restore() the latest committed checkpoint (CommitGroup refuses anything built on an
-  // uncommitted checkpoint). The participant name must be a valid key component. Default false.
+  // CheckpointHandle::Wait() returns the acknowledgement (this participant only). The group
+  // announces each checkpoint's outcome through Outcome(); until then the checkpoint is pending:
+  // the next checkpoints build on it and its captured changes are kept. The participant name must
+  // be a valid key component. Default false.
   bool group_member = false;
+  // Group members: this participant's incarnation (one join of the process), carried in its
+  // acknowledgements; a group commit that expects another incarnation refuses them (a replaced
+  // process's acknowledgements never commit). Default 0.
+  uint64_t incarnation = 0;
 };
+
+// The outcome of a group checkpoint, as the group announces it (format.md §11).
+enum class CheckpointOutcome { kCommitted, kAborted };
 
 struct CheckpointOptions {
   // Stored in the commit record, e.g. input positions to resume from.
@@ -91,6 +98,9 @@ struct CheckpointOptions {
   // the group uses, from Repository::ReserveCheckpointId. It must be above every id this
   // checkpointer used before.
   std::optional<uint64_t> id;
+  // The coordinator's epoch (its leadership term), carried in the commit record or
+  // acknowledgement; a group commit of another epoch refuses the acknowledgement. Default 0.
+  uint64_t epoch = 0;
 };
 
 // What to do when the registered state objects and the checkpoint's differ at restore.
@@ -112,8 +122,9 @@ class CheckpointHandle {
   uint64_t id() const;
   // How long the application had to stop writing.
   absl::Duration pause() const;
-  // Blocks until the checkpoint is durable (its commit record published) or failed. A failed
-  // checkpoint left no commit record and its changes will be carried by the next checkpoint.
+  // Blocks until the checkpoint is durable (its commit record published; for a group member, its
+  // acknowledgement) or failed. A failed checkpoint left no commit record and its changes will be
+  // carried by the next checkpoint.
   absl::StatusOr<CommitRecord> Wait() const;
   bool done() const;
 
@@ -164,6 +175,17 @@ class Checkpointer {
   // Checkpoint() fails until a Restore() succeeds. Errors: NotFound (no such checkpoint, or
   // objects differ as options say), DataLoss naming the damaged object.
   absl::StatusOr<CommitRecord> Restore(const RestoreOptions& options = {});
+
+  // Group members: the group's outcome of checkpoint `id`. Committed n settles n and every pending
+  // checkpoint n builds on; aborted n fails n and every checkpoint built on it (pending, persisting
+  // or queued) and gives their captured changes (dirty blocks, keyed changes) back, so the next
+  // checkpoint builds on the newest checkpoint not aborted and carries them: no restore is needed.
+  // An outcome of a checkpoint still persisting is applied when it finishes. Repeating an outcome
+  // is OK. Errors: FailedPrecondition for a checkpointer that is not a group member, or an outcome
+  // that contradicts what happened here (committed n after n failed or was aborted, aborted n
+  // after n was committed); NotFound for an id this checkpointer did not take since its last
+  // restore.
+  absl::Status Outcome(uint64_t id, CheckpointOutcome outcome);
 
   // Blocks until no checkpoint is persisting.
   void WaitIdle();

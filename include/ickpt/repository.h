@@ -1,7 +1,5 @@
-// A repository: where checkpoints live, on an object store (docs/format.md).
-//
-// Thread safety: a Repository is safe for concurrent use. Several processes may write to one
-// repository: ids are reserved and commit records published without overwrite.
+// A repository: where checkpoints live, on an object store (docs/format.md). Its roles (reading,
+// writing, the group protocol) are separate interfaces; Repository implements all three.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +64,9 @@ struct StateObjectRecord {
 
 struct ParticipantRecord {
   std::string name;
+  // The participant's incarnation (format 1.2, §11): which join of the participant wrote this
+  // part. 0 in records of earlier versions and of checkpointers that do not set one.
+  uint64_t incarnation = 0;
   std::vector<StateObjectRecord> state_objects;
 };
 
@@ -89,7 +90,12 @@ struct GroupCommitOptions {
   std::vector<std::string> participants;
   // Added to the participants' metadata (a key they also give must have the same value).
   std::map<std::string, std::string> metadata;
+  // The coordinator's epoch: every acknowledgement must carry it.
   uint64_t epoch = 0;
+  // Each participant's expected incarnation: an acknowledgement of another incarnation (a
+  // replaced process's) is refused with FailedPrecondition. Empty: incarnations are not checked;
+  // otherwise it must name every participant (InvalidArgument if not).
+  std::map<std::string, uint64_t> incarnations;
 };
 
 struct RepositoryOptions {
@@ -97,13 +103,79 @@ struct RepositoryOptions {
   RepositoryConfig config;
 };
 
-class Repository {
+// A repository's location (format.md §12): a local path, or file://PATH. Any other scheme is
+// refused with InvalidArgument naming it.
+absl::Status ValidateRepositoryUrl(std::string_view url);
+
+// The repository's roles, split as RocksDB splits its backup engine (BackupEngineReadOnly,
+// BackupEngineAppendOnly): a component takes the narrowest role it needs. Reading:
+class RepositoryReader {
  public:
-  // Creates a repository in `store`: AlreadyExists if it already holds a config.
+  virtual ~RepositoryReader() = default;
+
+  virtual const RepositoryConfig& config() const = 0;
+  // A short description for messages, e.g. "local:/var/ckpt/job1".
+  virtual std::string Describe() const = 0;
+  // Ids of every commit record present, ascending (whether or not they verify).
+  virtual absl::StatusOr<std::vector<uint64_t>> ListCommitIds() const = 0;
+  // The latest committed checkpoint (format.md §6.1): the highest id with a commit record, or
+  // nullopt for an empty repository.
+  virtual absl::StatusOr<std::optional<uint64_t>> LatestCommitId() const = 0;
+  // Reads and verifies commit `id`: NotFound if absent, DataLoss naming the object if damaged.
+  virtual absl::StatusOr<CommitRecord> ReadCommit(uint64_t id) const = 0;
+  // NotFound if `participant` did not acknowledge checkpoint `id`; DataLoss if damaged.
+  virtual absl::StatusOr<CommitRecord> ReadAck(uint64_t id, std::string_view participant) const = 0;
+  // The participants that acknowledged checkpoint `id`, sorted.
+  virtual absl::StatusOr<std::vector<std::string>> ListAcks(uint64_t id) const = 0;
+
+ private:
+  // Objects are read through the repository layer only (src/repo/repository_internal.h).
+  friend class RepositoryInternal;
+  virtual ObjectStore* store() const = 0;
+};
+
+// Writing a checkpoint of one process: ids and the commit record.
+class RepositoryWriter {
+ public:
+  virtual ~RepositoryWriter() = default;
+  // Reserves the next checkpoint id durably (format.md §7); never returns an id twice, across
+  // processes and crashes. An id whose reservation failed ambiguously (format.md §12) is lost and
+  // the next one is reserved.
+  virtual absl::StatusOr<uint64_t> ReserveCheckpointId() = 0;
+  // Publishes a commit record (the last step of a checkpoint): AlreadyExists if that id has one.
+  virtual absl::Status PublishCommit(const CommitRecord& record) = 0;
+};
+
+// The group protocol (format.md §11): every participant publishes its acknowledgement once its
+// manifests are durable, and the group commit publishes one commit record covering them all.
+class GroupProtocol {
+ public:
+  virtual ~GroupProtocol() = default;
+  // Publishes `ack`, a record with exactly one participant, whose name must be a valid key
+  // component: InvalidArgument otherwise, AlreadyExists if that participant acknowledged already.
+  virtual absl::Status PublishAck(const CommitRecord& ack) = 0;
+  // Publishes commit record `id` covering the acknowledgements of every participant in
+  // `options.participants`, or nothing: FailedPrecondition naming the participants that did not
+  // acknowledge, an acknowledgement of another incarnation than `options.incarnations` expects,
+  // or what they disagree on (parent, epoch, metadata), or a parent that is not committed;
+  // DataLoss if an acknowledgement is damaged; AlreadyExists if `id` is committed.
+  virtual absl::StatusOr<CommitRecord> CommitGroup(uint64_t id,
+                                                   const GroupCommitOptions& options) = 0;
+};
+
+// A repository opened for reading and writing: every role.
+//
+// Thread safety: a Repository is safe for concurrent use. Several processes may write to one
+// repository: ids are reserved and commit records published without overwrite.
+class Repository final : public RepositoryReader, public RepositoryWriter, public GroupProtocol {
+ public:
+  // Creates a repository in `store`: AlreadyExists if it already holds a config;
+  // FailedPrecondition if the store cannot publish without overwrite (format.md §12).
   static absl::StatusOr<std::unique_ptr<Repository>> Create(std::unique_ptr<ObjectStore> store,
                                                             const RepositoryOptions& options = {});
   // Opens an existing repository: NotFound ("not an ickpt repository") if `store` has no config,
-  // DataLoss if the config is damaged, FailedPrecondition if its major version is newer.
+  // DataLoss if the config is damaged, FailedPrecondition if its major version is newer or the
+  // store cannot publish without overwrite.
   static absl::StatusOr<std::unique_ptr<Repository>> Open(std::unique_ptr<ObjectStore> store);
   // Opens, or creates when the store holds no config yet.
   static absl::StatusOr<std::unique_ptr<Repository>> OpenOrCreate(
@@ -112,45 +184,38 @@ class Repository {
   // if missing; without, NotFound if the directory is not a repository.
   static absl::StatusOr<std::unique_ptr<Repository>> OpenLocal(const std::string& path, bool create,
                                                                const RepositoryOptions& options = {});
+  // A repository at `url` (ValidateRepositoryUrl): InvalidArgument naming an unsupported scheme,
+  // before anything is created; otherwise as OpenLocal.
+  static absl::StatusOr<std::unique_ptr<Repository>> OpenUrl(std::string_view url, bool create,
+                                                             const RepositoryOptions& options = {});
+  // Reading only: never creates, reserves or publishes anything, and works on a store that cannot
+  // publish without overwrite.
+  static absl::StatusOr<std::unique_ptr<RepositoryReader>> OpenReadOnly(std::string_view url);
 
-  ~Repository();
+  ~Repository() override;
   Repository(const Repository&) = delete;
   Repository& operator=(const Repository&) = delete;
 
-  const RepositoryConfig& config() const;
-  ObjectStore* store() const;
+  const RepositoryConfig& config() const override;
+  std::string Describe() const override;
+  absl::StatusOr<std::vector<uint64_t>> ListCommitIds() const override;
+  absl::StatusOr<std::optional<uint64_t>> LatestCommitId() const override;
+  absl::StatusOr<CommitRecord> ReadCommit(uint64_t id) const override;
+  absl::StatusOr<CommitRecord> ReadAck(uint64_t id, std::string_view participant) const override;
+  absl::StatusOr<std::vector<std::string>> ListAcks(uint64_t id) const override;
 
-  // Ids of every commit record present, ascending (whether or not they verify).
-  absl::StatusOr<std::vector<uint64_t>> ListCommitIds() const;
-  // The highest committed id, or nullopt for an empty repository.
-  absl::StatusOr<std::optional<uint64_t>> LatestCommitId() const;
-  // Reads and verifies commit `id`: NotFound if absent, DataLoss naming the object if damaged.
-  absl::StatusOr<CommitRecord> ReadCommit(uint64_t id) const;
-  // Reserves the next checkpoint id durably (format.md §7); never returns an id twice, across
-  // processes and crashes.
-  absl::StatusOr<uint64_t> ReserveCheckpointId();
-  // Publishes a commit record (the last step of a checkpoint): AlreadyExists if that id has one.
-  absl::Status PublishCommit(const CommitRecord& record);
+  absl::StatusOr<uint64_t> ReserveCheckpointId() override;
+  absl::Status PublishCommit(const CommitRecord& record) override;
 
-  // Group checkpoints (format.md §11): every participant publishes its acknowledgement once its
-  // manifests are durable, and the group commit publishes one commit record covering them all.
-  //
-  // Publishes `ack`, a record with exactly one participant, whose name must be a valid key
-  // component: InvalidArgument otherwise, AlreadyExists if that participant acknowledged already.
-  absl::Status PublishAck(const CommitRecord& ack);
-  // NotFound if `participant` did not acknowledge checkpoint `id`; DataLoss if damaged.
-  absl::StatusOr<CommitRecord> ReadAck(uint64_t id, std::string_view participant) const;
-  // The participants that acknowledged checkpoint `id`, sorted.
-  absl::StatusOr<std::vector<std::string>> ListAcks(uint64_t id) const;
-  // Publishes commit record `id` covering the acknowledgements of every participant in
-  // `options.participants`, or nothing: FailedPrecondition naming the participants that did not
-  // acknowledge, or what they disagree on (parent, epoch, metadata), or a parent that is not
-  // committed; DataLoss if an acknowledgement is damaged; AlreadyExists if `id` is committed.
-  absl::StatusOr<CommitRecord> CommitGroup(uint64_t id, const GroupCommitOptions& options);
+  absl::Status PublishAck(const CommitRecord& ack) override;
+  absl::StatusOr<CommitRecord> CommitGroup(uint64_t id, const GroupCommitOptions& options) override;
 
  private:
   struct Impl;
   explicit Repository(std::unique_ptr<Impl> impl);
+  // Open without the writability check (OpenReadOnly).
+  static absl::StatusOr<std::unique_ptr<Repository>> OpenStore(std::unique_ptr<ObjectStore> store);
+  ObjectStore* store() const override;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -13,24 +13,32 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace ickpt {
 
 // A file opened for writing from scratch. Data is durable only after Sync() returned OK.
+// Errors as FileSystem; after any failed Append or Sync the file refuses further use with
+// FailedPrecondition.
 class WritableFile {
  public:
   virtual ~WritableFile() = default;
+  // Appends `data`. Errors: ResourceExhausted (ENOSPC), Unavailable (EIO), FailedPrecondition
+  // (closed, or an earlier call failed).
   virtual absl::Status Append(std::string_view data) = 0;
   // Makes everything appended so far durable. After a failure the file's content is unknown: the
   // caller must write it again from scratch, never call Sync() again (format.md §8).
+  // Errors: as Append.
   virtual absl::Status Sync() = 0;
+  // Releases the file. Errors: FailedPrecondition if already closed, Unavailable.
   virtual absl::Status Close() = 0;
 };
 
 // The file-system effects the local store needs. Paths are absolute or relative to the process's
 // working directory. Errors: NotFound for a missing path, AlreadyExists where noted,
-// ResourceExhausted for ENOSPC, Unavailable for EIO and other retryable failures; the message names
-// the path and the errno text.
+// ResourceExhausted for ENOSPC, PermissionDenied for EACCES/EPERM/EROFS, FailedPrecondition where
+// noted, Unavailable for EIO and other retryable failures; the message names the path and the
+// errno text.
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
@@ -38,37 +46,74 @@ class FileSystem {
   FileSystem(const FileSystem&) = delete;
   FileSystem& operator=(const FileSystem&) = delete;
 
-  // Creates or truncates `path` with mode 0600.
+  // Creates or truncates `path` with mode 0600. NotFound if its directory is missing.
   virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
-  // Reads up to `length` bytes at `offset`; fewer only at end of file.
+  // Reads up to `length` bytes at `offset`; fewer only at end of file. NotFound if missing;
+  // FailedPrecondition for a directory.
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset,
                                                uint64_t length) = 0;
+  // NotFound if missing; FailedPrecondition for a directory.
   virtual absl::StatusOr<uint64_t> FileSize(const std::string& path) = 0;
-  // Creates one directory with mode 0700; AlreadyExists if it exists.
+  // The last modification time (mtime, nanosecond precision where the file system keeps it) of the
+  // file or directory at `path`. NotFound if missing.
+  virtual absl::StatusOr<absl::Time> ModificationTime(const std::string& path) = 0;
+  // Creates one directory with mode 0700; AlreadyExists if it exists, NotFound if its parent is
+  // missing.
   virtual absl::Status CreateDir(const std::string& path) = 0;
-  // fsyncs a directory so that entries created or renamed in it are durable.
+  // fsyncs a directory so that entries created or renamed in it are durable. NotFound if missing.
   virtual absl::Status SyncDir(const std::string& path) = 0;
-  // Atomically replaces `to` with `from`.
+  // Atomically replaces `to` with `from`. NotFound if `from` is missing.
   virtual absl::Status Rename(const std::string& from, const std::string& to) = 0;
-  // Creates `to` as a second name of `from`; AlreadyExists if `to` exists (never replaces).
+  // Creates `to` as a second name of `from`; AlreadyExists if `to` exists (never replaces),
+  // NotFound if `from` is missing.
   virtual absl::Status Link(const std::string& from, const std::string& to) = 0;
+  // Removes a file or an empty directory. NotFound if missing; FailedPrecondition for a directory
+  // that is not empty.
   virtual absl::Status Remove(const std::string& path) = 0;
-  // Names of the entries of a directory (no "." or ".."), unsorted.
+  // Names of the entries of a directory (no "." or ".."), unsorted. NotFound if missing.
   virtual absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) = 0;
+  // NotFound if missing.
   virtual absl::StatusOr<bool> IsDirectory(const std::string& path) = 0;
 };
 
 // The process's real file system (POSIX calls). Never null; not owned by the caller.
 FileSystem* DefaultFileSystem();
 
+// One object as listed.
 struct ObjectInfo {
   std::string key;
   uint64_t size = 0;
+  // When the store last wrote the object: a local file's mtime, the time of the memory store's
+  // Put or Publish, an S3 object's LastModified. Only as accurate as the store's clock.
+  absl::Time modified = absl::UnixEpoch();
 };
 
-// A flat namespace of keys (format.md §2) mapping to immutable byte strings.
-// Errors: NotFound for a missing key, AlreadyExists from Publish, InvalidArgument for a malformed
-// key; I/O failures as FileSystem. Messages name the key.
+// One page of a listing (ObjectStore::ListPage).
+struct ObjectPage {
+  // Sorted by key, every key greater than the request's `start_after`.
+  std::vector<ObjectInfo> objects;
+  // More objects follow: ask again with `start_after` = the last key of this page.
+  bool truncated = false;
+};
+
+// The page size ListPage uses when asked for max_keys 0, as S3's ListObjectsV2 does.
+inline constexpr size_t kDefaultListPage = 1000;
+
+// A flat namespace of keys (format.md §2) mapping to immutable byte strings; the contract every
+// store keeps is format.md §12.
+//
+// Errors (every call; the message names the key, or the prefix for a listing, and the store):
+//   InvalidArgument   a malformed key (format.md §2) or argument; never retried.
+//   NotFound          a missing key (Get, GetRange, Size).
+//   AlreadyExists     Publish of an existing key.
+//   ResourceExhausted the store is full (ENOSPC, a quota).
+//   PermissionDenied  the store refuses access; a retry does not help.
+//   Unavailable, DeadlineExceeded
+//                     a transient failure; a retry may help. From Put and Publish these are
+//                     *ambiguous*: the object may or may not have been written (the write may
+//                     have landed and only the reply been lost). See IsAmbiguousFailure and
+//                     PublishUnique.
+//   Internal          a bug in the store or in how it was called (a bad descriptor, say).
 class ObjectStore {
  public:
   virtual ~ObjectStore() = default;
@@ -77,24 +122,71 @@ class ObjectStore {
   ObjectStore& operator=(const ObjectStore&) = delete;
 
   // Stores `data` under `key`, durably once OK is returned, replacing an existing object (callers
-  // only do that for content-named objects, whose bytes are identical).
+  // only do that for content-named objects, whose bytes are identical). A concurrent reader sees
+  // the old object or the new one, never a mix. On failure no partial object is visible, but an
+  // ambiguous failure (see above) may have stored the whole object.
   virtual absl::Status Put(std::string_view key, std::string_view data) = 0;
-  // Like Put but never replaces: AlreadyExists if `key` exists. Used for commit records, id
-  // reservations and the config.
+  // Like Put but never replaces: AlreadyExists if `key` exists, and of several concurrent
+  // publishers of one key exactly one succeeds. Atomic: readers see no object or all of it. Used
+  // for the config, id reservations, commit records and acknowledgements. After an ambiguous
+  // failure a retry may fail with AlreadyExists because the first attempt landed: writers of
+  // unique bytes resolve that with PublishUnique.
   virtual absl::Status Publish(std::string_view key, std::string_view data) = 0;
+  // The whole object. NotFound if missing.
   virtual absl::StatusOr<std::string> Get(std::string_view key) = 0;
-  // Up to `length` bytes at `offset`; fewer only when the object ends first.
+  // Up to `length` bytes at `offset`; fewer only when the object ends first (none at or past its
+  // end). NotFound if missing.
   virtual absl::StatusOr<std::string> GetRange(std::string_view key, uint64_t offset,
                                                uint64_t length) = 0;
-  // NotFound if missing.
+  // The object's size in bytes. NotFound if missing.
   virtual absl::StatusOr<uint64_t> Size(std::string_view key) = 0;
-  // Every object whose key starts with `prefix`, sorted by key.
-  virtual absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) = 0;
+  // One page of the objects whose key starts with `prefix` and is strictly greater than
+  // `start_after` ("" = from the first), sorted by key: at most `max_keys` of them (0 =
+  // kDefaultListPage), with `truncated` set when more follow. A page may hold fewer than
+  // `max_keys` objects and still be truncated (S3 caps a page at 1000): follow `truncated`, never
+  // the page's length. `start_after` need not exist or start with `prefix`. Pages are not a
+  // snapshot: an object put or deleted while paging may or may not appear; one present throughout
+  // appears exactly once. InvalidArgument if `prefix` contains "..".
+  virtual absl::StatusOr<ObjectPage> ListPage(std::string_view prefix, std::string_view start_after,
+                                              size_t max_keys) = 0;
+  // Every object whose key starts with `prefix`, sorted by key: ListPage followed page by page.
+  // Errors: those of ListPage; Internal if the store returns pages that do not advance.
+  absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix);
   // Removes `key`; OK if it did not exist.
   virtual absl::Status Delete(std::string_view key) = 0;
+  // Removes the store's own leftovers whose last modification is more than `older_than` ago and
+  // returns how many it removed: the local store's temporary files (`<final>.tmp-<random>`) left by
+  // writers that crashed or failed; an S3 store's incomplete multipart uploads. Never removes an
+  // object, and leaves younger leftovers alone: a writer may still be using them, so `older_than`
+  // must exceed the longest a writer takes between writes to one temporary object. Errors:
+  // InvalidArgument for a negative `older_than`; I/O errors (after removing what it could).
+  virtual absl::StatusOr<uint64_t> RemoveDebris(absl::Duration older_than) = 0;
+  // True if Publish is atomic and never replaces an object, even under concurrent publishers
+  // (local store: link(2); memory store: a map insert; an S3 store: a conditional write). Without
+  // it Publish cannot arbitrate between concurrent writers (id reservations, commit records), and
+  // only a single writer may use the store. Not a call: it cannot fail.
+  virtual bool publishes_without_overwrite() const = 0;
   // A short description for messages, e.g. "local:/path/to/repo".
   virtual std::string Describe() const = 0;
 };
+
+// True for the failures after which a Put or Publish may or may not have written the object:
+// Unavailable and DeadlineExceeded.
+bool IsAmbiguousFailure(const absl::Status& status);
+
+// Publishes `data` under `key` for an object whose bytes are unique to this writer (config, commit
+// records, acknowledgements: they hold a random id, a writer's name or a time), resolving
+// ambiguous failures (format.md §12.1): Publish; after an ambiguous failure, Publish again, up to
+// `attempts` Publish calls in all; on AlreadyExists after an ambiguous failure, Get the object
+// back: this writer's own bytes mean its earlier attempt landed (OK), other bytes that another
+// writer won (AlreadyExists). AlreadyExists on the first attempt is final: the object was there
+// before this writer tried. Errors: AlreadyExists (another writer's object); when no attempt was decisive, the last
+// error (Unavailable or DeadlineExceeded; Aborted if the object was deleted between Publish and
+// Get); any other error of Publish or Get, at once; InvalidArgument if `attempts` < 1. Not for id
+// reservations, whose bytes are not unique (they are empty): a writer counts a reservation that
+// failed ambiguously as lost and reserves the next id (format.md §7, §12.1).
+absl::Status PublishUnique(ObjectStore& store, std::string_view key, std::string_view data,
+                           int attempts = 3);
 
 // Forwards every call to `target`, so a test can override one method.
 class ObjectStoreWrapper : public ObjectStore {
@@ -112,10 +204,17 @@ class ObjectStoreWrapper : public ObjectStore {
     return target_->GetRange(key, offset, length);
   }
   absl::StatusOr<uint64_t> Size(std::string_view key) override { return target_->Size(key); }
-  absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override {
-    return target_->List(prefix);
+  absl::StatusOr<ObjectPage> ListPage(std::string_view prefix, std::string_view start_after,
+                                      size_t max_keys) override {
+    return target_->ListPage(prefix, start_after, max_keys);
   }
   absl::Status Delete(std::string_view key) override { return target_->Delete(key); }
+  absl::StatusOr<uint64_t> RemoveDebris(absl::Duration older_than) override {
+    return target_->RemoveDebris(older_than);
+  }
+  bool publishes_without_overwrite() const override {
+    return target_->publishes_without_overwrite();
+  }
   std::string Describe() const override { return target_->Describe(); }
 
  protected:
@@ -134,7 +233,10 @@ struct LocalStoreOptions {
 
 // A store in a local directory: key "a/b" is the file ROOT/a/b. Writes go to a temporary file that
 // is fsynced, renamed (Put) or linked (Publish) into place, and the directory fsynced; directories
-// it creates are 0700 and fsynced into their parents.
+// it creates are 0700 and fsynced into their parents. A temporary file a crash leaves behind is
+// debris (RemoveDebris). Errors of OpenLocalStore: InvalidArgument for an empty root, NotFound if
+// the root is missing and `create_if_missing` is false, FailedPrecondition if it is not a
+// directory; I/O errors as FileSystem.
 absl::StatusOr<std::unique_ptr<ObjectStore>> OpenLocalStore(const std::string& root,
                                                             const LocalStoreOptions& options = {});
 

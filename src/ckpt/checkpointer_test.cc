@@ -251,7 +251,8 @@ TEST_F(CheckpointerTest, FailedCheckpointLeavesNoCommitAndLosesNothing) {
   std::memset(r->data(), 1, r->size());
   ASSERT_NE(CheckpointAndRemember(), 0u);
   r->data()[3 * kBlock] = 5;
-  faults_->FailNthCallMatching("commits/", 1, absl::UnavailableError("injected"));
+  faults_->FailNthCallMatching(
+      "commits/", 1, absl::ResourceExhaustedError("injected: no space"));  // not ambiguous (§12.1)
   ASSERT_OK_AND_ASSIGN(auto failed, ckpt_->Checkpoint());
   EXPECT_FALSE(failed.Wait().ok());
   EXPECT_TRUE(absl::IsNotFound(repo_->ReadCommit(failed.id()).status()));
@@ -290,7 +291,8 @@ TEST(CheckpointerInFlightTest, CommitsInIdOrderAndAChildOfAFailedParentFails) {
   r->data()[0] = 1;
   ASSERT_OK(ckpt->Checkpoint().value().Wait().status());
   faults->SetLatency(absl::Milliseconds(5));
-  faults->FailNthCallMatching("commits/", 1, absl::UnavailableError("injected"));
+  faults->FailNthCallMatching(
+      "commits/", 1, absl::ResourceExhaustedError("injected: no space"));  // not ambiguous (§12.1)
   r->data()[kBlock] = 2;
   ASSERT_OK_AND_ASSIGN(auto parent, ckpt->Checkpoint());
   r->data()[2 * kBlock] = 3;
@@ -382,7 +384,8 @@ TEST_P(CheckpointerTrackerTest, FailedPersistIsCarriedByTheNextCheckpoint) {
   CheckpointAndRemember();
   r->data()[3 * kBlock] = 2;
   ASSERT_EQ(0, madvise(r->data() + 9 * kBlock, kBlock, MADV_DONTNEED));
-  faults_->FailNthCallMatching("commits/", 1, absl::UnavailableError("injected"));
+  faults_->FailNthCallMatching(
+      "commits/", 1, absl::ResourceExhaustedError("injected: no space"));  // not ambiguous (§12.1)
   ASSERT_OK_AND_ASSIGN(auto failing, ckpt_->Checkpoint());
   EXPECT_FALSE(failing.Wait().ok());
   faults_->ClearFaults();

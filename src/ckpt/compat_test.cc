@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
-#include "src/ckpt/testdata_grid.h"
+#include "tools/testdata_grid.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
 #include "src/util/hash.h"

@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "src/repo/repository_internal.h"
 #include "src/util/mutex.h"
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
@@ -244,7 +245,7 @@ class CorruptionTest : public ::testing::Test {
     }
     ASSERT_OK_AND_ASSIGN(auto repo3, Repository::OpenLocal(root_, false));
     for (std::string_view prefix : {kPacksPrefix, kManifestsPrefix, kCommitsPrefix, kIdsPrefix}) {
-      ASSERT_OK_AND_ASSIGN(auto objects, repo3->store()->List(prefix));
+      ASSERT_OK_AND_ASSIGN(auto objects, RepositoryInternal::store(*repo3)->List(prefix));
       for (const ObjectInfo& info : objects) objects_[std::string(prefix)].push_back(info.key);
     }
     ASSERT_GE(objects_[std::string(kPacksPrefix)].size(), 8u) << "expected many packs";

@@ -30,6 +30,32 @@
 namespace ickpt {
 namespace {
 
+// A region as a fresh checkpointer restored it, and the commit record it came from.
+struct RestoredRegion {
+  CommitRecord record;
+  std::string bytes;
+};
+// Restores checkpoint `id` (the latest if nullopt) of `repo` into a new Checkpointer that creates
+// the checkpoint's regions, and returns the bytes of region `name`. NotFound if the checkpoint has
+// no such region; the restore's own error otherwise.
+
+absl::StatusOr<RestoredRegion> RestoreRegionFresh(Repository* repo, std::optional<uint64_t> id,
+                                                  std::string_view name) {
+  absl::StatusOr<std::unique_ptr<Checkpointer>> ckpt = Checkpointer::Open(repo);
+  if (!ckpt.ok()) return ckpt.status();
+  RestoreOptions options;
+  options.id = id;
+  options.on_unregistered = OnUnregistered::kCreate;
+  absl::StatusOr<CommitRecord> record = (*ckpt)->Restore(options);
+  if (!record.ok()) return record.status();
+  Region* region = (*ckpt)->FindRegion(name);
+  if (region == nullptr) {
+    return absl::NotFoundError(StrCat("checkpoint ", record->id, " has no region '", name, "'"));
+  }
+  return RestoredRegion{*std::move(record), std::string(region->data(), region->size())};
+}
+
+
 constexpr uint32_t kBlock = 4096;
 
 void Scribble(Region* r, std::mt19937_64& rng, int blocks) {
@@ -44,8 +70,8 @@ void Scribble(Region* r, std::mt19937_64& rng, int blocks) {
 
 // Restores the latest checkpoint of `repo` into a fresh checkpointer and compares with `expected`.
 void ExpectLatestEquals(Repository* repo, const std::string& expected) {
-  ASSERT_OK_AND_ASSIGN(testing::RestoredRegion latest,
-                       testing::RestoreRegionFresh(repo, std::nullopt, "grid"));
+  ASSERT_OK_AND_ASSIGN(RestoredRegion latest,
+                       RestoreRegionFresh(repo, std::nullopt, "grid"));
   ASSERT_EQ(latest.bytes.size(), expected.size());
   EXPECT_EQ(0, std::memcmp(latest.bytes.data(), expected.data(), expected.size()));
 }
@@ -209,9 +235,10 @@ class ReadLogStore : public ObjectStoreWrapper {
     Note(key, 0);
     return ObjectStoreWrapper::Size(key);
   }
-  absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override {
+  absl::StatusOr<ObjectPage> ListPage(std::string_view prefix, std::string_view start_after,
+                                      size_t max_keys) override {
     Note(prefix, 0);
-    return ObjectStoreWrapper::List(prefix);
+    return ObjectStoreWrapper::ListPage(prefix, start_after, max_keys);
   }
   std::vector<ReadCall> Take() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -242,6 +269,10 @@ class ReadLogFileSystem : public FileSystem {
   absl::StatusOr<uint64_t> FileSize(const std::string& path) override {
     Note(path, 0);
     return fs_->FileSize(path);
+  }
+  absl::StatusOr<absl::Time> ModificationTime(const std::string& path) override {
+    Note(path, 0);
+    return fs_->ModificationTime(path);
   }
   absl::Status CreateDir(const std::string& path) override { return fs_->CreateDir(path); }
   absl::Status SyncDir(const std::string& path) override { return fs_->SyncDir(path); }

@@ -15,7 +15,8 @@
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/keyed_state.h"
-#include "src/ckpt/keyed_restore.h"
+#include "src/repo/repository_internal.h"
+#include "src/repo/keyed_reader.h"
 #include "src/repo/keys.h"
 #include "src/store/fault_store.h"
 #include "src/testing/status_matchers.h"
@@ -287,7 +288,7 @@ TEST_F(KeyedCheckpointTest, KeyedManifestNamedAsRegionIsDamage) {
   // The same checkpoint id, so the manifest's own id matches: only its type is wrong.
   CommitRecord crafted = c;
   crafted.participants[0].state_objects[0].type = StateObjectType::kRegion;
-  ASSERT_OK(repo_->store()->Delete(CommitKey(c.id)));
+  ASSERT_OK(RepositoryInternal::store(*repo_)->Delete(CommitKey(c.id)));
   ASSERT_OK(repo_->PublishCommit(crafted));
   ASSERT_OK_AND_ASSIGN(auto reader, Checkpointer::Open(repo_.get()));
   RestoreOptions create;

@@ -48,6 +48,7 @@
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
+#include "src/repo/repository_internal.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
 #include "src/repo/pack.h"
@@ -461,7 +462,7 @@ absl::StatusOr<Restored> RestoreFresh(Repository* repo, std::optional<uint64_t> 
 // Reservations without a commit record: checkpoints that were started but never committed.
 absl::StatusOr<std::set<uint64_t>> UncommittedReservations(Repository* repo) {
   std::set<uint64_t> ids;
-  auto reserved = repo->store()->List(kIdsPrefix);
+  auto reserved = RepositoryInternal::store(*repo)->List(kIdsPrefix);
   if (!reserved.ok()) return reserved.status();
   for (const ObjectInfo& info : *reserved) {
     if (auto id = ParseIdKey(info.key, kIdsPrefix)) ids.insert(*id);
@@ -614,7 +615,7 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
     max_table_entries = std::max(max_table_entries, restored->state.table.size());
     histories.insert(EncodeHistory(restored->position.history));
   }
-  ObjectStore* store = repo->store();
+  ObjectStore* store = RepositoryInternal::store(*repo);
   ASSERT_OK_AND_ASSIGN(auto packs, store->List(kPacksPrefix));
   for (const ObjectInfo& info : packs) {
     auto hash = ParseHashKey(info.key, kPacksPrefix);

@@ -1,368 +1,292 @@
-#include "src/ckpt/restore.h"
-
-#include <unistd.h>
+// Restore of a checkpointer's state objects (format.md §9, §9.1): plan every chain first, then
+// rebuild regions and keyed states, then make the restored checkpoint the lineage.
+#include <sys/mman.h>
 
 #include <algorithm>
-#include <atomic>
+#include <cstring>
 #include <map>
-#include <thread>
+#include <set>
 
+#include "absl/strings/str_join.h"
+#include "src/ckpt/checkpointer_impl.h"
+#include "src/repo/keyed_reader.h"
+#include "src/repo/region_reader.h"
+#include "src/state/keyed_state_internal.h"
+#include "src/state/region_internal.h"
+#include "src/util/log.h"
 #include "src/util/str.h"
-#include "src/util/mutex.h"
-#include "src/repo/keys.h"
-#include "src/repo/pack.h"
 
 namespace ickpt {
 namespace {
 
-// Unneeded frames up to this many stored bytes between two needed ones are read along (and
-// skipped) rather than split into two requests.
-constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
-
-// A manifest chain longer than this is damage (a loop), not a real chain.
-constexpr size_t kMaxChainLength = 1'000'000;
-
-// A name taken from an object, cut short for an error message: it may be megabytes long.
-std::string Quoted(std::string_view name) {
-  constexpr size_t kMaxShown = 80;
-  if (name.size() <= kMaxShown) return StrCat("\"", name, "\"");
-  return StrCat("\"", name.substr(0, kMaxShown), "\"... (", name.size(), " bytes)");
-}
-
-// Bytes of memory this machine has; 0 if unknown.
-uint64_t PhysicalMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page_size <= 0) return 0;
-  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
-}
-
-}  // namespace
-
-absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what) {
-  if (absl::IsNotFound(status)) {
-    return absl::DataLossError(StrCat(what, " is missing: ", status.message()));
+class MemorySink final : public RestoreSink {
+ public:
+  explicit MemorySink(char* base) : base_(base) {}
+  absl::Status Write(uint64_t offset, std::string_view data) override {
+    std::memcpy(base_ + offset, data.data(), data.size());
+    return absl::OkStatus();
   }
-  return status;
-}
+  absl::Status WriteZeros(uint64_t offset, uint64_t length) override {
+    // Dropping whole pages of a private anonymous mapping makes them read as zero without
+    // touching them: a sparse region restores without faulting in its holes.
+    const uint64_t page = 4096;
+    uint64_t begin = (offset + page - 1) / page * page;
+    const uint64_t end = (offset + length) / page * page;
+    if (end > begin && end - begin >= 16 * page &&
+        madvise(base_ + begin, end - begin, MADV_DONTNEED) == 0) {
+      std::memset(base_ + offset, 0, begin - offset);
+      std::memset(base_ + end, 0, offset + length - end);
+      return absl::OkStatus();
+    }
+    std::memset(base_ + offset, 0, length);
+    return absl::OkStatus();
+  }
 
-absl::StatusOr<Manifest> ReadManifest(const Repository& repo, uint64_t checkpoint_id,
-                                      const StateObjectRecord& record) {
-  // format.md §2, §10: a key taken from an object is validated before it reaches the store, even if
-  // the record did not come from DecodeCommitRecord (which checks the same): a key such as
-  // "../../etc/passwd" or "/abs" never becomes a path.
-  if (!ValidateObjectKey(record.manifest).ok() ||
-      ParseHashKey(record.manifest, kManifestsPrefix) != record.manifest_sha256) {
-    return absl::DataLossError(StrCat("checkpoint ", checkpoint_id, " names manifest ",
-                                      Quoted(record.manifest), " for state object '",
-                                      record.name, "': not the manifest key of sha256 ",
-                                      Quoted(record.manifest_sha256), " (format.md §2)"));
-  }
-  absl::StatusOr<std::string> bytes = repo.store()->Get(record.manifest);
-  if (!bytes.ok()) {
-    return MissingAsDataLoss(bytes.status(),
-                             StrCat("manifest ", record.manifest, " of checkpoint ",
-                                          checkpoint_id, " (state object '", record.name, "')"));
-  }
-  const std::string actual = ToHex(Sha256(*bytes));
-  if (actual != record.manifest_sha256) {
-    return absl::DataLossError(StrCat("manifest ", record.manifest, " of checkpoint ",
-                                            checkpoint_id, " is damaged: sha256 ", actual,
-                                            " differs from the commit record's ",
-                                            record.manifest_sha256));
-  }
-  absl::StatusOr<Manifest> manifest = DecodeManifest(*bytes, record.manifest);
-  if (!manifest.ok()) return manifest.status();
-  if (manifest->checkpoint_id != checkpoint_id || manifest->object_name != record.name) {
-    return absl::DataLossError(StrCat("manifest ", record.manifest, " describes '",
-                                            manifest->object_name, "' of checkpoint ",
-                                            manifest->checkpoint_id, ", but checkpoint ",
-                                            checkpoint_id, " names it for '", record.name, "'"));
-  }
-  return manifest;
-}
-
-absl::StatusOr<const ParticipantRecord*> FindParticipant(const CommitRecord& commit,
-                                                         std::string_view name) {
-  for (const ParticipantRecord& p : commit.participants) {
-    if (p.name == name) return &p;
-  }
-  return absl::NotFoundError(
-      StrCat("checkpoint ", commit.id, " has no participant '", name, "'"));
-}
-
-absl::StatusOr<ResolvedObject> ResolveObject(const Repository& repo, const CommitRecord& commit,
-                                             std::string_view participant, std::string_view object,
-                                             PackTable* packs) {
-  ResolvedObject out;
-  out.name = std::string(object);
-  CommitRecord current = commit;
-  uint64_t limit = 0;  // blocks at or above a newer base's block_count are zero (format.md §5)
-  uint64_t expected_depth = 0;
-  for (size_t step = 0;; ++step) {
-    if (step >= kMaxChainLength) {
-      return absl::DataLossError(StrCat("the chain of '", object, "' from checkpoint ",
-                                              commit.id, " does not end (a loop?)"));
-    }
-    absl::StatusOr<const ParticipantRecord*> p = FindParticipant(current, participant);
-    if (!p.ok()) {
-      if (step == 0) return p.status();
-      return absl::DataLossError(StrCat("checkpoint ", commit.id, " depends on checkpoint ",
-                                              current.id, ", which lacks participant '",
-                                              participant, "'"));
-    }
-    const StateObjectRecord* record = nullptr;
-    for (const StateObjectRecord& r : (*p)->state_objects) {
-      if (r.name == object) record = &r;
-    }
-    if (record == nullptr) {
-      if (step == 0) {
-        return absl::NotFoundError(StrCat("checkpoint ", commit.id, " has no state object '",
-                                                object, "' for participant '", participant, "'"));
-      }
-      return absl::DataLossError(StrCat("checkpoint ", commit.id, " depends on checkpoint ",
-                                              current.id, ", which lacks state object '", object,
-                                              "'"));
-    }
-    absl::StatusOr<Manifest> manifest = ReadManifest(repo, current.id, *record);
-    if (!manifest.ok()) return manifest.status();
-    // A keyed manifest has no blocks (block_size 0): it is read by ResolveKeyed. A commit record
-    // that calls it a region is damaged, and nothing below may divide by its block size.
-    if (manifest->object_type != StateObjectType::kRegion) {
-      return absl::DataLossError(StrCat("manifest ", record->manifest, " of checkpoint ",
-                                        current.id, " describes a ",
-                                        StateObjectTypeName(manifest->object_type), ", not the region '",
-                                        object, "' its commit record names"));
-    }
-    out.manifest_bytes_read += record->manifest_bytes;
-    if (step == 0) {
-      // Memory is sized by block_count below (one location per block), then by the region. The
-      // decoder bounds the object to 1 PiB (format.md §5); the location table must also fit this
-      // machine, or the restore is refused before anything is allocated (format.md §10).
-      if (manifest->block_count > kMaxStateObjectBytes / manifest->block_size) {
-        return absl::DataLossError(StrCat("manifest ", record->manifest, " of checkpoint ",
-                                          current.id, " describes ", manifest->block_count,
-                                          " blocks of ", manifest->block_size,
-                                          " bytes, more than the 1 PiB a state object may hold"));
-      }
-      const uint64_t table_bytes = manifest->block_count * sizeof(BlockLocation);
-      if (const uint64_t memory = PhysicalMemoryBytes(); memory != 0 && table_bytes > memory / 2) {
-        return absl::ResourceExhaustedError(StrCat(
-            "restoring '", object, "' of checkpoint ", commit.id, " needs a table of ", table_bytes,
-            " bytes for its ", manifest->block_count, " blocks (manifest ", record->manifest,
-            "), more than half of this machine's ", memory, " bytes of memory"));
-      }
-      out.type = manifest->object_type;
-      out.block_size = manifest->block_size;
-      out.block_count = manifest->block_count;
-      out.depth = manifest->depth;
-      out.locations.assign(out.block_count, BlockLocation{BlockLocation::kUnset, 0});
-      limit = out.block_count;
-      expected_depth = manifest->depth;
-    } else if (manifest->block_size != out.block_size || manifest->depth != expected_depth) {
-      return absl::DataLossError(StrCat(
-          "manifest ", record->manifest, " of checkpoint ", current.id,
-          " does not fit the chain of checkpoint ", commit.id, ": block size ",
-          manifest->block_size, " vs ", out.block_size, ", depth ", manifest->depth, " vs ",
-          expected_depth));
-    }
-    out.chain.push_back(current.id);
-    std::vector<uint32_t> pack_index(manifest->packs.size());
-    for (size_t i = 0; i < manifest->packs.size(); ++i) pack_index[i] = packs->Intern(manifest->packs[i]);
-    for (const Extent& e : manifest->extents) {
-      const uint64_t end = std::min(e.first_block + e.block_count, limit);
-      for (uint64_t b = e.first_block; b < end; ++b) {
-        BlockLocation& loc = out.locations[b];
-        if (loc.pack != BlockLocation::kUnset) continue;  // a newer checkpoint decided this block
-        if (e.pack_ref == 0) {
-          loc = BlockLocation{BlockLocation::kZero, 0};
-        } else {
-          loc = BlockLocation{pack_index[e.pack_ref - 1],
-                              e.raw_offset + (b - e.first_block) * out.block_size};
-        }
-      }
-    }
-    limit = std::min(limit, manifest->block_count);
-    if (manifest->kind == CheckpointKind::kFull) break;
-    const uint64_t base = *manifest->base_id;
-    if (base >= current.id || expected_depth == 0) {
-      return absl::DataLossError(StrCat("manifest ", record->manifest, " of checkpoint ",
-                                              current.id, " names base ", base,
-                                              ", which cannot precede it"));
-    }
-    --expected_depth;
-    absl::StatusOr<CommitRecord> next = repo.ReadCommit(base);
-    if (!next.ok()) {
-      return MissingAsDataLoss(next.status(), StrCat("checkpoint ", base, ", on which checkpoint ",
-                                                           commit.id, " depends,"));
-    }
-    current = *std::move(next);
-  }
-  for (BlockLocation& loc : out.locations) {
-    if (loc.pack == BlockLocation::kUnset) loc = BlockLocation{BlockLocation::kZero, 0};
-  }
-  return out;
-}
-
-namespace {
-
-struct BlockNeed {
-  uint64_t block;
-  uint64_t raw_offset;
+ private:
+  char* base_;
 };
 
-// Reads the blocks of one pack: fetches the frames they need in as few range reads as possible,
-// verifies each frame, then hands out the blocks.
-absl::Status ReadPackBlocks(const Repository& repo, const std::string& key,
-                            std::vector<BlockNeed>& needs, uint32_t block_size, RestoreSink* sink,
-                            ReadStats* stats) {
-  absl::StatusOr<PackIndex> index = ReadPackIndex(repo.store(), key);
-  if (!index.ok()) return MissingAsDataLoss(index.status(), StrCat("pack ", key));
-  std::sort(needs.begin(), needs.end(),
-            [](const BlockNeed& a, const BlockNeed& b) { return a.raw_offset < b.raw_offset; });
-  // Frames each block needs, as [first, last].
-  std::vector<std::pair<size_t, size_t>> spans(needs.size());
-  for (size_t i = 0; i < needs.size(); ++i) {
-    absl::StatusOr<std::pair<size_t, size_t>> span =
-        index->FramesCovering(needs[i].raw_offset, block_size);
-    if (!span.ok()) {
-      return absl::DataLossError(StrCat("pack ", key, " has no data at raw offset ",
-                                              needs[i].raw_offset, " for block ", needs[i].block,
-                                              ": ", span.status().message()));
-    }
-    spans[i] = *span;
-  }
-  size_t i = 0;
-  while (i < needs.size()) {
-    // One range read for a run of blocks whose frames lie close together. Frames in small gaps
-    // between them are fetched (one request is cheaper than two) but never decoded.
-    const size_t first_frame = spans[i].first;
-    size_t last_frame = spans[i].second;
-    size_t j = i + 1;
-    while (j < needs.size()) {
-      const FrameInfo& end = index->frames[last_frame];
-      const uint64_t gap =
-          index->frames[spans[j].first].stored_offset - (end.stored_offset + end.stored_len);
-      if (spans[j].first > last_frame + 1 && gap > kMaxReadGapBytes) break;
-      last_frame = std::max(last_frame, spans[j].second);
-      ++j;
-    }
-    const FrameInfo& f0 = index->frames[first_frame];
-    const FrameInfo& f1 = index->frames[last_frame];
-    const uint64_t length = f1.stored_offset + f1.stored_len - f0.stored_offset;
-    absl::StatusOr<std::string> stored = repo.store()->GetRange(key, f0.stored_offset, length);
-    if (!stored.ok()) return MissingAsDataLoss(stored.status(), StrCat("pack ", key));
-    if (stored->size() != length) {
-      return absl::DataLossError(StrCat("pack ", key, " is truncated: wanted ", length,
-                                        " bytes at offset ", f0.stored_offset, ", got ",
-                                        stored->size()));
-    }
-    stats->bytes_read += length;
-    // Decoded frames of this range, each verified before any of its bytes is used.
-    std::map<size_t, std::string> decoded;
-    auto frame = [&](size_t f) -> absl::StatusOr<const std::string*> {
-      auto it = decoded.find(f);
-      if (it != decoded.end()) return &it->second;
-      const FrameInfo& info = index->frames[f];
-      absl::StatusOr<std::string> raw = DecodeFrame(
-          info,
-          std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
-          key);
-      if (!raw.ok()) return raw.status();
-      ++stats->frames_decoded;
-      return &decoded.emplace(f, *std::move(raw)).first->second;
-    };
-    std::string block;
-    for (size_t k = i; k < j; ++k) {
-      if (spans[k].first == spans[k].second) {  // the usual case: the block lies in one frame
-        absl::StatusOr<const std::string*> raw = frame(spans[k].first);
-        if (!raw.ok()) return raw.status();
-        const uint64_t at = needs[k].raw_offset - index->frames[spans[k].first].raw_offset;
-        if (absl::Status s = sink->Write(needs[k].block * block_size,
-                                         std::string_view(**raw).substr(at, block_size));
-            !s.ok()) {
-          return s;
-        }
-        continue;
-      }
-      block.clear();
-      for (size_t f = spans[k].first; f <= spans[k].second; ++f) {
-        absl::StatusOr<const std::string*> raw = frame(f);
-        if (!raw.ok()) return raw.status();
-        const FrameInfo& info = index->frames[f];
-        // The part of frame f inside [raw_offset, raw_offset + block_size).
-        const uint64_t begin = std::max(needs[k].raw_offset, info.raw_offset);
-        const uint64_t end = std::min(needs[k].raw_offset + block_size, info.raw_offset + info.raw_len);
-        block.append(**raw, begin - info.raw_offset, end - begin);
-      }
-      if (absl::Status s = sink->Write(needs[k].block * block_size, block); !s.ok()) return s;
-    }
-    // Frames are dropped once every block of the range was handed out.
-    i = j;
-  }
-  ++stats->packs_read;
-  return absl::OkStatus();
-}
-
 }  // namespace
 
-absl::StatusOr<ReadStats> ReadObjectData(const Repository& repo, const ResolvedObject& object,
-                                         const PackTable& packs, RestoreSink* sink, int threads) {
-  std::map<uint32_t, std::vector<BlockNeed>> by_pack;
-  uint64_t zero_start = 0, zero_count = 0;
-  auto flush_zeros = [&]() -> absl::Status {
-    if (zero_count == 0) return absl::OkStatus();
-    absl::Status s = sink->WriteZeros(zero_start * object.block_size, zero_count * object.block_size);
-    zero_count = 0;
-    return s;
-  };
-  for (uint64_t b = 0; b < object.block_count; ++b) {
-    const BlockLocation& loc = object.locations[b];
-    if (loc.is_zero()) {
-      if (zero_count == 0) zero_start = b;
-      ++zero_count;
-      continue;
-    }
-    if (absl::Status s = flush_zeros(); !s.ok()) return s;
-    by_pack[loc.pack].push_back(BlockNeed{b, loc.raw_offset});
+absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& ropts) {
+  MutexLock api(&api_mu);
+  {
+    MutexLock lock(&mu);
+    mu.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight == 0; });
   }
-  if (absl::Status s = flush_zeros(); !s.ok()) return s;
+  uint64_t id = 0;
+  if (ropts.id.has_value()) {
+    id = *ropts.id;
+  } else {
+    absl::StatusOr<std::optional<uint64_t>> latest = repo->LatestCommitId();
+    if (!latest.ok()) return latest.status();
+    if (!latest->has_value()) {
+      return absl::NotFoundError(
+          StrCat("repository ", repo->Describe(), " has no checkpoint to restore"));
+    }
+    id = **latest;
+  }
+  absl::StatusOr<CommitRecord> commit = repo->ReadCommit(id);
+  if (!commit.ok()) return commit.status();
+  // Regions come from this participant's part of the checkpoint; keyed states from every
+  // participant's (format.md §9.1), so a participant that was not in the checkpoint (after a
+  // rescale) may still restore keyed state.
+  const std::vector<std::string> keyed_in_checkpoint = KeyedStateNames(*commit);
+  absl::StatusOr<const ParticipantRecord*> participant = FindParticipant(*commit, options.participant);
+  if (!participant.ok() && keyed_in_checkpoint.empty()) return participant.status();
+  const ParticipantRecord* mine = participant.ok() ? *participant : nullptr;
 
-  std::vector<std::pair<std::string, std::vector<BlockNeed>*>> work;
-  for (auto& [pack, needs] : by_pack) work.emplace_back(PackKey(ToHex(packs.digest(pack))), &needs);
-  std::atomic<size_t> next{0};
-  Mutex mu;
-  absl::Status first_error;
-  ReadStats total;
-  auto worker = [&] {
-    ReadStats stats;
-    for (size_t w = next++; w < work.size(); w = next++) {
-      absl::Status s = ReadPackBlocks(repo, work[w].first, *work[w].second, object.block_size,
-                                      sink, &stats);
-      if (!s.ok()) {
-        MutexLock lock(&mu);
-        if (first_error.ok()) first_error = s;
-        next = work.size();  // stop the others early
-        break;
+  // Decide what to restore before touching any state.
+  std::vector<std::string> unregistered, absent, to_create, to_restore;
+  std::vector<std::string> keyed_to_create, keyed_to_restore;
+  std::set<std::string> in_checkpoint;
+  {
+    MutexLock lock(&mu);
+    auto mismatch = [&](const std::string& name, std::string_view stored) {
+      return absl::FailedPreconditionError(
+          StrCat("state object '", name, "' is a ", stored, " in checkpoint ", id,
+                 " but is registered as a ", stored == "region" ? "keyed state" : "region"));
+    };
+    if (mine != nullptr) {
+      for (const StateObjectRecord& r : mine->state_objects) {
+        if (r.type != StateObjectType::kRegion) continue;
+        in_checkpoint.insert(r.name);
+        if (keyed.contains(r.name)) return mismatch(r.name, "region");
+        if (regions.contains(r.name)) {
+          to_restore.push_back(r.name);
+        } else {
+          unregistered.push_back(r.name);
+        }
       }
     }
-    MutexLock lock(&mu);
-    total.packs_read += stats.packs_read;
-    total.bytes_read += stats.bytes_read;
-    total.frames_decoded += stats.frames_decoded;
-  };
-  const int n = std::max(1, std::min<int>(threads, static_cast<int>(work.size())));
-  std::vector<std::thread> pool;
-  for (int t = 1; t < n; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  if (!first_error.ok()) {
-    return absl::Status(first_error.code(),
-                        StrCat("restoring '", object.name, "' of checkpoint ",
-                                     object.chain.empty() ? 0 : object.chain.front(), ": ",
-                                     first_error.message()));
+    for (const std::string& name : keyed_in_checkpoint) {
+      in_checkpoint.insert(name);
+      if (regions.contains(name)) return mismatch(name, "keyed state");
+      if (keyed.contains(name)) {
+        keyed_to_restore.push_back(name);
+      } else {
+        unregistered.push_back(name);
+        keyed_to_create.push_back(name);
+      }
+    }
+    for (const auto& [name, region] : regions) {
+      if (!in_checkpoint.contains(name)) absent.push_back(name);
+    }
+    for (const auto& [name, state] : keyed) {
+      if (!in_checkpoint.contains(name)) absent.push_back(name);
+    }
   }
-  return total;
+  if (!unregistered.empty() && ropts.on_unregistered == OnUnregistered::kFail) {
+    return absl::NotFoundError(StrCat(
+        "checkpoint ", id, " holds state objects that are not registered: ",
+        absl::StrJoin(unregistered, ", "), " (register them, or restore with create or ignore)"));
+  }
+  if (!absent.empty() && ropts.on_absent == OnAbsent::kFail) {
+    return absl::NotFoundError(StrCat("registered state objects are not in checkpoint ", id,
+                                            ": ", absl::StrJoin(absent, ", "),
+                                            " (restore with ignore to keep them as they are)"));
+  }
+  if (ropts.on_unregistered == OnUnregistered::kCreate) {
+    for (const std::string& name : unregistered) {
+      if (std::find(keyed_to_create.begin(), keyed_to_create.end(), name) != keyed_to_create.end()) {
+        continue;
+      }
+      to_create.push_back(name);
+      to_restore.push_back(name);
+    }
+    keyed_to_restore.insert(keyed_to_restore.end(), keyed_to_create.begin(), keyed_to_create.end());
+  } else {
+    keyed_to_create.clear();
+  }
+
+  // Resolve every chain first: metadata only, so a damaged chain fails before any state changes.
+  std::map<std::string, ResolvedObject> resolved;
+  for (const std::string& name : to_restore) {
+    absl::StatusOr<ResolvedObject> r =
+        ResolveObject(*repo, *commit, options.participant, name, &packs);
+    if (!r.ok()) return r.status();
+    if (r->type != StateObjectType::kRegion) {
+      return absl::FailedPreconditionError(
+          StrCat("state object '", name, "' of checkpoint ", id, " is not a region"));
+    }
+    Region* region = nullptr;
+    {
+      MutexLock lock(&mu);
+      auto it = regions.find(name);
+      if (it != regions.end()) region = it->second.get();
+    }
+    if (region != nullptr && region->block_size() != r->block_size) {
+      return absl::FailedPreconditionError(StrCat(
+          "region '", name, "' has block size ", region->block_size(), " but checkpoint ", id,
+          " stored it with ", r->block_size));
+    }
+    resolved.emplace(name, *std::move(r));
+  }
+  std::map<std::string, ResolvedKeyed> resolved_keyed;
+  for (const std::string& name : keyed_to_restore) {
+    absl::StatusOr<ResolvedKeyed> r = ResolveKeyed(*repo, *commit, name);
+    if (!r.ok()) return r.status();
+    if (r->key_groups < options.participant_count) {
+      return absl::FailedPreconditionError(
+          StrCat("keyed state '", name, "' of checkpoint ", id, " has ", r->key_groups,
+                 " key groups, fewer than the ", options.participant_count, " participants"));
+    }
+    {
+      MutexLock lock(&mu);
+      auto it = keyed.find(name);
+      if (it != keyed.end() && it->second->key_groups() != r->key_groups) {
+        return absl::FailedPreconditionError(
+            StrCat("keyed state '", name, "' has ", it->second->key_groups(),
+                   " key groups but checkpoint ", id, " stored it with ", r->key_groups));
+      }
+    }
+    resolved_keyed.emplace(name, *std::move(r));
+  }
+
+  auto fail = [this, id](absl::Status s) {
+    ICKPT_LOG_ERROR("restore of checkpoint {} failed; checkpoints are refused until a restore "
+                    "succeeds: {}", id, s.ToString());
+    MutexLock lock(&mu);
+    restore_failed = true;
+    return s;
+  };
+  for (const std::string& name : to_create) {
+    const ResolvedObject& r = resolved.at(name);
+    RegionOptions ro;
+    ro.size = r.block_count * r.block_size;
+    ro.block_size = r.block_size;
+    absl::StatusOr<std::unique_ptr<Region>> region = RegionAccess::Create(name, ro, r.block_size);
+    if (!region.ok()) return fail(region.status());
+    MutexLock lock(&mu);
+    regions.emplace(name, *std::move(region));
+  }
+  for (auto& [name, r] : resolved) {
+    Region* region = nullptr;
+    {
+      MutexLock lock(&mu);
+      region = regions.at(name).get();
+    }
+    if (absl::Status s = RegionAccess::Resize(*region, r.block_count); !s.ok()) return fail(s);
+    MemorySink sink(region->data());
+    absl::StatusOr<ReadStats> stats =
+        ReadObjectData(*repo, r, packs, &sink, std::max(2, options.persist_threads));
+    if (!stats.ok()) return fail(stats.status());
+    if (absl::Status s = RegionAccess::Rebaseline(*region); !s.ok()) return fail(s);
+  }
+
+  for (const std::string& name : keyed_to_create) {
+    KeyedStateOptions ko;
+    ko.key_groups = resolved_keyed.at(name).key_groups;
+    absl::StatusOr<std::unique_ptr<KeyedState>> state = KeyedStateAccess::Create(name, ko);
+    if (!state.ok()) return fail(state.status());
+    const auto [first, end] =
+        OwnedKeyGroups(ko.key_groups, options.participant_index, options.participant_count);
+    KeyedStateAccess::SetOwnedGroups(**state, first, end);
+    MutexLock lock(&mu);
+    keyed.emplace(name, *std::move(state));
+  }
+  for (auto& [name, r] : resolved_keyed) {
+    KeyedState* state = nullptr;
+    {
+      MutexLock lock(&mu);
+      state = keyed.at(name).get();
+    }
+    // About this participant's share of the entries, to size the table once.
+    const uint64_t expected =
+        r.entry_count * (state->group_end() - state->group_first()) / std::max(1u, r.key_groups);
+    KeyedStateAccess::Reset(*state, expected);
+    class StateSink final : public KeyedRestoreSink {
+     public:
+      explicit StateSink(KeyedState* state) : state_(state) {}
+      bool Contains(std::string_view key) const override { return state_->Contains(key); }
+      absl::Status Put(std::string_view key, std::string_view value) override {
+        return state_->Put(key, value);
+      }
+
+     private:
+      KeyedState* state_;
+    } sink(state);
+    KeyedReadOptions read;
+    read.group_first = state->group_first();
+    read.group_end = state->group_end();
+    absl::StatusOr<KeyedReadStats> stats = ReadKeyed(*repo, r, read, &sink);
+    if (!stats.ok()) return fail(stats.status());
+    KeyedStateAccess::Rebaseline(*state);
+  }
+
+  ICKPT_LOG_INFO("restored checkpoint {} ({} state objects)", id,
+                 resolved.size() + resolved_keyed.size());
+  // The restored checkpoint is the new lineage: later checkpoints chain on it.
+  std::map<std::string, CommittedObject, std::less<>> committed;
+  for (auto& [name, r] : resolved) {
+    committed[name] = CommittedObject{ObjectLineage{true, r.depth}, std::move(r.locations)};
+  }
+  for (auto& [name, r] : resolved_keyed) {
+    // A keyed state continues its chain only if this participant held exactly these groups when
+    // the checkpoint was taken; after a rescale its next checkpoint is full (format.md §5.3).
+    // (Participants' ranges are disjoint, so a chain of ours over exactly our range is the only
+    // source of our groups.)
+    KeyedState* state = KeyedByName(name);
+    ObjectLineage object_lineage;
+    for (const KeyedChain& chain : r.chains) {
+      if (chain.participant == options.participant && chain.group_first == state->group_first() &&
+          chain.group_end == state->group_end()) {
+        object_lineage = ObjectLineage{true, chain.manifests.front().depth};
+      }
+    }
+    committed[name] = CommittedObject{object_lineage, {}};
+  }
+  MutexLock lock(&mu);
+  lineage.Reset(id, std::move(committed));
+  keyed_merge_back.clear();  // the restored states replace what those changes were about
+  announced_committed.clear();
+  announced_aborted.clear();
+  failed_ids.clear();
+  capture_parent = id;
+  capture_lineage = lineage.HeadLineage();
+  ++generation;
+  restore_failed = false;
+  return *std::move(commit);
 }
 
 }  // namespace ickpt

@@ -10,7 +10,8 @@
 
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
-#include "src/ckpt/restore.h"
+#include "src/repo/repository_internal.h"
+#include "src/repo/region_reader.h"
 #include "src/repo/commit_record.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
@@ -82,14 +83,14 @@ class RestoreSecurityTest : public ::testing::Test {
 
   // Publishes `record` as written, bypassing the writer's validation (a malicious writer).
   void PublishRaw(const CommitRecord& record) {
-    ASSERT_OK(repo_->store()->Publish(CommitKey(record.id), EncodeCommitRecord(record)));
+    ASSERT_OK(RepositoryInternal::store(*repo_)->Publish(CommitKey(record.id), EncodeCommitRecord(record)));
   }
 
   // Stores `m` as a manifest and publishes a valid commit record naming it.
   void PublishManifest(const Manifest& m) {
     const std::string bytes = EncodeManifest(m);
     const std::string sha = ToHex(Sha256(bytes));
-    ASSERT_OK(repo_->store()->Put(ManifestKey(sha), bytes));
+    ASSERT_OK(RepositoryInternal::store(*repo_)->Put(ManifestKey(sha), bytes));
     CommitRecord r = RecordNaming(m.checkpoint_id, ManifestKey(sha), sha);
     r.participants[0].state_objects[0].manifest_bytes = bytes.size();
     ASSERT_OK(ValidateCommitRecord(r));

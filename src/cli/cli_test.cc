@@ -26,7 +26,7 @@
 #include "ickpt/checkpointer.h"
 #include "ickpt/keyed_state.h"
 #include "ickpt/repository.h"
-#include "src/ckpt/keyed_restore.h"
+#include "src/repo/keyed_reader.h"
 #include "src/cli/keyed_entries.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
@@ -382,9 +382,9 @@ TEST_F(CliTest, OrphanPackIsListedByVerifyDataWithExit0) {
   const FinishedPack pack = builder.Finish();
   const std::string key = PackKey(pack.sha256_hex);
   {
-    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo,
-                         Repository::OpenLocal(repo_path(), /*create=*/false));
-    ASSERT_OK(repo->store()->Put(key, pack.bytes));
+    // An object no commit record names, put beside the repository's own.
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<ObjectStore> store, OpenLocalStore(repo_path()));
+    ASSERT_OK(store->Put(key, pack.bytes));
   }
   RunResult verify = RunOnRepo({"verify", "--data", "--json"});
   EXPECT_EQ(verify.code, 0) << verify.err;

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "src/repo/commit_record.h"
 #include "src/util/parse.h"
 #include "src/util/str.h"
@@ -50,13 +52,28 @@ int Fail(const absl::Status& status) {
   return ExitCodeFor(status);
 }
 
-absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryReadOnly(const std::string& dir) {
-  absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenLocal(dir, /*create=*/false);
+absl::StatusOr<std::unique_ptr<RepositoryReader>> OpenRepositoryReadOnly(const std::string& dir) {
+  absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = Repository::OpenReadOnly(dir);
   if (!repo.ok() && absl::IsNotFound(repo.status())) {
     return absl::NotFoundError(
         StrCat(dir, " is not an ickpt repository: ", repo.status().message()));
   }
   return repo;
+}
+
+CLI::Validator RepoUrlValidator() {
+  return CLI::Validator(
+      [](std::string& url) -> std::string {
+        absl::Status s = ValidateRepositoryUrl(url);
+        return s.ok() ? std::string() : std::string(s.message());
+      },
+      "URL", "repository URL");
+}
+
+CLI::Option* AddRepoOption(CLI::App* sub, std::string* repo) {
+  return sub->add_option("--repo", *repo, "Repository: a directory, or file://PATH")
+      ->required()
+      ->check(RepoUrlValidator());
 }
 
 bool IsCheckpointIdSyntax(std::string_view text) {
@@ -71,13 +88,13 @@ std::string InvalidIdMessage(std::string_view text) {
 }
 }  // namespace
 
-absl::StatusOr<uint64_t> ResolveCheckpointId(const Repository& repo, std::string_view text) {
+absl::StatusOr<uint64_t> ResolveCheckpointId(const RepositoryReader& repo, std::string_view text) {
   if (text == "latest") {
     absl::StatusOr<std::optional<uint64_t>> latest = repo.LatestCommitId();
     if (!latest.ok()) return latest.status();
     if (!latest->has_value()) {
       return absl::NotFoundError(
-          StrCat("repository ", repo.store()->Describe(), " has no checkpoints ('latest')"));
+          StrCat("repository ", repo.Describe(), " has no checkpoints ('latest')"));
     }
     return **latest;
   }
@@ -99,7 +116,7 @@ bool CheckCheckpointIdArgument(std::string_view text) {
   return false;
 }
 
-absl::StatusOr<CommitRecord> ReadCheckpointArgument(const Repository& repo, std::string_view text) {
+absl::StatusOr<CommitRecord> ReadCheckpointArgument(const RepositoryReader& repo, std::string_view text) {
   absl::StatusOr<uint64_t> id = ResolveCheckpointId(repo, text);
   if (!id.ok()) return id.status();
   return repo.ReadCommit(*id);

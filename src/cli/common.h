@@ -21,6 +21,8 @@
 
 namespace CLI {
 class App;
+class Option;
+class Validator;
 }
 
 namespace ickpt::cli {
@@ -46,19 +48,24 @@ void PrintWarning(const std::string& message);
 // Prints the status's message and returns its exit code.
 int Fail(const absl::Status& status);
 
-// Opens the repository in `dir` without creating or modifying anything.
-absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryReadOnly(const std::string& dir);
+// Opens the repository at `dir` (a path or file://PATH) without creating or modifying anything.
+absl::StatusOr<std::unique_ptr<RepositoryReader>> OpenRepositoryReadOnly(const std::string& dir);
+// Adds the required `--repo URL` option to `sub`: a path or file://PATH. Any other scheme is a
+// usage error (exit 2) naming it, before anything is opened or created.
+CLI::Option* AddRepoOption(CLI::App* sub, std::string* repo);
+// The check AddRepoOption makes, for a --repo option that is not required.
+CLI::Validator RepoUrlValidator();
 
 // A checkpoint id from the command line: a positive decimal integer or "latest". InvalidArgument
 // for anything else (a usage error), NotFound for "latest" in an empty repository.
-absl::StatusOr<uint64_t> ResolveCheckpointId(const Repository& repo, std::string_view text);
+absl::StatusOr<uint64_t> ResolveCheckpointId(const RepositoryReader& repo, std::string_view text);
 // True if `text` is a syntactically valid checkpoint id argument.
 bool IsCheckpointIdSyntax(std::string_view text);
 // Checks a checkpoint id argument before anything is opened: on a usage error prints it and
 // returns false (the caller exits with kExitUsage).
 bool CheckCheckpointIdArgument(std::string_view text);
 // Resolves a checkpoint id argument ("latest" or an id) and reads that commit record.
-absl::StatusOr<CommitRecord> ReadCheckpointArgument(const Repository& repo, std::string_view text);
+absl::StatusOr<CommitRecord> ReadCheckpointArgument(const RepositoryReader& repo, std::string_view text);
 
 // The fields of `ickpt log --json` for one commit record.
 nlohmann::json CommitSummaryJson(const CommitRecord& commit);

@@ -77,7 +77,7 @@ bool Report(const std::string& line) {
 }
 
 int RunChild(const ChildOptions& options) {
-  absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenLocal(options.repo, false);
+  absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenUrl(options.repo, false);
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<std::unique_ptr<Checkpointer>> checkpointer = Checkpointer::Open(repo->get());
   if (!checkpointer.ok()) return Fail(checkpointer.status());
@@ -364,7 +364,7 @@ int RunDemo(const DemoOptions& o) {
   const uint64_t grid_size = (*size + kGridRowBytes - 1) / kGridRowBytes * kGridRowBytes;
   const std::string repo_path = o.repo.empty() ? DefaultRepoPath() : o.repo;
   {
-    absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenLocal(repo_path, true);
+    absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenUrl(repo_path, true);
     if (!repo.ok()) return Fail(repo.status());
     absl::StatusOr<std::optional<uint64_t>> latest = (*repo)->LatestCommitId();
     if (!latest.ok()) return Fail(latest.status());
@@ -387,7 +387,7 @@ int RunDemo(const DemoOptions& o) {
   const std::string expected = ReferenceHash(grid_size, o);
   const bool verified = !expected.empty() && expected == run->final_hash;
 
-  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(repo_path);
+  absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(repo_path);
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<std::vector<uint64_t>> ids = (*repo)->ListCommitIds();
   if (!ids.ok()) return Fail(ids.status());
@@ -487,7 +487,9 @@ Command RegisterDemo(CLI::App& app) {
       "and check that its final state is bit-identical to an uninterrupted run. Exit 0 only if "
       "verified.");
   sub->add_option("--repo", options->repo,
-                  "New repository directory (default: ./ickpt-demo-<time>, created)");
+                  "New repository: a directory or file://PATH (default: ./ickpt-demo-<time>, "
+                  "created)")
+      ->check(RepoUrlValidator());
   sub->add_option("--size", options->size, "Region size, e.g. 64MiB")->capture_default_str();
   sub->add_option("--steps", options->steps, "Simulation steps")->capture_default_str();
   sub->add_option("--seed", options->seed, "Seed of data and kill moment")->capture_default_str();
@@ -505,7 +507,7 @@ Command RegisterDemoChild(CLI::App& app) {
   auto options = std::make_shared<ChildOptions>();
   CLI::App* sub = app.add_subcommand("demo-child", "The simulation process of `ickpt demo`.");
   sub->group("");  // hidden
-  sub->add_option("--repo", options->repo)->required();
+  AddRepoOption(sub, &options->repo);
   sub->add_option("--size", options->size)->required();
   sub->add_option("--steps", options->steps)->required();
   sub->add_option("--seed", options->seed)->required();

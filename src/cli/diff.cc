@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "src/ckpt/keyed_restore.h"
-#include "src/ckpt/restore.h"
+#include "src/repo/keyed_reader.h"
+#include "src/repo/region_reader.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/keyed_entries.h"
@@ -108,7 +108,7 @@ bool SameManifests(const ResolvedKeyed& a, const ResolvedKeyed& b) {
   return true;
 }
 
-absl::StatusOr<ObjectDiff> CompareKeyed(const Repository& repo, const CommitRecord& commit_a,
+absl::StatusOr<ObjectDiff> CompareKeyed(const RepositoryReader& repo, const CommitRecord& commit_a,
                                         const CommitRecord& commit_b, const std::string& name) {
   absl::StatusOr<ResolvedKeyed> a = ResolveKeyed(repo, commit_a, name);
   if (!a.ok()) return a.status();
@@ -160,7 +160,7 @@ int RunDiff(const DiffOptions& options) {
   for (const std::string* id : {&options.a, &options.b}) {
     if (!CheckCheckpointIdArgument(*id)) return kExitUsage;
   }
-  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
+  absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(options.repo);
   if (!repo.ok()) return Fail(repo.status());
   CommitRecord commits[2];
   const std::string* texts[2] = {&options.a, &options.b};
@@ -294,7 +294,7 @@ Command RegisterDiff(CLI::App& app) {
       "XXH3-64); their changed_bytes are the key and value bytes of those entries.");
   sub->add_option("A", options->a, "First checkpoint id, or 'latest'")->required();
   sub->add_option("B", options->b, "Second checkpoint id, or 'latest'")->required();
-  sub->add_option("--repo", options->repo, "Repository directory")->required();
+  AddRepoOption(sub, &options->repo);
   sub->add_flag("--json", options->json,
                 "JSON: {a, b, state_objects: [{name, participant, type, status, changed_bytes, "
                 "changed_blocks, extents: [{offset, length}], and for keyed states "

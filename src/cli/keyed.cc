@@ -16,7 +16,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
-#include "src/ckpt/keyed_restore.h"
+#include "src/repo/keyed_reader.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/keyed_entries.h"
@@ -90,13 +90,13 @@ absl::Status FlushStdout() {
 
 // Opens the repository, reads checkpoint `id` and resolves keyed state `state` in it.
 struct OpenedKeyed {
-  std::unique_ptr<Repository> repo;
+  std::unique_ptr<RepositoryReader> repo;
   ResolvedKeyed keyed;
 };
 
 absl::StatusOr<OpenedKeyed> OpenKeyed(const std::string& dir, const std::string& id,
                                       const std::string& state) {
-  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(dir);
+  absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(dir);
   if (!repo.ok()) return repo.status();
   absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, id);
   if (!commit.ok()) return commit.status();
@@ -237,7 +237,7 @@ Command RegisterGet(CLI::App& app) {
       sub->add_option("KEY", options->key,
                       "The key, as UTF-8 text (or give --key-hex instead); put -- before a key "
                       "that starts with '-'");
-  sub->add_option("--repo", options->repo, "Repository directory")->required();
+  AddRepoOption(sub, &options->repo);
   sub->add_option("--state", options->state, "Keyed state name")->required();
   options->key_hex_option = sub->add_option(
       "--key-hex", options->key_hex,
@@ -260,7 +260,7 @@ Command RegisterDump(CLI::App& app) {
       "verified, so on exit 3 (damaged) the output stops early and is incomplete; exit 4 if the "
       "checkpoint or the keyed state does not exist.");
   sub->add_option("ID", options->id, "Checkpoint id, or 'latest'")->required();
-  sub->add_option("--repo", options->repo, "Repository directory")->required();
+  AddRepoOption(sub, &options->repo);
   sub->add_option("--state", options->state, "Keyed state name")->required();
   return Command{sub, [options] { return RunDump(*options); }};
 }

@@ -65,7 +65,7 @@ std::vector<std::pair<uint32_t, uint32_t>> KeyGroupBatches(
 }
 
 absl::Status ForEachKeyedEntry(
-    const Repository& repo, const ResolvedKeyed& keyed, uint32_t group_first, uint32_t group_end,
+    const RepositoryReader& repo, const ResolvedKeyed& keyed, uint32_t group_first, uint32_t group_end,
     absl::FunctionRef<absl::Status(std::string_view key, std::string_view value)> fn) {
   ForwardingSink sink(fn);
   KeyedReadOptions options;
@@ -76,7 +76,7 @@ absl::Status ForEachKeyedEntry(
 }
 
 absl::Status ForEachKeyedEntryBatched(
-    const Repository& repo, const ResolvedKeyed& keyed,
+    const RepositoryReader& repo, const ResolvedKeyed& keyed,
     absl::FunctionRef<absl::Status(std::string_view key, std::string_view value)> fn) {
   for (const auto& [first, end] : KeyGroupBatches({&keyed})) {
     if (absl::Status s = ForEachKeyedEntry(repo, keyed, first, end, fn); !s.ok()) return s;

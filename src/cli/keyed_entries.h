@@ -17,7 +17,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "ickpt/repository.h"
-#include "src/ckpt/keyed_restore.h"
+#include "src/repo/keyed_reader.h"
 
 namespace ickpt::cli {
 
@@ -40,12 +40,12 @@ std::vector<std::pair<uint32_t, uint32_t>> KeyGroupBatches(
 // already handed out. Returns fn's first error, or ReadKeyed's (DataLoss naming the manifest,
 // checkpoint and pack).
 absl::Status ForEachKeyedEntry(
-    const Repository& repo, const ResolvedKeyed& keyed, uint32_t group_first, uint32_t group_end,
+    const RepositoryReader& repo, const ResolvedKeyed& keyed, uint32_t group_first, uint32_t group_end,
     absl::FunctionRef<absl::Status(std::string_view key, std::string_view value)> fn);
 
 // ForEachKeyedEntry over every key group, batch by batch (KeyGroupBatches).
 absl::Status ForEachKeyedEntryBatched(
-    const Repository& repo, const ResolvedKeyed& keyed,
+    const RepositoryReader& repo, const ResolvedKeyed& keyed,
     absl::FunctionRef<absl::Status(std::string_view key, std::string_view value)> fn);
 
 // The keyed state of that name in `commit`, if any participant holds one: callers use it to say

@@ -19,7 +19,7 @@ struct LogOptions {
 };
 
 int RunLog(const LogOptions& options) {
-  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
+  absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(options.repo);
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<std::vector<uint64_t>> ids = (*repo)->ListCommitIds();
   if (!ids.ok()) return Fail(ids.status());
@@ -58,7 +58,7 @@ int RunLog(const LogOptions& options) {
 Command RegisterLog(CLI::App& app) {
   auto options = std::make_shared<LogOptions>();
   CLI::App* sub = app.add_subcommand("log", "List every checkpoint, ascending by id.");
-  sub->add_option("--repo", options->repo, "Repository directory")->required();
+  AddRepoOption(sub, &options->repo);
   sub->add_flag("--json", options->json,
                 "JSON array: id, parent, kind, depth, logical_bytes, stored_bytes, created, "
                 "participants");

@@ -18,7 +18,7 @@
 #include <string>
 
 #include "absl/time/clock.h"
-#include "src/ckpt/restore.h"
+#include "src/repo/region_reader.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/keyed_entries.h"
@@ -88,7 +88,7 @@ std::string DirectoryOf(const std::string& path) {
 }
 
 // Writes `object` to `out` through a temporary file. On failure nothing is left behind.
-absl::Status WriteRegionFile(const Repository& repo, const ResolvedObject& object,
+absl::Status WriteRegionFile(const RepositoryReader& repo, const ResolvedObject& object,
                              const PackTable& packs, const std::string& out) {
   std::string temp = out + ".tmp-XXXXXX";
   const int fd = mkstemp(temp.data());  // mode 0600
@@ -139,7 +139,7 @@ absl::Status WriteRegionFile(const Repository& repo, const ResolvedObject& objec
 int RunRestore(const RestoreCliOptions& options) {
   if (!CheckCheckpointIdArgument(options.id)) return kExitUsage;
   const absl::Time start = absl::Now();
-  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
+  absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(options.repo);
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, options.id);
   if (!commit.ok()) return Fail(commit.status());
@@ -190,7 +190,7 @@ Command RegisterRestore(CLI::App& app) {
       "in the same directory and appears only once every block verified. A keyed state is not a "
       "region: naming one is an error (exit 1); read it with 'ickpt dump' or 'ickpt get'.");
   sub->add_option("ID", options->id, "Checkpoint id, or 'latest'")->required();
-  sub->add_option("--repo", options->repo, "Repository directory")->required();
+  AddRepoOption(sub, &options->repo);
   sub->add_option("--region", options->region, "Region name")->required();
   sub->add_option("--out", options->out, "Output file (replaced if it exists)")->required();
   sub->add_option("--participant", options->participant, "Participant name")

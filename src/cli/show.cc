@@ -159,7 +159,7 @@ void PrintText(const CommitRecord& commit) {
 
 int RunShow(const ShowOptions& options) {
   if (!CheckCheckpointIdArgument(options.id)) return kExitUsage;
-  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
+  absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(options.repo);
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, options.id);
   if (!commit.ok()) return Fail(commit.status());
@@ -177,7 +177,7 @@ Command RegisterShow(CLI::App& app) {
   auto options = std::make_shared<ShowOptions>();
   CLI::App* sub = app.add_subcommand("show", "Show one checkpoint: its state objects and metadata.");
   sub->add_option("ID", options->id, "Checkpoint id, or 'latest'")->required();
-  sub->add_option("--repo", options->repo, "Repository directory")->required();
+  AddRepoOption(sub, &options->repo);
   sub->add_flag("--json", options->json,
                 "One JSON object. Each of state_objects has name, type (region|keyed), "
                 "participant, logical_bytes, stored_bytes, kind, depth, ...; a keyed one also has "

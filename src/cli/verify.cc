@@ -17,15 +17,13 @@
 #include <string>
 #include <vector>
 
-#include "src/ckpt/keyed_restore.h"
-#include "src/ckpt/restore.h"
+#include "src/repo/keyed_reader.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/keyed_entries.h"
-#include "src/repo/commit_record.h"
 #include "src/repo/keys.h"
-#include "src/repo/manifest.h"
-#include "src/repo/pack.h"
+#include "src/repo/object_check.h"
+#include "src/repo/reachability.h"
 #include "src/util/hash.h"
 #include "src/util/parse.h"
 #include "src/util/str.h"
@@ -41,52 +39,45 @@ struct VerifyOptions {
 
 class Verifier {
  public:
-  explicit Verifier(const Repository& repo) : repo_(repo) {}
+  explicit Verifier(const RepositoryReader& repo) : repo_(repo) {}
 
   // Commit records, chains, pack indexes.
   void CheckStructure() {
     absl::StatusOr<std::vector<uint64_t>> ids = repo_.ListCommitIds();
     if (!ids.ok()) return Error(ids.status());
+    absl::StatusOr<Reachable> reachable = ComputeReachable(repo_, *ids);
+    if (!reachable.ok()) return Error(reachable.status());
+    for (const ReachProblem& problem : reachable->problems) Damaged(problem.key, problem.status);
+    for (const std::set<std::string>* keys :
+         {&reachable->commits, &reachable->manifests, &reachable->packs, &reachable->acks}) {
+      reachable_.insert(keys->begin(), keys->end());
+    }
+    checked_.insert(reachable->commits.begin(), reachable->commits.end());
+    checked_.insert(reachable->manifests.begin(), reachable->manifests.end());
     for (uint64_t id : *ids) {
-      const std::string commit_key = CommitKey(id);
-      checked_.insert(commit_key);
       absl::StatusOr<CommitRecord> commit = repo_.ReadCommit(id);
-      if (!commit.ok()) {
-        Damaged(commit_key, commit.status());
-        continue;
-      }
+      if (!commit.ok()) continue;  // a problem of the reachability walk already
       ++commits_;
-      for (const ParticipantRecord& p : commit->participants) {
-        for (const StateObjectRecord& so : p.state_objects) {
-          reachable_.insert(so.manifest);
-          checked_.insert(so.manifest);
-          // A keyed state is resolved once over all its participants, below.
-          if (so.type != StateObjectType::kRegion) continue;
-          absl::StatusOr<ResolvedObject> resolved =
-              ResolveObject(repo_, *commit, p.name, so.name, &packs_);
-          if (!resolved.ok()) Damaged(so.manifest, resolved.status());
-        }
-      }
       for (const std::string& name : KeyedStateNames(*commit)) CheckKeyed(*commit, name);
     }
-    for (size_t i = 0; i < packs_.size(); ++i) {
-      const std::string key = PackKey(ToHex(packs_.digest(i)));
-      reachable_.insert(key);
+    for (const std::string& key : reachable->packs) {
       checked_.insert(key);
-      absl::StatusOr<PackIndex> index = ReadPackIndex(repo_.store(), key);
-      if (!index.ok()) Damaged(key, index.status());
+      if (absl::Status s = CheckPackIndex(repo_, key); !s.ok()) Damaged(key, s);
     }
   }
 
   // Every object in full.
   void CheckData() {
-    absl::StatusOr<std::vector<ObjectInfo>> objects = repo_.store()->List("");
+    absl::StatusOr<std::vector<ObjectInfo>> objects = ListRepositoryObjects(repo_);
     if (!objects.ok()) return Error(objects.status());
     uint64_t total = 0;
     for (const ObjectInfo& o : *objects) total += o.size;
     Progress progress("verifying", total);
     for (const ObjectInfo& o : *objects) {
-      CheckObject(o.key);
+      if (IsCheckedPrefix(o.key)) {
+        checked_.insert(o.key);
+        if (absl::Status s = CheckStoredObject(repo_, o.key); !s.ok()) Damaged(o.key, s);
+      }
       progress.Add(o.size);
     }
     progress.Finish();
@@ -187,7 +178,7 @@ class Verifier {
         // manifest is to blame only when its packs are sound (its group index points wrong).
         bool pack_damaged = false;
         for (const std::string& pack_key : pack_keys) {
-          if (absl::Status s = VerifyWholePack(pack_key); !s.ok()) {
+          if (absl::Status s = CheckStoredObject(repo_, pack_key); !s.ok()) {
             Damaged(pack_key, s);
             pack_damaged = true;
           }
@@ -197,59 +188,10 @@ class Verifier {
     }
   }
 
-  // Reads pack `key` in full and checks its name, frames and index (format.md §4).
-  absl::Status VerifyWholePack(const std::string& key) {
-    std::optional<std::string> hash = ParseHashKey(key, kPacksPrefix);
-    if (!hash.has_value()) return absl::DataLossError("malformed pack name");
-    absl::StatusOr<std::string> bytes = repo_.store()->Get(key);
-    if (!bytes.ok()) return bytes.status();
-    return VerifyPack(*bytes, *hash, key).status();
-  }
-
-  void CheckObject(const std::string& key) {
-    if (key.starts_with(kPacksPrefix)) {
-      checked_.insert(key);
-      if (absl::Status s = VerifyWholePack(key); !s.ok()) Damaged(key, s);
-    } else if (key.starts_with(kManifestsPrefix)) {
-      checked_.insert(key);
-      std::optional<std::string> hash = ParseHashKey(key, kManifestsPrefix);
-      if (!hash.has_value()) return Damaged(key, absl::DataLossError("malformed manifest name"));
-      absl::StatusOr<std::string> bytes = repo_.store()->Get(key);
-      if (!bytes.ok()) return Damaged(key, bytes.status());
-      const std::string actual = ToHex(Sha256(*bytes));
-      if (actual != *hash) {
-        return Damaged(key, absl::DataLossError(StrCat("manifest ", key, " is damaged: sha256 ",
-                                                       actual, " differs from its name")));
-      }
-      absl::StatusOr<Manifest> manifest = DecodeManifest(*bytes, key);
-      if (!manifest.ok()) Damaged(key, manifest.status());
-    } else if (key.starts_with(kCommitsPrefix)) {
-      checked_.insert(key);
-      absl::StatusOr<std::string> bytes = repo_.store()->Get(key);
-      if (!bytes.ok()) return Damaged(key, bytes.status());
-      absl::StatusOr<CommitRecord> commit = DecodeCommitRecord(*bytes, key);
-      if (!commit.ok()) return Damaged(key, commit.status());
-      std::optional<uint64_t> id = ParseIdKey(key, kCommitsPrefix);
-      if (!id.has_value() || *id != commit->id) {
-        Damaged(key, absl::DataLossError(
-                         StrCat("commit record ", key, " holds checkpoint id ", commit->id)));
-      }
-    } else if (key.starts_with(kIdsPrefix)) {
-      checked_.insert(key);
-      absl::StatusOr<uint64_t> size = repo_.store()->Size(key);
-      if (!size.ok()) return Damaged(key, size.status());
-      if (*size != 0) {
-        Damaged(key, absl::DataLossError(StrCat("id reservation ", key, " is not empty (", *size,
-                                                " bytes)")));
-      }
-    } else if (key == kConfigKey) {
-      checked_.insert(key);
-      absl::StatusOr<std::string> bytes = repo_.store()->Get(key);
-      if (!bytes.ok()) return Damaged(key, bytes.status());
-      absl::StatusOr<RepositoryConfig> config = DecodeConfig(*bytes, key);
-      if (!config.ok()) Damaged(key, config.status());
-    }
-    // Reserved prefixes (merges/, locks/, index/, tmp/) and unknown keys: ignored by a 1.0 reader.
+  static bool IsCheckedPrefix(const std::string& key) {
+    return key.starts_with(kPacksPrefix) || key.starts_with(kManifestsPrefix) ||
+           key.starts_with(kCommitsPrefix) || key.starts_with(kIdsPrefix) ||
+           key.starts_with(kAcksPrefix) || key == kConfigKey;
   }
 
   // DataLoss and NotFound (a missing object) are damage; other errors (I/O) are not.
@@ -263,8 +205,7 @@ class Verifier {
   }
   void Error(const absl::Status& status) { errors_.push_back(std::string(status.message())); }
 
-  const Repository& repo_;
-  PackTable packs_;
+  const RepositoryReader& repo_;
   std::set<std::string> checked_;
   std::set<std::string> reachable_;
   std::vector<std::pair<std::string, std::string>> damaged_;
@@ -277,7 +218,7 @@ class Verifier {
 };
 
 int RunVerify(const VerifyOptions& options) {
-  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryReadOnly(options.repo);
+  absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(options.repo);
   if (!repo.ok()) return Fail(repo.status());
   Verifier verifier(**repo);
   verifier.CheckStructure();
@@ -295,7 +236,7 @@ Command RegisterVerify(CLI::App& app) {
       "manifests resolves, every referenced pack exists with a readable index, and every record "
       "of every keyed state manifest is read and checked (each manifest once). With --data, read "
       "every object in full and list orphans (objects no checkpoint reaches).");
-  sub->add_option("--repo", options->repo, "Repository directory")->required();
+  AddRepoOption(sub, &options->repo);
   sub->add_flag("--data", options->data,
                 "Read and verify every object in full (every frame checksum and object name)");
   sub->add_flag("--json", options->json,

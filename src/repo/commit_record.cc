@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "ickpt/store.h"
 #include "nlohmann/json.hpp"
+#include "src/repo/format.h"
 #include "src/repo/keys.h"
 #include "src/util/coding.h"
 #include "src/util/hash.h"
@@ -50,13 +51,11 @@ using json = nlohmann::json;
 constexpr std::string_view kConfigMagic = "ICKPTCFG";
 constexpr std::string_view kCommitMagic = "ICKPTCMT";
 constexpr std::string_view kAckMagic = "ICKPTACK";
-constexpr uint16_t kEnvelopeMajor = 1;
-constexpr uint16_t kEnvelopeMinor = 1;
-constexpr uint64_t kMaxKeyGroupCount = 65536;
+constexpr uint16_t kEnvelopeMajor = kFormatMajor;
+constexpr uint16_t kEnvelopeMinor = kFormatMinor;
 constexpr size_t kEnvelopeHeaderBytes = 16;
 constexpr size_t kEnvelopeTrailerBytes = 8;
 constexpr uint32_t kMaxPayloadBytes = 16 << 20;
-constexpr uint64_t kMaxBlockSize = 16 << 20;
 
 // Thrown by the field readers below and caught in the decoders, which turn it into a Status: it
 // never leaves this file. `unsupported` marks a well-formed value this reader does not know
@@ -137,6 +136,11 @@ uint64_t U64(const json& obj, const char* name) {
     throw FieldError{StrCat("field \"", name, "\" is not a non-negative integer")};
   }
   return v.get<uint64_t>();
+}
+
+// A field added by a later minor version: absent in older objects, `absent` then.
+uint64_t OptionalU64(const json& obj, const char* name, uint64_t absent) {
+  return obj.contains(name) ? U64(obj, name) : absent;
 }
 
 int64_t I64(const json& obj, const char* name) {
@@ -221,8 +225,8 @@ std::optional<std::string> FindViolation(const CommitRecord& r) {
         return StrCat(where, ": unknown type");
       }
       if (o.type == StateObjectType::kKeyed) {
-        if (o.key_groups == 0 || o.key_groups > kMaxKeyGroupCount) {
-          return StrCat(where, ": key_groups ", o.key_groups, " is not in 1..", kMaxKeyGroupCount);
+        if (o.key_groups == 0 || o.key_groups > kMaxKeyGroups) {
+          return StrCat(where, ": key_groups ", o.key_groups, " is not in 1..", kMaxKeyGroups);
         }
         if (o.tombstones > o.changed_entries) {
           return StrCat(where, ": ", o.tombstones, " tombstones among ", o.changed_entries,
@@ -297,7 +301,10 @@ json ToJson(const CommitRecord& r, std::string_view format) {
         object["tombstones"] = o.tombstones;
       }
     }
-    participants.push_back({{"name", p.name}, {"state_objects", std::move(objects)}});
+    // incarnation: format 1.2 (§6, §11).
+    participants.push_back({{"name", p.name},
+                            {"incarnation", p.incarnation},
+                            {"state_objects", std::move(objects)}});
   }
   json metadata = json::object();
   for (const auto& [k, v] : r.metadata) metadata[k] = v;
@@ -334,6 +341,7 @@ CommitRecord CommitFromJson(const json& j, std::string_view format) {
     if (!pj.is_object()) throw FieldError{"a participant is not an object"};
     ParticipantRecord& p = r.participants.emplace_back();
     p.name = Str(pj, "name");
+    p.incarnation = OptionalU64(pj, "incarnation", 0);
     const json& objects = Field(pj, "state_objects");
     if (!objects.is_array()) throw FieldError{"field \"state_objects\" is not an array"};
     for (const json& oj : objects) {
@@ -365,8 +373,8 @@ CommitRecord CommitFromJson(const json& j, std::string_view format) {
       o.persist_ns = I64(oj, "persist_ns");
       if (o.type == StateObjectType::kKeyed) {
         const uint64_t key_groups = U64(oj, "key_groups");
-        if (key_groups == 0 || key_groups > kMaxKeyGroupCount) {
-          throw FieldError{StrCat("key_groups ", key_groups, " is not in 1..", kMaxKeyGroupCount)};
+        if (key_groups == 0 || key_groups > kMaxKeyGroups) {
+          throw FieldError{StrCat("key_groups ", key_groups, " is not in 1..", kMaxKeyGroups)};
         }
         o.key_groups = static_cast<uint32_t>(key_groups);
         o.entries = U64(oj, "entries");

@@ -4,9 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include <xxhash.h>
-
-#include "ickpt/keyed_state.h"
+#include "ickpt/key_group.h"
 #include "src/util/coding.h"
 #include "src/util/str.h"
 
@@ -30,19 +28,6 @@ bool KeyLess(std::string_view a, std::string_view b) {
 }
 
 }  // namespace
-
-// Defined here, with the format: the key group hash is part of it (format.md §3, §5.3).
-uint32_t KeyGroupOf(std::string_view key, uint32_t key_groups) {
-  if (key_groups <= 1) return 0;
-  return static_cast<uint32_t>(XXH3_64bits_withSeed(key.data(), key.size(), kKeyGroupSeed) %
-                               key_groups);
-}
-
-std::pair<uint32_t, uint32_t> OwnedKeyGroups(uint32_t key_groups, uint32_t index, uint32_t count) {
-  if (count == 0) return {0, key_groups};
-  const uint64_t g = key_groups;
-  return {static_cast<uint32_t>(g * index / count), static_cast<uint32_t>(g * (index + 1) / count)};
-}
 
 void AppendKeyedRecord(std::string* out, std::string_view key, std::string_view value,
                        bool tombstone) {

@@ -12,14 +12,12 @@ namespace ickpt {
 namespace {
 
 constexpr std::string_view kManifestMagic = "ICKPMANI";
-constexpr uint16_t kManifestMajor = 1;
-constexpr uint16_t kManifestMinor = 1;
-constexpr uint64_t kMaxKeyGroupCount = 65536;
+constexpr uint16_t kManifestMajor = kFormatMajor;
+constexpr uint16_t kManifestMinor = kFormatMinor;
 // Smallest encoded key group span: six 1-byte varints.
 constexpr size_t kMinGroupBytes = 6;
 constexpr size_t kTrailerBytes = 8;
 constexpr size_t kHeaderBytes = 8 + 2 + 2;
-constexpr uint64_t kMaxBlockSize = 16 << 20;
 // Smallest encoded extent: 1-byte gap, 1-byte length, pack_ref 0 (no raw_offset). Bounds
 // extent_count by the bytes left before anything is allocated for it (format.md §10).
 constexpr size_t kMinExtentBytes = 3;
@@ -29,8 +27,8 @@ std::optional<std::string> FindKeyedViolation(const Manifest& m) {
   if (m.block_size != 0 || m.block_count != 0 || !m.extents.empty()) {
     return "a keyed manifest has blocks";
   }
-  if (m.key_groups == 0 || m.key_groups > kMaxKeyGroupCount) {
-    return StrCat("key_groups ", m.key_groups, " is not in 1..", kMaxKeyGroupCount);
+  if (m.key_groups == 0 || m.key_groups > kMaxKeyGroups) {
+    return StrCat("key_groups ", m.key_groups, " is not in 1..", kMaxKeyGroups);
   }
   if (m.group_first >= m.group_end || m.group_end > m.key_groups) {
     return StrCat("group range [", m.group_first, ", ", m.group_end, ") is empty or not inside [0, ",
@@ -164,7 +162,7 @@ absl::StatusOr<Manifest> DecodeKeyedBody(Decoder& d, Manifest m, Damaged damaged
       !d.GetVarint64(&m.entry_count) || !d.GetVarint64(&m.entry_bytes)) {
     return damaged("truncated keyed state fields");
   }
-  if (key_groups == 0 || key_groups > kMaxKeyGroupCount || first >= end || end > key_groups) {
+  if (key_groups == 0 || key_groups > kMaxKeyGroups || first >= end || end > key_groups) {
     return damaged(StrCat("key groups ", key_groups, " with range [", first, ", ", end,
                           ") are out of bounds"));
   }

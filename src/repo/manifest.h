@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "ickpt/repository.h"
+#include "src/repo/format.h"
 #include "src/util/hash.h"
 
 namespace ickpt {
@@ -58,11 +59,6 @@ struct Manifest {
 
   bool operator==(const Manifest&) const = default;
 };
-
-inline constexpr uint64_t kMaxManifestPacks = 1'000'000;
-// The largest state object: block_count × block_size ≤ 2^50 bytes (1 PiB, format.md §5). Readers
-// size memory by block_count, so it is bounded before anything is allocated for it.
-inline constexpr uint64_t kMaxStateObjectBytes = uint64_t{1} << 50;
 
 // Encodes; the caller guarantees the invariants (Validate returns OK).
 std::string EncodeManifest(const Manifest& manifest);

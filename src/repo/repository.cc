@@ -3,6 +3,7 @@
 #include "ickpt/repository.h"
 
 #include <algorithm>
+#include <cctype>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -10,6 +11,7 @@
 #include "src/util/mutex.h"
 #include "absl/time/clock.h"
 #include "src/repo/commit_record.h"
+#include "src/repo/format.h"
 #include "src/repo/keys.h"
 #include "src/util/hash.h"
 #include "src/util/log.h"
@@ -18,7 +20,6 @@
 namespace ickpt {
 namespace {
 
-constexpr uint32_t kMaxBlockSize = 16 << 20;
 // ReserveCheckpointId gives up after this many ids found taken in one call: other writers are
 // reserving faster than we can, and the caller may retry.
 constexpr int kMaxReserveAttempts = 1000;
@@ -51,18 +52,53 @@ absl::StatusOr<uint64_t> HighestIdUnder(ObjectStore* store, std::string_view pre
   return highest;
 }
 
+// §12: a repository is written only where publishing never replaces an object (commit records,
+// id reservations and acknowledgements rely on it).
+absl::Status CheckWritable(const ObjectStore& store) {
+  if (store.publishes_without_overwrite()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      StrCat(store.Describe(), " cannot publish an object without overwriting an existing one, "
+                               "so a repository there could lose commit records: refusing to "
+                               "write to it (format.md §12)"));
+}
+
+// A repository URL (format.md §12) to a local path: PATH or file://PATH. The S3 store adds s3://.
+absl::StatusOr<std::string> ParseRepositoryUrl(std::string_view url) {
+  const size_t colon = url.find("://");
+  if (colon == std::string_view::npos) {
+    if (url.empty()) return absl::InvalidArgumentError("empty repository path");
+    return std::string(url);
+  }
+  const std::string_view scheme = url.substr(0, colon);
+  const bool scheme_like =
+      !scheme.empty() && std::all_of(scheme.begin(), scheme.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+      });
+  if (!scheme_like) return std::string(url);  // a path that happens to contain "://"
+  if (scheme == "file") {
+    std::string_view path = url.substr(colon + 3);
+    if (path.starts_with("localhost/")) path.remove_prefix(std::string_view("localhost").size());
+    if (path.empty()) return absl::InvalidArgumentError(StrCat("repository URL '", url, "' names no path"));
+    return std::string(path);
+  }
+  return absl::InvalidArgumentError(StrCat("repository URL '", url, "': unsupported scheme '",
+                                           scheme, "' (supported: a path, or file://PATH)"));
+}
+
 // Fills in and publishes a new config; the store's AlreadyExists if a config exists.
 absl::StatusOr<RepositoryConfig> PublishNewConfig(ObjectStore* store,
                                                   const RepositoryOptions& options) {
   RepositoryConfig config = options.config;
   if (absl::Status s = ValidateNewConfig(config); !s.ok()) return s;
   // A writer writes the version it implements (§1.1), whatever the caller left in the struct.
-  config.major = 1;
-  config.minor = 1;
+  config.major = kFormatMajor;
+  config.minor = kFormatMinor;
   config.repository_id = RandomHex128();
   // Stored with nanosecond precision: round now so that config() equals what a reader decodes.
   config.created = absl::FromUnixNanos(absl::ToUnixNanos(absl::Now()));
-  if (absl::Status s = store->Publish(kConfigKey, EncodeConfig(config)); !s.ok()) return s;
+  // The config's bytes are unique to its writer (a random repository id): after an ambiguous
+  // failure, reading back our own bytes is our success (§12).
+  if (absl::Status s = PublishUnique(*store, kConfigKey, EncodeConfig(config)); !s.ok()) return s;
   return config;
 }
 
@@ -80,10 +116,16 @@ Repository::Repository(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Repository::~Repository() = default;
 
 const RepositoryConfig& Repository::config() const { return impl_->config; }
+std::string Repository::Describe() const { return impl_->store->Describe(); }
 ObjectStore* Repository::store() const { return impl_->store.get(); }
+
+absl::Status ValidateRepositoryUrl(std::string_view url) {
+  return ParseRepositoryUrl(url).status();
+}
 
 absl::StatusOr<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectStore> store,
                                                                const RepositoryOptions& options) {
+  if (absl::Status s = CheckWritable(*store); !s.ok()) return s;
   absl::StatusOr<RepositoryConfig> config = PublishNewConfig(store.get(), options);
   if (!config.ok()) {
     if (absl::IsAlreadyExists(config.status())) {
@@ -99,6 +141,12 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<O
 }
 
 absl::StatusOr<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore> store) {
+  if (absl::Status s = CheckWritable(*store); !s.ok()) return s;
+  return OpenStore(std::move(store));
+}
+
+absl::StatusOr<std::unique_ptr<Repository>> Repository::OpenStore(
+    std::unique_ptr<ObjectStore> store) {
   absl::StatusOr<std::string> bytes = store->Get(kConfigKey);
   if (!bytes.ok()) {
     if (absl::IsNotFound(bytes.status())) {
@@ -121,6 +169,7 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::OpenOrCreate(
   // Open and Create consume the store, so probe for the config first. Another process may create
   // the repository between the probe and our publish: publish never overwrites, so we then get
   // AlreadyExists and open what it created.
+  if (absl::Status s = CheckWritable(*store); !s.ok()) return s;
   absl::StatusOr<uint64_t> size = store->Size(kConfigKey);
   if (size.ok()) return Open(std::move(store));
   if (!absl::IsNotFound(size.status())) return size.status();
@@ -141,6 +190,23 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::OpenLocal(
   if (!store.ok()) return store.status();
   if (create) return OpenOrCreate(*std::move(store), options);
   return Open(*std::move(store));
+}
+
+absl::StatusOr<std::unique_ptr<Repository>> Repository::OpenUrl(std::string_view url, bool create,
+                                                                const RepositoryOptions& options) {
+  absl::StatusOr<std::string> path = ParseRepositoryUrl(url);
+  if (!path.ok()) return path.status();
+  return OpenLocal(*path, create, options);
+}
+
+absl::StatusOr<std::unique_ptr<RepositoryReader>> Repository::OpenReadOnly(std::string_view url) {
+  absl::StatusOr<std::string> path = ParseRepositoryUrl(url);
+  if (!path.ok()) return path.status();
+  absl::StatusOr<std::unique_ptr<ObjectStore>> store = OpenLocalStore(*path, {});
+  if (!store.ok()) return store.status();
+  absl::StatusOr<std::unique_ptr<Repository>> repo = OpenStore(*std::move(store));
+  if (!repo.ok()) return repo.status();
+  return std::unique_ptr<RepositoryReader>(*std::move(repo));
 }
 
 absl::StatusOr<std::vector<uint64_t>> Repository::ListCommitIds() const {
@@ -222,6 +288,15 @@ absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
       impl_->next_id_hint = n + 1;
       return n;
     }
+    if (IsAmbiguousFailure(s)) {
+      // §7, §12: the empty reservation may or may not have landed, and an empty object cannot
+      // tell whose it is. Count the id as lost (a gap) and reserve the next one.
+      ICKPT_LOG_WARN("{}: reserving checkpoint id {} failed ambiguously ({}); it is skipped",
+                     store->Describe(), n, s.ToString());
+      if (n == UINT64_MAX) break;
+      ++n;
+      continue;
+    }
     if (!absl::IsAlreadyExists(s)) {
       return absl::Status(s.code(),
                           StrCat("reserving checkpoint id ", n, ": ", std::string(s.message())));
@@ -255,7 +330,7 @@ absl::Status Repository::PublishAck(const CommitRecord& ack) {
   }
   if (absl::Status s = ValidateCommitRecord(ack); !s.ok()) return s;
   const std::string key = AckKey(ack.id, participant);
-  absl::Status s = impl_->store->Publish(key, EncodeAck(ack));
+  absl::Status s = PublishUnique(*impl_->store, key, EncodeAck(ack));
   if (absl::IsAlreadyExists(s)) {
     return absl::AlreadyExistsError(StrCat("participant '", participant,
                                            "' already acknowledged checkpoint ", ack.id));
@@ -310,6 +385,15 @@ absl::StatusOr<CommitRecord> Repository::CommitGroup(uint64_t id,
     return absl::InvalidArgumentError(StrCat("group commit of checkpoint ", id,
                                              " names a participant twice"));
   }
+  if (!options.incarnations.empty()) {
+    for (const std::string& name : names) {
+      if (!options.incarnations.contains(name)) {
+        return absl::InvalidArgumentError(StrCat("group commit of checkpoint ", id,
+                                                 " names no expected incarnation of participant '",
+                                                 name, "'"));
+      }
+    }
+  }
   std::vector<CommitRecord> acks;
   std::vector<std::string> missing;
   for (const std::string& name : names) {
@@ -347,6 +431,12 @@ absl::StatusOr<CommitRecord> Repository::CommitGroup(uint64_t id,
                            "' builds on ", show(record.parent), ", '", name, "' on ",
                            show(ack.parent)));
     }
+    if (auto it = options.incarnations.find(name);
+        it != options.incarnations.end() && ack.participants[0].incarnation != it->second) {
+      return refuse(StrCat("participant '", name, "' acknowledged as incarnation ",
+                           ack.participants[0].incarnation, ", the group expects incarnation ",
+                           it->second, " (a replaced process's acknowledgement)"));
+    }
     if (ack.epoch != options.epoch) {
       return refuse(StrCat("participant '", name, "' acknowledged epoch ", ack.epoch,
                            ", the group commits epoch ", options.epoch));
@@ -382,7 +472,7 @@ absl::StatusOr<CommitRecord> Repository::CommitGroup(uint64_t id,
 absl::Status Repository::PublishCommit(const CommitRecord& record) {
   if (absl::Status s = ValidateCommitRecord(record); !s.ok()) return s;
   const std::string key = CommitKey(record.id);
-  absl::Status s = impl_->store->Publish(key, EncodeCommitRecord(record));
+  absl::Status s = PublishUnique(*impl_->store, key, EncodeCommitRecord(record));
   if (absl::IsAlreadyExists(s)) {
     return absl::AlreadyExistsError(
         StrCat("checkpoint ", record.id, " is already committed (", key, " exists)"));

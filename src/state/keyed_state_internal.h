@@ -31,26 +31,21 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "src/util/mutex.h"
 #include "ickpt/keyed_state.h"
+#include "src/repo/keyed_changes.h"
+#include "src/util/mutex.h"
 
 namespace ickpt {
 
-// One entry of a change set. The views point into the change set and live as long as it does.
-struct ChangedEntry {
-  uint32_t key_group = 0;
-  std::string_view key;
-  std::string_view value;  // empty for a tombstone
-  bool erased = false;     // a tombstone: the key was erased
-};
-
+// An entry of a change set is a ChangedEntry (src/repo/keyed_changes.h): its views point into the
+// change set and live as long as it does.
 class KeyedChangeSetPool;
 
 // The entries captured from a keyed state at one checkpoint: copies, owned here, so persistence can
 // run while the application mutates the state again. Once Sort() ran (on the persist thread), sorted
 // by (key group, key bytes compared as unsigned bytes, shorter first), keys unique: a pack can store
 // them grouped, with an index of group offsets. Move-only.
-class KeyedChangeSet {
+class KeyedChangeSet final : public KeyedChanges {
  public:
   KeyedChangeSet() = default;
   // Hands its memory back to its state's pool, for the next capture.
@@ -62,22 +57,22 @@ class KeyedChangeSet {
 
   // From CaptureAll: every entry of the state, no tombstones (a full checkpoint). Otherwise from
   // CaptureChanges: the changed entries and tombstones (an incremental checkpoint).
-  bool full() const { return full_; }
+  bool full() const override { return full_; }
   // Computes the key groups and sorts the entries by (key group, key). A capture leaves this out
   // of the pause: call it before entry(), GroupRange() or reading key_group. Idempotent.
   void Sort();
   bool sorted() const { return sorted_; }
-  uint32_t key_groups() const { return key_groups_; }
-  size_t size() const { return records_.size(); }
+  uint32_t key_groups() const override { return key_groups_; }
+  size_t size() const override { return records_.size(); }
   bool empty() const { return records_.empty(); }
-  ChangedEntry entry(size_t i) const;
-  size_t tombstone_count() const { return tombstones_; }
+  ChangedEntry entry(size_t i) const override;
+  size_t tombstone_count() const override { return tombstones_; }
   // Sum of the key and value sizes of the entries: what a pack must store at least.
-  uint64_t raw_bytes() const { return raw_bytes_; }
+  uint64_t raw_bytes() const override { return raw_bytes_; }
   // Memory held: the copied bytes (in chunks) and the per-entry records.
   uint64_t memory_bytes() const;
   // The range [first, end) of entries in key group `group` (empty if it has none). O(log size).
-  std::pair<size_t, size_t> GroupRange(uint32_t group) const;
+  std::pair<size_t, size_t> GroupRange(uint32_t group) const override;
 
  private:
   friend class KeyedChangeSetBuilder;

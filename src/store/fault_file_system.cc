@@ -192,6 +192,12 @@ absl::StatusOr<uint64_t> FaultInjectionFileSystem::FileSize(const std::string& p
   return target_->FileSize(path);
 }
 
+absl::StatusOr<absl::Time> FaultInjectionFileSystem::ModificationTime(const std::string& path) {
+  MutexLock lock(&mu_);
+  if (absl::Status s = CountRead(); !s.ok()) return s;
+  return target_->ModificationTime(path);
+}
+
 absl::Status FaultInjectionFileSystem::CreateDir(const std::string& raw_path) {
   const std::string path = Normalize(raw_path);
   MutexLock lock(&mu_);

@@ -16,7 +16,8 @@
 //      remove path       -> the file is recreated with its durable content at removal time (an
 //                           empty directory is recreated empty)
 //  - Not modeled: reordering of data writes within the synced prefix, partially persisted sectors,
-//    metadata of files not created here, and files still open across SimulatePowerLoss (do not
+//    metadata of files not created here, modification times (a file the model restores or cuts
+//    gets the time of SimulatePowerLoss), and files still open across SimulatePowerLoss (do not
 //    use them afterwards). Truncation and restoration are done with the target's own calls.
 //  After SimulatePowerLoss everything on disk counts as durable again.
 //
@@ -25,8 +26,8 @@
 // Append write only the first half of its data to the target and then fail with Unavailable. A
 // file whose Append or Sync failed (injected) refuses further Append/Sync with FailedPrecondition,
 // like the POSIX file system. FailNthRead(n, status) does the same for the read calls (ReadFile,
-// FileSize, ListDir, IsDirectory), which a restore makes. Counters count calls since construction
-// (or ResetCounters).
+// FileSize, ModificationTime, ListDir, IsDirectory), which a restore and a listing make. Counters
+// count calls since construction (or ResetCounters).
 //
 // Thread safety: all methods may be called concurrently; calls are serialized by one mutex, which
 // is held while the target is called so that the tracked state matches the target's.
@@ -43,6 +44,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "src/util/mutex.h"
 #include "ickpt/store.h"
 
@@ -58,6 +60,7 @@ class FaultInjectionFileSystem : public FileSystem {
   absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset,
                                        uint64_t length) override;
   absl::StatusOr<uint64_t> FileSize(const std::string& path) override;
+  absl::StatusOr<absl::Time> ModificationTime(const std::string& path) override;
   absl::Status CreateDir(const std::string& path) override;
   absl::Status SyncDir(const std::string& path) override;
   absl::Status Rename(const std::string& from, const std::string& to) override;
@@ -80,7 +83,8 @@ class FaultInjectionFileSystem : public FileSystem {
   // The nth mutating call from now fails with `status`. Mutating calls are NewWritableFile, Append,
   // Sync, Close, CreateDir, SyncDir, Rename, Link and Remove.
   void FailNthOperation(int64_t n, absl::Status status);
-  // The nth read call (ReadFile, FileSize, ListDir, IsDirectory) from now fails with `status`.
+  // The nth read call (ReadFile, FileSize, ModificationTime, ListDir, IsDirectory) from now fails
+  // with `status`.
   void FailNthRead(int64_t n, absl::Status status);
   // Cancels every pending fault (not the power-loss tracking).
   void ClearFaults();

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "ickpt/store.h"
 #include "src/store/fault_store.h"
@@ -128,6 +130,18 @@ TEST_F(FaultFileSystemTest, CountsAndFailsNthRead) {
   fs_.FailNthRead(1, absl::UnavailableError("injected"));
   fs_.ClearFaults();
   EXPECT_OK(fs_.IsDirectory(dir_.path()).status()) << "ClearFaults cancels read faults";
+}
+
+TEST_F(FaultFileSystemTest, ModificationTimeIsAReadCall) {
+  ASSERT_OK(Write(Path("f"), "abc", true));
+  const int64_t before = fs_.read_count();
+  ASSERT_OK_AND_ASSIGN(absl::Time modified, fs_.ModificationTime(Path("f")));
+  EXPECT_LE(absl::AbsDuration(absl::Now() - modified), absl::Seconds(5));
+  EXPECT_EQ(fs_.read_count() - before, 1);
+  EXPECT_TRUE(absl::IsNotFound(fs_.ModificationTime(Path("missing")).status()));
+  fs_.FailNthRead(1, absl::UnavailableError("injected EIO on stat"));
+  EXPECT_TRUE(absl::IsUnavailable(fs_.ModificationTime(Path("f")).status()));
+  EXPECT_OK(fs_.ModificationTime(Path("f")));
 }
 
 TEST_F(FaultFileSystemTest, FailedSyncMakesFileUnusable) {
@@ -266,6 +280,60 @@ TEST(FaultStoreTest, FailsNthCallAndFlipsBytes) {
   EXPECT_EQ(clean, "hello");
   EXPECT_EQ(store.call_count(), 11);
   EXPECT_EQ(store.Describe(), memory->Describe());
+}
+
+TEST(FaultStoreTest, CountsListPagesAndRemoveDebris) {
+  auto memory = NewMemoryStore();
+  FaultInjectionStore store(memory.get());
+  for (const char* key : {"packs/1", "packs/2", "packs/3", "packs/4", "packs/5"}) {
+    ASSERT_OK(store.Put(key, key));
+  }
+  int64_t calls = store.call_count();
+  ASSERT_OK(store.List("packs/"));
+  EXPECT_EQ(store.call_count() - calls, 1) << "one page";
+  // A List fault matches on the prefix and counts page calls: the second page fails.
+  store.FailNthCallMatching("packs/", 2, absl::UnavailableError("injected"));
+  ASSERT_OK_AND_ASSIGN(ObjectPage first, store.ListPage("packs/", "", 2));
+  EXPECT_TRUE(first.truncated);
+  EXPECT_TRUE(absl::IsUnavailable(store.ListPage("packs/", "packs/2", 2).status()));
+  ASSERT_OK_AND_ASSIGN(ObjectPage second, store.ListPage("packs/", "packs/2", 2));
+  EXPECT_EQ(second.objects.front().key, "packs/3");
+
+  calls = store.call_count();
+  EXPECT_TRUE(store.publishes_without_overwrite());
+  EXPECT_EQ(store.call_count(), calls) << "a capability is not a call";
+  store.FailNthCall(1, absl::UnavailableError("injected"));
+  EXPECT_TRUE(absl::IsUnavailable(store.RemoveDebris(absl::Hours(1)).status()));
+  ASSERT_OK_AND_ASSIGN(uint64_t removed, store.RemoveDebris(absl::Hours(1)));
+  EXPECT_EQ(removed, 0u);
+  EXPECT_EQ(store.call_count() - calls, 2);
+}
+
+TEST(FaultStoreTest, LostReplyReachesTheTarget) {
+  auto memory = NewMemoryStore();
+  FaultInjectionStore store(memory.get());
+  // Only the second matching call loses its reply; other keys do not count.
+  store.LoseReplyOfNthCallMatching("commits/", 2);
+  ASSERT_OK(store.Put("packs/x", "p"));
+  ASSERT_OK(store.Publish("commits/1", "c1"));
+  absl::Status lost = store.Publish("commits/2", "c2");
+  EXPECT_TRUE(absl::IsUnavailable(lost)) << lost;
+  EXPECT_NE(lost.ToString().find("reply lost"), std::string::npos) << lost;
+  EXPECT_NE(lost.ToString().find("commits/2"), std::string::npos) << lost;
+  ASSERT_OK_AND_ASSIGN(std::string landed, memory->Get("commits/2"));
+  EXPECT_EQ(landed, "c2") << "the write landed";
+  EXPECT_OK(store.Publish("commits/3", "c3")) << "a fault fires once";
+  // The reply is lost whatever the target answered, a refusal too.
+  store.LoseReplyOfNthCallMatching("commits/", 1);
+  EXPECT_TRUE(absl::IsUnavailable(store.Publish("commits/1", "other")));
+  ASSERT_OK_AND_ASSIGN(std::string kept, memory->Get("commits/1"));
+  EXPECT_EQ(kept, "c1");
+  // Reads lose replies too.
+  store.LoseReplyOfNthCallMatching("commits/1", 1);
+  EXPECT_TRUE(absl::IsUnavailable(store.Get("commits/1").status()));
+  store.LoseReplyOfNthCallMatching("commits/", 1);
+  store.ClearFaults();
+  EXPECT_OK(store.Publish("commits/4", "c4")) << "ClearFaults cancels lost replies";
 }
 
 TEST(FaultStoreTest, Latency) {

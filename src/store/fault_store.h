@@ -1,12 +1,16 @@
-// FaultInjectionStore: an ObjectStore wrapper for tests that fails chosen calls, corrupts data on
-// read and adds latency.
+// FaultInjectionStore: an ObjectStore wrapper for tests that fails chosen calls, loses replies,
+// corrupts data on read and adds latency.
 //
-// Every call except Describe() counts as one call. FailNthCall(n, status) makes the nth call from
-// now (1-based) return `status` without reaching the target; FailNthCallMatching does the same
-// counting only calls whose key (or List prefix) starts with `key_prefix`. Each such fault fires
-// once. FlipByteOnRead stays in force until ClearFaults: it flips the lowest bit of byte
-// `offset_in_result` of what Get/GetRange return for keys starting with `key_prefix` (if the
-// result is that long), so a test can check that a reader notices corrupted data.
+// Every call except Describe() and publishes_without_overwrite() counts as one call: each ListPage
+// (so a List counts once per page) and each RemoveDebris too. FailNthCall(n, status) makes the nth
+// call from now (1-based) return `status` without reaching the target; FailNthCallMatching does the
+// same counting only calls whose key (the prefix, for ListPage; "" for RemoveDebris) starts with
+// `key_prefix`. LoseReplyOfNthCallMatching counts the same way, but the call does reach the target
+// (a write lands) and then returns Unavailable whatever the target answered: the ambiguous failure
+// of format.md §12, "write landed, reply lost". Each such fault fires once. FlipByteOnRead stays in
+// force until ClearFaults: it flips the lowest bit of byte `offset_in_result` of what Get/GetRange
+// return for keys starting with `key_prefix` (if the result is that long), so a test can check that
+// a reader notices corrupted data.
 //
 // Thread safety: all methods may be called concurrently. Latency is slept without holding a lock.
 #pragma once
@@ -34,12 +38,18 @@ class FaultInjectionStore : public ObjectStoreWrapper {
   absl::StatusOr<std::string> GetRange(std::string_view key, uint64_t offset,
                                        uint64_t length) override;
   absl::StatusOr<uint64_t> Size(std::string_view key) override;
-  absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override;
+  absl::StatusOr<ObjectPage> ListPage(std::string_view prefix, std::string_view start_after,
+                                      size_t max_keys) override;
   absl::Status Delete(std::string_view key) override;
+  absl::StatusOr<uint64_t> RemoveDebris(absl::Duration older_than) override;
+  bool publishes_without_overwrite() const override;
   std::string Describe() const override;
 
   void FailNthCall(int64_t n, absl::Status status);
   void FailNthCallMatching(std::string key_prefix, int64_t n, absl::Status status);
+  // The nth call from now whose key starts with `key_prefix` reaches the target and then returns
+  // Unavailable ("... reply lost ...", naming the key) instead of the target's answer.
+  void LoseReplyOfNthCallMatching(std::string key_prefix, int64_t n);
   void FlipByteOnRead(std::string key_prefix, uint64_t offset_in_result);
   // Sleeps this long at the start of every call. Default: none.
   void SetLatency(absl::Duration latency);
@@ -54,15 +64,23 @@ class FaultInjectionStore : public ObjectStoreWrapper {
     std::string prefix;
     int64_t seen = 0;  // matching calls since the fault was set
     int64_t n = 0;
-    absl::Status status;
+    absl::Status status;      // returned without reaching the target, unless `lose_reply`
+    bool lose_reply = false;  // reach the target, then answer Unavailable
+  };
+  // What Before decided for one call.
+  struct Injected {
+    absl::Status status;      // not OK: return it without calling the target
+    bool lose_reply = false;  // call the target, then return LostReply()
   };
   struct Flip {
     std::string prefix;
     uint64_t offset = 0;
   };
 
-  // Counts a call on `key` and returns an injected failure if one fires.
-  absl::Status Before(std::string_view key);
+  // Counts a call on `key` and returns the injected failure if one fires.
+  Injected Before(std::string_view key);
+  // The answer of a call whose reply was lost.
+  absl::Status LostReply(std::string_view op, std::string_view key) const;
   void AfterRead(std::string_view key, std::string* data);
 
   mutable Mutex mu_;

@@ -4,12 +4,16 @@
 // renamed (Put) or linked (Publish) onto its final name, and the directory fsynced. A directory the
 // store creates is fsynced into its parent. After any failure the temporary file is removed and the
 // object is written again from scratch by the caller's retry; fsync is never retried on a file
-// (§8.2).
+// (§8.2). A temporary file left by a crash is debris: RemoveDebris removes it once it is old
+// (format.md §12). Listings are paged by key (ListPage) and read each directory on the way once per
+// page.
 //
 // Thread safety: the only mutable state, the directories whose durability is in doubt after a
 // failure, is guarded by a mutex; otherwise concurrency is the file system's.
 #include <algorithm>
+#include <limits>
 #include <memory>
+#include <queue>
 #include <set>
 #include <string>
 #include <string_view>
@@ -18,6 +22,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "src/util/mutex.h"
 #include "ickpt/store.h"
 #include "src/util/hash.h"
@@ -152,16 +158,23 @@ class LocalStore final : public ObjectStore {
     return size;
   }
 
-  absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override {
+  absl::StatusOr<ObjectPage> ListPage(std::string_view prefix, std::string_view start_after,
+                                      size_t max_keys) override {
     if (Contains(prefix, "..")) {
       return absl::InvalidArgumentError(
           StrCat("list ", Describe(), ": prefix \"", prefix, "\" contains \"..\""));
     }
-    std::vector<ObjectInfo> out;
-    if (absl::Status s = Walk(root_, "", prefix, &out); !s.ok()) return s;
-    std::sort(out.begin(), out.end(),
-              [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
-    return out;
+    if (max_keys == 0) max_keys = kDefaultListPage;
+    // One object more than the page tells whether more follow.
+    const size_t limit = max_keys == std::numeric_limits<size_t>::max() ? max_keys : max_keys + 1;
+    const PageBounds bounds{prefix, start_after, limit};
+    ObjectPage page;
+    if (absl::Status s = WalkPage(root_, "", bounds, &page.objects); !s.ok()) return s;
+    if (page.objects.size() > max_keys) {
+      page.objects.resize(max_keys);
+      page.truncated = true;
+    }
+    return page;
   }
 
   absl::Status Delete(std::string_view key) override {
@@ -181,6 +194,23 @@ class LocalStore final : public ObjectStore {
     if (s.ok() || absl::IsNotFound(s)) return absl::OkStatus();
     return Annotate(s, "delete", key);
   }
+
+  absl::StatusOr<uint64_t> RemoveDebris(absl::Duration older_than) override {
+    if (older_than < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(StrCat("remove debris in ", Describe(), ": negative age ",
+                                               absl::FormatDuration(older_than)));
+    }
+    DebrisSweep sweep{absl::Now() - older_than};
+    absl::Status s = SweepDebris(root_, "", &sweep);
+    if (!s.ok()) {
+      return absl::Status(s.code(), StrCat("remove debris in ", Describe(), " (", sweep.removed,
+                                           " removed before the error): ", s.message()));
+    }
+    return sweep.removed;
+  }
+
+  // link(2) never replaces its target.
+  bool publishes_without_overwrite() const override { return true; }
 
   std::string Describe() const override { return StrCat("local:", root_); }
 
@@ -299,39 +329,146 @@ class LocalStore final : public ObjectStore {
     return temp;
   }
 
-  // Adds the objects under directory `dir` (key prefix `dir_key`, "" or ending in '/') whose keys
-  // start with `prefix`.
-  absl::Status Walk(const std::string& dir, const std::string& dir_key, std::string_view prefix,
-                    std::vector<ObjectInfo>* out) {
+  struct PageBounds {
+    std::string_view prefix;
+    std::string_view start_after;
+    size_t limit = 0;  // stop once this many objects are collected
+  };
+
+  // Whether `key` is an object of the page if it names a file.
+  static bool FileInPage(std::string_view key, const PageBounds& bounds) {
+    return key.starts_with(bounds.prefix) && key > bounds.start_after;
+  }
+  // Whether a directory whose objects' keys start with `sub_key` (ending in '/') may hold objects
+  // of the page.
+  static bool DirMayHoldPage(std::string_view sub_key, const PageBounds& bounds) {
+    return (sub_key.starts_with(bounds.prefix) || bounds.prefix.starts_with(sub_key)) &&
+           (sub_key > bounds.start_after || bounds.start_after.starts_with(sub_key));
+  }
+
+  // Appends to `out`, in key order, the objects under directory `dir` (key prefix `dir_key`, "" or
+  // ending in '/') within `bounds`, until `out` holds bounds.limit objects.
+  //
+  // Key order is not name order: a directory "a" holds keys "a/...", which sort after a file
+  // "a-b" or "a.b" ('-' and '.' sort before '/'). Each entry therefore sorts by its key as a file
+  // until it is stat()ed, and then by its real one ("a/" for a directory), which is never smaller;
+  // an entry is taken only when it is the smallest and its real key is known. So only the entries
+  // up to the end of the page are stat()ed, however many the directory holds (it is read whole:
+  // one directory listing per page).
+  absl::Status WalkPage(const std::string& dir, const std::string& dir_key,
+                        const PageBounds& bounds, std::vector<ObjectInfo>* out) {
     absl::StatusOr<std::vector<std::string>> names = fs_->ListDir(dir);
     if (!names.ok()) {
       // A directory removed while listing holds no objects.
       if (absl::IsNotFound(names.status()) && !dir_key.empty()) return absl::OkStatus();
-      return absl::Status(names.status().code(), StrCat("list ", Describe(), ": ",
-                                                              names.status().message()));
+      return absl::Status(names.status().code(),
+                          StrCat("list ", Describe(), ": ", names.status().message()));
     }
-    for (const std::string& name : *names) {
+    struct Entry {
+      std::string sort_key;  // the key as a file, or the real key once `known`
+      std::string name;
+      bool known = false;
+      bool is_dir = false;
+    };
+    auto later = [](const Entry& a, const Entry& b) { return a.sort_key > b.sort_key; };
+    std::priority_queue<Entry, std::vector<Entry>, decltype(later)> entries(later);
+    for (std::string& name : *names) {
       if (Contains(name, kTempInfix)) continue;
-      const std::string key = StrCat(dir_key, name);
+      std::string key = StrCat(dir_key, name);
       // Only names that are valid keys are objects; anything else was put there by someone else.
-      if (!ValidateObjectKey(key).ok()) continue;
-      const std::string path = StrCat(dir, "/", name);
-      absl::StatusOr<bool> is_dir = fs_->IsDirectory(path);
-      if (absl::IsNotFound(is_dir.status())) continue;  // deleted meanwhile
-      if (!is_dir.ok()) return is_dir.status();
-      if (*is_dir) {
-        const std::string sub_key = StrCat(key, "/");
-        // Descend only where a key could start with `prefix`.
-        if (sub_key.starts_with(prefix) || prefix.starts_with(sub_key)) {
-          if (absl::Status s = Walk(path, sub_key, prefix, out); !s.ok()) return s;
-        }
+      // Entries that cannot hold an object of the page are decided from the name alone, never
+      // stat()ed.
+      if (!ValidateObjectKey(key).ok() ||
+          !(FileInPage(key, bounds) || DirMayHoldPage(StrCat(key, "/"), bounds))) {
         continue;
       }
-      if (!key.starts_with(prefix)) continue;
+      entries.push(Entry{std::move(key), std::move(name)});
+    }
+    while (!entries.empty() && out->size() < bounds.limit) {
+      Entry entry = entries.top();
+      entries.pop();
+      const std::string path = StrCat(dir, "/", entry.name);
+      if (!entry.known) {
+        absl::StatusOr<bool> is_dir = fs_->IsDirectory(path);
+        if (absl::IsNotFound(is_dir.status())) continue;  // deleted meanwhile
+        if (!is_dir.ok()) return is_dir.status();
+        entry.known = true;
+        entry.is_dir = *is_dir;
+        if (entry.is_dir) entry.sort_key += '/';
+        entries.push(std::move(entry));
+        continue;
+      }
+      if (entry.is_dir) {
+        if (!DirMayHoldPage(entry.sort_key, bounds)) continue;
+        if (absl::Status s = WalkPage(path, entry.sort_key, bounds, out); !s.ok()) return s;
+        continue;
+      }
+      const std::string& key = entry.sort_key;
+      if (!FileInPage(key, bounds)) continue;
       absl::StatusOr<uint64_t> size = fs_->FileSize(path);
       if (absl::IsNotFound(size.status())) continue;
       if (!size.ok()) return size.status();
-      out->push_back(ObjectInfo{key, *size});
+      absl::StatusOr<absl::Time> modified = fs_->ModificationTime(path);
+      if (absl::IsNotFound(modified.status())) continue;
+      if (!modified.ok()) return modified.status();
+      out->push_back(ObjectInfo{key, *size, *modified});
+    }
+    return absl::OkStatus();
+  }
+
+  struct DebrisSweep {
+    absl::Time cutoff;  // debris last modified before this is removed
+    uint64_t removed = 0;
+  };
+
+  // True for the name of a temporary file this store writes: `<component>.tmp-<hex>`.
+  static bool IsTempName(std::string_view name) {
+    const size_t infix = name.find(kTempInfix);
+    if (infix == std::string_view::npos || infix == 0) return false;
+    const std::string_view final_name = name.substr(0, infix);
+    const std::string_view random = name.substr(infix + kTempInfix.size());
+    if (random.empty() || !ValidateObjectKey(final_name).ok()) return false;
+    return std::all_of(random.begin(), random.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  }
+
+  // Removes the old temporary files in `dir` (key prefix `dir_key`) and in the key directories
+  // below it. Foreign names are left alone, and not descended into.
+  absl::Status SweepDebris(const std::string& dir, const std::string& dir_key, DebrisSweep* sweep) {
+    absl::StatusOr<std::vector<std::string>> names = fs_->ListDir(dir);
+    if (!names.ok()) {
+      if (absl::IsNotFound(names.status()) && !dir_key.empty()) return absl::OkStatus();
+      return names.status();
+    }
+    for (const std::string& name : *names) {
+      const std::string path = StrCat(dir, "/", name);
+      if (IsTempName(name)) {
+        absl::StatusOr<absl::Time> modified = fs_->ModificationTime(path);
+        if (absl::IsNotFound(modified.status())) continue;  // its writer finished meanwhile
+        if (!modified.ok()) return modified.status();
+        if (*modified >= sweep->cutoff) continue;  // a writer may still be using it
+        absl::StatusOr<bool> is_dir = fs_->IsDirectory(path);
+        if (absl::IsNotFound(is_dir.status())) continue;
+        if (!is_dir.ok()) return is_dir.status();
+        if (*is_dir) continue;  // not a file this store wrote
+        // Removes a name, never data an object holds: a temporary file that a publish linked
+        // before its writer crashed is a second name of the object.
+        absl::Status s = fs_->Remove(path);
+        if (absl::IsNotFound(s)) continue;
+        if (!s.ok()) return s;
+        // The directory is not fsynced: a removal lost in a crash leaves debris for the next
+        // sweep, nothing worse.
+        ++sweep->removed;
+        continue;
+      }
+      const std::string key = StrCat(dir_key, name);
+      if (Contains(name, kTempInfix) || !ValidateObjectKey(key).ok()) continue;
+      absl::StatusOr<bool> is_dir = fs_->IsDirectory(path);
+      if (absl::IsNotFound(is_dir.status())) continue;
+      if (!is_dir.ok()) return is_dir.status();
+      if (*is_dir) {
+        if (absl::Status s = SweepDebris(path, StrCat(key, "/"), sweep); !s.ok()) return s;
+      }
     }
     return absl::OkStatus();
   }

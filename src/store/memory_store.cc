@@ -1,5 +1,9 @@
 // NewMemoryStore(): an ObjectStore in a std::map, with the local store's semantics (Publish never
-// replaces, List is sorted by key, keys validated against format.md §2).
+// replaces, listings are sorted by key, keys validated against format.md §2). Objects carry the
+// time of their Put or Publish; the store leaves no debris.
+//
+// Thread safety: one mutex guards the map.
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -7,8 +11,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "src/util/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "ickpt/store.h"
+#include "src/util/mutex.h"
 #include "src/util/str.h"
 
 namespace ickpt {
@@ -19,14 +25,14 @@ class MemoryStore final : public ObjectStore {
   absl::Status Put(std::string_view key, std::string_view data) override {
     if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
     MutexLock lock(&mu_);
-    objects_[std::string(key)] = std::string(data);
+    objects_[std::string(key)] = Object{std::string(data), absl::Now()};
     return absl::OkStatus();
   }
 
   absl::Status Publish(std::string_view key, std::string_view data) override {
     if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
     MutexLock lock(&mu_);
-    if (!objects_.emplace(std::string(key), std::string(data)).second) {
+    if (!objects_.emplace(std::string(key), Object{std::string(data), absl::Now()}).second) {
       return absl::AlreadyExistsError(
           StrCat("publish ", key, " in ", Describe(), ": object already exists"));
     }
@@ -43,7 +49,7 @@ class MemoryStore final : public ObjectStore {
     MutexLock lock(&mu_);
     auto it = objects_.find(std::string(key));
     if (it == objects_.end()) return NotFound("get", key);
-    const std::string& data = it->second;
+    const std::string& data = it->second.data;
     if (offset >= data.size()) return std::string();
     return data.substr(offset, std::min<uint64_t>(length, data.size() - offset));
   }
@@ -53,21 +59,31 @@ class MemoryStore final : public ObjectStore {
     MutexLock lock(&mu_);
     auto it = objects_.find(std::string(key));
     if (it == objects_.end()) return NotFound("size", key);
-    return it->second.size();
+    return it->second.data.size();
   }
 
-  absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override {
+  absl::StatusOr<ObjectPage> ListPage(std::string_view prefix, std::string_view start_after,
+                                      size_t max_keys) override {
     if (Contains(prefix, "..")) {
       return absl::InvalidArgumentError(
           StrCat("list ", Describe(), ": prefix \"", prefix, "\" contains \"..\""));
     }
+    if (max_keys == 0) max_keys = kDefaultListPage;
     MutexLock lock(&mu_);
-    std::vector<ObjectInfo> out;
-    for (auto it = objects_.lower_bound(std::string(prefix));
-         it != objects_.end() && it->first.starts_with(prefix); ++it) {
-      out.push_back(ObjectInfo{it->first, it->second.size()});
+    // The first key that is both >= prefix and > start_after.
+    auto it = objects_.lower_bound(std::string(prefix));
+    if (std::string_view(start_after) >= prefix) {
+      it = objects_.upper_bound(std::string(start_after));
     }
-    return out;
+    ObjectPage page;
+    for (; it != objects_.end() && it->first.starts_with(prefix); ++it) {
+      if (page.objects.size() == max_keys) {
+        page.truncated = true;
+        break;
+      }
+      page.objects.push_back(ObjectInfo{it->first, it->second.data.size(), it->second.modified});
+    }
+    return page;
   }
 
   absl::Status Delete(std::string_view key) override {
@@ -77,15 +93,30 @@ class MemoryStore final : public ObjectStore {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<uint64_t> RemoveDebris(absl::Duration older_than) override {
+    if (older_than < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(StrCat("remove debris in ", Describe(), ": negative age ",
+                                               absl::FormatDuration(older_than)));
+    }
+    return 0;  // every write is one map operation: nothing is ever left half-done
+  }
+
+  bool publishes_without_overwrite() const override { return true; }
+
   std::string Describe() const override { return "memory:"; }
 
  private:
+  struct Object {
+    std::string data;
+    absl::Time modified;
+  };
+
   absl::Status NotFound(std::string_view op, std::string_view key) const {
     return absl::NotFoundError(StrCat(op, " ", key, " in ", Describe(), ": no such object"));
   }
 
   Mutex mu_;
-  std::map<std::string, std::string> objects_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Object> objects_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

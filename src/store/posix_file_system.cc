@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "ickpt/store.h"
 #include "src/util/str.h"
 
@@ -174,6 +175,12 @@ class PosixFileSystem final : public FileSystem {
       return absl::FailedPreconditionError(StrCat("stat ", path, ": is a directory"));
     }
     return static_cast<uint64_t>(st.st_size);
+  }
+
+  absl::StatusOr<absl::Time> ModificationTime(const std::string& path) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, StrCat("stat ", path));
+    return absl::TimeFromTimespec(st.st_mtim);
   }
 
   absl::Status CreateDir(const std::string& path) override {

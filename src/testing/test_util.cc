@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <vector>
 
-#include "ickpt/checkpointer.h"
 #include "src/util/str.h"
 
 namespace ickpt::testing {
@@ -64,22 +63,6 @@ std::string RandomBytes(size_t n, uint64_t seed) {
     for (size_t j = 0; j < 8 && i + j < n; ++j) out[i + j] = static_cast<char>(z >> (8 * j));
   }
   return out;
-}
-
-absl::StatusOr<RestoredRegion> RestoreRegionFresh(Repository* repo, std::optional<uint64_t> id,
-                                                  std::string_view name) {
-  absl::StatusOr<std::unique_ptr<Checkpointer>> ckpt = Checkpointer::Open(repo);
-  if (!ckpt.ok()) return ckpt.status();
-  RestoreOptions options;
-  options.id = id;
-  options.on_unregistered = OnUnregistered::kCreate;
-  absl::StatusOr<CommitRecord> record = (*ckpt)->Restore(options);
-  if (!record.ok()) return record.status();
-  Region* region = (*ckpt)->FindRegion(name);
-  if (region == nullptr) {
-    return absl::NotFoundError(StrCat("checkpoint ", record->id, " has no region '", name, "'"));
-  }
-  return RestoredRegion{*std::move(record), std::string(region->data(), region->size())};
 }
 
 }  // namespace ickpt::testing

@@ -11,7 +11,6 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "ickpt/repository.h"
 
 namespace ickpt::testing {
 
@@ -38,16 +37,5 @@ std::string RandomBytes(size_t n, uint64_t seed);
 
 // Removes a file or a directory tree; errors are ignored (test cleanup).
 void RemoveRecursively(const std::string& path);
-
-// A region as a fresh checkpointer restored it, and the commit record it came from.
-struct RestoredRegion {
-  CommitRecord record;
-  std::string bytes;
-};
-// Restores checkpoint `id` (the latest if nullopt) of `repo` into a new Checkpointer that creates
-// the checkpoint's regions, and returns the bytes of region `name`. NotFound if the checkpoint has
-// no such region; the restore's own error otherwise.
-absl::StatusOr<RestoredRegion> RestoreRegionFresh(Repository* repo, std::optional<uint64_t> id,
-                                                  std::string_view name);
 
 }  // namespace ickpt::testing

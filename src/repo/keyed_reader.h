@@ -43,11 +43,11 @@ struct ResolvedKeyed {
 // it; DataLoss naming the object if a chain is broken or damaged, or if the participants' group
 // ranges overlap, leave a gap or disagree on the number of groups; FailedPrecondition if it is a
 // region.
-absl::StatusOr<ResolvedKeyed> ResolveKeyed(const Repository& repo, const CommitRecord& commit,
+absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const CommitRecord& commit,
                                            std::string_view object);
 // Only `participant`'s chain (its own groups; no check that others cover the rest): what a writer
 // merging a full checkpoint with its base needs. NotFound if that participant lacks the object.
-absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const Repository& repo, const CommitRecord& commit,
+absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo, const CommitRecord& commit,
                                              std::string_view participant, std::string_view object);
 
 // The names of the keyed states in `commit` (over every participant), sorted, unique.
@@ -82,7 +82,7 @@ struct KeyedReadOptions {
 // Reads the entries of `keyed` in the wanted groups into `sink`, each key decided once, newest
 // first (format.md §9.1). Every frame is verified and every group's records are checked (§5.3)
 // before any of them reaches the sink. DataLoss naming the manifest, checkpoint and key group.
-absl::StatusOr<KeyedReadStats> ReadKeyed(const Repository& repo, const ResolvedKeyed& keyed,
+absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const ResolvedKeyed& keyed,
                                          const KeyedReadOptions& options, KeyedRestoreSink* sink);
 
 }  // namespace ickpt

@@ -9,7 +9,7 @@
 
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
-#include "src/ckpt/testdata_grid.h"
+#include "tools/testdata_grid.h"
 
 namespace {
 

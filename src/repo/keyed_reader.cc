@@ -1,105 +1,59 @@
 // Keyed state restore, format.md §9.1.
-#include "src/ckpt/keyed_restore.h"
+#include "src/repo/keyed_reader.h"
 
 #include <algorithm>
 #include <map>
 #include <set>
 
 #include "absl/container/flat_hash_set.h"
-#include "ickpt/keyed_state.h"
-#include "src/ckpt/restore.h"
+#include "ickpt/key_group.h"
+#include "src/repo/chain.h"
 #include "src/repo/keyed_records.h"
 #include "src/repo/keys.h"
 #include "src/repo/pack.h"
+#include "src/repo/repository_internal.h"
 #include "src/util/str.h"
 
 namespace ickpt {
 namespace {
 
-// A chain longer than this is damage (a loop), not a real chain.
-constexpr size_t kMaxChainLength = 1'000'000;
 // Group spans closer than this in a pack's raw stream are read with one request.
 constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
 
-const StateObjectRecord* FindObject(const ParticipantRecord& p, std::string_view name) {
-  for (const StateObjectRecord& o : p.state_objects) {
-    if (o.name == name) return &o;
-  }
-  return nullptr;
-}
-
-// One participant's chain, from `record` of `commit` down to the full manifest.
-absl::StatusOr<KeyedChain> ResolveChain(const Repository& repo, const CommitRecord& commit,
-                                        const ParticipantRecord& participant,
-                                        const StateObjectRecord& first_record) {
+// One participant's chain of keyed state `object`, from `commit` down to the full manifest.
+absl::StatusOr<KeyedChain> ResolveChain(const RepositoryReader& repo, const CommitRecord& commit,
+                                        std::string_view participant, std::string_view object) {
   KeyedChain chain;
-  chain.participant = participant.name;
-  CommitRecord current = commit;
-  const StateObjectRecord* record = &first_record;
-  uint64_t expected_depth = 0;
+  chain.participant = std::string(participant);
   uint32_t key_groups = 0;
-  for (size_t step = 0;; ++step) {
-    if (step >= kMaxChainLength) {
-      return absl::DataLossError(StrCat("the chain of keyed state '", first_record.name,
-                                        "' from checkpoint ", commit.id, " does not end (a loop?)"));
-    }
-    absl::StatusOr<Manifest> manifest = ReadManifest(repo, current.id, *record);
-    if (!manifest.ok()) return manifest.status();
-    auto unfit = [&](std::string_view why) {
-      return absl::DataLossError(StrCat("manifest ", record->manifest, " of checkpoint ",
-                                        current.id, " does not fit the chain of keyed state '",
-                                        first_record.name, "' of participant '", participant.name,
-                                        "' from checkpoint ", commit.id, ": ", why));
-    };
-    if (manifest->object_type != StateObjectType::kKeyed) return unfit("it is not a keyed state");
-    if (manifest->participant != participant.name) {
-      return unfit(StrCat("it belongs to participant '", manifest->participant, "'"));
-    }
-    if (step == 0) {
-      chain.group_first = manifest->group_first;
-      chain.group_end = manifest->group_end;
-      key_groups = manifest->key_groups;
-      expected_depth = manifest->depth;
-    } else if (manifest->key_groups != key_groups || manifest->group_first != chain.group_first ||
-               manifest->group_end != chain.group_end || manifest->depth != expected_depth) {
-      return unfit(StrCat("key groups ", manifest->key_groups, " [", manifest->group_first, ", ",
-                          manifest->group_end, ") depth ", manifest->depth, " vs ", key_groups,
-                          " [", chain.group_first, ", ", chain.group_end, ") depth ",
-                          expected_depth));
-    }
-    chain.checkpoint_ids.push_back(current.id);
-    chain.manifest_keys.push_back(record->manifest);
-    const bool full = manifest->kind == CheckpointKind::kFull;
-    const uint64_t base = manifest->base_id.value_or(0);
-    chain.manifests.push_back(*std::move(manifest));
-    if (full) break;
-    if (base >= current.id || expected_depth == 0) {
-      return unfit(StrCat("it names base ", base, ", which cannot precede it"));
-    }
-    --expected_depth;
-    absl::StatusOr<CommitRecord> next = repo.ReadCommit(base);
-    if (!next.ok()) {
-      return MissingAsDataLoss(next.status(), StrCat("checkpoint ", base, ", on which checkpoint ",
-                                                     commit.id, " depends,"));
-    }
-    current = *std::move(next);
-    const ParticipantRecord* p = nullptr;
-    for (const ParticipantRecord& candidate : current.participants) {
-      if (candidate.name == participant.name) p = &candidate;
-    }
-    record = p == nullptr ? nullptr : FindObject(*p, first_record.name);
-    if (record == nullptr) {
-      return absl::DataLossError(StrCat("checkpoint ", commit.id, " depends on checkpoint ",
-                                        current.id, ", which lacks keyed state '",
-                                        first_record.name, "' of participant '", participant.name,
-                                        "'"));
-    }
-  }
+  absl::Status walked = WalkChain(
+      repo, commit, participant, object, StateObjectType::kKeyed,
+      [&](ChainLink& link) -> absl::Status {
+        const Manifest& m = link.manifest;
+        if (link.step == 0) {
+          chain.group_first = m.group_first;
+          chain.group_end = m.group_end;
+          key_groups = m.key_groups;
+        } else if (m.key_groups != key_groups || m.group_first != chain.group_first ||
+                   m.group_end != chain.group_end) {
+          return absl::DataLossError(StrCat(
+              "manifest ", link.record->manifest, " of checkpoint ", link.checkpoint_id,
+              " does not fit the chain of keyed state '", object, "' of participant '",
+              participant, "' from checkpoint ", commit.id, ": key groups ", m.key_groups, " [",
+              m.group_first, ", ", m.group_end, ") vs ", key_groups, " [", chain.group_first, ", ",
+              chain.group_end, ")"));
+        }
+        chain.checkpoint_ids.push_back(link.checkpoint_id);
+        chain.manifest_keys.push_back(link.record->manifest);
+        chain.manifests.push_back(std::move(link.manifest));
+        return absl::OkStatus();
+      });
+  if (!walked.ok()) return walked;
   return chain;
 }
 
 // Raw-stream bytes [raw_offset, raw_offset + length) of pack `key`, every frame verified.
-absl::StatusOr<std::string> ReadPackRange(const Repository& repo, const std::string& key,
+absl::StatusOr<std::string> ReadPackRange(const RepositoryReader& repo, const std::string& key,
                                           const PackIndex& index, uint64_t raw_offset,
                                           uint64_t length, uint64_t* bytes_read) {
   absl::StatusOr<std::pair<size_t, size_t>> span = index.FramesCovering(raw_offset, length);
@@ -110,7 +64,7 @@ absl::StatusOr<std::string> ReadPackRange(const Repository& repo, const std::str
   const FrameInfo& f0 = index.frames[span->first];
   const FrameInfo& f1 = index.frames[span->second];
   const uint64_t stored_length = f1.stored_offset + f1.stored_len - f0.stored_offset;
-  absl::StatusOr<std::string> stored = repo.store()->GetRange(key, f0.stored_offset, stored_length);
+  absl::StatusOr<std::string> stored = RepositoryInternal::store(repo)->GetRange(key, f0.stored_offset, stored_length);
   if (!stored.ok()) return MissingAsDataLoss(stored.status(), StrCat("pack ", key));
   if (stored->size() != stored_length) {
     return absl::DataLossError(StrCat("pack ", key, " is truncated: wanted ", stored_length,
@@ -151,13 +105,13 @@ std::vector<std::string> KeyedStateNames(const CommitRecord& commit) {
   return std::vector<std::string>(names.begin(), names.end());
 }
 
-absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const Repository& repo, const CommitRecord& commit,
+absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo, const CommitRecord& commit,
                                              std::string_view participant, std::string_view object) {
   for (const ParticipantRecord& p : commit.participants) {
     if (p.name != participant) continue;
-    const StateObjectRecord* record = FindObject(p, object);
+    const StateObjectRecord* record = FindStateObject(p, object);
     if (record == nullptr || record->type != StateObjectType::kKeyed) break;
-    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p, *record);
+    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p.name, object);
     if (!chain.ok()) return chain.status();
     ResolvedKeyed out;
     out.name = std::string(object);
@@ -172,13 +126,13 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const Repository& repo, const Commi
                                     "' of participant '", participant, "'"));
 }
 
-absl::StatusOr<ResolvedKeyed> ResolveKeyed(const Repository& repo, const CommitRecord& commit,
+absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const CommitRecord& commit,
                                            std::string_view object) {
   ResolvedKeyed out;
   out.name = std::string(object);
   out.checkpoint_id = commit.id;
   for (const ParticipantRecord& p : commit.participants) {
-    const StateObjectRecord* record = FindObject(p, object);
+    const StateObjectRecord* record = FindStateObject(p, object);
     if (record == nullptr) continue;
     if (record->type != StateObjectType::kKeyed) {
       return absl::FailedPreconditionError(StrCat("state object '", object, "' of participant '",
@@ -186,7 +140,7 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyed(const Repository& repo, const CommitR
                                                   " is a ", StateObjectTypeName(record->type),
                                                   ", not a keyed state"));
     }
-    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p, *record);
+    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p.name, object);
     if (!chain.ok()) return chain.status();
     const Manifest& newest = chain->manifests.front();
     if (out.chains.empty()) {
@@ -225,7 +179,7 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyed(const Repository& repo, const CommitR
   return out;
 }
 
-absl::StatusOr<KeyedReadStats> ReadKeyed(const Repository& repo, const ResolvedKeyed& keyed,
+absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const ResolvedKeyed& keyed,
                                          const KeyedReadOptions& options, KeyedRestoreSink* sink) {
   KeyedReadStats stats;
   uint32_t want_first = options.group_first;
@@ -265,7 +219,7 @@ absl::StatusOr<KeyedReadStats> ReadKeyed(const Repository& repo, const ResolvedK
         const std::string pack_key = PackKey(ToHex(m.packs[pack_ref - 1]));
         auto index_it = indexes.find(pack_key);
         if (index_it == indexes.end()) {
-          absl::StatusOr<PackIndex> index = ReadPackIndex(repo.store(), pack_key);
+          absl::StatusOr<PackIndex> index = ReadPackIndex(RepositoryInternal::store(repo), pack_key);
           if (!index.ok()) {
             return absl::Status(MissingAsDataLoss(index.status(), StrCat("pack ", pack_key)).code(),
                                 StrCat(where(pack_key), ": ", index.status().message()));

@@ -1,6 +1,7 @@
-// Restore of one state object (format.md §9): resolve the chain of manifests newest first into one
-// location per block, then read every block's data once, grouped by pack, verifying every checksum.
-// Used by the checkpointer, `ickpt restore`, `ickpt diff` and `ickpt verify`.
+// Reading a region (format.md §9): resolve its chain of manifests (chain.h) newest first into one
+// location per block (the restore plan), then read every block's data once, grouped by pack,
+// verifying every checksum. Used by the checkpointer, `ickpt restore`, `ickpt diff` and
+// `ickpt verify`.
 #pragma once
 
 #include <cstdint>
@@ -10,23 +11,11 @@
 
 #include "absl/status/statusor.h"
 #include "ickpt/repository.h"
-#include "src/ckpt/block_map.h"
+#include "src/repo/block_map.h"
+#include "src/repo/chain.h"
 #include "src/repo/manifest.h"
 
 namespace ickpt {
-
-// Reads the manifest a commit record names, checking its sha256 and decoding it; DataLoss naming
-// the manifest and the checkpoint if damaged.
-absl::StatusOr<Manifest> ReadManifest(const Repository& repo, uint64_t checkpoint_id,
-                                      const StateObjectRecord& record);
-
-// An object a checkpoint needs that is not in the store is damage: NotFound becomes DataLoss
-// saying `what` is missing; other errors pass through.
-absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what);
-
-// The participant `name` of `commit`, or NotFound naming it and the checkpoint.
-absl::StatusOr<const ParticipantRecord*> FindParticipant(const CommitRecord& commit,
-                                                         std::string_view name);
 
 struct ResolvedObject {
   std::string name;
@@ -41,7 +30,7 @@ struct ResolvedObject {
 
 // Walks from `commit` back to the full manifest of `object` of `participant`. NotFound if the
 // object is not in the checkpoint; DataLoss if any object on the way is damaged or missing.
-absl::StatusOr<ResolvedObject> ResolveObject(const Repository& repo, const CommitRecord& commit,
+absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo, const CommitRecord& commit,
                                              std::string_view participant, std::string_view object,
                                              PackTable* packs);
 
@@ -61,7 +50,7 @@ struct ReadStats {
 
 // Reads every block of `object` into `sink`, each exactly once. Bytes reach the sink only after
 // their frame's checksum verified. `threads` packs are fetched at once.
-absl::StatusOr<ReadStats> ReadObjectData(const Repository& repo, const ResolvedObject& object,
+absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const ResolvedObject& object,
                                          const PackTable& packs, RestoreSink* sink,
                                          int threads = 2);
 

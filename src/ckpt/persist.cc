@@ -1,0 +1,277 @@
+// The persist thread (format.md §8: packs and manifests, then the commit record or the
+// acknowledgement, written last) and the outcomes of group checkpoints (§11).
+#include <algorithm>
+#include <utility>
+
+#include "src/ckpt/checkpointer_impl.h"
+#include "src/state/region_internal.h"
+#include "src/util/log.h"
+#include "src/util/str.h"
+
+namespace ickpt {
+
+void Checkpointer::Impl::PersistLoop() {
+  for (;;) {
+    std::unique_ptr<PersistJob> job;
+    bool stale = false;
+    {
+      MutexLock lock(&mu);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !queue.empty() || stopping; };
+      mu.Await(ready);
+      if (queue.empty()) return;  // stopping, and everything queued has persisted
+      job = std::move(queue.front());
+      queue.pop_front();
+      stale = job->generation != generation || announced_aborted.contains(job->id);
+    }
+    // Reserve the next id now, off the application's path, so the next capture needs no I/O.
+    // Done before this checkpoint persists so that it is ready when the next capture starts.
+    ReserveAhead();
+    absl::StatusOr<CommitRecord> result =
+        stale ? absl::AbortedError(StrCat("checkpoint ", job->id,
+                                          " was not persisted: it was aborted, or a checkpoint it "
+                                          "builds on failed or was aborted"))
+              : Persist(*job);
+    for (RegionCaptureJob& c : job->regions) staging->Release(c.name, std::move(c.staging));
+    {
+      MutexLock lock(&mu);
+      if (!result.ok()) FailJob(*job, result.status());
+    }
+    // Before the next capture may start: allocate and touch its staging now, so that its pause
+    // only copies.
+    staging->Prepare();
+    {
+      // Leave the in-flight count before waking waiters, so that a caller returning from Wait()
+      // finds room for its next checkpoint.
+      MutexLock lock(&mu);
+      --in_flight;
+      in_flight_ids.erase(job->id);
+    }
+    job->handle->Finish(std::move(result));
+  }
+}
+
+void Checkpointer::Impl::ReserveAhead() {
+  if (!completion->reserves_ids()) return;
+  {
+    MutexLock lock(&mu);
+    if (reserved_id.has_value() || stopping) return;
+  }
+  absl::StatusOr<uint64_t> next = repo->ReserveCheckpointId();
+  if (!next.ok()) {
+    // Not fatal: the next Checkpoint() reserves its id itself and reports the error if it
+    // persists.
+    ICKPT_LOG_ONCE("reserve-ahead", LogLevel::kWarn,
+                   "reserving the next checkpoint id ahead failed: {}", next.status().ToString());
+    return;
+  }
+  MutexLock lock(&mu);
+  if (!reserved_id.has_value() && *next > last_id) reserved_id = *next;
+}
+
+void Checkpointer::Impl::FallBackToHead() {
+  ++generation;
+  capture_parent = lineage.head();
+  capture_lineage = lineage.HeadLineage();
+}
+
+void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
+  ICKPT_LOG_WARN("checkpoint {} failed, its changes go into the next checkpoint: {}", job.id,
+                 status.ToString());
+  // Everything this checkpoint captured goes back into the dirty sets, so the next checkpoint
+  // carries it (nothing is lost), and the lineage falls back to the newest surviving checkpoint.
+  for (RegionCaptureJob& c : job.regions) RegionAccess::MergeBack(*c.region, c.dirty);
+  for (KeyedCaptureJob& k : job.keyed) keyed_merge_back.emplace_back(k.state, std::move(k.changes));
+  failed_ids.insert(job.id);
+  announced_aborted.erase(job.id);
+  if (announced_committed.erase(job.id) > 0) {
+    ICKPT_LOG_ERROR("checkpoint {} was announced committed but failed here: {}", job.id,
+                    status.ToString());
+  }
+  FallBackToHead();
+}
+
+void Checkpointer::Impl::AbortPendingFrom(uint64_t id) {
+  std::vector<PendingCheckpoint> aborted = lineage.AbortFrom(id);
+  // Newest first: change sets go back in capture order, oldest first.
+  std::reverse(aborted.begin(), aborted.end());
+  for (PendingCheckpoint& p : aborted) {
+    ICKPT_LOG_INFO("checkpoint {} aborted by the group; its changes go into the next checkpoint",
+                   p.id);
+    for (PendingCheckpoint::RegionPart& r : p.regions) RegionAccess::MergeBack(*r.region, r.dirty);
+    for (PendingCheckpoint::KeyedPart& k : p.keyed) {
+      keyed_merge_back.emplace_back(k.state, std::move(k.changes));
+    }
+    failed_ids.insert(p.id);
+  }
+  FallBackToHead();
+}
+
+absl::Status Checkpointer::Impl::Outcome(uint64_t id, CheckpointOutcome outcome) {
+  if (!completion->outcomes_announced()) {
+    return absl::FailedPreconditionError(
+        "this checkpointer commits its own checkpoints: outcomes are for group members");
+  }
+  MutexLock lock(&mu);
+  const std::optional<uint64_t> committed = lineage.committed_id();
+  const bool at_or_below_committed = committed.has_value() && id <= *committed;
+  if (outcome == CheckpointOutcome::kCommitted) {
+    if (failed_ids.contains(id)) {
+      return absl::FailedPreconditionError(
+          StrCat("checkpoint ", id, " failed or was aborted here, so it cannot be committed"));
+    }
+    if (at_or_below_committed) return absl::OkStatus();  // settled already
+    if (lineage.IsPending(id)) {
+      lineage.CommitThrough(id);
+      std::erase_if(failed_ids, [id](uint64_t f) { return f <= id; });
+      return absl::OkStatus();
+    }
+    if (in_flight_ids.contains(id)) {
+      announced_committed.insert(id);
+      return absl::OkStatus();
+    }
+    return absl::NotFoundError(StrCat("checkpoint ", id, " is not one this participant took"));
+  }
+  if (failed_ids.contains(id)) return absl::OkStatus();  // failed or aborted already
+  if (at_or_below_committed) {
+    return absl::FailedPreconditionError(StrCat("checkpoint ", id, " cannot be aborted: checkpoint ",
+                                                *committed, " is committed here and builds on it"));
+  }
+  if (lineage.IsPending(id)) {
+    AbortPendingFrom(id);
+    return absl::OkStatus();
+  }
+  if (in_flight_ids.contains(id)) {
+    announced_aborted.insert(id);
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(StrCat("checkpoint ", id, " is not one this participant took"));
+}
+
+absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
+  CommitRecord record;
+  record.id = job.id;
+  record.parent = job.parent;
+  record.created = job.created;
+  record.epoch = job.epoch;
+  record.metadata = job.metadata;
+  ParticipantRecord participant;
+  participant.name = options.participant;
+  participant.incarnation = options.incarnation;
+  const CheckpointIds ids{job.id, job.parent};
+  bool all_full = true;
+  auto add = [&](StateObjectRecord object) {
+    all_full = all_full && object.kind == CheckpointKind::kFull;
+    record.depth = std::max(record.depth, object.depth);
+    record.logical_bytes += object.logical_bytes;
+    record.stored_bytes += object.stored_bytes;
+    participant.state_objects.push_back(std::move(object));
+  };
+
+  PendingCheckpoint done;
+  done.id = job.id;
+  done.parent = job.parent;
+  for (RegionCaptureJob& c : job.regions) {
+    // A full manifest reuses the blocks not captured from where they lie as of the parent, which
+    // is the lineage's head: checkpoints persist in order, and one whose parent failed or was
+    // aborted is never persisted.
+    std::vector<BlockLocation> base;
+    if (c.kind == CheckpointKind::kFull) {
+      MutexLock lock(&mu);
+      base = lineage.HeadLocations(c.name, c.block_count);
+    }
+    const char* data = c.staging.data();
+    const DirtyBitmap& dirty = c.dirty;
+    // Named: a FunctionRef must not outlive what it refers to.
+    auto for_each_run = [&dirty](absl::FunctionRef<void(uint64_t, uint64_t)> fn) {
+      dirty.ForEachRun(fn);
+    };
+    RegionCapture capture{
+        .name = c.name,
+        .tracker = c.tracker,
+        .block_size = c.block_size,
+        .block_count = c.block_count,
+        .kind = c.kind,
+        .depth = c.depth,
+        .data = data,
+        .for_each_run = for_each_run,
+        .changed_blocks = dirty.Count(),
+        .pause_ns = c.pause_ns,
+    };
+    absl::StatusOr<RegionWritten> written = writer->WriteRegion(ids, capture, &base, &packs);
+    if (!written.ok()) return written.status();
+    // Durable: the staging memory may serve the next capture.
+    staging->Release(c.name, std::move(c.staging));
+    add(std::move(written->record));
+    done.regions.push_back(PendingCheckpoint::RegionPart{
+        c.name, c.region, ObjectLineage{true, c.depth}, c.block_count, std::move(written->fresh),
+        DirtyBitmap()});
+  }
+  std::optional<CommitRecord> base_record;
+  for (KeyedCaptureJob& k : job.keyed) {
+    // Grouping and sorting were left out of the pause.
+    k.changes.Sort();
+    if (k.kind == CheckpointKind::kFull && !k.changes.full() && !base_record.has_value()) {
+      if (!job.parent.has_value()) return absl::InternalError("a merged full checkpoint without base");
+      absl::StatusOr<CommitRecord> parent = completion->ReadBase(*job.parent);
+      if (!parent.ok()) {
+        return absl::Status(parent.status().code(),
+                            StrCat("checkpoint ", job.id, ": reading its base, checkpoint ",
+                                   *job.parent, ": ", parent.status().message()));
+      }
+      base_record = *std::move(parent);
+    }
+    KeyedCapture capture{
+        .name = k.name,
+        .kind = k.kind,
+        .depth = k.depth,
+        .entries = k.entries,
+        .entry_bytes = k.entry_bytes,
+        .group_first = k.group_first,
+        .group_end = k.group_end,
+        .changes = &k.changes,
+        .pause_ns = k.pause_ns,
+    };
+    absl::StatusOr<StateObjectRecord> written =
+        writer->WriteKeyed(ids, capture, base_record.has_value() ? &*base_record : nullptr);
+    if (!written.ok()) return written.status();
+    add(*std::move(written));
+  }
+  record.kind = all_full ? CheckpointKind::kFull : CheckpointKind::kIncremental;
+  record.participants.push_back(std::move(participant));
+
+  // Durable packs and manifests, then the record that makes them part of the history.
+  absl::StatusOr<bool> committed = completion->Publish(record);
+  if (!committed.ok()) return committed.status();
+  ICKPT_LOG_DEBUG("checkpoint {} {}: {} {} bytes stored", job.id,
+                  *committed ? "committed" : "acknowledged", CheckpointKindName(record.kind),
+                  record.stored_bytes);
+
+  MutexLock lock(&mu);
+  if (job.generation != generation || announced_aborted.contains(job.id)) {
+    // Aborted while it persisted, or built on a checkpoint aborted meanwhile: its
+    // acknowledgement stays behind, never committed (the caller gives its changes back).
+    return absl::AbortedError(StrCat("checkpoint ", job.id, " was aborted while it persisted"));
+  }
+  // Until its outcome is known, the checkpoint keeps what it captured (given back if aborted).
+  for (size_t i = 0; i < job.regions.size(); ++i) {
+    done.regions[i].dirty = std::move(job.regions[i].dirty);
+  }
+  for (KeyedCaptureJob& k : job.keyed) {
+    done.keyed.push_back(PendingCheckpoint::KeyedPart{k.name, k.state,
+                                                      ObjectLineage{true, k.depth},
+                                                      std::move(k.changes)});
+  }
+  lineage.AddPending(std::move(done));
+  // Committed now (a local commit), or announced committed while it persisted: n committed
+  // settles every checkpoint n builds on, this one among them.
+  const bool announced =
+      !announced_committed.empty() && *announced_committed.rbegin() >= job.id;
+  if (*committed || announced) {
+    lineage.CommitThrough(job.id);
+    std::erase_if(announced_committed, [&job](uint64_t c) { return c <= job.id; });
+    std::erase_if(failed_ids, [&job](uint64_t f) { return f <= job.id; });
+  }
+  return record;
+}
+
+}  // namespace ickpt

@@ -1,0 +1,49 @@
+#include "src/repo/reachability.h"
+
+#include <utility>
+
+#include "src/repo/chain.h"
+#include "src/repo/keys.h"
+#include "src/util/hash.h"
+#include "src/util/str.h"
+
+namespace ickpt {
+
+absl::StatusOr<Reachable> ComputeReachable(const RepositoryReader& repo,
+                                           const std::vector<uint64_t>& ids) {
+  Reachable out;
+  for (uint64_t id : ids) {
+    const std::string commit_key = CommitKey(id);
+    out.commits.insert(commit_key);
+    absl::StatusOr<CommitRecord> commit = repo.ReadCommit(id);
+    if (!commit.ok()) {
+      out.problems.push_back(ReachProblem{commit_key, commit.status()});
+      continue;
+    }
+    absl::StatusOr<std::vector<std::string>> acked = repo.ListAcks(id);
+    if (!acked.ok()) return acked.status();
+    for (const std::string& name : *acked) out.acks.insert(AckKey(id, name));
+    for (const ParticipantRecord& p : commit->participants) {
+      for (const StateObjectRecord& so : p.state_objects) {
+        out.manifests.insert(so.manifest);
+        absl::Status walked = WalkChain(
+            repo, *commit, p.name, so.name, so.type, [&](ChainLink& link) -> absl::Status {
+              for (const Sha256Digest& digest : link.manifest.packs) {
+                out.packs.insert(PackKey(ToHex(digest)));
+              }
+              // Below the newest link, a manifest reached before means the rest of the chain
+              // was walked before (by an earlier commit of the same chain): stop there.
+              const bool seen = !out.manifests.insert(link.record->manifest).second;
+              if (link.step > 0 && seen) return absl::CancelledError();
+              return absl::OkStatus();
+            });
+        if (!walked.ok() && !absl::IsCancelled(walked)) {
+          out.problems.push_back(ReachProblem{so.manifest, walked});
+        }
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace ickpt
