@@ -274,6 +274,27 @@ TEST_F(CliTest, MissingCheckpointExits4) {
   EXPECT_NE(r.err.find("nosuch"), std::string::npos) << r.err;
 }
 
+// --repo takes a path or file://PATH; any other scheme is a usage error naming it, and nothing is
+// created (not even a directory named "s3:").
+TEST_F(CliTest, UnknownRepositorySchemeExits2AndCreatesNothing) {
+  const auto before = Tree(dir_.path());
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"log", "--repo", "s3://x/y"},
+        {"verify", "--repo", "gs://bucket/path"},
+        {"show", "latest", "--repo", "s3://x/y"},
+        {"demo", "--repo", "s3://x/y", "--size", "1MiB", "--steps", "2"}}) {
+    RunResult r = Run(args);
+    EXPECT_EQ(r.code, 2) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("unsupported scheme"), std::string::npos) << r.err;
+  }
+  EXPECT_NE(Run({"log", "--repo", "s3://x/y"}).err.find("'s3'"), std::string::npos);
+  EXPECT_EQ(Tree(dir_.path()), before);
+  // file://PATH is the same repository as PATH.
+  MakeRepo({{}});
+  RunResult r = Run({"log", "--repo", "file://" + repo_path()});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
 TEST_F(CliTest, DirectoryThatIsNotARepositoryExits4) {
   ASSERT_EQ(mkdir(dir_.Join("empty").c_str(), 0700), 0);
   for (const char* command : {"log", "verify"}) {

@@ -1,5 +1,6 @@
 #include "ickpt/repository.h"
 
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <string>
@@ -8,6 +9,9 @@
 
 #include "gtest/gtest.h"
 #include "src/repo/commit_record.h"
+#include "src/store/fault_store.h"
+#include "src/testing/status_matchers.h"
+#include "src/testing/test_util.h"
 #include "src/repo/keys.h"
 #include "src/util/coding.h"
 #include "src/util/hash.h"
@@ -390,6 +394,100 @@ TEST_F(GroupCommitTest, RefusesWithoutWritingAnything) {
   absl::StatusOr<std::vector<std::string>> acks = repo_->ListAcks(2);
   ASSERT_TRUE(acks.ok());
   EXPECT_EQ(*acks, (std::vector<std::string>{"p0", "p1"}));
+}
+
+}  // namespace
+}  // namespace ickpt
+
+namespace ickpt {
+namespace {
+
+// A store that says it cannot publish without overwrite (an S3 bucket without conditional writes,
+// say): nothing is written there.
+class OverwritingStore : public ObjectStoreWrapper {
+ public:
+  using ObjectStoreWrapper::ObjectStoreWrapper;
+  bool publishes_without_overwrite() const override { return false; }
+};
+
+TEST_F(RepositoryTest, StoreThatCannotPublishWithoutOverwriteIsRefusedForWriting) {
+  absl::Status s = Repository::Create(std::make_unique<OverwritingStore>(store_.get())).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  ASSERT_OK_AND_ASSIGN(std::vector<ObjectInfo> objects, store_->List(""));
+  EXPECT_TRUE(objects.empty()) << "nothing may be written";
+  ASSERT_NE(CreateRepo(), nullptr);
+  s = Repository::Open(std::make_unique<OverwritingStore>(store_.get())).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  s = Repository::OpenOrCreate(std::make_unique<OverwritingStore>(store_.get())).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+}
+
+// format.md §7, §12.1: an empty reservation cannot tell whose it is, so one that failed
+// ambiguously (written, reply lost) counts as lost and the next id is reserved.
+TEST_F(RepositoryTest, IdReservationAfterAnAmbiguousFailureMovesToTheNextId) {
+  std::unique_ptr<Repository> first = CreateRepo();
+  ASSERT_OK_AND_ASSIGN(uint64_t a, first->ReserveCheckpointId());
+  auto faulty = std::make_unique<FaultInjectionStore>(store_.get());
+  FaultInjectionStore* faults = faulty.get();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo, Repository::Open(std::move(faulty)));
+  faults->LoseReplyOfNthCallMatching(IdReservationKey(a + 1), 1);
+  ASSERT_OK_AND_ASSIGN(uint64_t b, repo->ReserveCheckpointId());
+  EXPECT_EQ(b, a + 2) << "id " << a + 1 << " landed but its reply was lost: it is skipped";
+  ASSERT_OK(store_->Size(IdReservationKey(a + 1)).status());
+  // Nobody else gets the lost id either.
+  ASSERT_OK_AND_ASSIGN(uint64_t c, first->ReserveCheckpointId());
+  EXPECT_GT(c, b);
+}
+
+// format.md §12.1: a commit record and an acknowledgement whose publish landed but whose reply was
+// lost are this writer's success; a second writer of other bytes is told AlreadyExists.
+TEST_F(RepositoryTest, CommitAndAckAfterALostReplyAreTheWritersOwn) {
+  ASSERT_NE(CreateRepo(), nullptr);
+  auto faulty = std::make_unique<FaultInjectionStore>(store_.get());
+  FaultInjectionStore* faults = faulty.get();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo, Repository::Open(std::move(faulty)));
+  faults->LoseReplyOfNthCallMatching("commits/", 1);
+  ASSERT_OK(repo->PublishCommit(Record(5)));
+  ASSERT_OK_AND_ASSIGN(CommitRecord read, repo->ReadCommit(5));
+  EXPECT_EQ(read.metadata, Record(5).metadata);
+  CommitRecord other = Record(5);
+  other.metadata["offset"] = "other";
+  EXPECT_TRUE(absl::IsAlreadyExists(OpenRepo()->PublishCommit(other)));
+
+  CommitRecord ack = Record(7);
+  faults->LoseReplyOfNthCallMatching("acks/", 1);
+  ASSERT_OK(repo->PublishAck(ack));
+  ASSERT_OK_AND_ASSIGN(CommitRecord read_ack, repo->ReadAck(7, "p0"));
+  EXPECT_EQ(read_ack.id, 7u);
+}
+
+TEST(RepositoryUrlTest, PathsAndFileUrlsAreAcceptedOtherSchemesAreRefusedByName) {
+  EXPECT_OK(ValidateRepositoryUrl("/var/ckpt/job1"));
+  EXPECT_OK(ValidateRepositoryUrl("relative/dir"));
+  EXPECT_OK(ValidateRepositoryUrl("file:///var/ckpt/job1"));
+  EXPECT_OK(ValidateRepositoryUrl("file://localhost/var/ckpt/job1"));
+  for (const char* url : {"s3://bucket/x", "gs://b/p", "http://host/p", "S3://b"}) {
+    absl::Status s = ValidateRepositoryUrl(url);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << url;
+    const std::string scheme = std::string(url).substr(0, std::string(url).find(':'));
+    EXPECT_NE(Msg(s).find("'" + scheme + "'"), std::string::npos) << s;
+  }
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateRepositoryUrl("")));
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateRepositoryUrl("file://")));
+}
+
+TEST(RepositoryUrlTest, FileUrlOpensTheLocalRepositoryAndUnknownSchemesCreateNothing) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("repo");
+  ASSERT_OK(Repository::OpenUrl("file://" + path, /*create=*/true).status());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<RepositoryReader> reader, Repository::OpenReadOnly(path));
+  EXPECT_EQ(reader->config().major, 1);
+  const std::string cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  absl::Status s = Repository::OpenUrl("s3://bucket/x", /*create=*/true).status();
+  std::filesystem::current_path(cwd);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_FALSE(std::filesystem::exists(dir.Join("s3:"))) << "a directory named 's3:' was created";
 }
 
 }  // namespace
