@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
     o.participant_index = i;
     o.participant_count = 2;
     o.group_member = true;
+    o.incarnation = i == 0 ? 7 : 3;  // format 1.2: acknowledgements carry the incarnation
     auto member = Checkpointer::Open(repo->get(), o);
     if (!member.ok()) return Fail("open group member", member.status());
     auto shared = (*member)->AddKeyedState("shared", {.key_groups = testdata::kSharedKeyGroups});
@@ -96,12 +97,15 @@ int main(int argc, char** argv) {
     CheckpointOptions co;
     co.id = *id;
     co.metadata["checkpoint"] = "group";
+    co.epoch = 2;
     auto handle = (*member)->Checkpoint(co);
     if (!handle.ok()) return Fail("group checkpoint", handle.status());
     if (auto ack = handle->Wait(); !ack.ok()) return Fail("acknowledge", ack.status());
   }
   GroupCommitOptions group;
   group.participants = {"left", "right"};
+  group.epoch = 2;
+  group.incarnations = {{"left", 7}, {"right", 3}};
   auto committed = (*repo)->CommitGroup(*id, group);
   if (!committed.ok()) return Fail("group commit", committed.status());
   std::printf("checkpoint %llu: group of 2\n", static_cast<unsigned long long>(*id));

@@ -79,7 +79,9 @@ inline std::map<std::string, std::string> IndexAtCheckpoint(int n) {
 
 // Format 1.1 on: checkpoint 4 is a group checkpoint (format.md §11) of participants "left" and
 // "right" (index 0 and 1 of 2), each holding its own key groups of keyed state "shared" (16 key
-// groups): "s-<i>" -> "g4-<i>" for i < 64. Its acknowledgements stay in the repository.
+// groups): "s-<i>" -> "g4-<i>" for i < 64. Its acknowledgements stay in the repository. From
+// format 1.2 on (testdata/repo-v1.2) the group commits epoch 2, and "left" acknowledges as
+// incarnation 7, "right" as incarnation 3.
 inline constexpr uint32_t kSharedKeyGroups = 16;
 inline std::map<std::string, std::string> SharedAtGroupCheckpoint() {
   std::map<std::string, std::string> m;

@@ -1,4 +1,4 @@
-// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 and 1.1,
+// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0, 1.1, 1.2,
 // testdata/repo-v1.N (written by make_testdata, content in testdata_grid.h), must restore with this
 // and every later release. It is copied to a temporary directory first so that a reader that writes
 // (an id reservation, say) never modifies the saved copy.
@@ -117,12 +117,12 @@ std::map<std::string, std::string> Entries(Checkpointer* ckpt, std::string_view 
   return out;
 }
 
-// Format 1.1 added keyed state and group checkpoints with acknowledgements (format.md §5.3, §11).
-TEST_F(CompatTest, SavedRepositoryV1_1RestoresRegionsKeyedStateAndGroupCheckpoint) {
-  CopySaved("repo-v1.1");
-  ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir_.Join("repo"), /*create=*/false));
+// Restores every checkpoint of a saved repository of format 1.1 or later: three checkpoints of
+// region "grid" and keyed state "index", then a group checkpoint of "left" and "right".
+void ExpectSavedRepositoryRestores(const std::string& dir, uint16_t minor) {
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir, /*create=*/false));
   EXPECT_EQ(repo->config().major, 1);
-  EXPECT_EQ(repo->config().minor, 1);
+  EXPECT_EQ(repo->config().minor, minor);
   ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
   ASSERT_EQ(ids.size(), 4u);
   for (int n = 1; n <= 3; ++n) {
@@ -152,6 +152,24 @@ TEST_F(CompatTest, SavedRepositoryV1_1RestoresRegionsKeyedStateAndGroupCheckpoin
   EXPECT_EQ(acked, (std::vector<std::string>{"left", "right"}));
   ASSERT_OK_AND_ASSIGN(CommitRecord ack, repo->ReadAck(group_id, "left"));
   EXPECT_EQ(ack.participants.at(0).name, "left");
+  // Format 1.2 added incarnations (1.1 records read as incarnation 0) and uses a non-zero epoch.
+  const bool v12 = minor >= 2;
+  EXPECT_EQ(ack.participants.at(0).incarnation, v12 ? 7u : 0u);
+  EXPECT_EQ(record.participants.at(0).incarnation, v12 ? 7u : 0u);
+  EXPECT_EQ(record.participants.at(1).incarnation, v12 ? 3u : 0u);
+  EXPECT_EQ(record.epoch, v12 ? 2u : 0u);
+}
+
+// Format 1.1 added keyed state and group checkpoints with acknowledgements (format.md §5.3, §11).
+TEST_F(CompatTest, SavedRepositoryV1_1RestoresRegionsKeyedStateAndGroupCheckpoint) {
+  CopySaved("repo-v1.1");
+  ExpectSavedRepositoryRestores(dir_.Join("repo"), 1);
+}
+
+// Format 1.2 added the participant's incarnation to commit records and acknowledgements (§6, §11).
+TEST_F(CompatTest, SavedRepositoryV1_2RestoresAndKeepsIncarnationsAndEpoch) {
+  CopySaved("repo-v1.2");
+  ExpectSavedRepositoryRestores(dir_.Join("repo"), 2);
 }
 
 }  // namespace
