@@ -12,7 +12,6 @@
 //   --rounds=N     ICKPT_BENCH_ROUNDS  interleaved rounds of every case (default 3)
 //   --depth=N      ICKPT_BENCH_DEPTH   the deepest chain restored (default 100)
 // Other flags go to Google Benchmark (--benchmark_filter, --benchmark_format, ...).
-#include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -30,13 +29,15 @@
 #include <string_view>
 #include <vector>
 
+#include <benchmark/benchmark.h>
+
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
 #include "ickpt/store.h"
-#include "src/repo/repository_internal.h"
-#include "src/repo/region_reader.h"
 #include "src/repo/keys.h"
 #include "src/repo/pack.h"
+#include "src/repo/region_reader.h"
+#include "src/repo/repository_internal.h"
 #include "src/util/hash.h"
 #include "src/util/parse.h"
 #include "src/util/str.h"
@@ -108,7 +109,8 @@ std::vector<uint64_t> PickBlocks(uint64_t block_count, uint64_t count, bool isol
 
 // Overwrites each block with fresh random bytes (so the hash tracker sees every one change).
 void ChangeBlocks(Region* region, const std::vector<uint64_t>& blocks, Rng& rng) {
-  for (uint64_t b : blocks) rng.Fill(region->data() + b * region->block_size(), region->block_size());
+  for (uint64_t b : blocks)
+    rng.Fill(region->data() + b * region->block_size(), region->block_size());
 }
 
 // Forwards to a store it owns and counts what goes through: the restore's range reads and bytes
@@ -166,7 +168,8 @@ absl::StatusOr<OpenedRepo> OpenRepo(const std::string& dir, bool create) {
   OpenedRepo out;
   out.store = counting.get();
   absl::StatusOr<std::unique_ptr<Repository>> repo =
-      create ? Repository::OpenOrCreate(std::move(counting)) : Repository::Open(std::move(counting));
+      create ? Repository::OpenOrCreate(std::move(counting))
+             : Repository::Open(std::move(counting));
   if (!repo.ok()) return repo.status();
   out.repo = *std::move(repo);
   return out;
@@ -321,17 +324,18 @@ absl::Status SetUpIncremental() {
 // What an incremental stored besides the changed bytes (goal 3), read back from the repository.
 struct Overhead {
   uint64_t packs = 0;
-  uint64_t pack_raw = 0;       // Σ raw-stream sizes of the packs the checkpoint wrote
-  uint64_t pack_frames = 0;    // Σ stored frame bytes
-  uint64_t pack_meta = 0;      // headers + indexes + footers
+  uint64_t pack_raw = 0;     // Σ raw-stream sizes of the packs the checkpoint wrote
+  uint64_t pack_frames = 0;  // Σ stored frame bytes
+  uint64_t pack_meta = 0;    // headers + indexes + footers
   uint64_t manifest = 0;
-  uint64_t commit = 0;         // the commit record object
+  uint64_t commit = 0;  // the commit record object
   uint64_t metadata() const { return pack_meta + manifest + commit; }
 };
 
 absl::StatusOr<Overhead> MeasureOverhead(const Repository& repo, const CommitRecord& record) {
   Overhead o;
-  absl::StatusOr<uint64_t> commit_size = RepositoryInternal::store(repo)->Size(CommitKey(record.id));
+  absl::StatusOr<uint64_t> commit_size =
+      RepositoryInternal::store(repo)->Size(CommitKey(record.id));
   if (!commit_size.ok()) return commit_size.status();
   o.commit = *commit_size;
   for (const ParticipantRecord& p : record.participants) {
@@ -341,7 +345,8 @@ absl::StatusOr<Overhead> MeasureOverhead(const Repository& repo, const CommitRec
       if (!m.ok()) return m.status();
       // An incremental manifest's pack table holds only the packs its extents use: the new ones.
       for (const Sha256Digest& d : m->packs) {
-        absl::StatusOr<PackIndex> index = ReadPackIndex(RepositoryInternal::store(repo), PackKey(ToHex(d)));
+        absl::StatusOr<PackIndex> index =
+            ReadPackIndex(RepositoryInternal::store(repo), PackKey(ToHex(d)));
         if (!index.ok()) return index.status();
         uint64_t frames = 0;
         for (const FrameInfo& f : index->frames) frames += f.stored_len;
@@ -368,10 +373,9 @@ void BM_CheckpointIncremental(benchmark::State& state, int percent, bool isolate
     const StateObjectRecord& so = t->record.participants.at(0).state_objects.at(0);
     if (t->record.kind != CheckpointKind::kIncremental || so.changed_blocks != changed) {
       return Fail(state,
-                  absl::InternalError(StrCat("expected an incremental of ", changed,
-                                             " blocks, got kind ",
-                                             CheckpointKindName(t->record.kind), " with ",
-                                             so.changed_blocks)),
+                  absl::InternalError(
+                      StrCat("expected an incremental of ", changed, " blocks, got kind ",
+                             CheckpointKindName(t->record.kind), " with ", so.changed_blocks)),
                   name);
     }
     RecordCheckpoint(state, name, *t);
@@ -445,11 +449,13 @@ absl::Status SetUpChain() {
 absl::Status DropCaches() {
   ::sync();
   const int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return absl::UnavailableError(StrCat("open /proc/sys/vm/drop_caches: ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::UnavailableError(StrCat("open /proc/sys/vm/drop_caches: ", std::strerror(errno)));
   const ssize_t n = ::write(fd, "3", 1);
   const int err = errno;
   ::close(fd);
-  if (n != 1) return absl::UnavailableError(StrCat("write /proc/sys/vm/drop_caches: ", std::strerror(err)));
+  if (n != 1)
+    return absl::UnavailableError(StrCat("write /proc/sys/vm/drop_caches: ", std::strerror(err)));
   return absl::OkStatus();
 }
 std::string g_cold_unavailable;
@@ -542,9 +548,10 @@ void PrintSummary() {
     return v;
   };
   std::printf("\n==== ickpt checkpoint_bench summary ====\n");
-  std::printf("region %s of incompressible data, block %u B, medians over %d interleaved round(s) "
-              "(incrementals: 2 per round)\n",
-              FormatBytes(g_config.size).c_str(), kBlockSize, g_config.rounds);
+  std::printf(
+      "region %s of incompressible data, block %u B, medians over %d interleaved round(s) "
+      "(incrementals: 2 per round)\n",
+      FormatBytes(g_config.size).c_str(), kBlockSize, g_config.rounds);
 
   std::printf("\n1. Checkpoint: full (no base, every block written) vs incremental\n");
   std::printf("%-22s %10s %10s %12s %12s %12s\n", "case", "wall ms", "pause ms", "stored MiB",
@@ -552,7 +559,8 @@ void PrintSummary() {
   for (const auto& [name, label] : std::vector<std::pair<std::string, std::string>>{
            {"full", "full"}, {"incr1", "incremental 1%"}, {"incr10", "incremental 10%"}}) {
     std::printf("%-22s %10s %10s %12s %12s %12s\n", label.c_str(),
-                Num(Median(name + ".wall_ms")).c_str(), Num(Median(name + ".pause_ms"), "%.2f").c_str(),
+                Num(Median(name + ".wall_ms")).c_str(),
+                Num(Median(name + ".pause_ms"), "%.2f").c_str(),
                 Num(mibs(name + ".stored_bytes"), "%.2f").c_str(),
                 Num(mibs(name + ".raw_bytes"), "%.2f").c_str(),
                 Num(mibs(name + ".bytes_put"), "%.2f").c_str());
@@ -599,20 +607,21 @@ void PrintSummary() {
   std::printf("\n3. Incremental of 1%% isolated 4 KiB blocks: what is stored per changed byte\n");
   std::optional<double> changed_kib = Median("incr1.changed_bytes");
   if (changed_kib) *changed_kib /= 1024;
-  std::printf("changed %s KiB; packs %s, manifest %s B, pack header+index+footer %s B, commit "
-              "record %s B\n",
-              Num(changed_kib, "%.0f").c_str(), Num(Median("incr1.packs"), "%.0f").c_str(),
-              Num(Median("incr1.manifest_bytes"), "%.0f").c_str(),
-              Num(Median("incr1.pack_meta_bytes"), "%.0f").c_str(),
-              Num(Median("incr1.commit_bytes"), "%.0f").c_str());
+  std::printf(
+      "changed %s KiB; packs %s, manifest %s B, pack header+index+footer %s B, commit "
+      "record %s B\n",
+      Num(changed_kib, "%.0f").c_str(), Num(Median("incr1.packs"), "%.0f").c_str(),
+      Num(Median("incr1.manifest_bytes"), "%.0f").c_str(),
+      Num(Median("incr1.pack_meta_bytes"), "%.0f").c_str(),
+      Num(Median("incr1.commit_bytes"), "%.0f").c_str());
   std::optional<double> raw_ratio = Median("incr1.pack_raw_ratio");
   std::optional<double> meta_ratio = Median("incr1.metadata_ratio");
   std::printf("pack raw bytes / changed bytes = %s (goal <= 1.05: %s)\n",
               Num(raw_ratio, "%.4f").c_str(), Verdict(raw_ratio, 1.05).c_str());
-  std::printf("metadata / changed bytes       = %s%% (goal <= 2%%: %s)\n",
-              Num(meta_ratio ? std::optional<double>(*meta_ratio * 100) : std::nullopt, "%.3f")
-                  .c_str(),
-              Verdict(meta_ratio, 0.02).c_str());
+  std::printf(
+      "metadata / changed bytes       = %s%% (goal <= 2%%: %s)\n",
+      Num(meta_ratio ? std::optional<double>(*meta_ratio * 100) : std::nullopt, "%.3f").c_str(),
+      Verdict(meta_ratio, 0.02).c_str());
   std::fflush(stdout);
 }
 
@@ -648,7 +657,8 @@ absl::Status ParseConfig(int* argc, char** argv) {
   }
   if (dir) g_config.base_dir = *dir;
   if (rounds) g_config.rounds = std::max(1, std::atoi(rounds->c_str()));
-  if (depth) g_config.max_depth = std::max<uint64_t>(16, std::strtoull(depth->c_str(), nullptr, 10));
+  if (depth)
+    g_config.max_depth = std::max<uint64_t>(16, std::strtoull(depth->c_str(), nullptr, 10));
   return absl::OkStatus();
 }
 
@@ -685,16 +695,21 @@ int main(int argc, char** argv) {
     const std::string round = StrCat("/round:", k);
     reg("checkpoint/full" + round, BM_CheckpointFull, 1);
     // Incrementals are cheap and the noisiest: two samples a round.
-    reg("checkpoint/incremental/changed:1%/isolated" + round,
+    reg(
+        "checkpoint/incremental/changed:1%/isolated" + round,
         [](benchmark::State& s) { BM_CheckpointIncremental(s, 1, true); }, 2);
-    reg("checkpoint/incremental/changed:10%" + round,
+    reg(
+        "checkpoint/incremental/changed:10%" + round,
         [](benchmark::State& s) { BM_CheckpointIncremental(s, 10, false); }, 2);
   }
   for (bool cold : {false, true}) {
     for (int k = 0; k < rounds; ++k) {
       for (uint64_t d : {uint64_t{1}, uint64_t{16}, g_config.max_depth}) {
-        reg(StrCat("restore/", cold ? "cold" : "warm", "/depth:", d, "/round:", k),
-            [d, cold, k](benchmark::State& s) { BM_Restore(s, d, cold, /*warm_up=*/!cold && k == 0); },
+        reg(
+            StrCat("restore/", cold ? "cold" : "warm", "/depth:", d, "/round:", k),
+            [d, cold, k](benchmark::State& s) {
+              BM_Restore(s, d, cold, /*warm_up=*/!cold && k == 0);
+            },
             1);
       }
     }

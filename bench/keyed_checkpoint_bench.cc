@@ -1,7 +1,8 @@
 // The keyed-state checkpoint benchmark of issue 4: a Checkpointer with one keyed state of N entries
 // (default 10 M; 16-byte keys, 100-byte incompressible values) on a local repository. It reports,
 // measured in one run:
-//   1. an incremental checkpoint with 1% of the keys changed vs a full checkpoint of the same state:
+//   1. an incremental checkpoint with 1% of the keys changed vs a full checkpoint of the same
+//   state:
 //      bytes written (goal: incremental <= 1.1 x the changed entries' raw key + value bytes) and
 //      capture pause (goal: <= 20 ms), each as the median over the repetitions, and the ratios;
 //   2. restore time of the newest checkpoint of a chain (depth = reps) vs restore of a full
@@ -166,13 +167,15 @@ double RestoreSeconds(Repository* repo, uint64_t id, size_t expected_entries) {
 
 int Main(int argc, char** argv) {
   const size_t n = Option(argc, argv, "entries", "ICKPT_BENCH_ENTRIES", 10'000'000);
-  const int reps = static_cast<int>(std::max<uint64_t>(1, Option(argc, argv, "reps", "ICKPT_BENCH_REPS", 5)));
+  const int reps =
+      static_cast<int>(std::max<uint64_t>(1, Option(argc, argv, "reps", "ICKPT_BENCH_REPS", 5)));
   const std::string base = StringOption(argc, argv, "dir", "ICKPT_BENCH_DIR", "/tmp");
   const std::string dir = base + "/ickpt-keyed-bench-" + std::to_string(getpid());
   const size_t changed = static_cast<size_t>(n * kChangedFraction);
-  std::printf("keyed checkpoint benchmark: %zu entries (%zu-byte keys, %zu-byte incompressible "
-              "values), %u key groups, %zu changed per incremental (1%%), %d reps, repository %s\n",
-              n, kKeySize, kValueSize, kKeyGroups, changed, reps, dir.c_str());
+  std::printf(
+      "keyed checkpoint benchmark: %zu entries (%zu-byte keys, %zu-byte incompressible "
+      "values), %u key groups, %zu changed per incremental (1%%), %d reps, repository %s\n",
+      n, kKeySize, kValueSize, kKeyGroups, changed, reps, dir.c_str());
 
   std::unique_ptr<Repository> repo = Check(Repository::OpenLocal(dir, /*create=*/true));
   auto policy = std::make_shared<SwitchPolicy>();
@@ -264,7 +267,8 @@ int Main(int argc, char** argv) {
   std::printf("  full:        pause %.2f ms, %.1f MiB written\n", Median(full_pause),
               full_last.stored / 1048576.0);
   std::printf("  bytes written / changed raw bytes (incremental): %.3f  (goal <= %.1f: %s)\n",
-              Median(inc_ratio), kGoalBytesRatio, Median(inc_ratio) <= kGoalBytesRatio ? "met" : "MISSED");
+              Median(inc_ratio), kGoalBytesRatio,
+              Median(inc_ratio) <= kGoalBytesRatio ? "met" : "MISSED");
   std::printf("  incremental pause: %.2f ms  (goal <= %.0f ms: %s)\n", Median(inc_pause),
               kGoalPauseMs, Median(inc_pause) <= kGoalPauseMs ? "met" : "MISSED");
   std::printf("  full / incremental: bytes x%.1f, pause x%.1f\n", Median(full_over_inc_bytes),

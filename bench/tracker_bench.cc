@@ -128,7 +128,8 @@ class PagePicker {
     std::iota(perm_.begin(), perm_.end(), 0u);
   }
   std::vector<uint32_t> Pick(uint64_t count) {
-    for (uint64_t i = 0; i < count; ++i) std::swap(perm_[i], perm_[i + rng_.Below(perm_.size() - i)]);
+    for (uint64_t i = 0; i < count; ++i)
+      std::swap(perm_[i], perm_[i + rng_.Below(perm_.size() - i)]);
     return std::vector<uint32_t>(perm_.begin(), perm_.begin() + count);
   }
   std::vector<uint32_t> PickSorted(uint64_t count) {
@@ -148,7 +149,8 @@ class PlainBuffer {
  public:
   explicit PlainBuffer(uint64_t bytes) : bytes_(bytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) Die("mmap of the untracked buffer", absl::InternalError(std::strerror(errno)));
+    if (p == MAP_FAILED)
+      Die("mmap of the untracked buffer", absl::InternalError(std::strerror(errno)));
     data_ = static_cast<char*>(p);
     (void)madvise(data_, bytes, MADV_NOHUGEPAGE);  // like a region: advice only
     for (uint64_t off = 0; off < bytes; off += kBlockSize) data_[off] = 1;
@@ -290,11 +292,12 @@ void RunCollectAndFirstWrite(std::vector<TrackerKind>& trackers, PlainBuffer& pl
     absl::StatusOr<DirtyBitmap> first = RegionAccess::Collect(**r);
     if (!first.ok()) Die(StrCat("first Collect of ", TrackerName(kind)), first.status());
     const int64_t t2 = NowNs();
-    std::printf("setup %-11s write every page once %8.1f ms (%5.2f us/page); first Collect %8.2f ms, "
-                "%llu blocks\n",
-                std::string(TrackerName(kind)).c_str(), (t1 - t0) / 1e6,
-                (t1 - t0) / 1e3 / static_cast<double>(PageCount()), (t2 - t1) / 1e6,
-                static_cast<unsigned long long>(first->Count()));
+    std::printf(
+        "setup %-11s write every page once %8.1f ms (%5.2f us/page); first Collect %8.2f ms, "
+        "%llu blocks\n",
+        std::string(TrackerName(kind)).c_str(), (t1 - t0) / 1e6,
+        (t1 - t0) / 1e3 / static_cast<double>(PageCount()), (t2 - t1) / 1e6,
+        static_cast<unsigned long long>(first->Count()));
     std::fflush(stdout);
     regions.push_back(BareRegion{kind, *std::move(r)});
     created.push_back(kind);
@@ -371,9 +374,11 @@ std::vector<CheckpointedRegion> OpenCheckpointed(std::vector<TrackerKind>& track
     if (!repo.ok()) Die(StrCat("repository in ", c.dir), repo.status());
     c.repo = *std::move(repo);
     CheckpointerOptions co;
-    co.policy = NewFullEveryNPolicy(uint64_t{1} << 40);  // every checkpoint after the first is incremental
+    co.policy =
+        NewFullEveryNPolicy(uint64_t{1} << 40);  // every checkpoint after the first is incremental
     co.persist_threads = g_config.persist_threads;
-    absl::StatusOr<std::unique_ptr<Checkpointer>> ck = Checkpointer::Open(c.repo.get(), std::move(co));
+    absl::StatusOr<std::unique_ptr<Checkpointer>> ck =
+        Checkpointer::Open(c.repo.get(), std::move(co));
     if (!ck.ok()) Die("Checkpointer::Open", ck.status());
     c.checkpointer = *std::move(ck);
     RegionOptions o;
@@ -421,9 +426,9 @@ void RunCapturePause(std::vector<CheckpointedRegion>& cks, PlainBuffer& plain, R
         Sample(Key("pause_ms", c->kind, level), absl::ToDoubleMilliseconds(h->pause()));
         const StateObjectRecord& so = rec->participants.at(0).state_objects.at(0);
         if (rec->kind != CheckpointKind::kIncremental || so.changed_blocks != pages.size()) {
-          Note(c->kind, StrCat("checkpoint at ", LevelName(level), ": ",
-                               CheckpointKindName(rec->kind), " of ", so.changed_blocks,
-                               " blocks for ", pages.size(), " dirtied"));
+          Note(c->kind,
+               StrCat("checkpoint at ", LevelName(level), ": ", CheckpointKindName(rec->kind),
+                      " of ", so.changed_blocks, " blocks for ", pages.size(), " dirtied"));
         }
       }
       // The copy floor: the same pages, from present untracked memory into the pre-touched buffer.
@@ -517,8 +522,8 @@ void RunApplicationLoop(std::vector<CheckpointedRegion>& cks, PlainBuffer& plain
           sum->seconds += one.seconds;
         }
       }
-      for (auto [sum, one] : {std::pair{&tracked_sum[c->kind], t_run},
-                              std::pair{&untracked_sum[c->kind], u_run}}) {
+      for (auto [sum, one] :
+           {std::pair{&tracked_sum[c->kind], t_run}, std::pair{&untracked_sum[c->kind], u_run}}) {
         sum->writes += one.writes;
         sum->seconds += one.seconds;
       }
@@ -532,7 +537,8 @@ void RunApplicationLoop(std::vector<CheckpointedRegion>& cks, PlainBuffer& plain
   }
   for (const auto& [kind, t] : tracked_sum) {
     const LoopSecond& u = untracked_sum[kind];
-    Sample(StrCat("loop_ratio.", TrackerName(kind)), (t.writes / t.seconds) / (u.writes / u.seconds));
+    Sample(StrCat("loop_ratio.", TrackerName(kind)),
+           (t.writes / t.seconds) / (u.writes / u.seconds));
   }
 }
 
@@ -584,7 +590,8 @@ void PrintSummary(const std::vector<TrackerKind>& bare, const std::vector<Tracke
     }
   }
 
-  std::printf("\n2. Capture pause: handle.pause() of Checkpoint() (incremental, local repository)\n");
+  std::printf(
+      "\n2. Capture pause: handle.pause() of Checkpoint() (incremental, local repository)\n");
   std::printf("%-11s %6s %10s %18s %12s\n", "tracker", "dirty", "pause ms", "min..max",
               "pause/copy");
   for (double level : kLevels) {
@@ -612,10 +619,11 @@ void PrintSummary(const std::vector<TrackerKind>& bare, const std::vector<Tracke
   std::printf("%-11s %10s %18s %18s\n", "untracked", Num(untracked_ns, "%.0f").c_str(),
               Range("first_write_ns.untracked", "%.0f").c_str(), "1.0");
 
-  std::printf("\n4. Application loop: hot set %llu pages moving every second, a checkpoint every "
-              "second; %d round(s) x %d pairs of an untracked and a tracked second per tracker\n",
-              static_cast<unsigned long long>(PagesAt(kHotFraction)), g_config.loop_rounds,
-              g_config.loop_seconds);
+  std::printf(
+      "\n4. Application loop: hot set %llu pages moving every second, a checkpoint every "
+      "second; %d round(s) x %d pairs of an untracked and a tracked second per tracker\n",
+      static_cast<unsigned long long>(PagesAt(kHotFraction)), g_config.loop_rounds,
+      g_config.loop_seconds);
   std::printf("%-11s %12s %14s %20s %10s %10s %13s\n", "tracker", "M writes/s", "ratio (pooled)",
               "per-pair med (range)", "pause ms", "call ms", "persist wait");
   for (TrackerKind k : ckd) {
@@ -633,44 +641,48 @@ void PrintSummary(const std::vector<TrackerKind>& bare, const std::vector<Tracke
                 Num(Median("loop_tail_ms." + n), "%.1f").c_str());
   }
   std::optional<double> untracked_wps = Median("loop_wps.untracked");
-  std::printf("%-11s %12s (median of its seconds)\n", "untracked",
-              Num(untracked_wps ? std::optional<double>(*untracked_wps / 1e6) : std::nullopt, "%.1f")
-                  .c_str());
-  std::printf("(explicit is not run in the loop: its cost depends on how the application reports "
-              "writes)\n");
+  std::printf(
+      "%-11s %12s (median of its seconds)\n", "untracked",
+      Num(untracked_wps ? std::optional<double>(*untracked_wps / 1e6) : std::nullopt, "%.1f")
+          .c_str());
+  std::printf(
+      "(explicit is not run in the loop: its cost depends on how the application reports "
+      "writes)\n");
 
   if (!g_notes.empty()) {
     std::printf("\nAnomalies:\n");
     for (const auto& [name, note] : g_notes) std::printf("  %s: %s\n", name.c_str(), note.c_str());
   }
 
-  std::printf("\n=== Goals (best kernel tracker per goal; ratios measured side by side in this run)\n");
+  std::printf(
+      "\n=== Goals (best kernel tracker per goal; ratios measured side by side in this run)\n");
   const double one_pct = 0.01;
-  if (std::optional<TrackerKind> b =
-          Best(bare, [&](TrackerKind k) { return Key("collect_ms", k, one_pct); }, true)) {
+  if (std::optional<TrackerKind> b = Best(
+          bare, [&](TrackerKind k) { return Key("collect_ms", k, one_pct); }, true)) {
     for (double level : kLevels) {
       const std::optional<double> ms = Median(Key("collect_ms", *b, level));
       const std::optional<double> speedup =
           Div(Median(Key("collect_ms", TrackerKind::kHash, level)), ms);
       const double per_gib = ms ? *ms / gib : 1e9;
-      std::printf("1. detection, %-11s at %4s dirty: %s ms/GiB (goal <= %.0f: %s), %sx faster than "
-                  "hash (goal >= %.0fx: %s)\n",
-                  std::string(TrackerName(*b)).c_str(), LevelName(level).c_str(),
-                  Num(ms ? std::optional<double>(per_gib) : std::nullopt).c_str(),
-                  kGoalCollectMsPerGiB, Verdict(per_gib <= kGoalCollectMsPerGiB).c_str(),
-                  Num(speedup, "%.0f").c_str(), kGoalHashSpeedup,
-                  Verdict(speedup && *speedup >= kGoalHashSpeedup).c_str());
+      std::printf(
+          "1. detection, %-11s at %4s dirty: %s ms/GiB (goal <= %.0f: %s), %sx faster than "
+          "hash (goal >= %.0fx: %s)\n",
+          std::string(TrackerName(*b)).c_str(), LevelName(level).c_str(),
+          Num(ms ? std::optional<double>(per_gib) : std::nullopt).c_str(), kGoalCollectMsPerGiB,
+          Verdict(per_gib <= kGoalCollectMsPerGiB).c_str(), Num(speedup, "%.0f").c_str(),
+          kGoalHashSpeedup, Verdict(speedup && *speedup >= kGoalHashSpeedup).c_str());
     }
   } else {
     std::printf("1. detection: no kernel tracker measured: MISSED\n");
   }
-  if (std::optional<TrackerKind> b =
-          Best(ckd, [&](TrackerKind k) { return Key("pause_ms", k, one_pct); }, true)) {
+  if (std::optional<TrackerKind> b = Best(
+          ckd, [&](TrackerKind k) { return Key("pause_ms", k, one_pct); }, true)) {
     const std::optional<double> ms = Median(Key("pause_ms", *b, one_pct));
-    std::printf("2. capture pause, %-11s at 1%% dirty: %s ms (goal <= %.0f ms: %s); copy floor %s ms\n",
-                std::string(TrackerName(*b)).c_str(), Num(ms).c_str(), kGoalPauseMs,
-                Verdict(ms && *ms <= kGoalPauseMs).c_str(),
-                Num(Median(StrCat("copy_ms.", LevelName(one_pct)))).c_str());
+    std::printf(
+        "2. capture pause, %-11s at 1%% dirty: %s ms (goal <= %.0f ms: %s); copy floor %s ms\n",
+        std::string(TrackerName(*b)).c_str(), Num(ms).c_str(), kGoalPauseMs,
+        Verdict(ms && *ms <= kGoalPauseMs).c_str(),
+        Num(Median(StrCat("copy_ms.", LevelName(one_pct)))).c_str());
   } else {
     std::printf("2. capture pause: no kernel tracker measured: MISSED\n");
   }
@@ -681,8 +693,8 @@ void PrintSummary(const std::vector<TrackerKind>& bare, const std::vector<Tracke
                 std::string(TrackerName(*b)).c_str(), Num(ns, "%.0f").c_str(),
                 Num(untracked_ns, "%.0f").c_str(), Num(Div(ns, untracked_ns), "%.1f").c_str());
   }
-  if (std::optional<TrackerKind> b =
-          Best(ckd, [&](TrackerKind k) { return StrCat("loop_ratio.", TrackerName(k)); }, false)) {
+  if (std::optional<TrackerKind> b = Best(
+          ckd, [&](TrackerKind k) { return StrCat("loop_ratio.", TrackerName(k)); }, false)) {
     const std::optional<double> r = Median(StrCat("loop_ratio.", TrackerName(*b)));
     std::printf("4. application loop, %-11s: %s of the untracked write rate (goal >= %.2f: %s)\n",
                 std::string(TrackerName(*b)).c_str(), Num(r).c_str(), kGoalLoopRatio,
@@ -771,10 +783,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   g_root = tmpl;
-  std::printf("tracker_bench: region %s per tracker, block 4 KiB, %d reps, loop %d s x %d "
-              "round(s), %d persist thread(s), repositories in %s\n\n",
-              FormatBytes(g_config.size).c_str(), g_config.reps, g_config.loop_seconds,
-              g_config.loop_rounds, g_config.persist_threads, g_root.c_str());
+  std::printf(
+      "tracker_bench: region %s per tracker, block 4 KiB, %d reps, loop %d s x %d "
+      "round(s), %d persist thread(s), repositories in %s\n\n",
+      FormatBytes(g_config.size).c_str(), g_config.reps, g_config.loop_seconds,
+      g_config.loop_rounds, g_config.persist_threads, g_root.c_str());
   std::vector<TrackerKind> trackers = WorkingTrackers();
   PlainBuffer plain(g_config.size);
 

@@ -57,7 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           ICKPT_FUZZ_CHECK(encoded.size() <= expected, "varint re-encodes longer");
           // Minimal: the last byte read is not a zero continuation (or the value is 0 in 1 byte).
           if (expected == 1 || before[expected - 1] != 0) {
-            ICKPT_FUZZ_CHECK(encoded == before.substr(0, expected), "varint re-encodes differently");
+            ICKPT_FUZZ_CHECK(encoded == before.substr(0, expected),
+                             "varint re-encodes differently");
           }
           Decoder again(encoded);
           uint64_t w = 0;

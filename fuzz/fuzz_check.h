@@ -12,13 +12,13 @@
 // Aborts with the condition and a message when `cond` is false: an invariant of a decoder was
 // broken (a decoded object that does not re-encode to itself, say). Never used for input that is
 // merely invalid: decoders must return an error for that.
-#define ICKPT_FUZZ_CHECK(cond, ...)                                                          \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
+#define ICKPT_FUZZ_CHECK(cond, ...)                                                         \
+  do {                                                                                      \
+    if (!(cond)) {                                                                          \
       std::fprintf(stderr, "%s:%d: fuzz check failed: %s: %s\n", __FILE__, __LINE__, #cond, \
-                   ::ickpt::StrCat("", ##__VA_ARGS__).c_str());                            \
-      std::abort();                                                                          \
-    }                                                                                        \
+                   ::ickpt::StrCat("", ##__VA_ARGS__).c_str());                             \
+      std::abort();                                                                         \
+    }                                                                                       \
   } while (0)
 
 namespace ickpt::fuzz {

@@ -33,7 +33,8 @@ void Write(std::string_view target, std::string_view name, std::string_view byte
   std::ofstream out(dir / name, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!out) {
-    std::fprintf(stderr, "make_corpus: cannot write %s/%s\n", dir.c_str(), std::string(name).c_str());
+    std::fprintf(stderr, "make_corpus: cannot write %s/%s\n", dir.c_str(),
+                 std::string(name).c_str());
     std::exit(1);
   }
 }
@@ -116,9 +117,17 @@ Manifest KeyedIncrementalManifest() {
   m.entry_count = 1200;
   m.entry_bytes = 40000;
   m.packs = {Digest(22)};
-  m.groups = {{.group = 32, .pack_ref = 1, .raw_offset = 0, .raw_length = 30, .records = 3,
+  m.groups = {{.group = 32,
+               .pack_ref = 1,
+               .raw_offset = 0,
+               .raw_length = 30,
+               .records = 3,
                .tombstones = 1},
-              {.group = 40, .pack_ref = 1, .raw_offset = 30, .raw_length = 2, .records = 1,
+              {.group = 40,
+               .pack_ref = 1,
+               .raw_offset = 30,
+               .raw_length = 2,
+               .records = 1,
                .tombstones = 1},
               {.group = 63, .pack_ref = 1, .raw_offset = 32, .raw_length = 500, .records = 9}};
   return m;
@@ -148,8 +157,10 @@ std::vector<std::pair<std::string, Manifest>> Manifests() {
   many.extents.clear();
   for (int i = 0; i < 20; ++i) {
     many.packs.push_back(Digest(100 + i));
-    many.extents.push_back({.first_block = uint64_t(2 * i), .block_count = 2,
-                            .pack_ref = uint32_t(i + 1), .raw_offset = uint64_t(i) << 24});
+    many.extents.push_back({.first_block = uint64_t(2 * i),
+                            .block_count = 2,
+                            .pack_ref = uint32_t(i + 1),
+                            .raw_offset = uint64_t(i) << 24});
   }
   out.emplace_back("full-many-packs", many);
   out.emplace_back("keyed-full", KeyedFullManifest());
@@ -168,8 +179,11 @@ std::vector<std::pair<std::string, Manifest>> Manifests() {
   keyed_max.key_groups = kMaxKeyGroups;
   keyed_max.group_first = kMaxKeyGroups - 2;
   keyed_max.group_end = kMaxKeyGroups;
-  keyed_max.groups = {{.group = kMaxKeyGroups - 1, .pack_ref = 2, .raw_offset = uint64_t{1} << 40,
-                       .raw_length = 100, .records = 50}};
+  keyed_max.groups = {{.group = kMaxKeyGroups - 1,
+                       .pack_ref = 2,
+                       .raw_offset = uint64_t{1} << 40,
+                       .raw_length = 100,
+                       .records = 50}};
   out.emplace_back("keyed-max-groups", keyed_max);
   return out;
 }
@@ -224,7 +238,8 @@ void CommitRecords() {
   full.created = kCreated;
   full.logical_bytes = 409600;
   full.stored_bytes = 5000;
-  full.participants.push_back({.name = "worker-0", .state_objects = {ObjectRecord("heap", FullManifest())}});
+  full.participants.push_back(
+      {.name = "worker-0", .state_objects = {ObjectRecord("heap", FullManifest())}});
   Write("commit_record_fuzz", "full-first", EncodeCommitRecord(full));
 
   CommitRecord inc;
@@ -369,8 +384,8 @@ void WriteKeyedGroup(std::string_view name, uint32_t key_groups, uint32_t group,
     if (e.tombstone) ++span.tombstones;
   }
   span.raw_length = records.size();
-  const absl::Status s = DecodeKeyedGroup(records, span, key_groups,
-                                          [](std::string_view, std::string_view, bool) {});
+  const absl::Status s =
+      DecodeKeyedGroup(records, span, key_groups, [](std::string_view, std::string_view, bool) {});
   if (!s.ok()) {
     std::fprintf(stderr, "make_corpus: keyed group %s does not decode: %s\n",
                  std::string(name).c_str(), s.ToString().c_str());
@@ -388,8 +403,8 @@ void WriteKeyedGroup(std::string_view name, uint32_t key_groups, uint32_t group,
 void KeyedGroups() {
   // One group: every key is in it. The empty key sorts first; binary keys; a 0-byte value.
   std::vector<KeyedEntry> one = {{"", "empty key"}, {std::string("\0\xff", 2), ""},
-                                 {"a", "1"}, {"ab", Data(200, 7)}, {"b", "", true},
-                                 {"\xff\xff", Random(40, 8)}};
+                                 {"a", "1"},        {"ab", Data(200, 7)},
+                                 {"b", "", true},   {"\xff\xff", Random(40, 8)}};
   WriteKeyedGroup("one-group-mixed", 1, 0, one);
   // Values only, as a full manifest holds them.
   std::vector<KeyedEntry> full;
@@ -407,7 +422,8 @@ void KeyedGroups() {
     ++i;
   }
   WriteKeyedGroup("incremental-128-groups", 128, 77, incremental);
-  // Only tombstones, the empty key's first (the smallest record: 2 bytes), in the empty key's group.
+  // Only tombstones, the empty key's first (the smallest record: 2 bytes), in the empty key's
+  // group.
   const uint32_t empty_group = KeyGroupOf("", 4);
   std::vector<KeyedEntry> erased = {{"", "", true}};
   for (const std::string& key : KeysOfGroup(4, empty_group, 5, "gone")) {
@@ -446,9 +462,17 @@ void Keys() {
 
 void Sizes() {
   const std::vector<std::pair<std::string, std::string>> texts = {
-      {"bytes", "4096"},       {"kib", "64KiB"},      {"mib-space", "1 MiB"}, {"gb", "10GB"},
-      {"t", "2t"},             {"max", "18446744073709551615"},             {"ms", "500ms"},
-      {"fraction-s", "1.5s"},  {"zero", "0"},         {"hours", "2h"},        {"us", "250us"},
+      {"bytes", "4096"},
+      {"kib", "64KiB"},
+      {"mib-space", "1 MiB"},
+      {"gb", "10GB"},
+      {"t", "2t"},
+      {"max", "18446744073709551615"},
+      {"ms", "500ms"},
+      {"fraction-s", "1.5s"},
+      {"zero", "0"},
+      {"hours", "2h"},
+      {"us", "250us"},
       {"ws", " 3 KB\n"},
   };
   for (const auto& [name, text] : texts) Write("parse_fuzz", name, text);
@@ -457,8 +481,8 @@ void Sizes() {
 void Varints() {
   // coding_fuzz input: opcode byte (op % 7 picks the read), then the bytes it reads.
   std::string varints;
-  for (uint64_t v : {uint64_t{0}, uint64_t{127}, uint64_t{128}, uint64_t{300}, uint64_t{1} << 35,
-                     UINT64_MAX}) {
+  for (uint64_t v :
+       {uint64_t{0}, uint64_t{127}, uint64_t{128}, uint64_t{300}, uint64_t{1} << 35, UINT64_MAX}) {
     varints.push_back(4);
     PutVarint64(&varints, v);
   }
@@ -475,7 +499,8 @@ void Varints() {
   mixed.push_back(6 + 7 * 3);
   mixed.append("abc");
   Write("coding_fuzz", "mixed", mixed);
-  Write("coding_fuzz", "overlong-varint", std::string("\x04\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11));
+  Write("coding_fuzz", "overlong-varint",
+        std::string("\x04\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11));
 }
 
 }  // namespace

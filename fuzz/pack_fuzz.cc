@@ -30,7 +30,8 @@ void CheckIndex(const PackIndex& index, uint64_t index_offset) {
     ICKPT_FUZZ_CHECK(f.stored_len >= 1 && f.stored_len <= kMaxFrameStoredBytes, "frame ", i);
     stored += f.stored_len;
     raw += f.raw_len;
-    absl::StatusOr<std::pair<size_t, size_t>> covering = index.FramesCovering(f.raw_offset, f.raw_len);
+    absl::StatusOr<std::pair<size_t, size_t>> covering =
+        index.FramesCovering(f.raw_offset, f.raw_len);
     ICKPT_FUZZ_CHECK(covering.ok() && covering->first == i && covering->second == i,
                      "FramesCovering does not find frame ", i);
   }

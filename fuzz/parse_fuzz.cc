@@ -19,7 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<absl::Duration> duration = ParseDuration(text);
   if (duration.ok()) {
     ICKPT_FUZZ_CHECK(*duration >= absl::ZeroDuration(), "negative duration from \"", text, "\"");
-    ICKPT_FUZZ_CHECK(*duration != absl::InfiniteDuration(), "infinite duration from \"", text, "\"");
+    ICKPT_FUZZ_CHECK(*duration != absl::InfiniteDuration(), "infinite duration from \"", text,
+                     "\"");
   }
   if (size >= 8) {
     uint64_t value = 0;

@@ -1,6 +1,6 @@
-// The smallest complete use of ickpt: open (or create) a repository in a local directory, register a
-// region, checkpoint it twice, then restore the latest checkpoint into a fresh checkpointer and check
-// that every byte came back.
+// The smallest complete use of ickpt: open (or create) a repository in a local directory, register
+// a region, checkpoint it twice, then restore the latest checkpoint into a fresh checkpointer and
+// check that every byte came back.
 //
 //   basic <repository directory>
 #include <cstdio>

@@ -1,6 +1,7 @@
 // Key groups (format.md §3, §5.3): the unit by which keyed state is split among participants and
-// rescaled; and the size limits of one keyed entry. One small unit, used by the keyed state container (which groups its changes) and by the
-// repository (which checks that a stored key lies in its group).
+// rescaled; and the size limits of one keyed entry. One small unit, used by the keyed state
+// container (which groups its changes) and by the repository (which checks that a stored key lies
+// in its group).
 #pragma once
 
 #include <cstddef>
@@ -28,8 +29,8 @@ uint32_t KeyGroupOf(std::string_view key, uint32_t key_groups);
 // at least one group when count <= key_groups. Precondition: index < count.
 std::pair<uint32_t, uint32_t> OwnedKeyGroups(uint32_t key_groups, uint32_t index, uint32_t count);
 
-// Size limits of one keyed entry (format.md §5.3); larger keys or values are rejected with InvalidArgument rather than
-// allocated.
+// Size limits of one keyed entry (format.md §5.3); larger keys or values are rejected with
+// InvalidArgument rather than allocated.
 inline constexpr size_t kMaxKeySize = size_t{64} << 20;   // 64 MiB
 inline constexpr size_t kMaxValueSize = size_t{1} << 30;  // 1 GiB
 

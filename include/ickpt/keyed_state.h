@@ -52,7 +52,8 @@ class KeyedState {
 
   // Sets the value of `key` (inserting it, or replacing its value). The key counts as changed.
   // InvalidArgument, and nothing changes, if the key is longer than kMaxKeySize or the value longer
-  // than kMaxValueSize, or if its key group is not one this participant owns. Running out of memory ends the process, as for std containers.
+  // than kMaxValueSize, or if its key group is not one this participant owns. Running out of memory
+  // ends the process, as for std containers.
   absl::Status Put(std::string_view key, std::string_view value);
   // The value of `key`, or nullopt if absent. The view stays valid until the next mutation.
   std::optional<std::string_view> Get(std::string_view key) const;

@@ -21,7 +21,7 @@ namespace ickpt {
 struct RepositoryConfig {
   uint16_t major = 1;
   uint16_t minor = 1;
-  std::string repository_id;   // 32 hex characters
+  std::string repository_id;  // 32 hex characters
   absl::Time created;
   uint32_t block_size = 4096;  // default block size of new regions
   std::string checksum = "xxh3-64";
@@ -182,8 +182,8 @@ class Repository final : public RepositoryReader, public RepositoryWriter, publi
       std::unique_ptr<ObjectStore> store, const RepositoryOptions& options = {});
   // Convenience: a repository in a local directory. With `create`, creates directory and repository
   // if missing; without, NotFound if the directory is not a repository.
-  static absl::StatusOr<std::unique_ptr<Repository>> OpenLocal(const std::string& path, bool create,
-                                                               const RepositoryOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<Repository>> OpenLocal(
+      const std::string& path, bool create, const RepositoryOptions& options = {});
   // A repository at `url` (ValidateRepositoryUrl): InvalidArgument naming an unsupported scheme,
   // before anything is created; otherwise as OpenLocal.
   static absl::StatusOr<std::unique_ptr<Repository>> OpenUrl(std::string_view url, bool create,

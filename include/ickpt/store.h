@@ -1,5 +1,5 @@
-// Storage layers under a repository: a file-system interface (the local store is built on it) and an
-// object-store interface (what a repository is written to). Nothing above ObjectStore assumes
+// Storage layers under a repository: a file-system interface (the local store is built on it) and
+// an object-store interface (what a repository is written to). Nothing above ObjectStore assumes
 // POSIX: an S3 store implements the same interface.
 //
 // Thread safety: every implementation shipped here is safe for concurrent use by several threads.
@@ -47,7 +47,8 @@ class FileSystem {
   FileSystem& operator=(const FileSystem&) = delete;
 
   // Creates or truncates `path` with mode 0600. NotFound if its directory is missing.
-  virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
+  virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
+      const std::string& path) = 0;
   // Reads up to `length` bytes at `offset`; fewer only at end of file. NotFound if missing;
   // FailedPrecondition for a directory.
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset,
@@ -180,11 +181,12 @@ bool IsAmbiguousFailure(const absl::Status& status);
 // `attempts` Publish calls in all; on AlreadyExists after an ambiguous failure, Get the object
 // back: this writer's own bytes mean its earlier attempt landed (OK), other bytes that another
 // writer won (AlreadyExists). AlreadyExists on the first attempt is final: the object was there
-// before this writer tried. Errors: AlreadyExists (another writer's object); when no attempt was decisive, the last
-// error (Unavailable or DeadlineExceeded; Aborted if the object was deleted between Publish and
-// Get); any other error of Publish or Get, at once; InvalidArgument if `attempts` < 1. Not for id
-// reservations, whose bytes are not unique (they are empty): a writer counts a reservation that
-// failed ambiguously as lost and reserves the next id (format.md §7, §12.1).
+// before this writer tried. Errors: AlreadyExists (another writer's object); when no attempt was
+// decisive, the last error (Unavailable or DeadlineExceeded; Aborted if the object was deleted
+// between Publish and Get); any other error of Publish or Get, at once; InvalidArgument if
+// `attempts` < 1. Not for id reservations, whose bytes are not unique (they are empty): a writer
+// counts a reservation that failed ambiguously as lost and reserves the next id (format.md §7,
+// §12.1).
 absl::Status PublishUnique(ObjectStore& store, std::string_view key, std::string_view data,
                            int attempts = 3);
 

@@ -54,9 +54,8 @@ absl::StatusOr<std::unique_ptr<Checkpointer>> Checkpointer::Open(Repository* rep
   }
   auto impl = std::make_unique<Impl>();
   // The one place where a process's own checkpoints and a group member's differ (completion.h).
-  impl->completion = options.group_member
-                         ? NewGroupAcknowledgement(repository, options.participant)
-                         : NewLocalCommit(repository);
+  impl->completion = options.group_member ? NewGroupAcknowledgement(repository, options.participant)
+                                          : NewLocalCommit(repository);
   impl->writer = std::make_unique<CheckpointWriter>(
       repository, WriterOptions{options.participant, options.persist_threads});
   impl->staging = std::make_unique<StagingPool>(options.staging_budget_bytes);
@@ -78,7 +77,8 @@ Checkpointer::~Checkpointer() {
   impl_->persist_thread.join();
 }
 
-absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name, const RegionOptions& options) {
+absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name,
+                                                const RegionOptions& options) {
   MutexLock api(&impl_->api_mu);
   {
     MutexLock lock(&impl_->mu);
@@ -95,7 +95,8 @@ absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name, const Reg
 }
 
 absl::Status Checkpointer::Impl::ValidateNewName(std::string_view name, std::string_view what) {
-  if (absl::Status s = ValidateObjectKey(name); !s.ok() || name.find('/') != std::string_view::npos) {
+  if (absl::Status s = ValidateObjectKey(name);
+      !s.ok() || name.find('/') != std::string_view::npos) {
     return absl::InvalidArgumentError(StrCat("invalid ", what, " name '", name,
                                              "': use lowercase letters, digits, '.', '_' and '-'"));
   }
@@ -187,9 +188,8 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
   {
     MutexLock lock(&mu);
     if (copts.id.has_value() && *copts.id <= last_id) {
-      return absl::InvalidArgumentError(StrCat("checkpoint id ", *copts.id,
-                                               " is not above ", last_id,
-                                               ", the last one this checkpointer used"));
+      return absl::InvalidArgumentError(StrCat("checkpoint id ", *copts.id, " is not above ",
+                                               last_id, ", the last one this checkpointer used"));
     }
     if (restore_failed) {
       return absl::FailedPreconditionError(
@@ -243,7 +243,7 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
       }
       return absl::Status(dirty.status().code(),
                           StrCat("checkpoint ", *id, ": tracking of region '", name,
-                                       "' failed: ", dirty.status().message()));
+                                 "' failed: ", dirty.status().message()));
     }
     RegionCaptureJob c;
     c.region = region.get();
@@ -255,8 +255,8 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     const ObjectLineage lineage = capture_lineage[name];
     // Without a base every block must be written (the first full checkpoint of the object).
     if (!lineage.has_base) c.dirty.SetAll();
-    c.kind = options.policy->Choose(PolicyInput{name, lineage.has_base, lineage.depth,
-                                                c.dirty.Count(), c.block_count});
+    c.kind = options.policy->Choose(
+        PolicyInput{name, lineage.has_base, lineage.depth, c.dirty.Count(), c.block_count});
     if (!lineage.has_base) c.kind = CheckpointKind::kFull;
     c.depth = c.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
     const uint64_t bytes = c.dirty.Count() * c.block_size;
@@ -302,9 +302,9 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     k.state = state.get();
     k.name = name;
     const ObjectLineage lineage = capture_lineage[name];
-    k.kind = options.policy->Choose(PolicyInput{name, lineage.has_base, lineage.depth,
-                                                KeyedStateAccess::ChangedCount(*state),
-                                                state->size()});
+    k.kind =
+        options.policy->Choose(PolicyInput{name, lineage.has_base, lineage.depth,
+                                           KeyedStateAccess::ChangedCount(*state), state->size()});
     if (!lineage.has_base) k.kind = CheckpointKind::kFull;
     k.depth = k.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
     k.entries = state->size();
@@ -320,8 +320,10 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     job->keyed.push_back(std::move(k));
   }
   capture_parent = job->id;
-  for (const RegionCaptureJob& c : job->regions) capture_lineage[c.name] = ObjectLineage{true, c.depth};
-  for (const KeyedCaptureJob& k : job->keyed) capture_lineage[k.name] = ObjectLineage{true, k.depth};
+  for (const RegionCaptureJob& c : job->regions)
+    capture_lineage[c.name] = ObjectLineage{true, c.depth};
+  for (const KeyedCaptureJob& k : job->keyed)
+    capture_lineage[k.name] = ObjectLineage{true, k.depth};
   job->handle->pause = absl::Nanoseconds(NowNs() - pause_start);
   CheckpointHandle handle(job->handle);
   ++in_flight;

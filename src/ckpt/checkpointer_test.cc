@@ -221,8 +221,8 @@ TEST_F(CheckpointerTest, RestoreRefusesObjectsThatDifferUnlessAsked) {
   o.on_absent = OnAbsent::kIgnore;
   ASSERT_OK(other->Restore(o).status());
   ASSERT_NE(other->FindRegion("grid"), nullptr);
-  EXPECT_EQ(0, std::memcmp(other->FindRegion("grid")->data(), snapshots_[id]["grid"].data(),
-                           4 * kBlock));
+  EXPECT_EQ(
+      0, std::memcmp(other->FindRegion("grid")->data(), snapshots_[id]["grid"].data(), 4 * kBlock));
 }
 
 TEST_F(CheckpointerTest, RestoringAnOlderCheckpointStartsABranch) {

@@ -11,10 +11,10 @@
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
-#include "tools/testdata_grid.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
 #include "src/util/hash.h"
+#include "tools/testdata_grid.h"
 
 #ifndef ICKPT_TESTDATA_DIR
 #error "ICKPT_TESTDATA_DIR must name the source tree's testdata directory"
@@ -23,9 +23,9 @@
 namespace ickpt {
 namespace {
 
-// SHA-256 of the region after the 1st, 2nd and 3rd checkpoint, written down when the repository was saved (and recomputed by an independent Python
-// reimplementation of testdata_grid.h): they
-// catch a change to testdata_grid.h as well as a reader that restores wrong bytes.
+// SHA-256 of the region after the 1st, 2nd and 3rd checkpoint, written down when the repository was
+// saved (and recomputed by an independent Python reimplementation of testdata_grid.h): they catch a
+// change to testdata_grid.h as well as a reader that restores wrong bytes.
 constexpr const char* kGridSha256[] = {
     "",  // checkpoints are numbered from 1
     "676719fa49bd39e1cd339984de4956aac67e21492a35a2c6b76d24ec28e18e88",

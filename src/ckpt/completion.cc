@@ -17,7 +17,9 @@ class LocalCommit final : public Completion {
   }
   bool reserves_ids() const override { return true; }
   bool outcomes_announced() const override { return false; }
-  absl::StatusOr<CommitRecord> ReadBase(uint64_t id) const override { return repo_->ReadCommit(id); }
+  absl::StatusOr<CommitRecord> ReadBase(uint64_t id) const override {
+    return repo_->ReadCommit(id);
+  }
   absl::StatusOr<bool> Publish(const CommitRecord& record) override {
     if (absl::Status s = repo_->PublishCommit(record); !s.ok()) {
       return absl::Status(s.code(), StrCat("checkpoint ", record.id,
@@ -49,9 +51,9 @@ class GroupAcknowledgement final : public Completion {
   }
   absl::StatusOr<bool> Publish(const CommitRecord& record) override {
     if (absl::Status s = repo_->PublishAck(record); !s.ok()) {
-      return absl::Status(s.code(), StrCat("checkpoint ", record.id,
-                                           ": publishing the acknowledgement failed: ",
-                                           s.message()));
+      return absl::Status(s.code(),
+                          StrCat("checkpoint ", record.id,
+                                 ": publishing the acknowledgement failed: ", s.message()));
     }
     return false;
   }

@@ -39,8 +39,6 @@
 #include <string>
 #include <vector>
 
-#include "src/repo/repository_internal.h"
-#include "src/util/mutex.h"
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/keyed_state.h"
@@ -50,10 +48,12 @@
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
 #include "src/repo/pack.h"
+#include "src/repo/repository_internal.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
 #include "src/util/coding.h"
 #include "src/util/hash.h"
+#include "src/util/mutex.h"
 
 namespace ickpt {
 namespace {
@@ -89,7 +89,7 @@ std::string BinaryKey(uint32_t i) {
 class RecordingStore : public ObjectStoreWrapper {
  public:
   struct Reads {
-    std::set<std::string> keys;                                   // any read, Size() included
+    std::set<std::string> keys;  // any read, Size() included
     std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> ranges;  // [begin, end)
   };
   explicit RecordingStore(std::unique_ptr<ObjectStore> target)
@@ -136,17 +136,17 @@ void WriteFileBytes(const std::string& path, const std::string& bytes) {
 }
 
 enum class Outcome {
-  kDetected,        // failed with DataLoss/FailedPrecondition naming the object
-  kIntact,          // restored exactly; the damage was not read
-  kWrongError,      // failed, but with another code or without naming the object
-  kWrongBytes,      // succeeded with bytes different from the snapshot: the worst outcome
-  kUndetected,      // read damaged bytes, yet succeeded with the right bytes
-  kSpuriousFailure, // failed although it did not read the damage
+  kDetected,         // failed with DataLoss/FailedPrecondition naming the object
+  kIntact,           // restored exactly; the damage was not read
+  kWrongError,       // failed, but with another code or without naming the object
+  kWrongBytes,       // succeeded with bytes different from the snapshot: the worst outcome
+  kUndetected,       // read damaged bytes, yet succeeded with the right bytes
+  kSpuriousFailure,  // failed although it did not read the damage
 };
 
 struct Tally {
   int trials = 0;
-  int detected = 0;       // trials where every checkpoint that read the damage reported it
+  int detected = 0;         // trials where every checkpoint that read the damage reported it
   int unread_verified = 0;  // damage no restore reads, caught by VerifyPack
   int unread_missed = 0;    // damage no restore reads and VerifyPack did not catch either
   std::map<Outcome, int> outcomes;
@@ -457,8 +457,8 @@ class CorruptionTest : public ::testing::Test {
 
 // A JSON envelope (format.md §3.1): magic, major, payload length, middle, checksum.
 std::vector<std::pair<std::string, uint64_t>> EnvelopeFlips(uint64_t size) {
-  return {{"magic", 0}, {"major version", 8}, {"minor version", 10}, {"payload length", 12},
-          {"payload middle", size / 2}, {"checksum last byte", size - 1}};
+  return {{"magic", 0},           {"major version", 8},         {"minor version", 10},
+          {"payload length", 12}, {"payload middle", size / 2}, {"checksum last byte", size - 1}};
 }
 
 // Rewrites the major version of an envelope to 2 and fixes its checksum: a well-formed object of
@@ -543,8 +543,8 @@ UnpackedPack Unpack(std::string_view bytes, const std::string& key) {
   EXPECT_OK(footer.status());
   if (!footer.ok()) return out;
   absl::StatusOr<PackIndex> index =
-      ParsePackIndex(bytes.substr(footer->index_offset, footer->index_length),
-                     footer->index_offset, bytes.size(), footer->index_xxh3, key);
+      ParsePackIndex(bytes.substr(footer->index_offset, footer->index_length), footer->index_offset,
+                     bytes.size(), footer->index_xxh3, key);
   EXPECT_OK(index.status());
   if (!index.ok()) return out;
   for (const FrameInfo& f : index->frames) {
@@ -620,8 +620,8 @@ TEST_F(CorruptionTest, DamagedCommitRecordsFailTheirDependentsOnly) {
       if (o.type == StateObjectType::kKeyed) ++naming_keyed;
     }
     // The 'k' of "keyed", the first digit of key_groups.
-    for (const auto& [field, skip] : {std::pair<std::string_view, size_t>{"\"type\":\"keyed\"", 8},
-                                      {"\"key_groups\":", 13}}) {
+    for (const auto& [field, skip] :
+         {std::pair<std::string_view, size_t>{"\"type\":\"keyed\"", 8}, {"\"key_groups\":", 13}}) {
       const size_t at = bytes.find(field);
       ASSERT_NE(at, std::string::npos) << key << " has no " << field;
       flips.emplace_back("keyed state object's " + std::string(field), at + skip);
@@ -652,7 +652,10 @@ TEST_F(CorruptionTest, DamagedManifestsFailTheirDependentsOnly) {
     // Header: magic (0..7), major (8), minor (10); the first body varint (checkpoint id) at 12;
     // the trailer checksum ends the object.
     DamageObject("manifest", key,
-                 {{"magic", 0}, {"major version", 8}, {"checkpoint id", 12}, {"middle", size / 2},
+                 {{"magic", 0},
+                  {"major version", 8},
+                  {"checkpoint id", 12},
+                  {"middle", size / 2},
                   {"checksum last byte", size - 1}},
                  &tally);
   }
@@ -668,9 +671,9 @@ TEST_F(CorruptionTest, DamagedPacksFailTheirDependentsOnly) {
     if (keyed_packs_.contains(key)) ++keyed;
     const std::string bytes = ReadFileBytes(root_ + "/" + key);
     const uint64_t size = bytes.size();
-    ASSERT_OK_AND_ASSIGN(PackFooter footer,
-                         ParsePackFooter(std::string_view(bytes).substr(size - kPackFooterBytes),
-                                         size, key));
+    ASSERT_OK_AND_ASSIGN(
+        PackFooter footer,
+        ParsePackFooter(std::string_view(bytes).substr(size - kPackFooterBytes), size, key));
     DamageObject("pack", key,
                  {{"header magic (not read by restore)", 0},
                   {"header major version (not read by restore)", 8},
@@ -687,7 +690,8 @@ TEST_F(CorruptionTest, DamagedPacksFailTheirDependentsOnly) {
     newer[footer.index_offset] = 2;
     newer[footer.index_offset + 1] = 0;
     std::string sum;
-    PutFixed64(&sum, Xxh3(std::string_view(newer).substr(footer.index_offset, footer.index_length)));
+    PutFixed64(&sum,
+               Xxh3(std::string_view(newer).substr(footer.index_offset, footer.index_length)));
     newer.replace(size - 16, 8, sum);
     RunCase("pack " + key + " with index major version 2", key, newer, footer.index_offset,
             /*allow_newer=*/true, &tally, false);
@@ -742,9 +746,8 @@ TEST_F(CorruptionTest, KeyedRecordsBrokenBehindValidChecksumsAreRefused) {
     }
     return std::nullopt;
   };
-  std::optional<std::string> other_group = replace_last_byte(first.key, [&](const std::string& k) {
-    return KeyGroupOf(k, kKeyGroups) != span->group;
-  });
+  std::optional<std::string> other_group = replace_last_byte(
+      first.key, [&](const std::string& k) { return KeyGroupOf(k, kKeyGroups) != span->group; });
   std::string high = first.key;
   high[0] = '\xff';  // binary keys start with 0x00: this sorts after every other key
   std::optional<std::string> out_of_order = replace_last_byte(high, [&](const std::string& k) {

@@ -6,8 +6,8 @@
 // damaged in turn); each ends in a clean error naming the cause, the checkpointer refuses
 // checkpoints only if the restore had started changing state, and a retried restore is bit-exact.
 //
-// Power-loss torture: checkpoints cut by a simulated power loss after a random number of file-system
-// operations; the latest commit must restore to exactly what it captured.
+// Power-loss torture: checkpoints cut by a simulated power loss after a random number of
+// file-system operations; the latest commit must restore to exactly what it captured.
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -23,9 +23,9 @@
 #include "ickpt/checkpointer.h"
 #include "src/store/fault_file_system.h"
 #include "src/store/fault_store.h"
-#include "src/util/str.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -55,7 +55,6 @@ absl::StatusOr<RestoredRegion> RestoreRegionFresh(Repository* repo, std::optiona
   return RestoredRegion{*std::move(record), std::string(region->data(), region->size())};
 }
 
-
 constexpr uint32_t kBlock = 4096;
 
 void Scribble(Region* r, std::mt19937_64& rng, int blocks) {
@@ -70,8 +69,7 @@ void Scribble(Region* r, std::mt19937_64& rng, int blocks) {
 
 // Restores the latest checkpoint of `repo` into a fresh checkpointer and compares with `expected`.
 void ExpectLatestEquals(Repository* repo, const std::string& expected) {
-  ASSERT_OK_AND_ASSIGN(RestoredRegion latest,
-                       RestoreRegionFresh(repo, std::nullopt, "grid"));
+  ASSERT_OK_AND_ASSIGN(RestoredRegion latest, RestoreRegionFresh(repo, std::nullopt, "grid"));
   ASSERT_EQ(latest.bytes.size(), expected.size());
   EXPECT_EQ(0, std::memcmp(latest.bytes.data(), expected.data(), expected.size()));
 }
@@ -199,7 +197,6 @@ TEST(FileSystemFaultMatrixTest, PowerLossAfterFailedSyncOrShortWriteKeepsCommitt
     if (latest.has_value()) ExpectLatestEquals(repo.get(), committed);
   }
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Restore fault matrix
@@ -343,7 +340,8 @@ struct Chain {
   }
 
   bool RegionIs(const std::string& bytes) const {
-    return region->size() == bytes.size() && std::memcmp(region->data(), bytes.data(), bytes.size()) == 0;
+    return region->size() == bytes.size() &&
+           std::memcmp(region->data(), bytes.data(), bytes.size()) == 0;
   }
 
   // Restores `target` without faults: must be bit-exact.
@@ -357,8 +355,8 @@ struct Chain {
   // to change state). After each failure: a clean error containing `injected`, checkpoints refused
   // exactly when state may have changed, the retried restore bit-exact, the next checkpoint OK.
   template <typename Inject, typename Clear, typename IsData>
-  void FailEveryRead(const std::vector<ReadCall>& reads, Inject inject, Clear clear,
-                     IsData is_data, std::string_view injected) {
+  void FailEveryRead(const std::vector<ReadCall>& reads, Inject inject, Clear clear, IsData is_data,
+                     std::string_view injected) {
     int refused = 0, allowed = 0;
     for (size_t n = 1; n <= reads.size(); ++n) {
       SCOPED_TRACE(::testing::Message() << "failing read " << n << " of " << reads.size() << " ("
@@ -613,8 +611,8 @@ TEST(PowerLossTortureTest, LatestCommitRestoresExactlyAfterPowerCutsAtRandomOper
     }
   }
   std::cout << "power_loss: rounds=" << rounds << " cut_mid_checkpoint=" << cut_mid_checkpoint
-            << " restores=" << restores << " lost_commits=" << lost << " corrupt_restores=" << corrupt
-            << std::endl;
+            << " restores=" << restores << " lost_commits=" << lost
+            << " corrupt_restores=" << corrupt << std::endl;
   EXPECT_EQ(lost, 0);
   EXPECT_EQ(corrupt, 0);
   EXPECT_GT(cut_mid_checkpoint, rounds / 4);

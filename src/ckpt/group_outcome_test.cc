@@ -187,7 +187,8 @@ TEST_F(GroupOutcomeTest, AbortedCheckpointNeedsNoRestoreAndItsChangesGoIntoTheNe
   // Round 2: p2 cannot write its packs.
   for (Member& m : members_) m.Mutate(2);
   ASSERT_OK_AND_ASSIGN(uint64_t id2, coordinator_->ReserveCheckpointId());
-  members_[2].faults->FailNthCallMatching("packs/", 1, absl::UnavailableError("injected: disk gone"));
+  members_[2].faults->FailNthCallMatching("packs/", 1,
+                                          absl::UnavailableError("injected: disk gone"));
   std::vector<absl::Status> acks = CheckpointAll(id2);
   EXPECT_OK(acks[0]);
   EXPECT_OK(acks[1]);
@@ -233,11 +234,14 @@ TEST_F(GroupOutcomeTest, AbortOfPendingCheckpointAbortsThoseBuiltOnIt) {
   // 3 is aborted, so 4 (built on it) is aborted with it.
   AnnounceAll(ids[2], CheckpointOutcome::kAborted);
   for (Member& m : members_) {
-    EXPECT_TRUE(absl::IsFailedPrecondition(m.checkpointer->Outcome(ids[3], CheckpointOutcome::kCommitted)))
+    EXPECT_TRUE(
+        absl::IsFailedPrecondition(m.checkpointer->Outcome(ids[3], CheckpointOutcome::kCommitted)))
         << "checkpoint 4 was aborted with 3";
-    EXPECT_TRUE(absl::IsFailedPrecondition(m.checkpointer->Outcome(ids[0], CheckpointOutcome::kAborted)))
+    EXPECT_TRUE(
+        absl::IsFailedPrecondition(m.checkpointer->Outcome(ids[0], CheckpointOutcome::kAborted)))
         << "checkpoint 1 is committed";
-    EXPECT_TRUE(absl::IsNotFound(m.checkpointer->Outcome(ids[3] + 100, CheckpointOutcome::kCommitted)));
+    EXPECT_TRUE(
+        absl::IsNotFound(m.checkpointer->Outcome(ids[3] + 100, CheckpointOutcome::kCommitted)));
   }
   absl::Status on_aborted = coordinator_->CommitGroup(ids[3], Commit()).status();
   EXPECT_FALSE(on_aborted.ok()) << "4 builds on 3, which is not committed";

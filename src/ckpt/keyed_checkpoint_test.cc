@@ -15,9 +15,9 @@
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/keyed_state.h"
-#include "src/repo/repository_internal.h"
 #include "src/repo/keyed_reader.h"
 #include "src/repo/keys.h"
+#include "src/repo/repository_internal.h"
 #include "src/store/fault_store.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
@@ -65,8 +65,8 @@ class Mutator {
         EXPECT_EQ(state->Erase(key), ref->erase(key) == 1);
       } else {
         const std::string key = Key();
-        const size_t size = allow_big && dice == 99 ? (size_t{3} << 20) + rng_() % 1000
-                                                    : rng_() % 301;
+        const size_t size =
+            allow_big && dice == 99 ? (size_t{3} << 20) + rng_() % 1000 : rng_() % 301;
         std::string value = testing::RandomBytes(size, rng_());
         ASSERT_OK(state->Put(key, value));
         (*ref)[key] = std::move(value);
@@ -81,7 +81,8 @@ class Mutator {
       std::string key;
       if (n % 97 != 0) {  // every 97th key is the empty key
         key.resize(1 + n % 24);
-        for (size_t i = 0; i < key.size(); ++i) key[i] = static_cast<char>((n * 131 + i * 7) & 0xff);
+        for (size_t i = 0; i < key.size(); ++i)
+          key[i] = static_cast<char>((n * 131 + i * 7) & 0xff);
       }
       const uint32_t g = KeyGroupOf(key, key_groups_);
       if (g >= owned_.first && g < owned_.second) return key;
@@ -309,8 +310,7 @@ TEST_F(KeyedCheckpointTest, PutOutsideTheOwnedGroupsIsRefused) {
   EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
   EXPECT_FALSE(p.state->Contains(key));
   // More participants than key groups cannot share them.
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      OpenParticipant(repo_.get(), 0, 200, false, 128).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(OpenParticipant(repo_.get(), 0, 200, false, 128).status()));
 }
 
 // N participants checkpoint as a group; M != N participants restore, each reading only its groups;

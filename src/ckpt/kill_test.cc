@@ -1,7 +1,7 @@
 // Crash torture under real process death: a child process checkpoints a deterministic workload
 // into a local repository as fast as it can and is killed with SIGKILL at a random moment, over and
-// over, restarting from the latest checkpoint each time. After every kill the parent checks that the
-// repository's latest commit restores to exactly the workload's state recorded in that commit's
+// over, restarting from the latest checkpoint each time. After every kill the parent checks that
+// the repository's latest commit restores to exactly the workload's state recorded in that commit's
 // metadata, and that no checkpoint the child saw committed (Wait() returned OK) was lost.
 //
 // The workload: region "grid" grows every few steps, region "aux" is added at step kAuxStep (both
@@ -37,9 +37,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <random>
-#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -48,10 +48,10 @@
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
-#include "src/repo/repository_internal.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
 #include "src/repo/pack.h"
+#include "src/repo/repository_internal.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
 #include "src/util/hash.h"
@@ -257,9 +257,8 @@ class Replay {
     }
     while (next.step < step) Advance(next.state, history, ++next.step);
     if (cache_.size() >= kCacheSize) {
-      cache_.erase(std::min_element(cache_.begin(), cache_.end(), [](const auto& a, const auto& b) {
-        return a.used < b.used;
-      }));
+      cache_.erase(std::min_element(cache_.begin(), cache_.end(),
+                                    [](const auto& a, const auto& b) { return a.used < b.used; }));
     }
     cache_.push_back(std::move(next));
     return cache_.back().state;
@@ -443,8 +442,8 @@ absl::StatusOr<Restored> RestoreFresh(Repository* repo, std::optional<uint64_t> 
   }
   std::optional<History> h = ParseHistory(history->second);
   if (!h.has_value()) {
-    return absl::DataLossError(StrCat("checkpoint ", out.id, " has a bad history ",
-                                      history->second));
+    return absl::DataLossError(
+        StrCat("checkpoint ", out.id, " has a bad history ", history->second));
   }
   out.position.history = *std::move(h);
   Region* grid = (*ckpt)->FindRegion(kGrid);
@@ -491,7 +490,7 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
   int kills_mid_checkpoint = 0;  // reserved ids without a commit record (some reserved ahead)
   int kills_during_persist = 0;  // a captured checkpoint's commit record never appeared
   int branches = 0;
-  uint64_t acked_id = 0;         // highest id the child saw committed, over all runs
+  uint64_t acked_id = 0;  // highest id the child saw committed, over all runs
   uint64_t max_step = 0;
   std::set<uint64_t> seen_uncommitted;
   // Added to the kill delay while kills find no new commit (a slow, busy machine), so that the
@@ -579,8 +578,8 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
     EXPECT_EQ(restored->id, committed.back());
     if (restored->id < acked_id) {
       ++lost_commits;
-      ADD_FAILURE() << "after kill " << kills << " the latest commit is " << restored->id
-                    << " but " << acked_id << " was committed";
+      ADD_FAILURE() << "after kill " << kills << " the latest commit is " << restored->id << " but "
+                    << acked_id << " was committed";
     }
     // The kill came after the capture of `captured_id`; if its commit is not there, the kill
     // landed while it was persisting.
@@ -638,10 +637,10 @@ TEST(KillTest, SigkillAtRandomMomentsNeverLosesOrCorruptsACommit) {
             << " uncommitted_reservations=" << kills_mid_checkpoint
             << " empty_after_kill=" << empty_after_kill << " commits=" << checked_commits
             << " grown_commits=" << grown_commits << " aux_commits=" << aux_commits
-            << " max_table_entries=" << max_table_entries
-            << " histories=" << histories.size() << " packs=" << packs.size()
-            << " manifests=" << manifests.size() << " max_step=" << max_step
-            << " acked_id=" << acked_id << " seconds=" << seconds << std::endl;
+            << " max_table_entries=" << max_table_entries << " histories=" << histories.size()
+            << " packs=" << packs.size() << " manifests=" << manifests.size()
+            << " max_step=" << max_step << " acked_id=" << acked_id << " seconds=" << seconds
+            << std::endl;
   std::cout << "torture: kills=" << kills << " restores=" << restores
             << " kills_during_persist=" << kills_during_persist << " lost_commits=" << lost_commits
             << " corrupt_restores=" << corrupt_restores << " trackers=";

@@ -34,7 +34,9 @@ bool Lineage::IsPending(uint64_t id) const {
   return false;
 }
 
-void Lineage::AddPending(PendingCheckpoint checkpoint) { pending_.push_back(std::move(checkpoint)); }
+void Lineage::AddPending(PendingCheckpoint checkpoint) {
+  pending_.push_back(std::move(checkpoint));
+}
 
 void Lineage::CommitThrough(uint64_t id) {
   while (!pending_.empty() && pending_.front().id <= id) {

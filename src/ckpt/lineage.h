@@ -49,7 +49,7 @@ struct PendingCheckpoint {
     ObjectLineage lineage;
     uint64_t block_count = 0;
     std::vector<std::pair<uint64_t, BlockLocation>> fresh;  // where its captured blocks lie
-    DirtyBitmap dirty;                                       // what it captured
+    DirtyBitmap dirty;                                      // what it captured
   };
   struct KeyedPart {
     std::string name;
@@ -87,7 +87,8 @@ class Lineage {
   // first, for their change sets to go back to the state objects.
   std::vector<PendingCheckpoint> AbortFrom(uint64_t id);
   // After a restore of checkpoint `id`: it is the committed lineage; nothing is pending.
-  void Reset(std::optional<uint64_t> id, std::map<std::string, CommittedObject, std::less<>> objects);
+  void Reset(std::optional<uint64_t> id,
+             std::map<std::string, CommittedObject, std::less<>> objects);
 
  private:
   std::optional<uint64_t> committed_id_;

@@ -16,7 +16,8 @@ void Checkpointer::Impl::PersistLoop() {
     bool stale = false;
     {
       MutexLock lock(&mu);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !queue.empty() || stopping; };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !queue.empty() || stopping; };
       mu.Await(ready);
       if (queue.empty()) return;  // stopping, and everything queued has persisted
       job = std::move(queue.front());
@@ -133,8 +134,9 @@ absl::Status Checkpointer::Impl::Outcome(uint64_t id, CheckpointOutcome outcome)
   }
   if (failed_ids.contains(id)) return absl::OkStatus();  // failed or aborted already
   if (at_or_below_committed) {
-    return absl::FailedPreconditionError(StrCat("checkpoint ", id, " cannot be aborted: checkpoint ",
-                                                *committed, " is committed here and builds on it"));
+    return absl::FailedPreconditionError(StrCat("checkpoint ", id,
+                                                " cannot be aborted: checkpoint ", *committed,
+                                                " is committed here and builds on it"));
   }
   if (lineage.IsPending(id)) {
     AbortPendingFrom(id);
@@ -202,16 +204,17 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     // Durable: the staging memory may serve the next capture.
     staging->Release(c.name, std::move(c.staging));
     add(std::move(written->record));
-    done.regions.push_back(PendingCheckpoint::RegionPart{
-        c.name, c.region, ObjectLineage{true, c.depth}, c.block_count, std::move(written->fresh),
-        DirtyBitmap()});
+    done.regions.push_back(
+        PendingCheckpoint::RegionPart{c.name, c.region, ObjectLineage{true, c.depth}, c.block_count,
+                                      std::move(written->fresh), DirtyBitmap()});
   }
   std::optional<CommitRecord> base_record;
   for (KeyedCaptureJob& k : job.keyed) {
     // Grouping and sorting were left out of the pause.
     k.changes.Sort();
     if (k.kind == CheckpointKind::kFull && !k.changes.full() && !base_record.has_value()) {
-      if (!job.parent.has_value()) return absl::InternalError("a merged full checkpoint without base");
+      if (!job.parent.has_value())
+        return absl::InternalError("a merged full checkpoint without base");
       absl::StatusOr<CommitRecord> parent = completion->ReadBase(*job.parent);
       if (!parent.ok()) {
         return absl::Status(parent.status().code(),
@@ -257,15 +260,13 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     done.regions[i].dirty = std::move(job.regions[i].dirty);
   }
   for (KeyedCaptureJob& k : job.keyed) {
-    done.keyed.push_back(PendingCheckpoint::KeyedPart{k.name, k.state,
-                                                      ObjectLineage{true, k.depth},
+    done.keyed.push_back(PendingCheckpoint::KeyedPart{k.name, k.state, ObjectLineage{true, k.depth},
                                                       std::move(k.changes)});
   }
   lineage.AddPending(std::move(done));
   // Committed now (a local commit), or announced committed while it persisted: n committed
   // settles every checkpoint n builds on, this one among them.
-  const bool announced =
-      !announced_committed.empty() && *announced_committed.rbegin() >= job.id;
+  const bool announced = !announced_committed.empty() && *announced_committed.rbegin() >= job.id;
   if (*committed || announced) {
     lineage.CommitThrough(job.id);
     std::erase_if(announced_committed, [&job](uint64_t c) { return c <= job.id; });

@@ -72,7 +72,8 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   // participant's (format.md §9.1), so a participant that was not in the checkpoint (after a
   // rescale) may still restore keyed state.
   const std::vector<std::string> keyed_in_checkpoint = KeyedStateNames(*commit);
-  absl::StatusOr<const ParticipantRecord*> participant = FindParticipant(*commit, options.participant);
+  absl::StatusOr<const ParticipantRecord*> participant =
+      FindParticipant(*commit, options.participant);
   if (!participant.ok() && keyed_in_checkpoint.empty()) return participant.status();
   const ParticipantRecord* mine = participant.ok() ? *participant : nullptr;
 
@@ -83,9 +84,9 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   {
     MutexLock lock(&mu);
     auto mismatch = [&](const std::string& name, std::string_view stored) {
-      return absl::FailedPreconditionError(
-          StrCat("state object '", name, "' is a ", stored, " in checkpoint ", id,
-                 " but is registered as a ", stored == "region" ? "keyed state" : "region"));
+      return absl::FailedPreconditionError(StrCat("state object '", name, "' is a ", stored,
+                                                  " in checkpoint ", id, " but is registered as a ",
+                                                  stored == "region" ? "keyed state" : "region"));
     };
     if (mine != nullptr) {
       for (const StateObjectRecord& r : mine->state_objects) {
@@ -122,13 +123,14 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
         absl::StrJoin(unregistered, ", "), " (register them, or restore with create or ignore)"));
   }
   if (!absent.empty() && ropts.on_absent == OnAbsent::kFail) {
-    return absl::NotFoundError(StrCat("registered state objects are not in checkpoint ", id,
-                                            ": ", absl::StrJoin(absent, ", "),
-                                            " (restore with ignore to keep them as they are)"));
+    return absl::NotFoundError(StrCat("registered state objects are not in checkpoint ", id, ": ",
+                                      absl::StrJoin(absent, ", "),
+                                      " (restore with ignore to keep them as they are)"));
   }
   if (ropts.on_unregistered == OnUnregistered::kCreate) {
     for (const std::string& name : unregistered) {
-      if (std::find(keyed_to_create.begin(), keyed_to_create.end(), name) != keyed_to_create.end()) {
+      if (std::find(keyed_to_create.begin(), keyed_to_create.end(), name) !=
+          keyed_to_create.end()) {
         continue;
       }
       to_create.push_back(name);
@@ -156,9 +158,9 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
       if (it != regions.end()) region = it->second.get();
     }
     if (region != nullptr && region->block_size() != r->block_size) {
-      return absl::FailedPreconditionError(StrCat(
-          "region '", name, "' has block size ", region->block_size(), " but checkpoint ", id,
-          " stored it with ", r->block_size));
+      return absl::FailedPreconditionError(StrCat("region '", name, "' has block size ",
+                                                  region->block_size(), " but checkpoint ", id,
+                                                  " stored it with ", r->block_size));
     }
     resolved.emplace(name, *std::move(r));
   }
@@ -184,8 +186,10 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   }
 
   auto fail = [this, id](absl::Status s) {
-    ICKPT_LOG_ERROR("restore of checkpoint {} failed; checkpoints are refused until a restore "
-                    "succeeds: {}", id, s.ToString());
+    ICKPT_LOG_ERROR(
+        "restore of checkpoint {} failed; checkpoints are refused until a restore "
+        "succeeds: {}",
+        id, s.ToString());
     MutexLock lock(&mu);
     restore_failed = true;
     return s;

@@ -10,11 +10,11 @@
 
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
-#include "src/repo/repository_internal.h"
-#include "src/repo/region_reader.h"
 #include "src/repo/commit_record.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
+#include "src/repo/region_reader.h"
+#include "src/repo/repository_internal.h"
 #include "src/state/region_internal.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
@@ -83,7 +83,8 @@ class RestoreSecurityTest : public ::testing::Test {
 
   // Publishes `record` as written, bypassing the writer's validation (a malicious writer).
   void PublishRaw(const CommitRecord& record) {
-    ASSERT_OK(RepositoryInternal::store(*repo_)->Publish(CommitKey(record.id), EncodeCommitRecord(record)));
+    ASSERT_OK(RepositoryInternal::store(*repo_)->Publish(CommitKey(record.id),
+                                                         EncodeCommitRecord(record)));
   }
 
   // Stores `m` as a manifest and publishes a valid commit record naming it.
@@ -133,9 +134,9 @@ std::string ValidSha() { return std::string(64, 'a'); }
 // ReadManifest validates the key itself, whoever built the record: the key never reaches the store.
 TEST_F(RestoreSecurityTest, ResolveRefusesManifestKeysThatTraverseOrAreAbsolute) {
   std::vector<std::string> keys(std::begin(kHostileManifestKeys), std::end(kHostileManifestKeys));
-  keys.push_back(std::string(100'000, 'a'));              // overly long
-  keys.push_back("manifests/" + std::string(300, 'a'));    // long, and no hash key
-  keys.push_back(ManifestKey(std::string(64, 'b')));        // a valid key, not of this hash
+  keys.push_back(std::string(100'000, 'a'));             // overly long
+  keys.push_back("manifests/" + std::string(300, 'a'));  // long, and no hash key
+  keys.push_back(ManifestKey(std::string(64, 'b')));     // a valid key, not of this hash
   for (const std::string& key : keys) {
     SCOPED_TRACE(key.substr(0, 60));
     const CommitRecord record = RecordNaming(1, key, ValidSha());
@@ -206,9 +207,9 @@ TEST_F(RestoreSecurityTest, ManifestDecoderRefusesAnObjectOverOnePiB) {
   const std::string bytes = EncodeManifest(ZeroManifest(kMaxStateObjectBytes / kBlock + 1));
   absl::StatusOr<Manifest> m = DecodeManifest(bytes, "manifests/test");
   EXPECT_TRUE(absl::IsDataLoss(m.status())) << m.status();
-  EXPECT_OK(DecodeManifest(EncodeManifest(ZeroManifest(kMaxStateObjectBytes / kBlock)),
-                           "manifests/test")
-                .status());
+  EXPECT_OK(
+      DecodeManifest(EncodeManifest(ZeroManifest(kMaxStateObjectBytes / kBlock)), "manifests/test")
+          .status());
 }
 
 // Resize, which a restore calls with a count read from a manifest, checks the count before it

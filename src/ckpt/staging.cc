@@ -44,8 +44,8 @@ absl::StatusOr<StagingBuffer> StagingBuffer::Allocate(uint64_t capacity, bool to
   capacity = std::max<uint64_t>(kPage, (capacity + kPage - 1) / kPage * kPage);
   void* p = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
-    return absl::ResourceExhaustedError(StrCat("mapping ", FormatBytes(capacity),
-                                               " of staging memory: ", std::strerror(errno)));
+    return absl::ResourceExhaustedError(
+        StrCat("mapping ", FormatBytes(capacity), " of staging memory: ", std::strerror(errno)));
   }
   if (touch && madvise(p, capacity, MADV_POPULATE_WRITE) != 0) {
     // Older kernels: touch every page by hand.
@@ -96,9 +96,9 @@ absl::StatusOr<StagingBuffer> StagingPool::Acquire(std::string_view object, uint
     }
     if (in_use_ + bytes > budget_) {
       return absl::ResourceExhaustedError(
-          StrCat("the capture of '", object, "' needs ", FormatBytes(bytes),
-                 " of staging memory; ", FormatBytes(in_use_), " of the ",
-                 FormatBytes(budget_), " budget are in use by persisting checkpoints (raise "
+          StrCat("the capture of '", object, "' needs ", FormatBytes(bytes), " of staging memory; ",
+                 FormatBytes(in_use_), " of the ", FormatBytes(budget_),
+                 " budget are in use by persisting checkpoints (raise "
                  "CheckpointerOptions::staging_budget_bytes)"));
     }
     in_use_ += bytes;

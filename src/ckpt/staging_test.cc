@@ -78,8 +78,8 @@ TEST(ParallelCopierTest, CopiesEveryPieceExactlyOverManyRounds) {
       }
       copier.Copy(pieces);
       for (const auto& p : pieces) {
-        ASSERT_EQ(0, std::memcmp(p.to, p.from, p.bytes)) << "threads " << threads << " round "
-                                                         << round;
+        ASSERT_EQ(0, std::memcmp(p.to, p.from, p.bytes))
+            << "threads " << threads << " round " << round;
       }
     }
   }

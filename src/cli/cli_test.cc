@@ -26,8 +26,8 @@
 #include "ickpt/checkpointer.h"
 #include "ickpt/keyed_state.h"
 #include "ickpt/repository.h"
-#include "src/repo/keyed_reader.h"
 #include "src/cli/keyed_entries.h"
+#include "src/repo/keyed_reader.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
 #include "src/repo/pack.h"
@@ -465,8 +465,8 @@ TEST_F(CliTest, ReadCommandsLeaveTheRepositoryByteIdentical) {
 }
 
 TEST_F(CliTest, DemoRecoversFromAKillBitExact) {
-  RunResult r = Run({"demo", "--repo", dir_.Join("demo"), "--size", "16MiB", "--steps", "8",
-                     "--json"});
+  RunResult r =
+      Run({"demo", "--repo", dir_.Join("demo"), "--size", "16MiB", "--steps", "8", "--json"});
   ASSERT_EQ(r.code, 0) << r.err << r.out;
   const json j = json::parse(r.out);
   EXPECT_TRUE(j["verified"].get<bool>());
@@ -482,7 +482,6 @@ TEST_F(CliTest, DemoRecoversFromAKillBitExact) {
   }
   EXPECT_EQ(Run({"verify", "--data", "--repo", dir_.Join("demo")}).code, 0);
 }
-
 
 TEST_F(CliTest, DoctorJsonListsEveryTrackerInOrderAndSelectsOneThatWorks) {
   RunResult r = Run({"doctor", "--json"});
@@ -518,8 +517,8 @@ TEST_F(CliTest, DoctorJsonListsEveryTrackerInOrderAndSelectsOneThatWorks) {
   // The preferred one: no tracker listed before the selected one works.
   for (const std::string& name : names) {
     if (name == selected) break;
-    EXPECT_FALSE(by_name[name]["works"].get<bool>()) << name << " works but " << selected
-                                                     << " was selected";
+    EXPECT_FALSE(by_name[name]["works"].get<bool>())
+        << name << " works but " << selected << " was selected";
   }
   // On kernels without CONFIG_MEM_SOFT_DIRTY (the CI machines) soft-dirty says why it does not
   // work; where it works, its reason says so. Either way the reason is not empty (checked above).
@@ -531,8 +530,8 @@ TEST_F(CliTest, DoctorJsonListsEveryTrackerInOrderAndSelectsOneThatWorks) {
 TEST_F(CliTest, DoctorTextNamesEveryTrackerTheSelectionAndMarkDirtyNote) {
   RunResult r = Run({"doctor"});
   ASSERT_EQ(r.code, 0) << r.err;
-  for (const char* name : {"uffd-async", "soft-dirty", "uffd-sync", "mprotect", "hash",
-                           "explicit"}) {
+  for (const char* name :
+       {"uffd-async", "soft-dirty", "uffd-sync", "mprotect", "hash", "explicit"}) {
     EXPECT_NE(r.out.find(name), std::string::npos) << name << "\n" << r.out;
   }
   EXPECT_NE(r.out.find("selected"), std::string::npos) << r.out;
@@ -541,7 +540,6 @@ TEST_F(CliTest, DoctorTextNamesEveryTrackerTheSelectionAndMarkDirtyNote) {
   // Needs no repository, and a repository argument is a usage error.
   EXPECT_EQ(Run({"doctor", "--repo", dir_.Join("x")}).code, 2);
 }
-
 
 // ---- Keyed states ----
 
@@ -574,9 +572,9 @@ class CliKeyedTest : public CliTest {
     keyed_options.key_groups = kKeyGroups;
     ASSERT_OK_AND_ASSIGN(KeyedState * kv, ckpt->AddKeyedState("kv", keyed_options));
     big_value_ = RandomBytes(kBigValueSize, 9);
-    Entries first = {{"hello", "world"},   {"", "the empty key"},
+    Entries first = {{"hello", "world"},         {"", "the empty key"},
                      {kBinaryKey, kBinaryValue}, {"zero", ""},
-                     {"big", big_value_},   {kUtf8Key, "gr\xc3\xbc\xc3\x9f"},
+                     {"big", big_value_},        {kUtf8Key, "gr\xc3\xbc\xc3\x9f"},
                      {"erased", "soon gone"}};
     for (int i = 0; i < 300; ++i) first[fmt::format("key-{:03}", i)] = fmt::format("value {}", i);
     for (const auto& [k, v] : first) ASSERT_OK(kv->Put(k, v));
@@ -808,7 +806,8 @@ TEST_F(CliKeyedTest, DumpWritesEveryEntryExactlyOnceWithBase64ForNonUtf8) {
   }
   // UTF-8 text stays text in the output, the empty key and value are empty strings.
   const RunResult r = RunOnRepo({"dump", "latest", "--state", "kv"});
-  EXPECT_NE(r.out.find("{\"key\":\"" + kUtf8Key + "\",\"key_base64\":false,\"value\":\"gr\xc3\xbc"
+  EXPECT_NE(r.out.find("{\"key\":\"" + kUtf8Key +
+                       "\",\"key_base64\":false,\"value\":\"gr\xc3\xbc"
                        "\xc3\x9f\",\"value_base64\":false}\n"),
             std::string::npos);
   EXPECT_NE(r.out.find("{\"key\":\"\",\"key_base64\":false,\"value\":\"the empty key\""),
@@ -843,12 +842,12 @@ TEST_F(CliKeyedTest, VerifyReadsEveryKeyedRecordOnceAndReachesKeyedPacks) {
   EXPECT_TRUE(data["orphans"].empty()) << data.dump(2);  // keyed packs are reached
 
   // Nothing keyed reading does writes to the repository.
-  for (const auto& command : std::vector<std::vector<std::string>>{
-           {"get", "latest", "--state", "kv", "hello"},
-           {"dump", "latest", "--state", "kv"},
-           {"diff", std::to_string(ids_[0]), "latest", "--json"},
-           {"show", "latest"},
-           {"log"}}) {
+  for (const auto& command :
+       std::vector<std::vector<std::string>>{{"get", "latest", "--state", "kv", "hello"},
+                                             {"dump", "latest", "--state", "kv"},
+                                             {"diff", std::to_string(ids_[0]), "latest", "--json"},
+                                             {"show", "latest"},
+                                             {"log"}}) {
     EXPECT_EQ(RunOnRepo(command).code, 0) << command[0];
   }
   EXPECT_EQ(TreeHash(repo_path()), before);
@@ -859,9 +858,9 @@ TEST_F(CliKeyedTest, FlippedByteInAKeyedPackIsDamageForVerifyGetAndDump) {
   const std::string first = std::to_string(ids_[0]);
   const std::string manifest_key =
       KeyedObject(RunJson({"show", first, "--json"}))["manifest"].get<std::string>();
-  ASSERT_OK_AND_ASSIGN(Manifest manifest,
-                       DecodeManifest(ReadFileOrEmpty(repo_path() + "/" + manifest_key),
-                                      manifest_key));
+  ASSERT_OK_AND_ASSIGN(
+      Manifest manifest,
+      DecodeManifest(ReadFileOrEmpty(repo_path() + "/" + manifest_key), manifest_key));
   ASSERT_FALSE(manifest.packs.empty());
   const std::string pack = PackKey(ToHex(manifest.packs[0]));
   // The group whose records open pack 0's raw stream, so they lie in frame 0; a key of it.

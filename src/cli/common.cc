@@ -25,11 +25,16 @@ int ExitCodeFor(const absl::Status& status) {
 int WorseExit(int a, int b) {
   auto rank = [](int code) {
     switch (code) {
-      case kExitDamaged: return 4;
-      case kExitNotFound: return 3;
-      case kExitFailure: return 2;
-      case kExitUsage: return 1;
-      default: return 0;
+      case kExitDamaged:
+        return 4;
+      case kExitNotFound:
+        return 3;
+      case kExitFailure:
+        return 2;
+      case kExitUsage:
+        return 1;
+      default:
+        return 0;
     }
   };
   return rank(a) >= rank(b) ? a : b;
@@ -116,7 +121,8 @@ bool CheckCheckpointIdArgument(std::string_view text) {
   return false;
 }
 
-absl::StatusOr<CommitRecord> ReadCheckpointArgument(const RepositoryReader& repo, std::string_view text) {
+absl::StatusOr<CommitRecord> ReadCheckpointArgument(const RepositoryReader& repo,
+                                                    std::string_view text) {
   absl::StatusOr<uint64_t> id = ResolveCheckpointId(repo, text);
   if (!id.ok()) return id.status();
   return repo.ReadCommit(*id);

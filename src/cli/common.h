@@ -23,7 +23,7 @@ namespace CLI {
 class App;
 class Option;
 class Validator;
-}
+}  // namespace CLI
 
 namespace ickpt::cli {
 
@@ -65,7 +65,8 @@ bool IsCheckpointIdSyntax(std::string_view text);
 // returns false (the caller exits with kExitUsage).
 bool CheckCheckpointIdArgument(std::string_view text);
 // Resolves a checkpoint id argument ("latest" or an id) and reads that commit record.
-absl::StatusOr<CommitRecord> ReadCheckpointArgument(const RepositoryReader& repo, std::string_view text);
+absl::StatusOr<CommitRecord> ReadCheckpointArgument(const RepositoryReader& repo,
+                                                    std::string_view text);
 
 // The fields of `ickpt log --json` for one commit record.
 nlohmann::json CommitSummaryJson(const CommitRecord& commit);

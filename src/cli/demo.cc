@@ -11,8 +11,6 @@
 //   step <n>              after step n
 //   ckpt <id> <step>      after the capture of checkpoint <id>; it is persisting now
 //   done <sha256 hex>     the final state
-#include <CLI/CLI.hpp>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -31,6 +29,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "absl/time/clock.h"
 #include "ickpt/checkpointer.h"
@@ -119,12 +119,11 @@ int RunChild(const ChildOptions& options) {
   std::vector<CheckpointHandle> handles;
   for (++step; step <= options.steps; ++step) {
     StepGrid((*region)->data(), size, options.seed, step);
-    StepIndex(
-        (*region)->data(), size, options.seed, step,
-        [&](std::string_view key, std::string_view value) {
-          if (absl::Status s = (*index)->Put(key, value); !s.ok()) index_status = s;
-        },
-        [&](std::string_view key) { (*index)->Erase(key); });
+    StepIndex((*region)->data(), size, options.seed, step,
+              [&](std::string_view key, std::string_view value) {
+                if (absl::Status s = (*index)->Put(key, value); !s.ok()) index_status = s;
+              },
+              [&](std::string_view key) { (*index)->Erase(key); });
     if (!index_status.ok()) return Fail(index_status);
     if (!Report(StrCat("step ", step))) return kExitFailure;
     if (step % options.every != 0) continue;
@@ -160,10 +159,12 @@ absl::StatusOr<Child> SpawnChild(const std::string& repo, uint64_t size, const D
   if (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0) {
     return absl::UnknownError(StrCat("pipe: ", std::strerror(errno)));
   }
-  std::vector<std::string> args = {"ickpt",  "demo-child",           "--repo",
-                                   repo,     "--size",               std::to_string(size),
-                                   "--steps", std::to_string(o.steps), "--seed",
-                                   std::to_string(o.seed), "--every", std::to_string(o.every),
+  std::vector<std::string> args = {"ickpt",     "demo-child",
+                                   "--repo",    repo,
+                                   "--size",    std::to_string(size),
+                                   "--steps",   std::to_string(o.steps),
+                                   "--seed",    std::to_string(o.seed),
+                                   "--every",   std::to_string(o.every),
                                    "--tracker", o.tracker};
   if (resume) args.push_back("--resume");
   std::vector<char*> argv;
@@ -369,8 +370,8 @@ int RunDemo(const DemoOptions& o) {
     absl::StatusOr<std::optional<uint64_t>> latest = (*repo)->LatestCommitId();
     if (!latest.ok()) return Fail(latest.status());
     if (latest->has_value()) {
-      PrintError(StrCat("repository ", repo_path,
-                        " already holds checkpoints; the demo needs a new one"));
+      PrintError(
+          StrCat("repository ", repo_path, " already holds checkpoints; the demo needs a new one"));
       return kExitFailure;
     }
   }
@@ -461,8 +462,7 @@ int RunDemo(const DemoOptions& o) {
   for (const CommitRecord& c : commits) {
     auto it = c.metadata.find("step");
     std::cout << fmt::format("{:>6} {:<11} {:>5} {:>11} {:>11} {:>10} {:>10}{}\n", c.id,
-                             CheckpointKindName(c.kind),
-                             it == c.metadata.end() ? "-" : it->second,
+                             CheckpointKindName(c.kind), it == c.metadata.end() ? "-" : it->second,
                              FormatBytes(c.logical_bytes), FormatBytes(c.stored_bytes),
                              FormatNanos(CommitPauseNs(c)), FormatNanos(CommitPersistNs(c)),
                              run->restored_id == c.id ? "  <- restored" : "");

@@ -10,8 +10,6 @@
 // other value). Values are compared by size and XXH3-64, so memory holds one batch of A's keys
 // and a hash per key, not A's values. When both sides resolve to the very same manifests nothing
 // is read.
-#include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <iostream>
 #include <map>
@@ -22,12 +20,14 @@
 #include <utility>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "absl/container/flat_hash_map.h"
-#include "src/repo/keyed_reader.h"
-#include "src/repo/region_reader.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/keyed_entries.h"
+#include "src/repo/keyed_reader.h"
+#include "src/repo/region_reader.h"
 #include "src/util/hash.h"
 #include "src/util/parse.h"
 #include "src/util/str.h"
@@ -125,8 +125,8 @@ absl::StatusOr<ObjectDiff> CompareKeyed(const RepositoryReader& repo, const Comm
   };
   for (const auto& [first, end] : KeyGroupBatches({&*a, &*b})) {
     absl::flat_hash_map<std::string, Seen> before;
-    absl::Status s = ForEachKeyedEntry(
-        repo, *a, first, end, [&](std::string_view key, std::string_view value) {
+    absl::Status s =
+        ForEachKeyedEntry(repo, *a, first, end, [&](std::string_view key, std::string_view value) {
           before.try_emplace(ToAbsl(key),
                              Seen{Xxh3(value), value.size(), key.size() + value.size()});
           return absl::OkStatus();
@@ -174,8 +174,8 @@ int RunDiff(const DiffOptions& options) {
     for (const ParticipantRecord& p : commits[i].participants) {
       for (const StateObjectRecord& so : p.state_objects) {
         const bool keyed = so.type == StateObjectType::kKeyed;
-        SideObject& side = sides[i][ObjectKey{
-            so.type, keyed ? std::string(kAllParticipants) : p.name, so.name}];
+        SideObject& side =
+            sides[i][ObjectKey{so.type, keyed ? std::string(kAllParticipants) : p.name, so.name}];
         side.logical_bytes += so.logical_bytes;
         side.entries += so.entries;
       }

@@ -5,13 +5,12 @@
 // The answers come from DescribeTrackers(): each tracker is probed by doing the real thing on
 // scratch pages, so they hold for this kernel, its configuration (sysctls, seccomp, containers)
 // and this user, not for what headers or version strings suggest.
-#include <CLI/CLI.hpp>
-
-#include <fmt/format.h>
-
 #include <iostream>
 #include <memory>
 #include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "ickpt/region.h"
 #include "src/cli/commands.h"

@@ -4,22 +4,23 @@
 // get reads only the key's group and stops at the newest record that decides the key. dump streams
 // every live entry as one JSON object per line; keys and values that are not valid UTF-8 are
 // written base64, because JSON strings hold text only.
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
-#include "src/repo/keyed_reader.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/keyed_entries.h"
+#include "src/repo/keyed_reader.h"
 #include "src/util/str.h"
 
 namespace ickpt::cli {

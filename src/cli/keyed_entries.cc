@@ -65,7 +65,8 @@ std::vector<std::pair<uint32_t, uint32_t>> KeyGroupBatches(
 }
 
 absl::Status ForEachKeyedEntry(
-    const RepositoryReader& repo, const ResolvedKeyed& keyed, uint32_t group_first, uint32_t group_end,
+    const RepositoryReader& repo, const ResolvedKeyed& keyed, uint32_t group_first,
+    uint32_t group_end,
     absl::FunctionRef<absl::Status(std::string_view key, std::string_view value)> fn) {
   ForwardingSink sink(fn);
   KeyedReadOptions options;

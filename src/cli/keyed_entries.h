@@ -40,7 +40,8 @@ std::vector<std::pair<uint32_t, uint32_t>> KeyGroupBatches(
 // already handed out. Returns fn's first error, or ReadKeyed's (DataLoss naming the manifest,
 // checkpoint and pack).
 absl::Status ForEachKeyedEntry(
-    const RepositoryReader& repo, const ResolvedKeyed& keyed, uint32_t group_first, uint32_t group_end,
+    const RepositoryReader& repo, const ResolvedKeyed& keyed, uint32_t group_first,
+    uint32_t group_end,
     absl::FunctionRef<absl::Status(std::string_view key, std::string_view value)> fn);
 
 // ForEachKeyedEntry over every key group, batch by batch (KeyGroupBatches).

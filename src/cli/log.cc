@@ -1,9 +1,9 @@
 // `ickpt log`: every checkpoint of a repository, ascending by id.
-#include <CLI/CLI.hpp>
-
 #include <iostream>
 #include <memory>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
@@ -27,8 +27,8 @@ int RunLog(const LogOptions& options) {
   int exit_code = kExitOk;
   nlohmann::json out = nlohmann::json::array();
   if (!options.json) {
-    std::cout << fmt::format("{:>8} {:>8} {:<11} {:>5} {:>12} {:>12}  {}\n", "id", "parent",
-                             "kind", "depth", "logical", "stored", "created (UTC)");
+    std::cout << fmt::format("{:>8} {:>8} {:<11} {:>5} {:>12} {:>12}  {}\n", "id", "parent", "kind",
+                             "depth", "logical", "stored", "created (UTC)");
   }
   for (uint64_t id : *ids) {
     absl::StatusOr<CommitRecord> commit = (*repo)->ReadCommit(id);

@@ -1,8 +1,8 @@
 // `ickpt`: inspect, verify and restore checkpoint repositories; `ickpt demo` shows crash recovery.
-#include <CLI/CLI.hpp>
-
 #include <iostream>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
@@ -15,8 +15,8 @@ int main(int argc, char** argv) {
   using namespace ickpt::cli;
   CLI::App app{"ickpt: inspect, verify and restore incremental checkpoint repositories."};
   app.name("ickpt");
-  app.set_version_flag("--version", std::string("ickpt ") + ICKPT_VERSION +
-                                        " (repository format 1.1)");
+  app.set_version_flag("--version",
+                       std::string("ickpt ") + ICKPT_VERSION + " (repository format 1.1)");
   app.require_subcommand(1);
   app.footer(
       "Exit codes:\n"
@@ -37,11 +37,10 @@ int main(int argc, char** argv) {
     return out;
   });
 
-  std::vector<Command> commands = {RegisterLog(app),     RegisterShow(app),
-                                   RegisterGet(app),     RegisterDump(app),
-                                   RegisterVerify(app),  RegisterRestore(app),
-                                   RegisterDiff(app),    RegisterDemo(app),
-                                   RegisterDoctor(app),  RegisterDemoChild(app)};
+  std::vector<Command> commands = {RegisterLog(app),      RegisterShow(app),   RegisterGet(app),
+                                   RegisterDump(app),     RegisterVerify(app), RegisterRestore(app),
+                                   RegisterDiff(app),     RegisterDemo(app),   RegisterDoctor(app),
+                                   RegisterDemoChild(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -3,8 +3,6 @@
 // The bytes go to FILE.tmp-XXXXXX in the same directory (mode 0600), which is fsynced and renamed
 // to FILE only after every block verified (format.md §10: a damaged repository cannot make us
 // write a wrong FILE); on failure the temporary file is removed.
-#include <CLI/CLI.hpp>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -17,11 +15,13 @@
 #include <memory>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "absl/time/clock.h"
-#include "src/repo/region_reader.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/keyed_entries.h"
+#include "src/repo/region_reader.h"
 #include "src/util/parse.h"
 #include "src/util/str.h"
 
@@ -50,8 +50,8 @@ class FileSink final : public RestoreSink {
   absl::Status Write(uint64_t offset, std::string_view data) override {
     size_t done = 0;
     while (done < data.size()) {
-      const ssize_t n = pwrite(fd_, data.data() + done, data.size() - done,
-                               static_cast<off_t>(offset + done));
+      const ssize_t n =
+          pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
       if (n < 0) {
         if (errno == EINTR) continue;
         return ErrnoStatus("write to", path_);
@@ -175,8 +175,7 @@ int RunRestore(const RestoreCliOptions& options) {
       "restored {} ({} bytes) of region '{}' (participant {}) of checkpoint {} to {} in {} "
       "({:.1f} MiB/s, chain depth {})\n",
       FormatBytes(bytes), bytes, options.region, options.participant, commit->id, options.out,
-      FormatNanos(absl::ToInt64Nanoseconds(elapsed)), bytes / seconds / (1 << 20),
-      object->depth);
+      FormatNanos(absl::ToInt64Nanoseconds(elapsed)), bytes / seconds / (1 << 20), object->depth);
   return kExitOk;
 }
 
@@ -193,8 +192,7 @@ Command RegisterRestore(CLI::App& app) {
   AddRepoOption(sub, &options->repo);
   sub->add_option("--region", options->region, "Region name")->required();
   sub->add_option("--out", options->out, "Output file (replaced if it exists)")->required();
-  sub->add_option("--participant", options->participant, "Participant name")
-      ->capture_default_str();
+  sub->add_option("--participant", options->participant, "Participant name")->capture_default_str();
   return Command{sub, [options] { return RunRestore(*options); }};
 }
 

@@ -1,11 +1,11 @@
 // `ickpt show ID`: one checkpoint with its state objects and metadata.
-#include <CLI/CLI.hpp>
-
 #include <iostream>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
@@ -137,8 +137,8 @@ void PrintText(const CommitRecord& commit) {
                                  StateObjectTypeName(so.type), so.tracker);
         std::cout << fmt::format(
             "      {} depth {}, {} logical, {} changed blocks ({} captured), {} stored\n",
-            CheckpointKindName(so.kind), so.depth, FormatBytes(so.logical_bytes),
-            so.changed_blocks, FormatBytes(so.raw_bytes), FormatBytes(so.stored_bytes));
+            CheckpointKindName(so.kind), so.depth, FormatBytes(so.logical_bytes), so.changed_blocks,
+            FormatBytes(so.raw_bytes), FormatBytes(so.stored_bytes));
       }
       std::cout << fmt::format("      pause {}, persist {}\n", FormatNanos(so.pause_ns),
                                FormatNanos(so.persist_ns));
@@ -150,9 +150,9 @@ void PrintText(const CommitRecord& commit) {
     std::cout << "  keyed states (over every participant; read with 'ickpt get' / 'ickpt dump'):\n";
     for (const KeyedTotal& k : keyed) {
       std::cout << fmt::format(
-          "    {}: {} entries, {} ({} bytes), {} key groups, {} participant{}\n", k.name,
-          k.entries, FormatBytes(k.logical_bytes), k.logical_bytes, k.key_groups,
-          k.participants.size(), k.participants.size() == 1 ? "" : "s");
+          "    {}: {} entries, {} ({} bytes), {} key groups, {} participant{}\n", k.name, k.entries,
+          FormatBytes(k.logical_bytes), k.logical_bytes, k.key_groups, k.participants.size(),
+          k.participants.size() == 1 ? "" : "s");
     }
   }
 }
@@ -175,7 +175,8 @@ int RunShow(const ShowOptions& options) {
 
 Command RegisterShow(CLI::App& app) {
   auto options = std::make_shared<ShowOptions>();
-  CLI::App* sub = app.add_subcommand("show", "Show one checkpoint: its state objects and metadata.");
+  CLI::App* sub =
+      app.add_subcommand("show", "Show one checkpoint: its state objects and metadata.");
   sub->add_option("ID", options->id, "Checkpoint id, or 'latest'")->required();
   AddRepoOption(sub, &options->repo);
   sub->add_flag("--json", options->json,

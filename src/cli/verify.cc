@@ -8,8 +8,6 @@
 // object in the repository is read in full: every pack's frames and name (§4), every manifest's
 // trailer and name (§5), every commit record (§6), every id reservation (§7) and the config (§3);
 // objects no commit record reaches are listed as orphans (a warning: GC may delete them).
-#include <CLI/CLI.hpp>
-
 #include <iostream>
 #include <map>
 #include <memory>
@@ -17,10 +15,12 @@
 #include <string>
 #include <vector>
 
-#include "src/repo/keyed_reader.h"
+#include <CLI/CLI.hpp>
+
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/keyed_entries.h"
+#include "src/repo/keyed_reader.h"
 #include "src/repo/keys.h"
 #include "src/repo/object_check.h"
 #include "src/repo/reachability.h"
@@ -82,8 +82,8 @@ class Verifier {
     }
     progress.Finish();
     for (const ObjectInfo& o : *objects) {
-      const bool content_named = o.key.starts_with(kPacksPrefix) ||
-                                 o.key.starts_with(kManifestsPrefix);
+      const bool content_named =
+          o.key.starts_with(kPacksPrefix) || o.key.starts_with(kManifestsPrefix);
       if (content_named && !reachable_.contains(o.key)) orphans_.push_back(o.key);
     }
   }

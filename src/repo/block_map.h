@@ -32,9 +32,9 @@ class PackTable {
 };
 
 struct BlockLocation {
-  static constexpr uint32_t kZero = 0xffffffff;    // the block is all zero
-  static constexpr uint32_t kUnset = 0xfffffffe;   // not decided yet (restore walk)
-  uint32_t pack = kZero;  // index into a PackTable
+  static constexpr uint32_t kZero = 0xffffffff;   // the block is all zero
+  static constexpr uint32_t kUnset = 0xfffffffe;  // not decided yet (restore walk)
+  uint32_t pack = kZero;                          // index into a PackTable
   uint64_t raw_offset = 0;
 
   bool is_zero() const { return pack == kZero; }

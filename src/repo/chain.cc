@@ -64,10 +64,9 @@ absl::StatusOr<Manifest> ReadManifest(const RepositoryReader& repo, uint64_t che
   }
   const std::string actual = ToHex(Sha256(*bytes));
   if (actual != record.manifest_sha256) {
-    return absl::DataLossError(StrCat("manifest ", record.manifest, " of checkpoint ",
-                                      checkpoint_id, " is damaged: sha256 ", actual,
-                                      " differs from the commit record's ",
-                                      record.manifest_sha256));
+    return absl::DataLossError(StrCat(
+        "manifest ", record.manifest, " of checkpoint ", checkpoint_id, " is damaged: sha256 ",
+        actual, " differs from the commit record's ", record.manifest_sha256));
   }
   absl::StatusOr<Manifest> manifest = DecodeManifest(*bytes, record.manifest);
   if (!manifest.ok()) return manifest.status();
@@ -81,8 +80,7 @@ absl::StatusOr<Manifest> ReadManifest(const RepositoryReader& repo, uint64_t che
 }
 
 absl::Status WalkChain(const RepositoryReader& repo, const CommitRecord& commit,
-                       std::string_view participant, std::string_view object,
-                       StateObjectType type,
+                       std::string_view participant, std::string_view object, StateObjectType type,
                        absl::FunctionRef<absl::Status(ChainLink& link)> visit) {
   const std::string_view type_name = StateObjectTypeName(type);
   CommitRecord current = commit;

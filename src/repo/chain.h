@@ -50,8 +50,7 @@ struct ChainLink {
 // FailedPrecondition if `commit` names the object with another type; a visitor's error stops the
 // walk and is returned.
 absl::Status WalkChain(const RepositoryReader& repo, const CommitRecord& commit,
-                       std::string_view participant, std::string_view object,
-                       StateObjectType type,
+                       std::string_view participant, std::string_view object, StateObjectType type,
                        absl::FunctionRef<absl::Status(ChainLink& link)> visit);
 
 }  // namespace ickpt

@@ -111,8 +111,8 @@ absl::StatusOr<Envelope> DecodeEnvelope(std::string_view bytes, std::string_view
   if (env.major == 0) return damaged("version 0.x does not exist");
   if (env.major > kEnvelopeMajor) {
     return absl::FailedPreconditionError(StrCat(what, " ", key, ": version ", env.major, ".",
-                                             env.minor, " is newer than this reader supports (",
-                                             kEnvelopeMajor, ".x)"));
+                                                env.minor, " is newer than this reader supports (",
+                                                kEnvelopeMajor, ".x)"));
   }
   env.payload = json::parse(bytes.substr(kEnvelopeHeaderBytes, length), nullptr,
                             /*allow_exceptions=*/false);
@@ -242,12 +242,12 @@ std::optional<std::string> FindViolation(const CommitRecord& r) {
       }
       if (o.manifest_sha256.size() != 64 || !IsLowerHex(o.manifest_sha256)) {
         return StrCat(where, ": manifest_sha256 \"", o.manifest_sha256,
-                   "\" is not 64 lowercase hex characters");
+                      "\" is not 64 lowercase hex characters");
       }
       // Manifests are named by their sha256 (§2), so key and hash must agree.
       if (ParseHashKey(o.manifest, kManifestsPrefix) != o.manifest_sha256) {
         return StrCat(where, ": manifest key \"", o.manifest, "\" is not ",
-                   ManifestKey(o.manifest_sha256));
+                      ManifestKey(o.manifest_sha256));
       }
       if (o.kind == CheckpointKind::kFull && o.depth != 0) {
         return StrCat(where, ": full manifest with depth ", o.depth);
@@ -265,7 +265,7 @@ std::optional<std::string> FindViolation(const CommitRecord& r) {
   // §6: kind is full iff every manifest is full; depth is the max over the manifests.
   if ((r.kind == CheckpointKind::kFull) != all_full) {
     return StrCat("kind is ", CheckpointKindName(r.kind), " but ",
-               all_full ? "every manifest is full" : "some manifest is incremental");
+                  all_full ? "every manifest is full" : "some manifest is incremental");
   }
   if (r.depth != max_depth) {
     return StrCat("depth is ", r.depth, " but the manifests' maximum is ", max_depth);
@@ -302,9 +302,8 @@ json ToJson(const CommitRecord& r, std::string_view format) {
       }
     }
     // incarnation: format 1.2 (§6, §11).
-    participants.push_back({{"name", p.name},
-                            {"incarnation", p.incarnation},
-                            {"state_objects", std::move(objects)}});
+    participants.push_back(
+        {{"name", p.name}, {"incarnation", p.incarnation}, {"state_objects", std::move(objects)}});
   }
   json metadata = json::object();
   for (const auto& [k, v] : r.metadata) metadata[k] = v;
@@ -490,7 +489,7 @@ absl::Status ValidateCommitRecord(const CommitRecord& record) {
   const std::string encoded = EncodeCommitRecord(record);
   if (encoded.size() - kEnvelopeHeaderBytes - kEnvelopeTrailerBytes > kMaxPayloadBytes) {
     return absl::InvalidArgumentError(StrCat("commit record of checkpoint ", record.id,
-                                          " exceeds 16 MiB (", encoded.size(), " bytes)"));
+                                             " exceeds 16 MiB (", encoded.size(), " bytes)"));
   }
   return absl::OkStatus();
 }

@@ -284,8 +284,8 @@ TEST(CommitRecordTest, ResignedViolationsAreRejected) {
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
   EXPECT_NE(Msg(s).find("channel"), std::string::npos) << s;
   // A keyed state object needs its keyed fields.
-  EXPECT_TRUE(data_loss(
-      [](json& j) { j["participants"][0]["state_objects"][0]["type"] = "keyed"; }));
+  EXPECT_TRUE(
+      data_loss([](json& j) { j["participants"][0]["state_objects"][0]["type"] = "keyed"; }));
 }
 
 TEST(CommitRecordTest, ValidateRejectsBadRecords) {

@@ -26,28 +26,28 @@ absl::StatusOr<KeyedChain> ResolveChain(const RepositoryReader& repo, const Comm
   KeyedChain chain;
   chain.participant = std::string(participant);
   uint32_t key_groups = 0;
-  absl::Status walked = WalkChain(
-      repo, commit, participant, object, StateObjectType::kKeyed,
-      [&](ChainLink& link) -> absl::Status {
-        const Manifest& m = link.manifest;
-        if (link.step == 0) {
-          chain.group_first = m.group_first;
-          chain.group_end = m.group_end;
-          key_groups = m.key_groups;
-        } else if (m.key_groups != key_groups || m.group_first != chain.group_first ||
-                   m.group_end != chain.group_end) {
-          return absl::DataLossError(StrCat(
-              "manifest ", link.record->manifest, " of checkpoint ", link.checkpoint_id,
-              " does not fit the chain of keyed state '", object, "' of participant '",
-              participant, "' from checkpoint ", commit.id, ": key groups ", m.key_groups, " [",
-              m.group_first, ", ", m.group_end, ") vs ", key_groups, " [", chain.group_first, ", ",
-              chain.group_end, ")"));
-        }
-        chain.checkpoint_ids.push_back(link.checkpoint_id);
-        chain.manifest_keys.push_back(link.record->manifest);
-        chain.manifests.push_back(std::move(link.manifest));
-        return absl::OkStatus();
-      });
+  absl::Status walked =
+      WalkChain(repo, commit, participant, object, StateObjectType::kKeyed,
+                [&](ChainLink& link) -> absl::Status {
+                  const Manifest& m = link.manifest;
+                  if (link.step == 0) {
+                    chain.group_first = m.group_first;
+                    chain.group_end = m.group_end;
+                    key_groups = m.key_groups;
+                  } else if (m.key_groups != key_groups || m.group_first != chain.group_first ||
+                             m.group_end != chain.group_end) {
+                    return absl::DataLossError(StrCat(
+                        "manifest ", link.record->manifest, " of checkpoint ", link.checkpoint_id,
+                        " does not fit the chain of keyed state '", object, "' of participant '",
+                        participant, "' from checkpoint ", commit.id, ": key groups ", m.key_groups,
+                        " [", m.group_first, ", ", m.group_end, ") vs ", key_groups, " [",
+                        chain.group_first, ", ", chain.group_end, ")"));
+                  }
+                  chain.checkpoint_ids.push_back(link.checkpoint_id);
+                  chain.manifest_keys.push_back(link.record->manifest);
+                  chain.manifests.push_back(std::move(link.manifest));
+                  return absl::OkStatus();
+                });
   if (!walked.ok()) return walked;
   return chain;
 }
@@ -64,7 +64,8 @@ absl::StatusOr<std::string> ReadPackRange(const RepositoryReader& repo, const st
   const FrameInfo& f0 = index.frames[span->first];
   const FrameInfo& f1 = index.frames[span->second];
   const uint64_t stored_length = f1.stored_offset + f1.stored_len - f0.stored_offset;
-  absl::StatusOr<std::string> stored = RepositoryInternal::store(repo)->GetRange(key, f0.stored_offset, stored_length);
+  absl::StatusOr<std::string> stored =
+      RepositoryInternal::store(repo)->GetRange(key, f0.stored_offset, stored_length);
   if (!stored.ok()) return MissingAsDataLoss(stored.status(), StrCat("pack ", key));
   if (stored->size() != stored_length) {
     return absl::DataLossError(StrCat("pack ", key, " is truncated: wanted ", stored_length,
@@ -77,7 +78,8 @@ absl::StatusOr<std::string> ReadPackRange(const RepositoryReader& repo, const st
   for (size_t f = span->first; f <= span->second; ++f) {
     const FrameInfo& info = index.frames[f];
     absl::StatusOr<std::string> raw = DecodeFrame(
-        info, std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
+        info,
+        std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
         key);
     if (!raw.ok()) return raw.status();
     const uint64_t begin = std::max(raw_offset, info.raw_offset);
@@ -105,8 +107,10 @@ std::vector<std::string> KeyedStateNames(const CommitRecord& commit) {
   return std::vector<std::string>(names.begin(), names.end());
 }
 
-absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo, const CommitRecord& commit,
-                                             std::string_view participant, std::string_view object) {
+absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo,
+                                             const CommitRecord& commit,
+                                             std::string_view participant,
+                                             std::string_view object) {
   for (const ParticipantRecord& p : commit.participants) {
     if (p.name != participant) continue;
     const StateObjectRecord* record = FindStateObject(p, object);
@@ -135,10 +139,9 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const C
     const StateObjectRecord* record = FindStateObject(p, object);
     if (record == nullptr) continue;
     if (record->type != StateObjectType::kKeyed) {
-      return absl::FailedPreconditionError(StrCat("state object '", object, "' of participant '",
-                                                  p.name, "' in checkpoint ", commit.id,
-                                                  " is a ", StateObjectTypeName(record->type),
-                                                  ", not a keyed state"));
+      return absl::FailedPreconditionError(
+          StrCat("state object '", object, "' of participant '", p.name, "' in checkpoint ",
+                 commit.id, " is a ", StateObjectTypeName(record->type), ", not a keyed state"));
     }
     absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p.name, object);
     if (!chain.ok()) return chain.status();
@@ -158,16 +161,16 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const C
     return absl::NotFoundError(
         StrCat("checkpoint ", commit.id, " has no keyed state '", object, "'"));
   }
-  std::sort(out.chains.begin(), out.chains.end(), [](const KeyedChain& a, const KeyedChain& b) {
-    return a.group_first < b.group_first;
-  });
+  std::sort(out.chains.begin(), out.chains.end(),
+            [](const KeyedChain& a, const KeyedChain& b) { return a.group_first < b.group_first; });
   uint32_t next = 0;
   for (const KeyedChain& c : out.chains) {
     if (c.group_first != next) {
-      return absl::DataLossError(StrCat(
-          "keyed state '", object, "' of checkpoint ", commit.id, ": key groups ",
-          c.group_first < next ? "overlap" : "are missing", " at group ", std::min(next, c.group_first),
-          " (participant '", c.participant, "' holds [", c.group_first, ", ", c.group_end, "))"));
+      return absl::DataLossError(
+          StrCat("keyed state '", object, "' of checkpoint ", commit.id, ": key groups ",
+                 c.group_first < next ? "overlap" : "are missing", " at group ",
+                 std::min(next, c.group_first), " (participant '", c.participant, "' holds [",
+                 c.group_first, ", ", c.group_end, "))"));
     }
     next = c.group_end;
   }
@@ -208,9 +211,9 @@ absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const Res
       };
       // The wanted groups' spans, per pack, in raw-stream order.
       std::map<uint32_t, std::vector<const KeyGroupSpan*>> by_pack;
-      auto it = std::lower_bound(
-          m.groups.begin(), m.groups.end(), first,
-          [](const KeyGroupSpan& g, uint32_t group) { return g.group < group; });
+      auto it =
+          std::lower_bound(m.groups.begin(), m.groups.end(), first,
+                           [](const KeyGroupSpan& g, uint32_t group) { return g.group < group; });
       for (; it != m.groups.end() && it->group < end; ++it) by_pack[it->pack_ref].push_back(&*it);
       for (auto& [pack_ref, spans] : by_pack) {
         std::sort(spans.begin(), spans.end(), [](const KeyGroupSpan* a, const KeyGroupSpan* b) {
@@ -219,7 +222,8 @@ absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const Res
         const std::string pack_key = PackKey(ToHex(m.packs[pack_ref - 1]));
         auto index_it = indexes.find(pack_key);
         if (index_it == indexes.end()) {
-          absl::StatusOr<PackIndex> index = ReadPackIndex(RepositoryInternal::store(repo), pack_key);
+          absl::StatusOr<PackIndex> index =
+              ReadPackIndex(RepositoryInternal::store(repo), pack_key);
           if (!index.ok()) {
             return absl::Status(MissingAsDataLoss(index.status(), StrCat("pack ", pack_key)).code(),
                                 StrCat(where(pack_key), ": ", index.status().message()));
@@ -248,8 +252,8 @@ absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const Res
             records.clear();
             // The whole group is checked before any of its records is used.
             absl::Status s = DecodeKeyedGroup(
-                std::string_view(*bytes).substr(span.raw_offset - run_begin, span.raw_length),
-                span, keyed.key_groups,
+                std::string_view(*bytes).substr(span.raw_offset - run_begin, span.raw_length), span,
+                keyed.key_groups,
                 [&](std::string_view key, std::string_view value, bool tombstone) {
                   records.push_back(Record{key, value, tombstone});
                 });

@@ -47,7 +47,8 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const C
                                            std::string_view object);
 // Only `participant`'s chain (its own groups; no check that others cover the rest): what a writer
 // merging a full checkpoint with its base needs. NotFound if that participant lacks the object.
-absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo, const CommitRecord& commit,
+absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo,
+                                             const CommitRecord& commit,
                                              std::string_view participant, std::string_view object);
 
 // The names of the keyed states in `commit` (over every participant), sorted, unique.

@@ -48,8 +48,7 @@ absl::Status DecodeKeyedGroup(
     std::string_view bytes, const KeyGroupSpan& span, uint32_t key_groups,
     absl::FunctionRef<void(std::string_view key, std::string_view value, bool tombstone)> fn) {
   auto damaged = [&](uint64_t record, std::string_view what) {
-    return absl::DataLossError(
-        StrCat("key group ", span.group, ", record ", record, ": ", what));
+    return absl::DataLossError(StrCat("key group ", span.group, ", record ", record, ": ", what));
   };
   if (bytes.size() != span.raw_length) {
     return absl::DataLossError(StrCat("key group ", span.group, " has ", bytes.size(),
@@ -61,8 +60,8 @@ absl::Status DecodeKeyedGroup(
   uint64_t tombstones = 0;
   while (!d.empty()) {
     if (records == span.records) {
-      return damaged(records, StrCat(d.remaining(), " bytes follow the last of ", span.records,
-                                     " records"));
+      return damaged(records,
+                     StrCat(d.remaining(), " bytes follow the last of ", span.records, " records"));
     }
     uint8_t type = 0;
     uint64_t key_len = 0;

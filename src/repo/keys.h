@@ -15,11 +15,11 @@ inline constexpr std::string_view kCommitsPrefix = "commits/";
 inline constexpr std::string_view kIdsPrefix = "ids/";
 inline constexpr std::string_view kAcksPrefix = "acks/";
 
-std::string PackKey(std::string_view sha256_hex);       // packs/ab/ab...
-std::string ManifestKey(std::string_view sha256_hex);   // manifests/ab/ab...
-std::string CommitKey(uint64_t id);                     // commits/000...042
-std::string IdReservationKey(uint64_t id);              // ids/000...042
-std::string AckPrefix(uint64_t id);                     // acks/000...042/
+std::string PackKey(std::string_view sha256_hex);               // packs/ab/ab...
+std::string ManifestKey(std::string_view sha256_hex);           // manifests/ab/ab...
+std::string CommitKey(uint64_t id);                             // commits/000...042
+std::string IdReservationKey(uint64_t id);                      // ids/000...042
+std::string AckPrefix(uint64_t id);                             // acks/000...042/
 std::string AckKey(uint64_t id, std::string_view participant);  // acks/000...042/<participant>
 // The id of "commits/<20 digits>" or "ids/<20 digits>"; nullopt for any other key.
 std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix);

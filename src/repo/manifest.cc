@@ -31,8 +31,8 @@ std::optional<std::string> FindKeyedViolation(const Manifest& m) {
     return StrCat("key_groups ", m.key_groups, " is not in 1..", kMaxKeyGroups);
   }
   if (m.group_first >= m.group_end || m.group_end > m.key_groups) {
-    return StrCat("group range [", m.group_first, ", ", m.group_end, ") is empty or not inside [0, ",
-                  m.key_groups, ")");
+    return StrCat("group range [", m.group_first, ", ", m.group_end,
+                  ") is empty or not inside [0, ", m.key_groups, ")");
   }
   int64_t previous = static_cast<int64_t>(m.group_first) - 1;
   for (size_t i = 0; i < m.groups.size(); ++i) {
@@ -105,14 +105,14 @@ std::optional<std::string> FindViolation(const Manifest& m) {
     if (e.block_count == 0) return StrCat("extent ", i, " is empty");
     if (e.first_block < end) {
       return StrCat("extent ", i, " at block ", e.first_block,
-                 " overlaps or precedes the previous one ending at ", end);
+                    " overlaps or precedes the previous one ending at ", end);
     }
     if (m.kind == CheckpointKind::kFull && e.first_block != end) {
       return StrCat("full manifest does not cover blocks [", end, ", ", e.first_block, ")");
     }
     if (e.first_block > m.block_count || e.block_count > m.block_count - e.first_block) {
       return StrCat("extent ", i, " [", e.first_block, ", +", e.block_count,
-                 ") ends past block_count ", m.block_count);
+                    ") ends past block_count ", m.block_count);
     }
     if (e.pack_ref > m.packs.size()) {
       return StrCat("extent ", i, " refers to pack ", e.pack_ref, " of ", m.packs.size());
@@ -174,8 +174,8 @@ absl::StatusOr<Manifest> DecodeKeyedBody(Decoder& d, Manifest m, Damaged damaged
   uint64_t group_count = 0;
   if (!d.GetVarint64(&group_count)) return damaged("truncated key group count");
   if (group_count > end - first || group_count > d.remaining() / kMinGroupBytes) {
-    return damaged(StrCat("key group count ", group_count, " exceeds the range [", first, ", ",
-                          end, ") or the ", d.remaining(), " bytes left"));
+    return damaged(StrCat("key group count ", group_count, " exceeds the range [", first, ", ", end,
+                          ") or the ", d.remaining(), " bytes left"));
   }
   m.groups.reserve(group_count);
   uint64_t next = first;  // the lowest group the next span may have
@@ -189,8 +189,8 @@ absl::StatusOr<Manifest> DecodeKeyedBody(Decoder& d, Manifest m, Damaged damaged
     }
     if (gap >= end - next) return damaged(StrCat("key group span ", i, " lies past group ", end));
     if (pack_ref == 0 || pack_ref > m.packs.size()) {
-      return damaged(StrCat("key group span ", i, " refers to pack ", pack_ref, " of ",
-                            m.packs.size()));
+      return damaged(
+          StrCat("key group span ", i, " refers to pack ", pack_ref, " of ", m.packs.size()));
     }
     g.group = static_cast<uint32_t>(next + gap);
     g.pack_ref = static_cast<uint32_t>(pack_ref);
@@ -288,8 +288,8 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
   if (major == 0) return damaged("version 0.x does not exist");
   if (major > kManifestMajor) {
     return absl::FailedPreconditionError(StrCat("manifest ", key, ": version ", major, ".", minor,
-                                             " is newer than this reader supports (",
-                                             kManifestMajor, ".x)"));
+                                                " is newer than this reader supports (",
+                                                kManifestMajor, ".x)"));
   }
 
   Decoder d(covered.substr(kHeaderBytes));
@@ -318,15 +318,16 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
   }
   if (object_type != static_cast<uint8_t>(StateObjectType::kRegion)) {
     std::string_view name = object_type == 2 ? " (channel state)" : "";
-    return absl::FailedPreconditionError(StrCat("manifest ", key, " of checkpoint ", m.checkpoint_id,
-                                             ": state object type ", static_cast<int>(object_type),
-                                             name, " is not supported by this reader"));
+    return absl::FailedPreconditionError(
+        StrCat("manifest ", key, " of checkpoint ", m.checkpoint_id, ": state object type ",
+               static_cast<int>(object_type), name, " is not supported by this reader"));
   }
   if (!d.GetVarint64(&block_size) || !d.GetVarint64(&m.block_count)) {
     return damaged("truncated or malformed header fields");
   }
   if (block_size == 0 || block_size % 4096 != 0 || block_size > kMaxBlockSize) {
-    return damaged(StrCat("block_size ", block_size, " is not a multiple of 4096 in [4096, 16 MiB]"));
+    return damaged(
+        StrCat("block_size ", block_size, " is not a multiple of 4096 in [4096, 16 MiB]"));
   }
   m.block_size = static_cast<uint32_t>(block_size);
 
@@ -338,7 +339,7 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view bytes, std::string_view
   if (!d.GetVarint64(&extent_count)) return damaged("truncated extent count");
   if (extent_count > m.block_count || extent_count > d.remaining() / kMinExtentBytes) {
     return damaged(StrCat("extent count ", extent_count, " exceeds block_count ", m.block_count,
-                       " or the ", d.remaining(), " bytes left"));
+                          " or the ", d.remaining(), " bytes left"));
   }
   m.extents.reserve(extent_count);
   uint64_t end = 0;

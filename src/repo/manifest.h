@@ -19,7 +19,7 @@ namespace ickpt {
 struct Extent {
   uint64_t first_block = 0;
   uint64_t block_count = 0;
-  uint32_t pack_ref = 0;  // 0: all zero; i + 1: Manifest::packs[i]
+  uint32_t pack_ref = 0;    // 0: all zero; i + 1: Manifest::packs[i]
   uint64_t raw_offset = 0;  // only meaningful if pack_ref != 0
 
   bool operator==(const Extent&) const = default;

@@ -120,7 +120,7 @@ absl::StatusOr<PackFooter> ParsePackFooter(std::string_view footer, uint64_t pac
       f.index_offset > pack_size - kPackFooterBytes ||
       f.index_length != pack_size - kPackFooterBytes - f.index_offset) {
     return PackDataLoss(key, StrCat("footer places the index at [", f.index_offset, ", +",
-                                 f.index_length, ") in a pack of ", pack_size, " bytes"));
+                                    f.index_length, ") in a pack of ", pack_size, " bytes"));
   }
   return f;
 }
@@ -132,7 +132,7 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
       index.size() > pack_size - index_offset ||
       pack_size - index_offset - index.size() != kPackFooterBytes) {
     return PackDataLoss(key, StrCat("index of ", index.size(), " bytes at offset ", index_offset,
-                                 " does not fit a pack of ", pack_size, " bytes"));
+                                    " does not fit a pack of ", pack_size, " bytes"));
   }
   if (Xxh3(index) != expected_xxh3) return PackDataLoss(key, "index checksum mismatch");
   Decoder d(index);
@@ -144,13 +144,13 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
   }
   if (result.major == 0) return PackDataLoss(key, "index version 0.x does not exist");
   if (result.major > kPackMajor) {
-    return absl::FailedPreconditionError(StrCat("pack ", key, ": index version ", result.major, ".",
-                                             result.minor, " is newer than this reader supports (",
-                                             kPackMajor, ".x)"));
+    return absl::FailedPreconditionError(
+        StrCat("pack ", key, ": index version ", result.major, ".", result.minor,
+               " is newer than this reader supports (", kPackMajor, ".x)"));
   }
   if (frame_count > d.remaining() / kMinIndexEntryBytes) {
-    return PackDataLoss(key,
-                        StrCat("index claims ", frame_count, " frames in ", d.remaining(), " bytes"));
+    return PackDataLoss(
+        key, StrCat("index claims ", frame_count, " frames in ", d.remaining(), " bytes"));
   }
   result.pack_size = pack_size;
   result.frames.reserve(frame_count);
@@ -168,7 +168,7 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
     if (raw_len < 1 || raw_len > kMaxFrameRawBytes || stored_len < 1 ||
         stored_len > kMaxFrameStoredBytes) {
       return PackDataLoss(key, StrCat("frame ", i, " has stored_len ", stored_len, " raw_len ",
-                                   raw_len, " (out of range)"));
+                                      raw_len, " (out of range)"));
     }
     if (codec > static_cast<uint8_t>(FrameCodec::kZstd)) {
       return PackDataLoss(key, StrCat("frame ", i, " has unknown codec ", static_cast<int>(codec)));
@@ -179,7 +179,7 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
     }
     if (stored_len > index_offset - stored_offset) {
       return PackDataLoss(key, StrCat("frame ", i, " at offset ", stored_offset,
-                                   " runs past the index at ", index_offset));
+                                      " runs past the index at ", index_offset));
     }
     FrameInfo& frame = result.frames.emplace_back();
     frame.stored_offset = stored_offset;
@@ -230,7 +230,8 @@ absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view
     return frame_error(StrCat("raw_len ", frame.raw_len, " out of range"));
   }
   if (stored.size() != frame.stored_len) {
-    return frame_error(StrCat("got ", stored.size(), " stored bytes, index says ", frame.stored_len));
+    return frame_error(
+        StrCat("got ", stored.size(), " stored bytes, index says ", frame.stored_len));
   }
   std::string raw;
   switch (frame.codec) {
@@ -274,8 +275,8 @@ absl::StatusOr<PackIndex> VerifyPack(std::string_view bytes, std::string_view ex
   if (major == 0) return PackDataLoss(key, "header version 0.x does not exist");
   if (major > kPackMajor) {
     return absl::FailedPreconditionError(StrCat("pack ", key, ": version ", major, ".", minor,
-                                             " is newer than this reader supports (", kPackMajor,
-                                             ".x)"));
+                                                " is newer than this reader supports (", kPackMajor,
+                                                ".x)"));
   }
   if (DecodeFixed32(bytes.data() + 12) != 0) {
     return PackDataLoss(key, "header reserved field is not 0");
@@ -305,8 +306,8 @@ absl::StatusOr<std::pair<size_t, size_t>> PackIndex::FramesCovering(uint64_t raw
                                                                     uint64_t length) const {
   if (length == 0 || raw_offset >= raw_size || length > raw_size - raw_offset) {
     return absl::OutOfRangeError(StrCat("raw range [", raw_offset, ", +", length,
-                                     ") is empty or outside the raw stream of ", raw_size,
-                                     " bytes"));
+                                        ") is empty or outside the raw stream of ", raw_size,
+                                        " bytes"));
   }
   // The frame containing byte b is the last one whose raw_offset <= b.
   auto containing = [&](uint64_t b) -> size_t {

@@ -7,13 +7,13 @@
 #include <map>
 #include <thread>
 
-#include "src/util/str.h"
-#include "src/util/mutex.h"
 #include "src/repo/chain.h"
 #include "src/repo/format.h"
 #include "src/repo/keys.h"
 #include "src/repo/pack.h"
 #include "src/repo/repository_internal.h"
+#include "src/util/mutex.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -21,7 +21,6 @@ namespace {
 // Unneeded frames up to this many stored bytes between two needed ones are read along (and
 // skipped) rather than split into two requests.
 constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
-
 
 // Bytes of memory this machine has; 0 if unknown.
 uint64_t PhysicalMemoryBytes() {
@@ -40,61 +39,64 @@ absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo,
   ResolvedObject out;
   out.name = std::string(object);
   uint64_t limit = 0;  // blocks at or above a newer base's block_count are zero (format.md §5)
-  absl::Status walked = WalkChain(
-      repo, commit, participant, object, StateObjectType::kRegion,
-      [&](ChainLink& link) -> absl::Status {
-        const Manifest& m = link.manifest;
-        out.manifest_bytes_read += link.record->manifest_bytes;
-        if (link.step == 0) {
-          // Memory is sized by block_count below (one location per block), then by the region.
-          // The decoder bounds the object to 1 PiB (format.md §5); the location table must also
-          // fit this machine, or the restore is refused before anything is allocated (§10).
-          if (m.block_count > kMaxStateObjectBytes / m.block_size) {
-            return absl::DataLossError(StrCat("manifest ", link.record->manifest,
-                                              " of checkpoint ", link.checkpoint_id, " describes ",
-                                              m.block_count, " blocks of ", m.block_size,
-                                              " bytes, more than the 1 PiB a state object may hold"));
-          }
-          const uint64_t table_bytes = m.block_count * sizeof(BlockLocation);
-          if (const uint64_t memory = PhysicalMemoryBytes(); memory != 0 && table_bytes > memory / 2) {
-            return absl::ResourceExhaustedError(StrCat(
-                "restoring '", object, "' of checkpoint ", commit.id, " needs a table of ",
-                table_bytes, " bytes for its ", m.block_count, " blocks (manifest ",
-                link.record->manifest, "), more than half of this machine's ", memory,
-                " bytes of memory"));
-          }
-          out.type = m.object_type;
-          out.block_size = m.block_size;
-          out.block_count = m.block_count;
-          out.depth = m.depth;
-          out.locations.assign(out.block_count, BlockLocation{BlockLocation::kUnset, 0});
-          limit = out.block_count;
-        } else if (m.block_size != out.block_size) {
-          return absl::DataLossError(StrCat("manifest ", link.record->manifest, " of checkpoint ",
-                                            link.checkpoint_id,
-                                            " does not fit the chain of checkpoint ", commit.id,
-                                            ": block size ", m.block_size, " vs ",
-                                            out.block_size));
-        }
-        out.chain.push_back(link.checkpoint_id);
-        std::vector<uint32_t> pack_index(m.packs.size());
-        for (size_t i = 0; i < m.packs.size(); ++i) pack_index[i] = packs->Intern(m.packs[i]);
-        for (const Extent& e : m.extents) {
-          const uint64_t end = std::min(e.first_block + e.block_count, limit);
-          for (uint64_t b = e.first_block; b < end; ++b) {
-            BlockLocation& loc = out.locations[b];
-            if (loc.pack != BlockLocation::kUnset) continue;  // a newer checkpoint decided it
-            if (e.pack_ref == 0) {
-              loc = BlockLocation{BlockLocation::kZero, 0};
-            } else {
-              loc = BlockLocation{pack_index[e.pack_ref - 1],
-                                  e.raw_offset + (b - e.first_block) * out.block_size};
-            }
-          }
-        }
-        limit = std::min(limit, m.block_count);
-        return absl::OkStatus();
-      });
+  absl::Status walked =
+      WalkChain(repo, commit, participant, object, StateObjectType::kRegion,
+                [&](ChainLink& link) -> absl::Status {
+                  const Manifest& m = link.manifest;
+                  out.manifest_bytes_read += link.record->manifest_bytes;
+                  if (link.step == 0) {
+                    // Memory is sized by block_count below (one location per block), then by the
+                    // region. The decoder bounds the object to 1 PiB (format.md §5); the location
+                    // table must also fit this machine, or the restore is refused before anything
+                    // is allocated (§10).
+                    if (m.block_count > kMaxStateObjectBytes / m.block_size) {
+                      return absl::DataLossError(StrCat(
+                          "manifest ", link.record->manifest, " of checkpoint ", link.checkpoint_id,
+                          " describes ", m.block_count, " blocks of ", m.block_size,
+                          " bytes, more than the 1 PiB a state object may hold"));
+                    }
+                    const uint64_t table_bytes = m.block_count * sizeof(BlockLocation);
+                    if (const uint64_t memory = PhysicalMemoryBytes();
+                        memory != 0 && table_bytes > memory / 2) {
+                      return absl::ResourceExhaustedError(StrCat(
+                          "restoring '", object, "' of checkpoint ", commit.id,
+                          " needs a table of ", table_bytes, " bytes for its ", m.block_count,
+                          " blocks (manifest ", link.record->manifest,
+                          "), more than half of this machine's ", memory, " bytes of memory"));
+                    }
+                    out.type = m.object_type;
+                    out.block_size = m.block_size;
+                    out.block_count = m.block_count;
+                    out.depth = m.depth;
+                    out.locations.assign(out.block_count, BlockLocation{BlockLocation::kUnset, 0});
+                    limit = out.block_count;
+                  } else if (m.block_size != out.block_size) {
+                    return absl::DataLossError(
+                        StrCat("manifest ", link.record->manifest, " of checkpoint ",
+                               link.checkpoint_id, " does not fit the chain of checkpoint ",
+                               commit.id, ": block size ", m.block_size, " vs ", out.block_size));
+                  }
+                  out.chain.push_back(link.checkpoint_id);
+                  std::vector<uint32_t> pack_index(m.packs.size());
+                  for (size_t i = 0; i < m.packs.size(); ++i)
+                    pack_index[i] = packs->Intern(m.packs[i]);
+                  for (const Extent& e : m.extents) {
+                    const uint64_t end = std::min(e.first_block + e.block_count, limit);
+                    for (uint64_t b = e.first_block; b < end; ++b) {
+                      BlockLocation& loc = out.locations[b];
+                      if (loc.pack != BlockLocation::kUnset)
+                        continue;  // a newer checkpoint decided it
+                      if (e.pack_ref == 0) {
+                        loc = BlockLocation{BlockLocation::kZero, 0};
+                      } else {
+                        loc = BlockLocation{pack_index[e.pack_ref - 1],
+                                            e.raw_offset + (b - e.first_block) * out.block_size};
+                      }
+                    }
+                  }
+                  limit = std::min(limit, m.block_count);
+                  return absl::OkStatus();
+                });
   if (!walked.ok()) return walked;
   for (BlockLocation& loc : out.locations) {
     if (loc.pack == BlockLocation::kUnset) loc = BlockLocation{BlockLocation::kZero, 0};
@@ -125,8 +127,8 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
         index->FramesCovering(needs[i].raw_offset, block_size);
     if (!span.ok()) {
       return absl::DataLossError(StrCat("pack ", key, " has no data at raw offset ",
-                                              needs[i].raw_offset, " for block ", needs[i].block,
-                                              ": ", span.status().message()));
+                                        needs[i].raw_offset, " for block ", needs[i].block, ": ",
+                                        span.status().message()));
     }
     spans[i] = *span;
   }
@@ -148,7 +150,8 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
     const FrameInfo& f0 = index->frames[first_frame];
     const FrameInfo& f1 = index->frames[last_frame];
     const uint64_t length = f1.stored_offset + f1.stored_len - f0.stored_offset;
-    absl::StatusOr<std::string> stored = RepositoryInternal::store(repo)->GetRange(key, f0.stored_offset, length);
+    absl::StatusOr<std::string> stored =
+        RepositoryInternal::store(repo)->GetRange(key, f0.stored_offset, length);
     if (!stored.ok()) return MissingAsDataLoss(stored.status(), StrCat("pack ", key));
     if (stored->size() != length) {
       return absl::DataLossError(StrCat("pack ", key, " is truncated: wanted ", length,
@@ -190,7 +193,8 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
         const FrameInfo& info = index->frames[f];
         // The part of frame f inside [raw_offset, raw_offset + block_size).
         const uint64_t begin = std::max(needs[k].raw_offset, info.raw_offset);
-        const uint64_t end = std::min(needs[k].raw_offset + block_size, info.raw_offset + info.raw_len);
+        const uint64_t end =
+            std::min(needs[k].raw_offset + block_size, info.raw_offset + info.raw_len);
         block.append(**raw, begin - info.raw_offset, end - begin);
       }
       if (absl::Status s = sink->Write(needs[k].block * block_size, block); !s.ok()) return s;
@@ -210,7 +214,8 @@ absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const Res
   uint64_t zero_start = 0, zero_count = 0;
   auto flush_zeros = [&]() -> absl::Status {
     if (zero_count == 0) return absl::OkStatus();
-    absl::Status s = sink->WriteZeros(zero_start * object.block_size, zero_count * object.block_size);
+    absl::Status s =
+        sink->WriteZeros(zero_start * object.block_size, zero_count * object.block_size);
     zero_count = 0;
     return s;
   };
@@ -235,8 +240,8 @@ absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const Res
   auto worker = [&] {
     ReadStats stats;
     for (size_t w = next++; w < work.size(); w = next++) {
-      absl::Status s = ReadPackBlocks(repo, work[w].first, *work[w].second, object.block_size,
-                                      sink, &stats);
+      absl::Status s =
+          ReadPackBlocks(repo, work[w].first, *work[w].second, object.block_size, sink, &stats);
       if (!s.ok()) {
         MutexLock lock(&mu);
         if (first_error.ok()) first_error = s;
@@ -255,10 +260,9 @@ absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const Res
   worker();
   for (auto& t : pool) t.join();
   if (!first_error.ok()) {
-    return absl::Status(first_error.code(),
-                        StrCat("restoring '", object.name, "' of checkpoint ",
-                                     object.chain.empty() ? 0 : object.chain.front(), ": ",
-                                     first_error.message()));
+    return absl::Status(first_error.code(), StrCat("restoring '", object.name, "' of checkpoint ",
+                                                   object.chain.empty() ? 0 : object.chain.front(),
+                                                   ": ", first_error.message()));
   }
   return total;
 }

@@ -23,14 +23,15 @@ struct ResolvedObject {
   uint32_t block_size = 0;
   uint64_t block_count = 0;
   uint64_t depth = 0;
-  std::vector<uint64_t> chain;            // checkpoint ids, newest first, ending at the full one
-  std::vector<BlockLocation> locations;   // one per block; packs interned in the caller's table
+  std::vector<uint64_t> chain;           // checkpoint ids, newest first, ending at the full one
+  std::vector<BlockLocation> locations;  // one per block; packs interned in the caller's table
   uint64_t manifest_bytes_read = 0;
 };
 
 // Walks from `commit` back to the full manifest of `object` of `participant`. NotFound if the
 // object is not in the checkpoint; DataLoss if any object on the way is damaged or missing.
-absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo, const CommitRecord& commit,
+absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo,
+                                             const CommitRecord& commit,
                                              std::string_view participant, std::string_view object,
                                              PackTable* packs);
 
@@ -44,7 +45,7 @@ class RestoreSink {
 
 struct ReadStats {
   uint64_t packs_read = 0;
-  uint64_t bytes_read = 0;   // stored bytes fetched from the store
+  uint64_t bytes_read = 0;  // stored bytes fetched from the store
   uint64_t frames_decoded = 0;
 };
 

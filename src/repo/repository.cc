@@ -8,13 +8,13 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "src/util/mutex.h"
 #include "absl/time/clock.h"
 #include "src/repo/commit_record.h"
 #include "src/repo/format.h"
 #include "src/repo/keys.h"
 #include "src/util/hash.h"
 #include "src/util/log.h"
+#include "src/util/mutex.h"
 #include "src/util/str.h"
 
 namespace ickpt {
@@ -57,9 +57,10 @@ absl::StatusOr<uint64_t> HighestIdUnder(ObjectStore* store, std::string_view pre
 absl::Status CheckWritable(const ObjectStore& store) {
   if (store.publishes_without_overwrite()) return absl::OkStatus();
   return absl::FailedPreconditionError(
-      StrCat(store.Describe(), " cannot publish an object without overwriting an existing one, "
-                               "so a repository there could lose commit records: refusing to "
-                               "write to it (format.md §12)"));
+      StrCat(store.Describe(),
+             " cannot publish an object without overwriting an existing one, "
+             "so a repository there could lose commit records: refusing to "
+             "write to it (format.md §12)"));
 }
 
 // A repository URL (format.md §12) to a local path: PATH or file://PATH. The S3 store adds s3://.
@@ -70,15 +71,15 @@ absl::StatusOr<std::string> ParseRepositoryUrl(std::string_view url) {
     return std::string(url);
   }
   const std::string_view scheme = url.substr(0, colon);
-  const bool scheme_like =
-      !scheme.empty() && std::all_of(scheme.begin(), scheme.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
-      });
+  const bool scheme_like = !scheme.empty() && std::all_of(scheme.begin(), scheme.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+  });
   if (!scheme_like) return std::string(url);  // a path that happens to contain "://"
   if (scheme == "file") {
     std::string_view path = url.substr(colon + 3);
     if (path.starts_with("localhost/")) path.remove_prefix(std::string_view("localhost").size());
-    if (path.empty()) return absl::InvalidArgumentError(StrCat("repository URL '", url, "' names no path"));
+    if (path.empty())
+      return absl::InvalidArgumentError(StrCat("repository URL '", url, "' names no path"));
     return std::string(path);
   }
   return absl::InvalidArgumentError(StrCat("repository URL '", url, "': unsupported scheme '",
@@ -313,8 +314,8 @@ absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
   }
   impl_->next_id_hint = 0;  // list again next time
   return absl::AbortedError(StrCat(store->Describe(), ": could not reserve a checkpoint id in ",
-                                kMaxReserveAttempts, " attempts (ids up to ", n,
-                                " taken by other writers); retry"));
+                                   kMaxReserveAttempts, " attempts (ids up to ", n,
+                                   " taken by other writers); retry"));
 }
 
 absl::Status Repository::PublishAck(const CommitRecord& ack) {
@@ -332,8 +333,8 @@ absl::Status Repository::PublishAck(const CommitRecord& ack) {
   const std::string key = AckKey(ack.id, participant);
   absl::Status s = PublishUnique(*impl_->store, key, EncodeAck(ack));
   if (absl::IsAlreadyExists(s)) {
-    return absl::AlreadyExistsError(StrCat("participant '", participant,
-                                           "' already acknowledged checkpoint ", ack.id));
+    return absl::AlreadyExistsError(
+        StrCat("participant '", participant, "' already acknowledged checkpoint ", ack.id));
   }
   return s;
 }
@@ -376,14 +377,14 @@ absl::StatusOr<std::vector<std::string>> Repository::ListAcks(uint64_t id) const
 absl::StatusOr<CommitRecord> Repository::CommitGroup(uint64_t id,
                                                      const GroupCommitOptions& options) {
   if (options.participants.empty()) {
-    return absl::InvalidArgumentError(StrCat("group commit of checkpoint ", id,
-                                             " names no participant"));
+    return absl::InvalidArgumentError(
+        StrCat("group commit of checkpoint ", id, " names no participant"));
   }
   std::vector<std::string> names = options.participants;
   std::sort(names.begin(), names.end());
   if (std::adjacent_find(names.begin(), names.end()) != names.end()) {
-    return absl::InvalidArgumentError(StrCat("group commit of checkpoint ", id,
-                                             " names a participant twice"));
+    return absl::InvalidArgumentError(
+        StrCat("group commit of checkpoint ", id, " names a participant twice"));
   }
   if (!options.incarnations.empty()) {
     for (const std::string& name : names) {
@@ -411,7 +412,8 @@ absl::StatusOr<CommitRecord> Repository::CommitGroup(uint64_t id,
   };
   if (!missing.empty()) {
     std::string list;
-    for (const std::string& name : missing) list += StrCat(list.empty() ? "" : ", ", "'", name, "'");
+    for (const std::string& name : missing)
+      list += StrCat(list.empty() ? "" : ", ", "'", name, "'");
     return refuse(StrCat("participant(s) ", list, " did not acknowledge it"));
   }
   CommitRecord record;

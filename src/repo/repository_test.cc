@@ -9,10 +9,10 @@
 
 #include "gtest/gtest.h"
 #include "src/repo/commit_record.h"
+#include "src/repo/keys.h"
 #include "src/store/fault_store.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
-#include "src/repo/keys.h"
 #include "src/util/coding.h"
 #include "src/util/hash.h"
 
@@ -283,7 +283,8 @@ TEST_F(RepositoryTest, StrayKeysUnderCommitsAreIgnored) {
 namespace ickpt {
 namespace {
 
-// The group commit (format.md §11) on its own: what it refuses, and what the record it writes holds.
+// The group commit (format.md §11) on its own: what it refuses, and what the record it writes
+// holds.
 class GroupCommitTest : public ::testing::Test {
  protected:
   void SetUp() override {

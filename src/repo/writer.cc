@@ -37,7 +37,8 @@ bool IsAllZero(const char* p, size_t n) {
 // Builds the extents of a manifest from blocks given in increasing order.
 class ExtentBuilder {
  public:
-  ExtentBuilder(uint32_t block_size, const PackTable& packs) : block_size_(block_size), packs_(packs) {}
+  ExtentBuilder(uint32_t block_size, const PackTable& packs)
+      : block_size_(block_size), packs_(packs) {}
 
   void Add(uint64_t block, const BlockLocation& loc) {
     const uint32_t ref = loc.is_zero() ? 0 : LocalRef(loc.pack);
@@ -206,9 +207,8 @@ absl::StatusOr<RegionWritten> CheckpointWriter::WriteRegion(const CheckpointIds&
       } else if (base != nullptr && b < base->size()) {
         extents.Add(b, (*base)[b]);
       } else {
-        return absl::InternalError(StrCat("checkpoint ", ids.id, ": block ", b,
-                                                " of region '", c.name,
-                                                "' was neither captured nor committed before"));
+        return absl::InternalError(StrCat("checkpoint ", ids.id, ": block ", b, " of region '",
+                                          c.name, "' was neither captured nor committed before"));
       }
     }
   }
@@ -313,9 +313,9 @@ absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteKeyed(const CheckpointI
     // change set laid over it. The base is durable: checkpoints persist in order, and
     // one whose parent failed is never persisted.
     auto failed = [&](const absl::Status& s) {
-      return absl::Status(s.code(), StrCat("checkpoint ", ids.id, ": merging keyed state '",
-                                           k.name, "' with its base, checkpoint ",
-                                           ids.parent.value_or(0), ": ", s.message()));
+      return absl::Status(s.code(), StrCat("checkpoint ", ids.id, ": merging keyed state '", k.name,
+                                           "' with its base, checkpoint ", ids.parent.value_or(0),
+                                           ": ", s.message()));
     };
     if (!ids.parent.has_value() || base_record == nullptr || base_record->id != *ids.parent) {
       return absl::InternalError(StrCat("checkpoint ", ids.id, ": keyed state '", k.name,
@@ -363,10 +363,10 @@ absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteKeyed(const CheckpointI
     }
     // The merge must arrive at exactly the state the capture saw.
     if (merged_entries != k.entries || merged_bytes != k.entry_bytes) {
-      return absl::InternalError(StrCat(
-          "checkpoint ", ids.id, ": keyed state '", k.name, "' merged with its base holds ",
-          merged_entries, " entries of ", merged_bytes, " bytes, the state held ", k.entries,
-          " of ", k.entry_bytes));
+      return absl::InternalError(StrCat("checkpoint ", ids.id, ": keyed state '", k.name,
+                                        "' merged with its base holds ", merged_entries,
+                                        " entries of ", merged_bytes, " bytes, the state held ",
+                                        k.entries, " of ", k.entry_bytes));
     }
   }
   if (absl::Status s = flush(); !s.ok()) return s;

@@ -15,7 +15,6 @@
 
 namespace ickpt {
 
-
 namespace keyed_detail {
 // The entry header. Without tracking: the key and value sizes. With tracking, also `track`:
 // (position in the dirty list << 2) | flags, the position being kCleanPos when unchanged.
@@ -213,7 +212,8 @@ std::pair<size_t, size_t> KeyedChangeSet::GroupRange(uint32_t group) const {
 void KeyedChangeSet::Sort() {
   if (sorted_) return;
   const size_t n = records_.size();
-  for (Record& r : records_) r.key_group = KeyGroupOf(std::string_view(r.data, r.key_size), key_groups_);
+  for (Record& r : records_)
+    r.key_group = KeyGroupOf(std::string_view(r.data, r.key_size), key_groups_);
   using SortItems = std::vector<std::pair<uint64_t, size_t>>;
   SortItems order(n), scratch(n);
   uint64_t all_or = 0, all_and = ~uint64_t{0};
@@ -236,9 +236,8 @@ void KeyedChangeSet::Sort() {
     size_t end = first + 1;
     while (end < n && order[end].first == order[first].first) ++end;
     if (end - first > 1) {
-      std::sort(order.begin() + first, order.begin() + end, [&](const auto& a, const auto& b) {
-        return key_of(a.second) < key_of(b.second);
-      });
+      std::sort(order.begin() + first, order.begin() + end,
+                [&](const auto& a, const auto& b) { return key_of(a.second) < key_of(b.second); });
     }
     first = end;
   }
@@ -669,9 +668,10 @@ absl::Status KeyedState::Put(std::string_view key, std::string_view value) {
   if (group_end_ - group_first_ != key_groups_) {
     const uint32_t group = KeyGroupOf(key, key_groups_);
     if (group < group_first_ || group >= group_end_) {
-      return absl::InvalidArgumentError(StrCat(
-          "keyed state '", name_, "': the key belongs to key group ", group,
-          ", which this participant does not own (it owns [", group_first_, ", ", group_end_, "))"));
+      return absl::InvalidArgumentError(StrCat("keyed state '", name_,
+                                               "': the key belongs to key group ", group,
+                                               ", which this participant does not own (it owns [",
+                                               group_first_, ", ", group_end_, "))"));
     }
   }
   return table_->Put(key, value);

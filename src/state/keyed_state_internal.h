@@ -42,9 +42,9 @@ namespace ickpt {
 class KeyedChangeSetPool;
 
 // The entries captured from a keyed state at one checkpoint: copies, owned here, so persistence can
-// run while the application mutates the state again. Once Sort() ran (on the persist thread), sorted
-// by (key group, key bytes compared as unsigned bytes, shorter first), keys unique: a pack can store
-// them grouped, with an index of group offsets. Move-only.
+// run while the application mutates the state again. Once Sort() ran (on the persist thread),
+// sorted by (key group, key bytes compared as unsigned bytes, shorter first), keys unique: a pack
+// can store them grouped, with an index of group offsets. Move-only.
 class KeyedChangeSet final : public KeyedChanges {
  public:
   KeyedChangeSet() = default;

@@ -52,7 +52,8 @@ uint64_t HandledFaultsForTest();
 
 namespace {
 
-static_assert(std::atomic<uint64_t>::is_always_lock_free, "the fault handler needs lock-free atomics");
+static_assert(std::atomic<uint64_t>::is_always_lock_free,
+              "the fault handler needs lock-free atomics");
 static_assert(std::atomic<uintptr_t>::is_always_lock_free);
 static_assert(std::atomic<bool>::is_always_lock_free);
 
@@ -85,7 +86,7 @@ struct Range {
   size_t word_count = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> words;  // one bit a block, set by the fault handler
   std::atomic<bool> everything_dirty{false};       // set when blocks could not be tracked singly
-  std::atomic<bool> ran_out_of_maps{false};         // for Collect to log what the handler did
+  std::atomic<bool> ran_out_of_maps{false};        // for Collect to log what the handler did
 };
 
 // The registry the handler searches: fixed slots, no allocation, no locks. A slot's range may be
@@ -100,11 +101,11 @@ struct Slot {
 };
 constexpr size_t kMaxRanges = 1024;
 Slot g_slots[kMaxRanges];
-bool g_slot_claimed[kMaxRanges];         // guarded by RegistryMutex()
-std::atomic<size_t> g_slot_limit{0};     // one past the highest slot ever claimed
-struct sigaction g_previous;             // the handler before ours; written before ours runs
+bool g_slot_claimed[kMaxRanges];      // guarded by RegistryMutex()
+std::atomic<size_t> g_slot_limit{0};  // one past the highest slot ever claimed
+struct sigaction g_previous;          // the handler before ours; written before ours runs
 std::atomic<bool> g_installed{false};
-std::atomic<int> g_fail_unprotects{0};   // test hook
+std::atomic<int> g_fail_unprotects{0};  // test hook
 std::atomic<uint64_t> g_handled_faults{0};
 
 Mutex& RegistryMutex() {
@@ -384,7 +385,8 @@ class MprotectTracker final : public Tracker {
     range->block_count = block_count;
     range->word_count = (block_count + 63) / 64;
     range->words = std::make_unique<std::atomic<uint64_t>[]>(range->word_count);
-    for (size_t i = 0; i < range->word_count; ++i) range->words[i].store(0, std::memory_order_relaxed);
+    for (size_t i = 0; i < range->word_count; ++i)
+      range->words[i].store(0, std::memory_order_relaxed);
     absl::StatusOr<size_t> slot = Claim(range.get());
     if (!slot.ok()) return slot.status();
     const uint64_t bytes = range->end - range->begin;

@@ -173,8 +173,8 @@ TEST(MprotectTrackerTest, ConcurrentWritersAndCollectorLoseNothing) {
         const uint64_t block = rng() % kBlocks;
         for (int i = 0; i < 8; ++i) {
           const uint64_t w = block * kBlock / 8 + rng() % (kBlock / 8);
-          std::atomic_ref<uint64_t>(words[w]).store((uint64_t{static_cast<uint64_t>(t)} << 56) | ++n,
-                                                    std::memory_order_relaxed);
+          std::atomic_ref<uint64_t>(words[w]).store(
+              (uint64_t{static_cast<uint64_t>(t)} << 56) | ++n, std::memory_order_relaxed);
         }
       }
       writes.fetch_add(n);
@@ -406,7 +406,6 @@ TEST(MprotectTrackerTest, ResizeKeepsTrackingAcrossAMove) {
   WriteByte(*r, 4999 * kBlock, 1);
   EXPECT_EQ(CollectBlocks(*r), Vec{4999});
 }
-
 
 TEST(SoftDirtyTrackerTest, ProbeSaysWhetherItWorksAndWhy) {
   const TrackerReport report = ProbeSoftDirty();

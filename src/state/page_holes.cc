@@ -1,8 +1,8 @@
 #include "src/state/page_holes.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -93,8 +93,7 @@ absl::Status PageHoles::Reset(const char* base, uint64_t bytes) {
   if (pagemap_fd_ < 0) {
     pagemap_fd_ = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (pagemap_fd_ < 0) {
-      return absl::UnavailableError(
-          StrCat("opening /proc/self/pagemap: ", std::strerror(errno)));
+      return absl::UnavailableError(StrCat("opening /proc/self/pagemap: ", std::strerror(errno)));
     }
   }
   base_ = base;
@@ -144,7 +143,8 @@ absl::Status PageHoles::Scan(DirtyBitmap* holes) {
     return absl::OkStatus();
   }
   if (err != ENOTTY && err != EINVAL && err != EOPNOTSUPP) {
-    return absl::InternalError(StrCat("PAGEMAP_SCAN over ", pages_, " pages: ", std::strerror(err)));
+    return absl::InternalError(
+        StrCat("PAGEMAP_SCAN over ", pages_, " pages: ", std::strerror(err)));
   }
   // The classic pagemap: one 64-bit entry a page. Cannot see the shared zero page without
   // CAP_SYS_ADMIN (the PFN is hidden), so a hole that was read after being dropped counts as

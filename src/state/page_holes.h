@@ -81,16 +81,16 @@ struct Arg {
   uint64_t category_anyof_mask;
   uint64_t return_mask;
 };
-constexpr uint64_t kWpMatching = 1 << 0;   // PM_SCAN_WP_MATCHING
+constexpr uint64_t kWpMatching = 1 << 0;    // PM_SCAN_WP_MATCHING
 constexpr uint64_t kCheckWpAsync = 1 << 1;  // PM_SCAN_CHECK_WPASYNC
-constexpr uint64_t kIsWpAllowed = 1 << 0;  // PAGE_IS_WPALLOWED
-constexpr uint64_t kIsWritten = 1 << 1;    // PAGE_IS_WRITTEN
-constexpr uint64_t kIsFile = 1 << 2;       // PAGE_IS_FILE
-constexpr uint64_t kIsPresent = 1 << 3;    // PAGE_IS_PRESENT
-constexpr uint64_t kIsSwapped = 1 << 4;    // PAGE_IS_SWAPPED
-constexpr uint64_t kIsPfnZero = 1 << 5;    // PAGE_IS_PFNZERO
-constexpr uint64_t kIsHuge = 1 << 6;       // PAGE_IS_HUGE
-constexpr uint64_t kIsSoftDirty = 1 << 7;  // PAGE_IS_SOFT_DIRTY
+constexpr uint64_t kIsWpAllowed = 1 << 0;   // PAGE_IS_WPALLOWED
+constexpr uint64_t kIsWritten = 1 << 1;     // PAGE_IS_WRITTEN
+constexpr uint64_t kIsFile = 1 << 2;        // PAGE_IS_FILE
+constexpr uint64_t kIsPresent = 1 << 3;     // PAGE_IS_PRESENT
+constexpr uint64_t kIsSwapped = 1 << 4;     // PAGE_IS_SWAPPED
+constexpr uint64_t kIsPfnZero = 1 << 5;     // PAGE_IS_PFNZERO
+constexpr uint64_t kIsHuge = 1 << 6;        // PAGE_IS_HUGE
+constexpr uint64_t kIsSoftDirty = 1 << 7;   // PAGE_IS_SOFT_DIRTY
 // _IOWR('f', 16, struct pm_scan_arg)
 constexpr unsigned long kIoctl = (3ul << 30) | (sizeof(Arg) << 16) | ('f' << 8) | 16;
 

@@ -1,3 +1,5 @@
+#include "ickpt/region.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -5,13 +7,12 @@
 #include <cerrno>
 #include <cstring>
 
-#include "src/util/log.h"
-#include "src/util/str.h"
-#include "src/util/mutex.h"
-#include "ickpt/region.h"
 #include "src/repo/manifest.h"
 #include "src/state/region_internal.h"
 #include "src/state/tracker.h"
+#include "src/util/log.h"
+#include "src/util/mutex.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 
@@ -88,8 +89,8 @@ void Region::MarkDirty(uint64_t offset, uint64_t length) {
 absl::Status Region::Grow(uint64_t new_size) {
   const uint64_t new_count = (new_size + block_size_ - 1) / block_size_;
   if (new_count < block_count_) {
-    return absl::InvalidArgumentError(StrCat("region '", name_, "' cannot shrink from ",
-                                                   size(), " to ", new_size, " bytes"));
+    return absl::InvalidArgumentError(
+        StrCat("region '", name_, "' cannot shrink from ", size(), " to ", new_size, " bytes"));
   }
   if (new_count == block_count_) return absl::OkStatus();
   const uint64_t old_count = block_count_;
@@ -106,7 +107,7 @@ absl::StatusOr<std::unique_ptr<Region>> RegionAccess::Create(std::string_view na
   if (name.empty()) return absl::InvalidArgumentError("a region needs a name");
   if (block_size == 0 || block_size % page != 0) {
     return absl::InvalidArgumentError(StrCat("block size ", block_size, " of region '", name,
-                                                   "' is not a multiple of the page size ", page));
+                                             "' is not a multiple of the page size ", page));
   }
   if (options.size == 0) {
     return absl::InvalidArgumentError(StrCat("region '", name, "' has size 0"));
@@ -183,18 +184,18 @@ absl::Status RegionAccess::Resize(Region& region, uint64_t block_count) {
   // Checked before the multiplication, which could wrap (a restore passes a count read from a
   // manifest; the decoder bounds it the same way).
   if (block_count > kMaxStateObjectBytes / region.block_size_) {
-    return absl::InvalidArgumentError(StrCat("region '", region.name_, "' cannot hold ", block_count,
-                                             " blocks of ", region.block_size_,
-                                             " bytes: more than the 1 PiB limit of a state object"));
+    return absl::InvalidArgumentError(
+        StrCat("region '", region.name_, "' cannot hold ", block_count, " blocks of ",
+               region.block_size_, " bytes: more than the 1 PiB limit of a state object"));
   }
   const uint64_t bytes = block_count * region.block_size_;
   {
     // What the tracker saw so far is kept in the carry set: a moved range starts over.
     DirtyBitmap seen(region.block_count_);
     if (absl::Status s = region.tracker_->BeforeResize(&seen); !s.ok()) {
-      return absl::Status(s.code(), StrCat("region '", region.name_, "': tracker '",
-                                           region.tracker_->name(), "' before resizing: ",
-                                           s.message()));
+      return absl::Status(s.code(),
+                          StrCat("region '", region.name_, "': tracker '", region.tracker_->name(),
+                                 "' before resizing: ", s.message()));
     }
     MutexLock lock(&region.dirty_->mu);
     region.dirty_->carry.OrWith(seen);
@@ -203,8 +204,8 @@ absl::Status RegionAccess::Resize(Region& region, uint64_t block_count) {
   if (moved == MAP_FAILED) {
     const absl::Status error = ErrnoError("mremap", region.name_);
     // The tracker was told the range would change: give it back the unchanged range.
-    if (absl::Status s = region.tracker_->Attach(region.data_, region.block_count_,
-                                                 region.block_size_);
+    if (absl::Status s =
+            region.tracker_->Attach(region.data_, region.block_count_, region.block_size_);
         !s.ok()) {
       ICKPT_LOG_WARN("region '{}': re-attaching tracker after a failed mremap: {}", region.name_,
                      s.ToString());

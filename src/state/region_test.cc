@@ -70,8 +70,8 @@ TEST(RegionTest, ZeroedAndFreedBlocksCountAsChanged) {
 TEST(RegionTest, ExplicitTrackerReportsOnlyMarkedRanges) {
   auto r = MakeRegion(16 * kBlock, TrackerKind::kExplicit);
   EXPECT_EQ(r->tracker_name(), "explicit");
-  r->data()[0] = 1;  // not reported: not captured
-  r->MarkDirty(3 * kBlock + 10, kBlock);  // spans blocks 3 and 4
+  r->data()[0] = 1;                         // not reported: not captured
+  r->MarkDirty(3 * kBlock + 10, kBlock);    // spans blocks 3 and 4
   r->MarkDirty(15 * kBlock, 100 * kBlock);  // clipped to the region
   ASSERT_OK_AND_ASSIGN(DirtyBitmap d, RegionAccess::Collect(*r));
   EXPECT_EQ(Blocks(d), (std::vector<uint64_t>{3, 4, 15}));

@@ -101,8 +101,7 @@ absl::Status ReadSoftDirty(int pagemap_fd, const char* base, uint64_t block_coun
 absl::Status ClearSoftDirtyBits() {
   const int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
-    return absl::UnavailableError(
-        StrCat("opening /proc/self/clear_refs: ", std::strerror(errno)));
+    return absl::UnavailableError(StrCat("opening /proc/self/clear_refs: ", std::strerror(errno)));
   }
   ssize_t n;
   do {

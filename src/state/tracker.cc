@@ -4,8 +4,8 @@
 #include <thread>
 #include <vector>
 
-#include "src/util/str.h"
 #include "src/util/hash.h"
+#include "src/util/str.h"
 
 namespace ickpt {
 namespace {
@@ -44,22 +44,27 @@ class HashTracker final : public Tracker {
   }
 
   absl::Status Collect(DirtyBitmap* dirty) override {
-    ForEachSlice([&](uint64_t first, uint64_t end, std::vector<uint64_t>* changed) {
-      for (uint64_t b = first; b < end; ++b) {
-        const uint64_t h = Xxh3(base_ + b * block_size_, block_size_);
-        if (h != hashes_[b]) {
-          hashes_[b] = h;
-          changed->push_back(b);
-        }
-      }
-    }, dirty);
+    ForEachSlice(
+        [&](uint64_t first, uint64_t end, std::vector<uint64_t>* changed) {
+          for (uint64_t b = first; b < end; ++b) {
+            const uint64_t h = Xxh3(base_ + b * block_size_, block_size_);
+            if (h != hashes_[b]) {
+              hashes_[b] = h;
+              changed->push_back(b);
+            }
+          }
+        },
+        dirty);
     return absl::OkStatus();
   }
 
   absl::Status Rebaseline() override {
-    ForEachSlice([&](uint64_t first, uint64_t end, std::vector<uint64_t>*) {
-      for (uint64_t b = first; b < end; ++b) hashes_[b] = Xxh3(base_ + b * block_size_, block_size_);
-    }, nullptr);
+    ForEachSlice(
+        [&](uint64_t first, uint64_t end, std::vector<uint64_t>*) {
+          for (uint64_t b = first; b < end; ++b)
+            hashes_[b] = Xxh3(base_ + b * block_size_, block_size_);
+        },
+        nullptr);
     return absl::OkStatus();
   }
 
@@ -76,7 +81,8 @@ class HashTracker final : public Tracker {
     std::vector<std::thread> workers;
     const uint64_t per = (n + threads - 1) / threads;
     for (unsigned t = 1; t < threads; ++t) {
-      workers.emplace_back([&, t] { fn(std::min(n, t * per), std::min(n, (t + 1) * per), &changed[t]); });
+      workers.emplace_back(
+          [&, t] { fn(std::min(n, t * per), std::min(n, (t + 1) * per), &changed[t]); });
     }
     fn(0, std::min(n, per), &changed[0]);
     for (auto& w : workers) w.join();
@@ -141,14 +147,15 @@ absl::StatusOr<TrackerKind> ParseTrackerName(std::string_view name) {
   for (TrackerKind kind : kAllKinds) {
     if (TrackerName(kind) == name) return kind;
   }
-  return absl::InvalidArgumentError(StrCat(
-      "unknown tracker '", name,
-      "' (known: auto, uffd-async, soft-dirty, uffd-sync, mprotect, hash, explicit)"));
+  return absl::InvalidArgumentError(
+      StrCat("unknown tracker '", name,
+             "' (known: auto, uffd-async, soft-dirty, uffd-sync, mprotect, hash, explicit)"));
 }
 
 const std::vector<TrackerReport>& DescribeTrackers() {
   // Probed once: each probe maps scratch pages and does the real thing (a few ms in all).
-  static const std::vector<TrackerReport>* const reports = new std::vector<TrackerReport>(ProbeAll());
+  static const std::vector<TrackerReport>* const reports =
+      new std::vector<TrackerReport>(ProbeAll());
   return *reports;
 }
 

@@ -9,17 +9,16 @@
 // that did not change is allowed by that check (it costs storage, not correctness); where a test
 // says a block must not be reported, that is said explicitly.
 #include "src/state/tracker.h"
-#include "src/state/page_holes.h"
 
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <grp.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,6 +37,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "src/state/page_holes.h"
 #include "src/state/region_internal.h"
 #include "src/testing/status_matchers.h"
 
@@ -654,8 +654,8 @@ bool CheckRegionAsNobody(int out, TrackerKind kind) {
 // tested at the tracker; RegionAccess::Create's fallback loop acts on exactly this status.)
 TEST(TrackerTest, RangeOwnedByAnotherUserfaultfdIsRefusedClearly) {
   constexpr uint64_t kPages = 8;
-  void* mem = mmap(nullptr, kPages * kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+  void* mem =
+      mmap(nullptr, kPages * kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(mem, MAP_FAILED);
   const int other = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (other < 0) {

@@ -1,9 +1,9 @@
 // The userfaultfd trackers (docs/trackers.md):
 //  - "uffd-async": asynchronous write-protect (UFFD_FEATURE_WP_ASYNC, Linux >= 6.7). A write to a
-//    protected page is resolved by the kernel itself (about 1 us, no thread, no signal) and the page
-//    loses its protection; one PAGEMAP_SCAN ioctl with PM_SCAN_WP_MATCHING returns the written pages
-//    and protects them again, page by page under the page-table lock, so a write racing with the
-//    scan lands either before its page is read (and is reported now) or after it was protected
+//    protected page is resolved by the kernel itself (about 1 us, no thread, no signal) and the
+//    page loses its protection; one PAGEMAP_SCAN ioctl with PM_SCAN_WP_MATCHING returns the written
+//    pages and protects them again, page by page under the page-table lock, so a write racing with
+//    the scan lands either before its page is read (and is reported now) or after it was protected
 //    again (and loses the protection again, and is reported next time).
 //  - "uffd-sync": synchronous write-protect (Linux >= 5.7): a write to a protected page stops the
 //    writer until this tracker's fault thread removes the protection. The set of unprotected pages
@@ -34,7 +34,8 @@
 namespace ickpt {
 namespace {
 
-// Features newer than Debian 12's headers (Linux 6.1); values from include/uapi/linux/userfaultfd.h.
+// Features newer than Debian 12's headers (Linux 6.1); values from
+// include/uapi/linux/userfaultfd.h.
 constexpr uint64_t kFeatureWpUnpopulated = 1ull << 13;  // UFFD_FEATURE_WP_UNPOPULATED (6.4)
 constexpr uint64_t kFeatureWpAsync = 1ull << 15;        // UFFD_FEATURE_WP_ASYNC (6.7)
 constexpr uint64_t kPageSize = 4096;
@@ -368,16 +369,16 @@ class UffdSyncTracker final : public UffdTrackerBase {
     DirtyBitmap unprotected(pages);
     // Present or swapped, and not write-protected: written since protected, or never protected
     // (a page written after being dropped, a kernel without WP_UNPOPULATED).
-    if (absl::Status s = ReadPagemap(
-            pagemap_fd_, first_page, pages,
-            [&](uint64_t first, const uint64_t* entries, uint64_t n) {
-              for (uint64_t i = 0; i < n; ++i) {
-                const uint64_t e = entries[i];
-                if ((e & (uint64_t{3} << 62)) != 0 && (e & kPagemapUffdWp) == 0) {
-                  unprotected.Set(first + i);
-                }
-              }
-            });
+    if (absl::Status s =
+            ReadPagemap(pagemap_fd_, first_page, pages,
+                        [&](uint64_t first, const uint64_t* entries, uint64_t n) {
+                          for (uint64_t i = 0; i < n; ++i) {
+                            const uint64_t e = entries[i];
+                            if ((e & (uint64_t{3} << 62)) != 0 && (e & kPagemapUffdWp) == 0) {
+                              unprotected.Set(first + i);
+                            }
+                          }
+                        });
         !s.ok()) {
       return s;
     }
@@ -419,7 +420,6 @@ class UffdSyncTracker final : public UffdTrackerBase {
       ICKPT_LOG_ONCE("uffd-sync-unprotect", LogLevel::kError, "uffd-sync: {}", s.ToString());
     }
   }
-
 };
 
 }  // namespace
@@ -491,7 +491,8 @@ TrackerReport ProbeUffdSync() {
   }
   report.works = true;
   report.reason =
-      "userfaultfd write-protect: a fault thread unprotects written pages; reads pagemap at capture";
+      "userfaultfd write-protect: a fault thread unprotects written pages; reads pagemap at "
+      "capture";
   return report;
 }
 

@@ -62,7 +62,9 @@ absl::Status FaultInjectionFileSystem::CountRead() {
   return Fire(read_count_, &read_fault_);
 }
 
-void FaultInjectionFileSystem::AddEntry(EntryChange change) { entries_.push_back(std::move(change)); }
+void FaultInjectionFileSystem::AddEntry(EntryChange change) {
+  entries_.push_back(std::move(change));
+}
 
 std::optional<std::string> FaultInjectionFileSystem::DurableContent(const std::string& path) {
   absl::StatusOr<bool> is_dir = target_->IsDirectory(path);
@@ -74,7 +76,8 @@ std::optional<std::string> FaultInjectionFileSystem::DurableContent(const std::s
   return *std::move(data);
 }
 
-absl::Status FaultInjectionFileSystem::WriteWhole(const std::string& path, const std::string& data) {
+absl::Status FaultInjectionFileSystem::WriteWhole(const std::string& path,
+                                                  const std::string& data) {
   absl::StatusOr<std::unique_ptr<WritableFile>> file = target_->NewWritableFile(path);
   if (!file.ok()) return file.status();
   absl::Status s = (*file)->Append(data);
@@ -111,8 +114,8 @@ absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionFileSystem::NewWrita
   auto data = std::make_shared<FileData>();
   files_[path] = data;
   if (!existed) {
-    AddEntry(EntryChange{.kind = EntryKind::kCreateFile, .path = path,
-                         .dirs_to_sync = {ParentDir(path)}});
+    AddEntry(EntryChange{
+        .kind = EntryKind::kCreateFile, .path = path, .dirs_to_sync = {ParentDir(path)}});
   }
   return std::make_unique<File>(this, *std::move(file), std::move(data));
 }
@@ -137,8 +140,8 @@ absl::Status FaultInjectionFileSystem::FileAppend(WritableFile* target,
     absl::Status s = target->Append(half);
     if (s.ok()) data->written += half.size();
     *failed = true;
-    return absl::UnavailableError(StrCat("short write: wrote ", half.size(), " of ",
-                                               bytes.size(), " bytes (fault injection)"));
+    return absl::UnavailableError(StrCat("short write: wrote ", half.size(), " of ", bytes.size(),
+                                         " bytes (fault injection)"));
   }
   absl::Status s = target->Append(bytes);
   if (!s.ok()) {
@@ -203,8 +206,8 @@ absl::Status FaultInjectionFileSystem::CreateDir(const std::string& raw_path) {
   MutexLock lock(&mu_);
   if (absl::Status s = CountOperation(); !s.ok()) return s;
   if (absl::Status s = target_->CreateDir(path); !s.ok()) return s;
-  AddEntry(EntryChange{.kind = EntryKind::kCreateDir, .path = path,
-                       .dirs_to_sync = {ParentDir(path)}});
+  AddEntry(
+      EntryChange{.kind = EntryKind::kCreateDir, .path = path, .dirs_to_sync = {ParentDir(path)}});
   return absl::OkStatus();
 }
 
@@ -237,21 +240,24 @@ absl::Status FaultInjectionFileSystem::Rename(const std::string& raw_from,
     node.key() = to;
     files_.insert(std::move(node));
   }
-  AddEntry(EntryChange{.kind = EntryKind::kRename, .path = to, .from = from,
+  AddEntry(EntryChange{.kind = EntryKind::kRename,
+                       .path = to,
+                       .from = from,
                        .saved = std::move(replaced),
                        .dirs_to_sync = {ParentDir(from), ParentDir(to)}});
   return absl::OkStatus();
 }
 
-absl::Status FaultInjectionFileSystem::Link(const std::string& raw_from, const std::string& raw_to) {
+absl::Status FaultInjectionFileSystem::Link(const std::string& raw_from,
+                                            const std::string& raw_to) {
   const std::string from = Normalize(raw_from);
   const std::string to = Normalize(raw_to);
   MutexLock lock(&mu_);
   if (absl::Status s = CountOperation(); !s.ok()) return s;
   if (absl::Status s = target_->Link(from, to); !s.ok()) return s;
   if (auto it = files_.find(from); it != files_.end()) files_[to] = it->second;
-  AddEntry(EntryChange{.kind = EntryKind::kLink, .path = to, .from = from,
-                       .dirs_to_sync = {ParentDir(to)}});
+  AddEntry(EntryChange{
+      .kind = EntryKind::kLink, .path = to, .from = from, .dirs_to_sync = {ParentDir(to)}});
   return absl::OkStatus();
 }
 
@@ -263,13 +269,16 @@ absl::Status FaultInjectionFileSystem::Remove(const std::string& raw_path) {
   std::optional<std::string> saved = DurableContent(path);
   if (absl::Status s = target_->Remove(path); !s.ok()) return s;
   files_.erase(path);
-  AddEntry(EntryChange{.kind = EntryKind::kRemove, .path = path, .saved = std::move(saved),
+  AddEntry(EntryChange{.kind = EntryKind::kRemove,
+                       .path = path,
+                       .saved = std::move(saved),
                        .removed_dir = is_dir.ok() && *is_dir,
                        .dirs_to_sync = {ParentDir(path)}});
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> FaultInjectionFileSystem::ListDir(const std::string& path) {
+absl::StatusOr<std::vector<std::string>> FaultInjectionFileSystem::ListDir(
+    const std::string& path) {
   MutexLock lock(&mu_);
   if (absl::Status s = CountRead(); !s.ok()) return s;
   return target_->ListDir(path);
@@ -390,8 +399,7 @@ int64_t FaultInjectionFileSystem::read_count() const {
 void FaultInjectionFileSystem::ResetCounters() {
   MutexLock lock(&mu_);
   // Pending faults are relative to the counters, so they go too.
-  operation_count_ = write_count_ = sync_count_ = sync_dir_count_ = rename_count_ = read_count_ =
-      0;
+  operation_count_ = write_count_ = sync_count_ = sync_dir_count_ = rename_count_ = read_count_ = 0;
   operation_fault_ = write_fault_ = short_write_fault_ = sync_fault_ = sync_dir_fault_ =
       rename_fault_ = read_fault_ = Fault{};
 }

@@ -1,5 +1,5 @@
-// FaultInjectionFileSystem: a FileSystem wrapper for tests that (a) models what a power loss does to
-// data and directory entries that were not fsynced, and (b) fails chosen calls.
+// FaultInjectionFileSystem: a FileSystem wrapper for tests that (a) models what a power loss does
+// to data and directory entries that were not fsynced, and (b) fails chosen calls.
 //
 // Power-loss model (SimulatePowerLoss):
 //  - File data: for every file created through this wrapper, only the bytes covered by its last
@@ -45,8 +45,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "src/util/mutex.h"
 #include "ickpt/store.h"
+#include "src/util/mutex.h"
 
 namespace ickpt {
 
@@ -98,7 +98,8 @@ class FaultInjectionFileSystem : public FileSystem {
   int64_t read_count() const;  // read calls, as counted by FailNthRead
   void ResetCounters();
 
-  // Bytes appended but not yet synced, over all tracked files (lets a test assert "nothing pending").
+  // Bytes appended but not yet synced, over all tracked files (lets a test assert "nothing
+  // pending").
   uint64_t unsynced_bytes() const;
   // Entry changes not yet made durable by SyncDir.
   size_t unsynced_entry_count() const;
@@ -112,9 +113,10 @@ class FaultInjectionFileSystem : public FileSystem {
   enum class EntryKind { kCreateFile, kCreateDir, kRename, kLink, kRemove };
   struct EntryChange {
     EntryKind kind;
-    std::string path = {};             // the created / removed / link or rename target path
-    std::string from = {};             // rename / link source
-    std::optional<std::string> saved = std::nullopt;  // durable content of a replaced or removed file
+    std::string path = {};  // the created / removed / link or rename target path
+    std::string from = {};  // rename / link source
+    std::optional<std::string> saved =
+        std::nullopt;  // durable content of a replaced or removed file
     bool removed_dir = false;
     std::set<std::string> dirs_to_sync = {};
   };

@@ -207,8 +207,8 @@ TEST_F(FaultFileSystemTest, EveryOperationFailedInTurn) {
     int64_t ops = 0;
     {
       TempDir scratch;
-      auto store = OpenLocalStore(scratch.Join("repo"),
-                                  {.file_system = &fs_, .create_if_missing = true});
+      auto store =
+          OpenLocalStore(scratch.Join("repo"), {.file_system = &fs_, .create_if_missing = true});
       ASSERT_OK(store);
       const int64_t before = fs_.operation_count();
       ASSERT_OK(publish ? (*store)->Publish(key, data) : (*store)->Put(key, data));
@@ -218,8 +218,8 @@ TEST_F(FaultFileSystemTest, EveryOperationFailedInTurn) {
     for (int64_t n = 1; n <= ops; ++n) {
       SCOPED_TRACE("failing operation " + std::to_string(n));
       TempDir scratch;
-      auto store = OpenLocalStore(scratch.Join("repo"),
-                                  {.file_system = &fs_, .create_if_missing = true});
+      auto store =
+          OpenLocalStore(scratch.Join("repo"), {.file_system = &fs_, .create_if_missing = true});
       ASSERT_OK(store);
       fs_.FailNthOperation(n, absl::UnavailableError("injected"));
       absl::Status s = publish ? (*store)->Publish(key, data) : (*store)->Put(key, data);

@@ -21,9 +21,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "src/util/mutex.h"
 #include "absl/time/time.h"
 #include "ickpt/store.h"
+#include "src/util/mutex.h"
 
 namespace ickpt {
 

@@ -24,10 +24,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "src/util/mutex.h"
 #include "ickpt/store.h"
 #include "src/util/hash.h"
 #include "src/util/log.h"
+#include "src/util/mutex.h"
 #include "src/util/str.h"
 
 namespace ickpt {
@@ -36,9 +36,9 @@ absl::Status ValidateObjectKey(std::string_view key) {
   constexpr size_t kMaxKeyBytes = 256;
   constexpr size_t kMaxComponents = 8;
   auto invalid = [&](std::string_view why) {
-    return absl::InvalidArgumentError(
-        StrCat("invalid object key \"", absl::CHexEscape(ToAbsl(key.substr(0, 300))), "\": ", why,
-                     " (format.md §2)"));
+    return absl::InvalidArgumentError(StrCat("invalid object key \"",
+                                             absl::CHexEscape(ToAbsl(key.substr(0, 300))),
+                                             "\": ", why, " (format.md §2)"));
   };
   if (key.empty()) return invalid("empty");
   if (key.size() > kMaxKeyBytes) return invalid("longer than 256 bytes");
@@ -222,8 +222,8 @@ class LocalStore final : public ObjectStore {
     // The store's own temporary files use this infix; an object named like one would be invisible
     // to List.
     if (Contains(key, kTempInfix)) {
-      return absl::InvalidArgumentError(StrCat(
-          "invalid object key \"", key, "\" for ", Describe(), ": contains \"", kTempInfix, "\""));
+      return absl::InvalidArgumentError(StrCat("invalid object key \"", key, "\" for ", Describe(),
+                                               ": contains \"", kTempInfix, "\""));
     }
     return absl::OkStatus();
   }
@@ -496,8 +496,8 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> OpenLocalStore(const std::string& r
   if (!is_dir.ok()) {
     if (!absl::IsNotFound(is_dir.status())) return is_dir.status();
     if (!options.create_if_missing) {
-      return absl::NotFoundError(StrCat("local store root ", normalized,
-                                              " does not exist (create_if_missing is false)"));
+      return absl::NotFoundError(
+          StrCat("local store root ", normalized, " does not exist (create_if_missing is false)"));
     }
     if (absl::Status s = MakeDirs(fs, normalized); !s.ok()) return s;
   }

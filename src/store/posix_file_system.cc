@@ -191,8 +191,8 @@ class PosixFileSystem final : public FileSystem {
   }
 
   absl::Status SyncDir(const std::string& path) override {
-    const int fd = RetryOnEintr(
-        [&] { return ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
+    const int fd =
+        RetryOnEintr([&] { return ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
     if (fd < 0) return ErrnoStatus(errno, StrCat("open directory ", path));
     absl::Status status;
     if (RetryOnEintr([&] { return ::fsync(fd); }) != 0) {

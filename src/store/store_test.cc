@@ -2,6 +2,8 @@
 // the local directory store, the memory store, and each of them inside a FaultInjectionStore with
 // no faults armed. Then local-only checks of file modes, temporary files, debris and atomic
 // publish.
+#include "ickpt/store.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -17,7 +19,6 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "ickpt/store.h"
 #include "src/store/fault_file_system.h"
 #include "src/store/fault_store.h"
 #include "src/testing/status_matchers.h"
@@ -289,18 +290,16 @@ TYPED_TEST(StoreTest, MissingIsNotFound) {
 }
 
 TYPED_TEST(StoreTest, ListByPrefixIsSorted) {
-  for (const char* key : {"packs/ff/ff01", "packs/00/0001", "packs/0a/0a00", "manifests/00/0002",
-                          "commits/00000000000000000002", "commits/00000000000000000001",
-                          "config"}) {
+  for (const char* key :
+       {"packs/ff/ff01", "packs/00/0001", "packs/0a/0a00", "manifests/00/0002",
+        "commits/00000000000000000002", "commits/00000000000000000001", "config"}) {
     ASSERT_OK(this->store().Put(key, key));
   }
   EXPECT_EQ(this->Keys("packs/"),
             (std::vector<std::string>{"packs/00/0001", "packs/0a/0a00", "packs/ff/ff01"}));
-  EXPECT_EQ(this->Keys("packs/0"),
-            (std::vector<std::string>{"packs/00/0001", "packs/0a/0a00"}));
-  EXPECT_EQ(this->Keys("commits/"),
-            (std::vector<std::string>{"commits/00000000000000000001",
-                                      "commits/00000000000000000002"}));
+  EXPECT_EQ(this->Keys("packs/0"), (std::vector<std::string>{"packs/00/0001", "packs/0a/0a00"}));
+  EXPECT_EQ(this->Keys("commits/"), (std::vector<std::string>{"commits/00000000000000000001",
+                                                              "commits/00000000000000000002"}));
   EXPECT_EQ(this->Keys("conf"), (std::vector<std::string>{"config"}));
   EXPECT_EQ(this->Keys("zzz"), (std::vector<std::string>{}));
   EXPECT_EQ(this->Keys("").size(), 7u);
@@ -330,12 +329,12 @@ TYPED_TEST(StoreTest, PublishRefusesOverwrite) {
 
 TYPED_TEST(StoreTest, InvalidKeysRejected) {
   const std::string long_key(257, 'a');
-  for (std::string key : {std::string(""), std::string("../x"), std::string("/abs"),
-                          std::string("A"), std::string("a//b"), std::string("a/"),
-                          std::string("."), std::string("a/../b"), std::string("a/./b"),
-                          std::string(".hidden"), std::string("-x"), std::string("a b"),
-                          std::string("a/b/c/d/e/f/g/h/i"), long_key, std::string("a\\b"),
-                          std::string("caf\xc3\xa9")}) {
+  for (std::string key :
+       {std::string(""), std::string("../x"), std::string("/abs"), std::string("A"),
+        std::string("a//b"), std::string("a/"), std::string("."), std::string("a/../b"),
+        std::string("a/./b"), std::string(".hidden"), std::string("-x"), std::string("a b"),
+        std::string("a/b/c/d/e/f/g/h/i"), long_key, std::string("a\\b"),
+        std::string("caf\xc3\xa9")}) {
     SCOPED_TRACE(key);
     EXPECT_TRUE(absl::IsInvalidArgument(ValidateObjectKey(key)));
     EXPECT_TRUE(absl::IsInvalidArgument(this->store().Put(key, "x")));
@@ -359,8 +358,8 @@ TYPED_TEST(StoreTest, ConcurrentPuts) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         // Every thread also writes the shared key, as writers of one content-named object do.
-        const std::string key = "packs/" + std::to_string(i % 5) + "/t" + std::to_string(t) +
-                                "-" + std::to_string(i);
+        const std::string key =
+            "packs/" + std::to_string(i % 5) + "/t" + std::to_string(t) + "-" + std::to_string(i);
         if (!this->store().Put(key, key).ok()) ++failures;
         if (!this->store().Put("packs/shared/same", "same bytes").ok()) ++failures;
       }

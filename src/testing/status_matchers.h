@@ -35,7 +35,7 @@ inline ::testing::AssertionResult IsOk(const char* expr, const absl::Status& sta
 
 #define ASSERT_OK_AND_ASSIGN(lhs, expr) \
   ICKPT_ASSERT_OK_AND_ASSIGN_IMPL(ICKPT_STATUS_CONCAT(status_or_value_, __LINE__), lhs, expr)
-#define ICKPT_ASSERT_OK_AND_ASSIGN_IMPL(statusor, lhs, expr)                          \
-  auto statusor = (expr);                                                             \
+#define ICKPT_ASSERT_OK_AND_ASSIGN_IMPL(statusor, lhs, expr)                \
+  auto statusor = (expr);                                                   \
   ASSERT_PRED_FORMAT1(::ickpt::testing::internal::IsOk, statusor.status()); \
   lhs = std::move(statusor).value()

@@ -10,9 +10,15 @@ namespace ickpt {
 namespace {
 
 TEST(CodingTest, VarintRoundTripsBoundaryValues) {
-  const uint64_t values[] = {0,           1,          127,        128,
-                             16383,       16384,      (1ull << 32) - 1,
-                             1ull << 63,  std::numeric_limits<uint64_t>::max()};
+  const uint64_t values[] = {0,
+                             1,
+                             127,
+                             128,
+                             16383,
+                             16384,
+                             (1ull << 32) - 1,
+                             1ull << 63,
+                             std::numeric_limits<uint64_t>::max()};
   for (uint64_t v : values) {
     std::string buf;
     PutVarint64(&buf, v);

@@ -1,11 +1,12 @@
 #include "src/util/hash.h"
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <xxhash.h>
 
 #include <cstdio>
 #include <random>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 namespace ickpt {
 

@@ -13,8 +13,7 @@ TEST(HashTest, Sha256OfAbcMatchesFips180Vector) {
 }
 
 TEST(HashTest, Sha256OfEmpty) {
-  EXPECT_EQ(ToHex(Sha256("")),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(ToHex(Sha256("")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 TEST(HashTest, StreamingEqualsOneShot) {

@@ -6,9 +6,9 @@
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
-#include "src/util/mutex.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
+#include "src/util/mutex.h"
 #include "src/util/str.h"
 
 namespace ickpt {
@@ -33,8 +33,8 @@ spdlog::level::level_enum ToSpdlog(LogLevel level) {
 struct LogState {
   LogState() {
     const char* env = std::getenv("ICKPT_LOG");
-    level.store(static_cast<int>(env == nullptr ? LogLevel::kWarn
-                                                : ParseLogLevel(env, LogLevel::kWarn)));
+    level.store(
+        static_cast<int>(env == nullptr ? LogLevel::kWarn : ParseLogLevel(env, LogLevel::kWarn)));
     // A private logger (not registered in spdlog's global registry) so that an application's own
     // spdlog configuration neither sees nor changes ours.
     logger = std::make_shared<spdlog::logger>("ickpt",

@@ -32,7 +32,8 @@ bool LogOnce(std::string_view key, LogLevel level, std::string_view message);
 void SetLogLevel(LogLevel level);
 LogLevel GetLogLevel();
 
-// Parses "debug", "info", "warn"/"warning", "error", "off" (case-insensitive); `fallback` otherwise.
+// Parses "debug", "info", "warn"/"warning", "error", "off" (case-insensitive); `fallback`
+// otherwise.
 LogLevel ParseLogLevel(std::string_view name, LogLevel fallback);
 
 namespace log_internal {
@@ -56,4 +57,5 @@ void LogOnceFormatted(std::string_view key, LogLevel level, fmt::format_string<A
 #define ICKPT_LOG_ERROR(...) ::ickpt::log_internal::Log(::ickpt::LogLevel::kError, __VA_ARGS__)
 // ICKPT_LOG_ONCE(key, level, fmt, args...): logs the formatted message only the first time `key`
 // is seen in this process. `level` is a LogLevel, e.g. ::ickpt::LogLevel::kWarn.
-#define ICKPT_LOG_ONCE(key, level, ...) ::ickpt::log_internal::LogOnceFormatted(key, level, __VA_ARGS__)
+#define ICKPT_LOG_ONCE(key, level, ...) \
+  ::ickpt::log_internal::LogOnceFormatted(key, level, __VA_ARGS__)

@@ -32,8 +32,8 @@ class ABSL_LOCKABLE Mutex {
   // With the mutex held: releases it until `condition()` is true, then returns holding it.
   // `condition` is evaluated with the mutex held.
   template <typename Condition>
-  void Await(Condition condition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(this)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  void Await(Condition condition)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
     changed_.wait(lock, condition);
     lock.release();  // still held: the caller unlocks

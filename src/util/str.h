@@ -5,11 +5,11 @@
 // Thread safety: pure functions.
 #pragma once
 
-#include <fmt/format.h>
-
 #include <iterator>
 #include <string>
 #include <string_view>
+
+#include <fmt/format.h>
 
 #include "absl/strings/string_view.h"
 
@@ -30,7 +30,9 @@ std::string StrCat(const Args&... args) {
   return out;
 }
 
-inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline absl::string_view ToAbsl(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
 
 inline bool Contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
