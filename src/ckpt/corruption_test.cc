@@ -50,6 +50,7 @@
 #include "src/repo/pack.h"
 #include "src/repo/repository_internal.h"
 #include "src/testing/status_matchers.h"
+#include "src/testing/restore_util.h"
 #include "src/testing/test_util.h"
 #include "src/util/coding.h"
 #include "src/util/hash.h"
@@ -307,15 +308,10 @@ class CorruptionTest : public ::testing::Test {
 
   // Restores `id` into a fresh checkpointer, which creates the region and the keyed state.
   static absl::StatusOr<Snapshot> Restore(Repository* repo, uint64_t id) {
-    absl::StatusOr<std::unique_ptr<Checkpointer>> ckpt = Checkpointer::Open(repo);
-    if (!ckpt.ok()) return ckpt.status();
-    RestoreOptions options;
-    options.id = id;
-    options.on_unregistered = OnUnregistered::kCreate;
-    absl::StatusOr<CommitRecord> record = (*ckpt)->Restore(options);
-    if (!record.ok()) return record.status();
-    const Region* region = (*ckpt)->FindRegion("grid");
-    const KeyedState* kv = (*ckpt)->FindKeyedState("kv");
+    absl::StatusOr<testing::FreshRestore> restored = testing::RestoreFresh(repo, id);
+    if (!restored.ok()) return restored.status();
+    const Region* region = restored->checkpointer->FindRegion("grid");
+    const KeyedState* kv = restored->checkpointer->FindKeyedState("kv");
     if (region == nullptr || kv == nullptr) {
       return absl::NotFoundError("checkpoint " + std::to_string(id) + " lacks 'grid' or 'kv'");
     }

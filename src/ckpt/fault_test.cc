@@ -24,6 +24,7 @@
 #include "src/store/fault_file_system.h"
 #include "src/store/fault_store.h"
 #include "src/testing/status_matchers.h"
+#include "src/testing/restore_util.h"
 #include "src/testing/test_util.h"
 #include "src/util/str.h"
 
@@ -38,21 +39,16 @@ struct RestoredRegion {
 // Restores checkpoint `id` (the latest if nullopt) of `repo` into a new Checkpointer that creates
 // the checkpoint's regions, and returns the bytes of region `name`. NotFound if the checkpoint has
 // no such region; the restore's own error otherwise.
-
 absl::StatusOr<RestoredRegion> RestoreRegionFresh(Repository* repo, std::optional<uint64_t> id,
                                                   std::string_view name) {
-  absl::StatusOr<std::unique_ptr<Checkpointer>> ckpt = Checkpointer::Open(repo);
-  if (!ckpt.ok()) return ckpt.status();
-  RestoreOptions options;
-  options.id = id;
-  options.on_unregistered = OnUnregistered::kCreate;
-  absl::StatusOr<CommitRecord> record = (*ckpt)->Restore(options);
-  if (!record.ok()) return record.status();
-  Region* region = (*ckpt)->FindRegion(name);
+  absl::StatusOr<testing::FreshRestore> restored = testing::RestoreFresh(repo, id);
+  if (!restored.ok()) return restored.status();
+  Region* region = restored->checkpointer->FindRegion(name);
   if (region == nullptr) {
-    return absl::NotFoundError(StrCat("checkpoint ", record->id, " has no region '", name, "'"));
+    return absl::NotFoundError(
+        StrCat("checkpoint ", restored->record.id, " has no region '", name, "'"));
   }
-  return RestoredRegion{*std::move(record), std::string(region->data(), region->size())};
+  return RestoredRegion{std::move(restored->record), std::string(region->data(), region->size())};
 }
 
 constexpr uint32_t kBlock = 4096;

@@ -53,6 +53,7 @@
 #include "src/repo/pack.h"
 #include "src/repo/repository_internal.h"
 #include "src/testing/status_matchers.h"
+#include "src/testing/restore_util.h"
 #include "src/testing/test_util.h"
 #include "src/util/hash.h"
 #include "src/util/str.h"
@@ -425,13 +426,10 @@ struct Restored {
   WorkloadState state;
 };
 absl::StatusOr<Restored> RestoreFresh(Repository* repo, std::optional<uint64_t> id) {
-  absl::StatusOr<std::unique_ptr<Checkpointer>> ckpt = Checkpointer::Open(repo);
-  if (!ckpt.ok()) return ckpt.status();
-  RestoreOptions options;
-  options.id = id;
-  options.on_unregistered = OnUnregistered::kCreate;
-  absl::StatusOr<CommitRecord> record = (*ckpt)->Restore(options);
-  if (!record.ok()) return record.status();
+  absl::StatusOr<testing::FreshRestore> restored = testing::RestoreFresh(repo, id);
+  if (!restored.ok()) return restored.status();
+  Checkpointer* ckpt = restored->checkpointer.get();
+  const CommitRecord* record = &restored->record;
   Restored out;
   out.id = record->id;
   auto step = record->metadata.find("step");
@@ -446,13 +444,13 @@ absl::StatusOr<Restored> RestoreFresh(Repository* repo, std::optional<uint64_t> 
         StrCat("checkpoint ", out.id, " has a bad history ", history->second));
   }
   out.position.history = *std::move(h);
-  Region* grid = (*ckpt)->FindRegion(kGrid);
+  Region* grid = ckpt->FindRegion(kGrid);
   if (grid == nullptr) return absl::NotFoundError(StrCat("checkpoint ", out.id, " has no grid"));
   out.state.grid.assign(grid->data(), grid->size());
-  if (Region* aux = (*ckpt)->FindRegion(kAux); aux != nullptr) {
+  if (Region* aux = ckpt->FindRegion(kAux); aux != nullptr) {
     out.state.aux.assign(aux->data(), aux->size());
   }
-  KeyedState* table = (*ckpt)->FindKeyedState(kTable);
+  KeyedState* table = ckpt->FindKeyedState(kTable);
   if (table == nullptr) return absl::NotFoundError(StrCat("checkpoint ", out.id, " has no table"));
   table->ForEach([&](std::string_view k, std::string_view v) { out.state.table.emplace(k, v); });
   return out;

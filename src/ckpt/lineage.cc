@@ -12,8 +12,7 @@ std::map<std::string, ObjectLineage, std::less<>> Lineage::HeadLineage() const {
   return out;
 }
 
-std::vector<BlockLocation> Lineage::HeadLocations(std::string_view name,
-                                                  uint64_t block_count) const {
+std::vector<BlockLocation> Lineage::HeadLocations(std::string_view name) const {
   std::vector<BlockLocation> out;
   if (auto it = committed_.find(name); it != committed_.end()) out = it->second.locations;
   for (const PendingCheckpoint& p : pending_) {
@@ -23,7 +22,6 @@ std::vector<BlockLocation> Lineage::HeadLocations(std::string_view name,
       for (const auto& [block, loc] : r.fresh) out[block] = loc;
     }
   }
-  if (!out.empty() && out.size() < block_count) out.resize(block_count);
   return out;
 }
 

@@ -74,8 +74,9 @@ class Lineage {
   // Every object's lineage as of head().
   std::map<std::string, ObjectLineage, std::less<>> HeadLineage() const;
   // Where each block of region `name` lies as of head(): the committed locations with every
-  // pending checkpoint's fresh blocks laid over them. Empty if the region has none.
-  std::vector<BlockLocation> HeadLocations(std::string_view name, uint64_t block_count) const;
+  // pending checkpoint's fresh blocks laid over them, as many as the head's block count. Empty if
+  // the region has none.
+  std::vector<BlockLocation> HeadLocations(std::string_view name) const;
   bool IsPending(uint64_t id) const;
   const std::deque<PendingCheckpoint>& pending() const { return pending_; }
 

@@ -179,7 +179,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     std::vector<BlockLocation> base;
     if (c.kind == CheckpointKind::kFull) {
       MutexLock lock(&mu);
-      base = lineage.HeadLocations(c.name, c.block_count);
+      base = lineage.HeadLocations(c.name);
     }
     const char* data = c.staging.data();
     const DirtyBitmap& dirty = c.dirty;
