@@ -11,6 +11,7 @@
 #include "src/repo/keyed_records.h"
 #include "src/repo/keys.h"
 #include "src/repo/pack.h"
+#include "src/repo/pack_reader.h"
 #include "src/repo/repository_internal.h"
 #include "src/util/str.h"
 
@@ -61,18 +62,10 @@ absl::StatusOr<std::string> ReadPackRange(const RepositoryReader& repo, const st
     return absl::DataLossError(StrCat("pack ", key, " has no data at raw bytes [", raw_offset,
                                       ", +", length, "): ", span.status().message()));
   }
-  const FrameInfo& f0 = index.frames[span->first];
-  const FrameInfo& f1 = index.frames[span->second];
-  const uint64_t stored_length = f1.stored_offset + f1.stored_len - f0.stored_offset;
   absl::StatusOr<std::string> stored =
-      RepositoryInternal::store(repo)->GetRange(key, f0.stored_offset, stored_length);
-  if (!stored.ok()) return MissingAsDataLoss(stored.status(), StrCat("pack ", key));
-  if (stored->size() != stored_length) {
-    return absl::DataLossError(StrCat("pack ", key, " is truncated: wanted ", stored_length,
-                                      " bytes at offset ", f0.stored_offset, ", got ",
-                                      stored->size()));
-  }
-  *bytes_read += stored_length;
+      ReadStoredFrames(repo, key, index, span->first, span->second, bytes_read);
+  if (!stored.ok()) return stored.status();
+  const FrameInfo& f0 = index.frames[span->first];
   std::string out;
   out.reserve(length);
   for (size_t f = span->first; f <= span->second; ++f) {

@@ -11,6 +11,7 @@
 #include "src/repo/format.h"
 #include "src/repo/keys.h"
 #include "src/repo/pack.h"
+#include "src/repo/pack_reader.h"
 #include "src/repo/repository_internal.h"
 #include "src/util/mutex.h"
 #include "src/util/str.h"
@@ -147,18 +148,10 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
       last_frame = std::max(last_frame, spans[j].second);
       ++j;
     }
-    const FrameInfo& f0 = index->frames[first_frame];
-    const FrameInfo& f1 = index->frames[last_frame];
-    const uint64_t length = f1.stored_offset + f1.stored_len - f0.stored_offset;
     absl::StatusOr<std::string> stored =
-        RepositoryInternal::store(repo)->GetRange(key, f0.stored_offset, length);
-    if (!stored.ok()) return MissingAsDataLoss(stored.status(), StrCat("pack ", key));
-    if (stored->size() != length) {
-      return absl::DataLossError(StrCat("pack ", key, " is truncated: wanted ", length,
-                                        " bytes at offset ", f0.stored_offset, ", got ",
-                                        stored->size()));
-    }
-    stats->bytes_read += length;
+        ReadStoredFrames(repo, key, *index, first_frame, last_frame, &stats->bytes_read);
+    if (!stored.ok()) return stored.status();
+    const FrameInfo& f0 = index->frames[first_frame];
     // Decoded frames of this range, each verified before any of its bytes is used.
     std::map<size_t, std::string> decoded;
     auto frame = [&](size_t f) -> absl::StatusOr<const std::string*> {
