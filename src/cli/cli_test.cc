@@ -1033,6 +1033,24 @@ TEST_F(CliKeyedTest, StateSplitAmongParticipantsReadsAsOne) {
   const json v = RunJson({"verify", "--data", "--json"});
   EXPECT_TRUE(v["ok"].get<bool>()) << v.dump(2);
   EXPECT_EQ(v["keyed_records"].get<uint64_t>(), all.size());
+
+  // A damaged acknowledgement: restores never read one, so only verify --data finds it, naming it.
+  const std::string ack_key = AckKey(id, "p1");
+  const std::string ack_path = repo_path() + "/" + ack_key;
+  std::string bytes = ReadFileOrEmpty(ack_path);
+  ASSERT_FALSE(bytes.empty());
+  bytes[bytes.size() / 2] ^= 0x20;
+  ASSERT_EQ(chmod(ack_path.c_str(), 0600), 0);
+  {
+    std::ofstream out(ack_path, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  EXPECT_EQ(RunOnRepo({"verify"}).code, 0);
+  const RunResult damaged = RunOnRepo({"verify", "--data", "--json"});
+  EXPECT_EQ(damaged.code, 3) << damaged.err;
+  const json d = json::parse(damaged.out);
+  ASSERT_EQ(d["damaged"].size(), 1u) << d.dump(2);
+  EXPECT_EQ(d["damaged"][0]["key"], ack_key);
 }
 
 // dump and diff remember the decided keys of one batch of key groups at a time: batches of whole
