@@ -93,7 +93,7 @@ void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
 
 void Checkpointer::Impl::AbortPendingFrom(uint64_t id) {
   std::vector<PendingCheckpoint> aborted = lineage.AbortFrom(id);
-  // Newest first: change sets go back in capture order, oldest first.
+  // AbortFrom hands them newest first; their change sets go back in capture order, oldest first.
   std::reverse(aborted.begin(), aborted.end());
   for (PendingCheckpoint& p : aborted) {
     ICKPT_LOG_INFO("checkpoint {} aborted by the group; its changes go into the next checkpoint",
