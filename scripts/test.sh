@@ -7,6 +7,7 @@ bash scripts/setup.sh
 jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICKPT_WERROR=ON
 cmake --build build -j"$jobs"
-# Every *_test.cc must be registered with CTest (STYLE.md): fail if one is not built into a test.
+# Every *_test.cc must be registered with CTest (docs/testing.md): fail if one is not built into a
+# test.
 bash scripts/check_tests_registered.sh build
 (cd build && ctest --output-on-failure -j"$jobs" --timeout 900)
