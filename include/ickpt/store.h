@@ -80,6 +80,47 @@ class FileSystem {
 // The process's real file system (POSIX calls). Never null; not owned by the caller.
 FileSystem* DefaultFileSystem();
 
+// Forwards every call to `target` (by default the real file system), so a test can override one
+// method, as ObjectStoreWrapper does for stores.
+class FileSystemWrapper : public FileSystem {
+ public:
+  explicit FileSystemWrapper(FileSystem* target = DefaultFileSystem()) : target_(target) {}
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
+    return target_->NewWritableFile(path);
+  }
+  absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset,
+                                       uint64_t length) override {
+    return target_->ReadFile(path, offset, length);
+  }
+  absl::StatusOr<uint64_t> FileSize(const std::string& path) override {
+    return target_->FileSize(path);
+  }
+  absl::StatusOr<absl::Time> ModificationTime(const std::string& path) override {
+    return target_->ModificationTime(path);
+  }
+  absl::Status CreateDir(const std::string& path) override { return target_->CreateDir(path); }
+  absl::Status SyncDir(const std::string& path) override { return target_->SyncDir(path); }
+  absl::Status Rename(const std::string& from, const std::string& to) override {
+    return target_->Rename(from, to);
+  }
+  absl::Status Link(const std::string& from, const std::string& to) override {
+    return target_->Link(from, to);
+  }
+  absl::Status Remove(const std::string& path) override { return target_->Remove(path); }
+  absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) override {
+    return target_->ListDir(path);
+  }
+  absl::StatusOr<bool> IsDirectory(const std::string& path) override {
+    return target_->IsDirectory(path);
+  }
+
+ protected:
+  FileSystem* target() const { return target_; }
+
+ private:
+  FileSystem* target_;
+};
+
 // One object as listed.
 struct ObjectInfo {
   std::string key;

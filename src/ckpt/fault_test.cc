@@ -23,8 +23,8 @@
 #include "ickpt/checkpointer.h"
 #include "src/store/fault_file_system.h"
 #include "src/store/fault_store.h"
-#include "src/testing/status_matchers.h"
 #include "src/testing/restore_util.h"
+#include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
 #include "src/util/str.h"
 
@@ -248,41 +248,29 @@ class ReadLogStore : public ObjectStoreWrapper {
 };
 
 // File-system layer: forwards to the real file system and logs the read calls.
-class ReadLogFileSystem : public FileSystem {
+class ReadLogFileSystem : public FileSystemWrapper {
  public:
-  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
-    return fs_->NewWritableFile(path);
-  }
   absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset,
                                        uint64_t length) override {
-    absl::StatusOr<std::string> r = fs_->ReadFile(path, offset, length);
+    absl::StatusOr<std::string> r = target()->ReadFile(path, offset, length);
     Note(path, r.ok() ? r->size() : 0);
     return r;
   }
   absl::StatusOr<uint64_t> FileSize(const std::string& path) override {
     Note(path, 0);
-    return fs_->FileSize(path);
+    return target()->FileSize(path);
   }
   absl::StatusOr<absl::Time> ModificationTime(const std::string& path) override {
     Note(path, 0);
-    return fs_->ModificationTime(path);
+    return target()->ModificationTime(path);
   }
-  absl::Status CreateDir(const std::string& path) override { return fs_->CreateDir(path); }
-  absl::Status SyncDir(const std::string& path) override { return fs_->SyncDir(path); }
-  absl::Status Rename(const std::string& from, const std::string& to) override {
-    return fs_->Rename(from, to);
-  }
-  absl::Status Link(const std::string& from, const std::string& to) override {
-    return fs_->Link(from, to);
-  }
-  absl::Status Remove(const std::string& path) override { return fs_->Remove(path); }
   absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) override {
     Note(path, 0);
-    return fs_->ListDir(path);
+    return target()->ListDir(path);
   }
   absl::StatusOr<bool> IsDirectory(const std::string& path) override {
     Note(path, 0);
-    return fs_->IsDirectory(path);
+    return target()->IsDirectory(path);
   }
   std::vector<ReadCall> Take() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -294,7 +282,6 @@ class ReadLogFileSystem : public FileSystem {
     std::lock_guard<std::mutex> lock(mu_);
     reads_.push_back(ReadCall{path, bytes});
   }
-  FileSystem* const fs_ = DefaultFileSystem();
   std::mutex mu_;
   std::vector<ReadCall> reads_;
 };

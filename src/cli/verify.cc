@@ -54,11 +54,10 @@ class Verifier {
     }
     checked_.insert(reachable->commits.begin(), reachable->commits.end());
     checked_.insert(reachable->manifests.begin(), reachable->manifests.end());
-    for (uint64_t id : *ids) {
-      absl::StatusOr<CommitRecord> commit = repo_.ReadCommit(id);
-      if (!commit.ok()) continue;  // a problem of the reachability walk already
+    // The records read intact (a damaged one is a problem of the walk already).
+    for (const CommitRecord& commit : reachable->records) {
       ++commits_;
-      for (const std::string& name : KeyedStateNames(*commit)) CheckKeyed(*commit, name);
+      for (const std::string& name : KeyedStateNames(commit)) CheckKeyed(commit, name);
     }
     for (const std::string& key : reachable->packs) {
       checked_.insert(key);
@@ -74,7 +73,7 @@ class Verifier {
     for (const ObjectInfo& o : *objects) total += o.size;
     Progress progress("verifying", total);
     for (const ObjectInfo& o : *objects) {
-      if (IsCheckedPrefix(o.key)) {
+      if (IsCheckedObjectKey(o.key)) {
         checked_.insert(o.key);
         if (absl::Status s = CheckStoredObject(repo_, o.key); !s.ok()) Damaged(o.key, s);
       }
@@ -186,12 +185,6 @@ class Verifier {
         if (!pack_damaged) Damaged(manifest_key, stats.status());
       }
     }
-  }
-
-  static bool IsCheckedPrefix(const std::string& key) {
-    return key.starts_with(kPacksPrefix) || key.starts_with(kManifestsPrefix) ||
-           key.starts_with(kCommitsPrefix) || key.starts_with(kIdsPrefix) ||
-           key.starts_with(kAcksPrefix) || key == kConfigKey;
   }
 
   // DataLoss and NotFound (a missing object) are damage; other errors (I/O) are not.

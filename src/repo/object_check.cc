@@ -16,6 +16,12 @@ absl::StatusOr<std::vector<ObjectInfo>> ListRepositoryObjects(const RepositoryRe
   return RepositoryInternal::store(repo)->List("");
 }
 
+bool IsCheckedObjectKey(std::string_view key) {
+  return key.starts_with(kPacksPrefix) || key.starts_with(kManifestsPrefix) ||
+         key.starts_with(kCommitsPrefix) || key.starts_with(kIdsPrefix) ||
+         key.starts_with(kAcksPrefix) || key == kConfigKey;
+}
+
 absl::Status CheckPackIndex(const RepositoryReader& repo, const std::string& key) {
   return ReadPackIndex(RepositoryInternal::store(repo), key).status();
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,6 +22,10 @@ absl::StatusOr<std::vector<ObjectInfo>> ListRepositoryObjects(const RepositoryRe
 // and unknown keys (a reader of this version ignores them). DataLoss or NotFound naming the object
 // if it is damaged or missing; other errors for I/O.
 absl::Status CheckStoredObject(const RepositoryReader& repo, const std::string& key);
+
+// Whether CheckStoredObject checks `key`: an object of a kind this version defines (packs,
+// manifests, commit records, id reservations, acknowledgements, the config).
+bool IsCheckedObjectKey(std::string_view key);
 
 // Reads pack `key`'s index (§4): DataLoss or NotFound if it is damaged or missing.
 absl::Status CheckPackIndex(const RepositoryReader& repo, const std::string& key);

@@ -42,6 +42,7 @@ absl::StatusOr<Reachable> ComputeReachable(const RepositoryReader& repo,
         }
       }
     }
+    out.records.push_back(*std::move(commit));
   }
   return out;
 }

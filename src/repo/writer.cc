@@ -80,6 +80,21 @@ CheckpointWriter::CheckpointWriter(Repository* repo, WriterOptions options)
   if (options_.compress_threads < 1) options_.compress_threads = 1;
 }
 
+Manifest CheckpointWriter::NewManifest(const CheckpointIds& ids, CheckpointKind kind,
+                                       uint64_t depth, std::string_view name,
+                                       StateObjectType type) const {
+  Manifest m;
+  m.checkpoint_id = ids.id;
+  m.kind = kind;
+  m.depth = depth;
+  // Only an incremental manifest has a base (format.md §5).
+  if (kind == CheckpointKind::kIncremental) m.base_id = ids.parent;
+  m.participant = options_.participant;
+  m.object_name = std::string(name);
+  m.object_type = type;
+  return m;
+}
+
 absl::StatusOr<std::pair<Sha256Digest, uint64_t>> CheckpointWriter::WritePack(
     uint64_t id, const std::vector<std::string_view>& frames, std::string_view what) {
   std::vector<EncodedFrame> encoded(frames.size());
@@ -184,14 +199,7 @@ absl::StatusOr<RegionWritten> CheckpointWriter::WriteRegion(const CheckpointIds&
   std::sort(fresh->begin(), fresh->end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
 
-  Manifest m;
-  m.checkpoint_id = ids.id;
-  m.kind = c.kind;
-  m.depth = c.depth;
-  if (c.kind == CheckpointKind::kIncremental) m.base_id = ids.parent;
-  m.participant = options_.participant;
-  m.object_name = c.name;
-  m.object_type = StateObjectType::kRegion;
+  Manifest m = NewManifest(ids, c.kind, c.depth, c.name, StateObjectType::kRegion);
   m.block_size = bs;
   m.block_count = c.block_count;
   ExtentBuilder extents(bs, *packs);
@@ -234,14 +242,7 @@ absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteKeyed(const CheckpointI
   const RepositoryConfig& config = repo_->config();
   const KeyedChanges& changes = *k.changes;
   const std::string what = StrCat("keyed state '", k.name, "'");
-  Manifest m;
-  m.checkpoint_id = ids.id;
-  m.kind = k.kind;
-  m.depth = k.depth;
-  if (k.kind == CheckpointKind::kIncremental) m.base_id = ids.parent;
-  m.participant = options_.participant;
-  m.object_name = std::string(k.name);
-  m.object_type = StateObjectType::kKeyed;
+  Manifest m = NewManifest(ids, k.kind, k.depth, k.name, StateObjectType::kKeyed);
   m.key_groups = changes.key_groups();
   m.group_first = k.group_first;
   m.group_end = k.group_end;

@@ -95,6 +95,10 @@ class CheckpointWriter {
                                                const CommitRecord* base_record);
 
  private:
+  // A manifest of this participant for state object `name` of checkpoint `ids`: the fields every
+  // manifest has, the type-specific ones left to the caller.
+  Manifest NewManifest(const CheckpointIds& ids, CheckpointKind kind, uint64_t depth,
+                       std::string_view name, StateObjectType type) const;
   // Compresses `frames` (in parallel), writes them as one pack; returns its digest and size.
   absl::StatusOr<std::pair<Sha256Digest, uint64_t>> WritePack(
       uint64_t id, const std::vector<std::string_view>& frames, std::string_view what);

@@ -62,38 +62,14 @@ void SetModificationTime(const std::string& path, absl::Time mtime) {
 
 // Forwards to the real file system, except that Sync and SyncDir do nothing: for putting thousands
 // of objects quickly where durability is not what a test checks.
-class NoSyncFileSystem final : public FileSystem {
+class NoSyncFileSystem final : public FileSystemWrapper {
  public:
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
-    absl::StatusOr<std::unique_ptr<WritableFile>> file = fs_->NewWritableFile(path);
+    absl::StatusOr<std::unique_ptr<WritableFile>> file = target()->NewWritableFile(path);
     if (!file.ok()) return file.status();
     return std::make_unique<NoSyncFile>(*std::move(file));
   }
-  absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset,
-                                       uint64_t length) override {
-    return fs_->ReadFile(path, offset, length);
-  }
-  absl::StatusOr<uint64_t> FileSize(const std::string& path) override {
-    return fs_->FileSize(path);
-  }
-  absl::StatusOr<absl::Time> ModificationTime(const std::string& path) override {
-    return fs_->ModificationTime(path);
-  }
-  absl::Status CreateDir(const std::string& path) override { return fs_->CreateDir(path); }
   absl::Status SyncDir(const std::string&) override { return absl::OkStatus(); }
-  absl::Status Rename(const std::string& from, const std::string& to) override {
-    return fs_->Rename(from, to);
-  }
-  absl::Status Link(const std::string& from, const std::string& to) override {
-    return fs_->Link(from, to);
-  }
-  absl::Status Remove(const std::string& path) override { return fs_->Remove(path); }
-  absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) override {
-    return fs_->ListDir(path);
-  }
-  absl::StatusOr<bool> IsDirectory(const std::string& path) override {
-    return fs_->IsDirectory(path);
-  }
 
  private:
   class NoSyncFile final : public WritableFile {
@@ -106,7 +82,6 @@ class NoSyncFileSystem final : public FileSystem {
    private:
     std::unique_ptr<WritableFile> file_;
   };
-  FileSystem* const fs_ = DefaultFileSystem();
 };
 
 // A factory opens one store of its kind for a test, and gives a way to put many objects into it
