@@ -98,9 +98,29 @@ struct GroupCommitOptions {
   std::map<std::string, uint64_t> incarnations;
 };
 
+// A retention policy (format.md §13.1): which committed checkpoints GC keeps. A checkpoint is kept
+// if either rule keeps it, if a pin names it, or if it is the latest committed one.
+struct RetentionPolicy {
+  uint64_t generation = 0;  // assigned when stored (SetRetentionPolicy in maintenance.h)
+  absl::Time created;       // likewise
+  // Keep this many committed checkpoints of highest id (>= 1), or no such rule.
+  std::optional<uint64_t> keep_last;
+  // Keep checkpoints created at most this long ago (>= 1 s, whole seconds), or no such rule.
+  std::optional<absl::Duration> keep_within;
+  // The longest a checkpoint may take to commit (format.md §13.4, A2): GC's grace period must be
+  // longer. Whole seconds, >= 1 s.
+  absl::Duration checkpoint_timeout = absl::Minutes(10);
+};
+
+// Generation 1 of a new repository: keep the last 3 checkpoints.
+RetentionPolicy DefaultRetentionPolicy();
+
 struct RepositoryOptions {
   // Used only when the repository is created. Default block size 4096, zstd level 3, 4 MiB packs.
   RepositoryConfig config;
+  // Also only on creation: the first retention policy (format.md §13.1), or none (nullopt), which
+  // keeps every committed checkpoint.
+  std::optional<RetentionPolicy> retention = DefaultRetentionPolicy();
 };
 
 // A repository's location (format.md §12): a local path, or file://PATH. Any other scheme is
@@ -143,6 +163,8 @@ class RepositoryWriter {
   // the next one is reserved.
   virtual absl::StatusOr<uint64_t> ReserveCheckpointId() = 0;
   // Publishes a commit record (the last step of a checkpoint): AlreadyExists if that id has one.
+  // Its parent, if any, must be committed and not condemned by retention (format.md §8.6):
+  // FailedPrecondition otherwise, marked so that IsParentRemoved() recognizes it.
   virtual absl::Status PublishCommit(const CommitRecord& record) = 0;
 };
 
@@ -162,6 +184,10 @@ class GroupProtocol {
   virtual absl::StatusOr<CommitRecord> CommitGroup(uint64_t id,
                                                    const GroupCommitOptions& options) = 0;
 };
+
+// Whether `status` says a checkpoint could not commit because its parent is absent or condemned
+// by retention (format.md §8.6): the writer's next checkpoint must then be full.
+bool IsParentRemoved(const absl::Status& status);
 
 // A repository opened for reading and writing: every role.
 //

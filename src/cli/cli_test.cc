@@ -477,7 +477,8 @@ TEST_F(CliTest, DemoRecoversFromAKillBitExact) {
   for (const std::string& rel : Tree(dir_.Join("demo"))) {
     const bool known = rel == "config" || rel.starts_with("packs/") ||
                        rel.starts_with("manifests/") || rel.starts_with("commits/") ||
-                       rel.starts_with("ids/");
+                       rel.starts_with("ids/") || rel.starts_with("policy/") ||
+                       rel.starts_with("condemned/") || rel.starts_with("locks/");
     EXPECT_TRUE(known) << rel;
   }
   EXPECT_EQ(Run({"verify", "--data", "--repo", dir_.Join("demo")}).code, 0);

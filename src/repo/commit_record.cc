@@ -51,6 +51,9 @@ using json = nlohmann::json;
 constexpr std::string_view kConfigMagic = "ICKPTCFG";
 constexpr std::string_view kCommitMagic = "ICKPTCMT";
 constexpr std::string_view kAckMagic = "ICKPTACK";
+constexpr std::string_view kPolicyMagic = "ICKPTPOL";
+constexpr std::string_view kPinMagic = "ICKPTPIN";
+constexpr std::string_view kLockMagic = "ICKPTLCK";
 constexpr uint16_t kEnvelopeMajor = kFormatMajor;
 constexpr uint16_t kEnvelopeMinor = kFormatMinor;
 constexpr size_t kEnvelopeHeaderBytes = 16;
@@ -453,7 +456,160 @@ bool IsValidUtf8ForJson(const std::string& s) {
   }
 }
 
+// Whole seconds >= 1 of a duration field, or a FieldError.
+absl::Duration Seconds(const json& obj, const char* name) {
+  const uint64_t seconds = U64(obj, name);
+  // Bounded so that absl::Seconds and the arithmetic of GC stay exact: about 31,700 years.
+  if (seconds == 0 || seconds > (uint64_t{1} << 40)) {
+    throw FieldError{StrCat("field \"", name, "\" is ", seconds, ", not in [1, 2^40] seconds")};
+  }
+  return absl::Seconds(static_cast<int64_t>(seconds));
+}
+
+bool IsWholeSeconds(absl::Duration d) {
+  return d >= absl::Seconds(1) && d <= absl::Seconds(int64_t{1} << 40) &&
+         d == absl::Seconds(absl::ToInt64Seconds(d));
+}
+
+RetentionPolicy PolicyFromJson(const json& j) {
+  Expect(j, "format", "ickpt-policy", /*unsupported=*/false);
+  RetentionPolicy p;
+  p.generation = U64(j, "generation");
+  p.created = Time(j, "created");
+  if (!Field(j, "keep_last").is_null()) {
+    p.keep_last = U64(j, "keep_last");
+    if (*p.keep_last == 0) throw FieldError{"field \"keep_last\" is 0"};
+  }
+  if (!Field(j, "keep_within_seconds").is_null()) p.keep_within = Seconds(j, "keep_within_seconds");
+  if (!p.keep_last.has_value() && !p.keep_within.has_value()) {
+    throw FieldError{"neither keep_last nor keep_within_seconds is set"};
+  }
+  p.checkpoint_timeout = Seconds(j, "checkpoint_timeout_seconds");
+  return p;
+}
+
+bool IsKeyComponent(std::string_view name) {
+  return !name.empty() && name.find('/') == std::string_view::npos && ValidateObjectKey(name).ok();
+}
+
+Pin PinFromJson(const json& j) {
+  Expect(j, "format", "ickpt-pin", /*unsupported=*/false);
+  Pin pin;
+  pin.name = Str(j, "name");
+  pin.id = U64(j, "id");
+  if (pin.id == 0) throw FieldError{"field \"id\" is 0"};
+  pin.created = Time(j, "created");
+  return pin;
+}
+
+MaintenanceLock LockFromJson(const json& j) {
+  Expect(j, "format", "ickpt-lock", /*unsupported=*/false);
+  MaintenanceLock lock;
+  lock.holder = Str(j, "holder");
+  if (lock.holder.size() != 32 || !IsLowerHex(lock.holder)) {
+    throw FieldError{"field \"holder\" is not 32 lowercase hex characters"};
+  }
+  lock.host = Str(j, "host");
+  lock.pid = I64(j, "pid");
+  lock.operation = Str(j, "operation");
+  lock.ttl = Seconds(j, "ttl_seconds");
+  lock.created = Time(j, "created");
+  lock.renewals = OptionalU64(j, "renewals", 0);
+  return lock;
+}
+
 }  // namespace
+
+std::string EncodePolicy(const RetentionPolicy& p) {
+  json j{
+      {"format", "ickpt-policy"},
+      {"generation", p.generation},
+      {"created", ickpt::FormatTime(p.created)},
+      {"keep_last", p.keep_last.has_value() ? json(*p.keep_last) : json(nullptr)},
+      {"keep_within_seconds", p.keep_within.has_value()
+                                  ? json(absl::ToInt64Seconds(*p.keep_within))
+                                  : json(nullptr)},
+      {"checkpoint_timeout_seconds", absl::ToInt64Seconds(p.checkpoint_timeout)},
+  };
+  return EncodeEnvelope(kPolicyMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(j));
+}
+
+absl::Status ValidateRetentionPolicy(const RetentionPolicy& p) {
+  if (!p.keep_last.has_value() && !p.keep_within.has_value()) {
+    return absl::InvalidArgumentError(
+        "a retention policy needs keep-last, keep-within or both (a repository without a policy "
+        "keeps everything; a policy cannot be removed, only replaced)");
+  }
+  if (p.keep_last.has_value() && *p.keep_last == 0) {
+    return absl::InvalidArgumentError("keep-last must be at least 1");
+  }
+  if (p.keep_within.has_value() && !IsWholeSeconds(*p.keep_within)) {
+    return absl::InvalidArgumentError(StrCat("keep-within ", absl::FormatDuration(*p.keep_within),
+                                             " is not a whole number of seconds >= 1 s"));
+  }
+  if (!IsWholeSeconds(p.checkpoint_timeout)) {
+    return absl::InvalidArgumentError(
+        StrCat("checkpoint timeout ", absl::FormatDuration(p.checkpoint_timeout),
+               " is not a whole number of seconds >= 1 s"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RetentionPolicy> DecodePolicy(std::string_view bytes, std::string_view key,
+                                             uint64_t generation) {
+  constexpr std::string_view kWhat = "retention policy";
+  absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kPolicyMagic, kWhat, key);
+  if (!env.ok()) return env.status();
+  absl::StatusOr<RetentionPolicy> p =
+      ParsePayload<RetentionPolicy>(env->payload, kWhat, key, PolicyFromJson);
+  if (!p.ok()) return p.status();
+  if (p->generation != generation) {
+    return absl::DataLossError(
+        StrCat(kWhat, " ", key, ": holds generation ", p->generation, ", its name ", generation));
+  }
+  return p;
+}
+
+std::string EncodePin(const Pin& pin) {
+  json j{{"format", "ickpt-pin"},
+         {"name", pin.name},
+         {"id", pin.id},
+         {"created", ickpt::FormatTime(pin.created)}};
+  return EncodeEnvelope(kPinMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(j));
+}
+
+absl::StatusOr<Pin> DecodePin(std::string_view bytes, std::string_view key, std::string_view name) {
+  constexpr std::string_view kWhat = "pin";
+  absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kPinMagic, kWhat, key);
+  if (!env.ok()) return env.status();
+  absl::StatusOr<Pin> pin = ParsePayload<Pin>(env->payload, kWhat, key, PinFromJson);
+  if (!pin.ok()) return pin.status();
+  if (pin->name != name || !IsKeyComponent(pin->name)) {
+    return absl::DataLossError(StrCat(kWhat, " ", key, ": holds the name '",
+                                      pin->name.substr(0, 80), "', its key '", name, "'"));
+  }
+  return pin;
+}
+
+std::string EncodeMaintenanceLock(const MaintenanceLock& lock) {
+  json j{{"format", "ickpt-lock"},
+         {"holder", lock.holder},
+         {"host", lock.host},
+         {"pid", lock.pid},
+         {"operation", lock.operation},
+         {"ttl_seconds", absl::ToInt64Seconds(lock.ttl)},
+         {"created", ickpt::FormatTime(lock.created)},
+         {"renewals", lock.renewals}};
+  return EncodeEnvelope(kLockMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(j));
+}
+
+absl::StatusOr<MaintenanceLock> DecodeMaintenanceLock(std::string_view bytes,
+                                                      std::string_view key) {
+  constexpr std::string_view kWhat = "maintenance lock";
+  absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kLockMagic, kWhat, key);
+  if (!env.ok()) return env.status();
+  return ParsePayload<MaintenanceLock>(env->payload, kWhat, key, LockFromJson);
+}
 
 std::string EncodeCommitRecord(const CommitRecord& record) {
   return EncodeEnvelope(kCommitMagic, kEnvelopeMajor, kEnvelopeMinor,

@@ -1,5 +1,5 @@
-// Codecs of the JSON-in-envelope objects (format.md §3.1): the repository config (§3) and commit
-// records (§6).
+// Codecs of the JSON-in-envelope objects (format.md §3.1): the repository config (§3), commit
+// records (§6), acknowledgements (§11), retention policies, pins and the maintenance lock (§13).
 #pragma once
 
 #include <string>
@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ickpt/maintenance.h"
 #include "ickpt/repository.h"
 
 namespace ickpt {
@@ -30,6 +31,32 @@ std::string EncodeConfig(const RepositoryConfig& config);
 // DataLoss naming `key` if damaged; FailedPrecondition if the major version is newer or the config
 // names an algorithm this reader does not know (§3).
 absl::StatusOr<RepositoryConfig> DecodeConfig(std::string_view bytes, std::string_view key);
+
+// A retention policy (§13.1). The caller guarantees ValidateRetentionPolicy(policy) is OK and
+// generation >= 1.
+std::string EncodePolicy(const RetentionPolicy& policy);
+// The rules of §13.1 on a policy about to be stored: InvalidArgument naming the violation.
+absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy);
+// DataLoss naming `key` if damaged or if its generation is not `generation`.
+absl::StatusOr<RetentionPolicy> DecodePolicy(std::string_view bytes, std::string_view key,
+                                             uint64_t generation);
+
+// A pin (§13.2); DecodePin checks that its name is `name`.
+std::string EncodePin(const Pin& pin);
+absl::StatusOr<Pin> DecodePin(std::string_view bytes, std::string_view key, std::string_view name);
+
+// The maintenance lock (§13.5).
+struct MaintenanceLock {
+  std::string holder;  // 32 hex characters, random per holder
+  std::string host;
+  int64_t pid = 0;
+  std::string operation = "gc";
+  absl::Duration ttl = absl::Minutes(5);  // whole seconds, >= 1 s
+  absl::Time created;
+  uint64_t renewals = 0;
+};
+std::string EncodeMaintenanceLock(const MaintenanceLock& lock);
+absl::StatusOr<MaintenanceLock> DecodeMaintenanceLock(std::string_view bytes, std::string_view key);
 
 // RFC 3339 UTC with nanoseconds, e.g. "2026-11-26T09:30:00.123456789Z".
 // Call it as ickpt::FormatTime: argument-dependent lookup also finds absl::FormatTime(absl::Time).

@@ -37,6 +37,13 @@ std::string AckKey(uint64_t id, std::string_view participant) {
   return StrCat(AckPrefix(id), participant);
 }
 
+std::string PolicyKey(uint64_t generation) { return IdKey(kPolicyPrefix, generation); }
+std::string PinKey(std::string_view name) { return StrCat(kPinsPrefix, name); }
+std::string CondemnedKey(uint64_t id) { return IdKey(kCondemnedPrefix, id); }
+std::string MaintenanceLockKey(uint64_t generation) {
+  return IdKey(kMaintenanceLockPrefix, generation);
+}
+
 std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix) {
   if (!key.starts_with(prefix)) return std::nullopt;
   const std::string_view digits = key.substr(prefix.size());

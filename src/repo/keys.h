@@ -14,6 +14,12 @@ inline constexpr std::string_view kManifestsPrefix = "manifests/";
 inline constexpr std::string_view kCommitsPrefix = "commits/";
 inline constexpr std::string_view kIdsPrefix = "ids/";
 inline constexpr std::string_view kAcksPrefix = "acks/";
+// Retention and GC (format.md §13).
+inline constexpr std::string_view kPolicyPrefix = "policy/";
+inline constexpr std::string_view kPinsPrefix = "pins/";
+inline constexpr std::string_view kCondemnedPrefix = "condemned/";
+inline constexpr std::string_view kMaintenanceLockPrefix = "locks/maintenance-";
+inline constexpr std::string_view kProbePrefix = "locks/probe-";
 
 std::string PackKey(std::string_view sha256_hex);               // packs/ab/ab...
 std::string ManifestKey(std::string_view sha256_hex);           // manifests/ab/ab...
@@ -21,7 +27,12 @@ std::string CommitKey(uint64_t id);                             // commits/000..
 std::string IdReservationKey(uint64_t id);                      // ids/000...042
 std::string AckPrefix(uint64_t id);                             // acks/000...042/
 std::string AckKey(uint64_t id, std::string_view participant);  // acks/000...042/<participant>
-// The id of "commits/<20 digits>" or "ids/<20 digits>"; nullopt for any other key.
+std::string PolicyKey(uint64_t generation);                     // policy/000...007
+std::string PinKey(std::string_view name);                      // pins/<name>
+std::string CondemnedKey(uint64_t id);                          // condemned/000...042
+std::string MaintenanceLockKey(uint64_t generation);            // locks/maintenance-000...003
+// The id of "<prefix><20 digits>" (commits/, ids/, policy/, condemned/, locks/maintenance-);
+// nullopt for any other key.
 std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix);
 // The hash of "packs/<h2>/<h>" or "manifests/<h2>/<h>"; nullopt if malformed.
 std::optional<std::string> ParseHashKey(std::string_view key, std::string_view prefix);

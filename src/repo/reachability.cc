@@ -28,6 +28,8 @@ absl::StatusOr<Reachable> ComputeReachable(const RepositoryReader& repo,
         out.manifests.insert(so.manifest);
         absl::Status walked = WalkChain(
             repo, *commit, p.name, so.name, so.type, [&](ChainLink& link) -> absl::Status {
+              // The chain's commit records are needed too: restore reads them (§9).
+              out.commits.insert(CommitKey(link.checkpoint_id));
               for (const Sha256Digest& digest : link.manifest.packs) {
                 out.packs.insert(PackKey(ToHex(digest)));
               }

@@ -22,7 +22,7 @@ struct ReachProblem {
 
 struct Reachable {
   std::vector<CommitRecord> records;  // the commit records read intact, in the order of `ids`
-  std::set<std::string> commits;      // commit record keys read
+  std::set<std::string> commits;      // commit record keys read: `ids` and their chains' bases
   std::set<std::string> manifests;    // every manifest of every chain
   std::set<std::string> packs;        // every pack those manifests reference
   std::set<std::string> acks;         // the acknowledgements of the commits (acks/<id>/<name>)

@@ -8,7 +8,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
 #include "absl/time/clock.h"
+#include "ickpt/maintenance.h"
 #include "src/repo/commit_record.h"
 #include "src/repo/format.h"
 #include "src/repo/keys.h"
@@ -100,7 +102,48 @@ absl::StatusOr<RepositoryConfig> PublishNewConfig(ObjectStore* store,
   // The config's bytes are unique to its writer (a random repository id): after an ambiguous
   // failure, reading back our own bytes is our success (§12).
   if (absl::Status s = PublishUnique(*store, kConfigKey, EncodeConfig(config)); !s.ok()) return s;
+  // The first retention policy (format.md §13.1), once the repository is ours. A crash before it
+  // leaves a repository without one, which keeps everything: the safe side.
+  if (options.retention.has_value()) {
+    RetentionPolicy policy = *options.retention;
+    policy.generation = 1;
+    policy.created = config.created;
+    if (absl::Status s = ValidateRetentionPolicy(policy); !s.ok()) return s;
+    absl::Status s = PublishUnique(*store, PolicyKey(1), EncodePolicy(policy));
+    if (!s.ok() && !absl::IsAlreadyExists(s)) {
+      return absl::Status(s.code(), StrCat("storing the first retention policy of ",
+                                           store->Describe(), ": ", s.message()));
+    }
+  }
   return config;
+}
+
+// Marks a refusal of §8.6 so that IsParentRemoved recognizes it whatever its message says.
+constexpr char kParentRemovedPayload[] = "ickpt/parent-removed";
+
+absl::Status ParentRemoved(std::string message) {
+  absl::Status s = absl::FailedPreconditionError(std::move(message));
+  s.SetPayload(kParentRemovedPayload, absl::Cord("1"));
+  return s;
+}
+
+// format.md §8.6: immediately before a commit record with parent `parent` is published, the parent
+// must be committed and not condemned; GC's safety argument (§13.4) counts on this check.
+absl::Status CheckParentUsable(ObjectStore& store, uint64_t id, uint64_t parent) {
+  absl::StatusOr<uint64_t> size = store.Size(CommitKey(parent));
+  if (absl::IsNotFound(size.status())) {
+    return ParentRemoved(
+        StrCat("checkpoint ", id, " cannot commit: its parent, checkpoint ", parent,
+               ", is not committed (never was, or retention removed it)"));
+  }
+  if (!size.ok()) return size.status();
+  size = store.Size(CondemnedKey(parent));
+  if (size.ok()) {
+    return ParentRemoved(StrCat("checkpoint ", id, " cannot commit: its parent, checkpoint ",
+                                parent, ", is condemned by retention (format.md §13.3)"));
+  }
+  if (!absl::IsNotFound(size.status())) return size.status();
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -119,6 +162,10 @@ Repository::~Repository() = default;
 const RepositoryConfig& Repository::config() const { return impl_->config; }
 std::string Repository::Describe() const { return impl_->store->Describe(); }
 ObjectStore* Repository::store() const { return impl_->store.get(); }
+
+bool IsParentRemoved(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) && status.GetPayload(kParentRemovedPayload).has_value();
+}
 
 absl::Status ValidateRepositoryUrl(std::string_view url) {
   return ParseRepositoryUrl(url).status();
@@ -458,21 +505,20 @@ absl::StatusOr<CommitRecord> Repository::CommitGroup(uint64_t id,
     record.participants.push_back(std::move(ack.participants[0]));
   }
   record.kind = all_full ? CheckpointKind::kFull : CheckpointKind::kIncremental;
-  // §8.4: the parent must be committed; an acknowledgement that builds on a checkpoint whose own
-  // group commit failed can never be committed.
-  if (record.parent.has_value()) {
-    absl::StatusOr<CommitRecord> parent = ReadCommit(*record.parent);
-    if (absl::IsNotFound(parent.status())) {
-      return refuse(StrCat("its parent, checkpoint ", *record.parent, ", is not committed"));
-    }
-    if (!parent.ok()) return parent.status();
-  }
+  // §8.4, §8.6: the parent must be committed and not condemned (PublishCommit checks, immediately
+  // before it publishes); an acknowledgement that builds on a checkpoint whose own group commit
+  // failed can never be committed.
   if (absl::Status s = PublishCommit(record); !s.ok()) return s;
   return record;
 }
 
 absl::Status Repository::PublishCommit(const CommitRecord& record) {
   if (absl::Status s = ValidateCommitRecord(record); !s.ok()) return s;
+  if (record.parent.has_value()) {
+    if (absl::Status s = CheckParentUsable(*impl_->store, record.id, *record.parent); !s.ok()) {
+      return s;
+    }
+  }
   const std::string key = CommitKey(record.id);
   absl::Status s = PublishUnique(*impl_->store, key, EncodeCommitRecord(record));
   if (absl::IsAlreadyExists(s)) {

@@ -13,12 +13,28 @@
 #include "src/repo/keys.h"
 #include "src/repo/pack.h"
 #include "src/repo/repository_internal.h"
+#include "src/util/coding.h"
 #include "src/util/hash.h"
 #include "src/util/parallel.h"
 #include "src/util/str.h"
 
 namespace ickpt {
 namespace {
+
+// format.md §4 (1.3): the last frame of every pack makes its bytes, hence its name, unique to the
+// checkpoint that wrote it, so that no writer ever puts a pack that already exists (GC's safety,
+// §13.4, assumes it). No extent references it.
+EncodedFrame NonceFrame(uint64_t checkpoint_id) {
+  std::string raw = "ICKNONCE";
+  PutFixed64(&raw, checkpoint_id);
+  raw += RandomHex128();
+  EncodedFrame frame;
+  frame.raw_xxh3 = Xxh3(raw);
+  frame.raw_len = static_cast<uint32_t>(raw.size());
+  frame.codec = FrameCodec::kRaw;
+  frame.stored = std::move(raw);
+  return frame;
+}
 
 bool IsAllZero(const char* p, size_t n) {
   // Blocks are page multiples: compare 8 bytes at a time.
@@ -103,6 +119,7 @@ absl::StatusOr<std::pair<Sha256Digest, uint64_t>> CheckpointWriter::WritePack(
   });
   PackBuilder builder;
   for (EncodedFrame& f : encoded) builder.AddFrame(std::move(f));
+  builder.AddFrame(NonceFrame(id));
   FinishedPack pack = builder.Finish();
   const std::string key = PackKey(pack.sha256_hex);
   if (absl::Status s = RepositoryInternal::store(*repo_)->Put(key, pack.bytes); !s.ok()) {
