@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "ickpt/keyed_state.h"
 #include "ickpt/region.h"
+#include "ickpt/maintenance.h"
 #include "ickpt/repository.h"
 
 namespace ickpt {
@@ -86,6 +87,14 @@ struct CheckpointerOptions {
   // acknowledgements; a group commit that expects another incarnation refuses them (a replaced
   // process's acknowledgements never commit). Default 0.
   uint64_t incarnation = 0;
+  // Garbage collection in the background (format.md §13): after a commit, when `gc_interval` has
+  // passed since the checkpointer opened or since its last collection, and only in a repository
+  // that has a retention policy, a collection with `gc` runs on a thread of its own (checkpoints
+  // never wait for it; another process holding the maintenance lock makes it skip). Not for group
+  // members, whose commits the coordinator makes. Default on, every 10 minutes, grace 1 hour.
+  bool gc_after_commit = true;
+  absl::Duration gc_interval = absl::Minutes(10);
+  GcOptions gc;
 };
 
 // The outcome of a group checkpoint, as the group announces it (format.md §11).

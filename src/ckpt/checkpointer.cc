@@ -63,6 +63,10 @@ absl::StatusOr<std::unique_ptr<Checkpointer>> Checkpointer::Open(Repository* rep
   impl->repo = repository;
   impl->options = std::move(options);
   Impl* raw = impl.get();
+  {
+    MutexLock lock(&raw->mu);
+    raw->last_gc = absl::Now();
+  }
   impl->persist_thread = std::thread([raw] { raw->PersistLoop(); });
   return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(impl)));
 }
@@ -75,6 +79,8 @@ Checkpointer::~Checkpointer() {
     impl_->stopping = true;
   }
   impl_->persist_thread.join();
+  // The persist thread, which starts collections, has stopped: at most one is still running.
+  if (impl_->gc_thread.joinable()) impl_->gc_thread.join();
 }
 
 absl::StatusOr<Region*> Checkpointer::AddRegion(std::string_view name,

@@ -128,6 +128,11 @@ struct Checkpointer::Impl {
   std::unique_ptr<StagingPool> staging;
   std::unique_ptr<ParallelCopier> copier;
   std::thread persist_thread;
+  // Background garbage collection (CheckpointerOptions::gc_after_commit): one run at a time, on
+  // gc_thread, started by the persist thread after a commit.
+  std::thread gc_thread;
+  bool gc_running ABSL_GUARDED_BY(mu) = false;
+  absl::Time last_gc ABSL_GUARDED_BY(mu);  // when the checkpointer opened or last started a run
 
   // checkpointer.cc
   absl::StatusOr<CheckpointHandle> Capture(const CheckpointOptions& copts, bool wait);
@@ -137,6 +142,8 @@ struct Checkpointer::Impl {
 
   // persist.cc
   void PersistLoop();
+  // After a commit: starts a background collection if one is due (persist thread only).
+  void MaybeCollectGarbage();
   absl::StatusOr<CommitRecord> Persist(PersistJob& job);
   void ReserveAhead();
   // Gives the job's captured changes back and falls back to the newest surviving checkpoint.

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "src/util/str.h"
 
 namespace ickpt {
@@ -22,8 +23,13 @@ class LocalCommit final : public Completion {
   }
   absl::StatusOr<bool> Publish(const CommitRecord& record) override {
     if (absl::Status s = repo_->PublishCommit(record); !s.ok()) {
-      return absl::Status(s.code(), StrCat("checkpoint ", record.id,
-                                           ": publishing the commit record failed: ", s.message()));
+      absl::Status out(s.code(), StrCat("checkpoint ", record.id,
+                                        ": publishing the commit record failed: ", s.message()));
+      // Keep the marks (IsParentRemoved's) that tell the checkpointer how to go on.
+      s.ForEachPayload([&out](absl::string_view url, const absl::Cord& payload) {
+        out.SetPayload(url, payload);
+      });
+      return out;
     }
     return true;
   }

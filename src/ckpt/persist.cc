@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "ickpt/maintenance.h"
 #include "src/ckpt/checkpointer_impl.h"
 #include "src/state/region_internal.h"
 #include "src/util/log.h"
@@ -37,6 +38,7 @@ void Checkpointer::Impl::PersistLoop() {
       MutexLock lock(&mu);
       if (!result.ok()) FailJob(*job, result.status());
     }
+    if (result.ok()) MaybeCollectGarbage();
     // Before the next capture may start: allocate and touch its staging now, so that its pause
     // only copies.
     staging->Prepare();
@@ -69,6 +71,40 @@ void Checkpointer::Impl::ReserveAhead() {
   if (!reserved_id.has_value() && *next > last_id) reserved_id = *next;
 }
 
+void Checkpointer::Impl::MaybeCollectGarbage() {
+  // Group members' commits are the coordinator's, and so is their collection.
+  if (!options.gc_after_commit || completion->outcomes_announced()) return;
+  {
+    MutexLock lock(&mu);
+    if (gc_running || stopping || absl::Now() - last_gc < options.gc_interval) return;
+    gc_running = true;
+    last_gc = absl::Now();
+  }
+  // The previous run has finished (gc_running was false): joining it does not wait.
+  if (gc_thread.joinable()) gc_thread.join();
+  gc_thread = std::thread([this] {
+    // §13.1: a repository without a policy keeps everything and is never collected in the
+    // background (an explicit `ickpt gc` still removes what no checkpoint reaches).
+    absl::StatusOr<std::optional<RetentionPolicy>> policy = ReadRetentionPolicy(*repo);
+    if (!policy.ok()) {
+      ICKPT_LOG_WARN("background gc: {}", policy.status().ToString());
+    } else if (policy->has_value()) {
+      absl::StatusOr<GcReport> report = CollectGarbage(*repo, options.gc);
+      if (report.ok()) {
+        ICKPT_LOG_INFO("background gc: deleted {} objects ({} bytes), condemned {}, removed {}",
+                       report->deleted_objects, report->deleted_bytes,
+                       report->condemned_checkpoints.size(), report->removed_checkpoints.size());
+      } else if (absl::IsAborted(report.status())) {
+        ICKPT_LOG_INFO("background gc skipped: {}", report.status().ToString());
+      } else {
+        ICKPT_LOG_WARN("background gc: {}", report.status().ToString());
+      }
+    }
+    MutexLock lock(&mu);
+    gc_running = false;
+  });
+}
+
 void Checkpointer::Impl::FallBackToHead() {
   ++generation;
   capture_parent = lineage.head();
@@ -84,6 +120,13 @@ void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
   for (KeyedCaptureJob& k : job.keyed) keyed_merge_back.emplace_back(k.state, std::move(k.changes));
   failed_ids.insert(job.id);
   announced_aborted.erase(job.id);
+  if (IsParentRemoved(status) && lineage.pending().empty()) {
+    // §8.6: the checkpoint we build on is condemned or gone (another writer's retention), so the
+    // lineage starts over: the next checkpoint is full, with no parent.
+    ICKPT_LOG_WARN("checkpoint {}: its parent was removed by retention; the next checkpoint is full",
+                   job.id);
+    lineage.Reset(std::nullopt, {});
+  }
   if (announced_committed.erase(job.id) > 0) {
     ICKPT_LOG_ERROR("checkpoint {} was announced committed but failed here: {}", job.id,
                     status.ToString());

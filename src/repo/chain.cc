@@ -21,6 +21,17 @@ std::string Quoted(std::string_view name) {
 
 }  // namespace
 
+absl::Status RemovedOrDamaged(const RepositoryReader& repo, uint64_t id, absl::Status status) {
+  if (!absl::IsDataLoss(status)) return status;
+  // Commit records are removed before the objects they reference, newest first (§13.3): if ours
+  // is gone, what we missed was removed with it.
+  absl::StatusOr<CommitRecord> again = repo.ReadCommit(id);
+  if (!absl::IsNotFound(again.status())) return status;
+  return absl::NotFoundError(StrCat("checkpoint ", id,
+                                    " was removed by garbage collection while it was read (",
+                                    status.message(), ")"));
+}
+
 absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what) {
   if (absl::IsNotFound(status)) {
     return absl::DataLossError(StrCat(what, " is missing: ", status.message()));

@@ -20,6 +20,11 @@ namespace ickpt {
 // saying `what` is missing; other errors pass through.
 absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what);
 
+// format.md §13.4: damage (DataLoss) met while reading checkpoint `id` is its removal by garbage
+// collection if `id`'s commit record is gone now: then NotFound saying so. Otherwise `status`
+// unchanged. Every reader of a checkpoint's objects ends with it (region_reader, keyed_reader).
+absl::Status RemovedOrDamaged(const RepositoryReader& repo, uint64_t id, absl::Status status);
+
 // The participant `name` of `commit`, or NotFound naming it and the checkpoint.
 absl::StatusOr<const ParticipantRecord*> FindParticipant(const CommitRecord& commit,
                                                          std::string_view name);

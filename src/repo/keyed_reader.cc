@@ -123,7 +123,7 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo,
                                     "' of participant '", participant, "'"));
 }
 
-absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const CommitRecord& commit,
+static absl::StatusOr<ResolvedKeyed> ResolveKeyedUnchecked(const RepositoryReader& repo, const CommitRecord& commit,
                                            std::string_view object) {
   ResolvedKeyed out;
   out.name = std::string(object);
@@ -175,7 +175,7 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const C
   return out;
 }
 
-absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const ResolvedKeyed& keyed,
+static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader& repo, const ResolvedKeyed& keyed,
                                          const KeyedReadOptions& options, KeyedRestoreSink* sink) {
   KeyedReadStats stats;
   uint32_t want_first = options.group_first;
@@ -271,6 +271,20 @@ absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const Res
     }
   }
   return stats;
+}
+
+absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const CommitRecord& commit,
+                                           std::string_view object) {
+  absl::StatusOr<ResolvedKeyed> result = ResolveKeyedUnchecked(repo, commit, object);
+  if (result.ok()) return result;
+  return RemovedOrDamaged(repo, commit.id, result.status());
+}
+
+absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const ResolvedKeyed& keyed,
+                                         const KeyedReadOptions& options, KeyedRestoreSink* sink) {
+  absl::StatusOr<KeyedReadStats> result = ReadKeyedUnchecked(repo, keyed, options, sink);
+  if (result.ok()) return result;
+  return RemovedOrDamaged(repo, keyed.checkpoint_id, result.status());
 }
 
 }  // namespace ickpt

@@ -33,7 +33,7 @@ uint64_t PhysicalMemoryBytes() {
 
 }  // namespace
 
-absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo,
+static absl::StatusOr<ResolvedObject> ResolveObjectUnchecked(const RepositoryReader& repo,
                                              const CommitRecord& commit,
                                              std::string_view participant, std::string_view object,
                                              PackTable* packs) {
@@ -201,7 +201,7 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
 
 }  // namespace
 
-absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const ResolvedObject& object,
+static absl::StatusOr<ReadStats> ReadObjectDataUnchecked(const RepositoryReader& repo, const ResolvedObject& object,
                                          const PackTable& packs, RestoreSink* sink, int threads) {
   std::map<uint32_t, std::vector<BlockNeed>> by_pack;
   uint64_t zero_start = 0, zero_count = 0;
@@ -258,6 +258,21 @@ absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const Res
                                                    ": ", first_error.message()));
   }
   return total;
+}
+
+absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo, const CommitRecord& commit,
+                                             std::string_view participant, std::string_view object,
+                                             PackTable* packs) {
+  absl::StatusOr<ResolvedObject> result = ResolveObjectUnchecked(repo, commit, participant, object, packs);
+  if (result.ok()) return result;
+  return RemovedOrDamaged(repo, commit.id, result.status());
+}
+
+absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const ResolvedObject& object,
+                                         const PackTable& packs, RestoreSink* sink, int threads) {
+  absl::StatusOr<ReadStats> result = ReadObjectDataUnchecked(repo, object, packs, sink, threads);
+  if (result.ok()) return result;
+  return RemovedOrDamaged(repo, object.chain.empty() ? 0 : object.chain.front(), result.status());
 }
 
 }  // namespace ickpt

@@ -1,0 +1,534 @@
+// Retention and garbage collection (format.md §13) on repositories written by the checkpointer.
+// The store's clock is a manual one (testing::ManualClockStore), so grace periods of hours pass
+// instantly; the process-level torture with real time and SIGKILL is in gc_torture_test.cc.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "ickpt/checkpointer.h"
+#include "ickpt/maintenance.h"
+#include "ickpt/repository.h"
+#include "src/repo/keys.h"
+#include "src/repo/maintenance_lock.h"
+#include "src/repo/reachability.h"
+#include "src/repo/region_reader.h"
+#include "src/repo/repository_internal.h"
+#include "src/testing/manual_clock_store.h"
+#include "src/testing/restore_util.h"
+#include "src/testing/status_matchers.h"
+#include "src/testing/test_util.h"
+
+namespace ickpt {
+namespace {
+
+constexpr uint64_t kRegionBytes = 32 * 4096;
+constexpr absl::Duration kGrace = absl::Hours(1);
+
+CheckpointOptions WithId(uint64_t id) {
+  CheckpointOptions options;
+  options.id = id;
+  return options;
+}
+
+// One writing process: a checkpointer over a region, and what each of its checkpoints held.
+struct Writer {
+  std::unique_ptr<Repository> repo;
+  std::unique_ptr<Checkpointer> checkpointer;
+  Region* region = nullptr;
+  std::mt19937_64 rng{7};
+
+  void Mutate() {
+    for (int i = 0; i < 3; ++i) {
+      const uint64_t block = rng() % (kRegionBytes / 4096);
+      const std::string bytes = testing::RandomBytes(4096, rng());
+      std::memcpy(region->data() + block * 4096, bytes.data(), bytes.size());
+    }
+  }
+  std::string Content() const { return std::string(region->data(), region->size()); }
+};
+
+// Region "grid" of `participant` in checkpoint `id`, restored into a fresh checkpointer.
+absl::StatusOr<std::string> RestoredGrid(Repository* repo, uint64_t id, std::string participant) {
+  CheckpointerOptions copts;
+  copts.participant = participant;
+  copts.gc_after_commit = false;
+  absl::StatusOr<std::unique_ptr<Checkpointer>> c = Checkpointer::Open(repo, copts);
+  if (!c.ok()) return c.status();
+  RestoreOptions options;
+  options.id = id;
+  options.on_unregistered = OnUnregistered::kCreate;
+  if (absl::Status s = (*c)->Restore(options).status(); !s.ok()) return s;
+  Region* region = (*c)->FindRegion("grid");
+  if (region == nullptr) return absl::NotFoundError("no region grid");
+  return std::string(region->data(), region->size());
+}
+
+class GcTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<ObjectStore> Store() {
+    return std::make_unique<testing::ManualClockStore>(memory_.get(), clock_);
+  }
+  std::unique_ptr<Repository> Open() {
+    absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::Open(Store());
+    EXPECT_OK(repo.status());
+    return repo.ok() ? *std::move(repo) : nullptr;
+  }
+  void Create(std::optional<RetentionPolicy> retention = DefaultRetentionPolicy()) {
+    RepositoryOptions options;
+    options.retention = retention;
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo, Repository::Create(Store(), options));
+    (void)repo;
+  }
+  // A writer named `participant` with full checkpoints every `full_every`.
+  std::unique_ptr<Writer> NewWriter(std::string participant = "p0", uint64_t full_every = 3) {
+    auto w = std::make_unique<Writer>();
+    w->repo = Open();
+    CheckpointerOptions options;
+    options.participant = std::move(participant);
+    options.policy = NewFullEveryNPolicy(full_every);
+    options.gc_after_commit = false;  // these tests run the collector themselves
+    absl::StatusOr<std::unique_ptr<Checkpointer>> c = Checkpointer::Open(w->repo.get(), options);
+    EXPECT_OK(c.status());
+    w->checkpointer = *std::move(c);
+    absl::StatusOr<Region*> region = w->checkpointer->AddRegion("grid", {.size = kRegionBytes});
+    EXPECT_OK(region.status());
+    w->region = *region;
+    w->rng.seed(std::hash<std::string>()(options.participant));
+    return w;
+  }
+  // Mutates and checkpoints; returns the id, and records the content it must restore.
+  uint64_t Step(Writer& w) {
+    w.Mutate();
+    absl::StatusOr<CheckpointHandle> handle = w.checkpointer->Checkpoint();
+    EXPECT_OK(handle.status());
+    absl::StatusOr<CommitRecord> record = handle->Wait();
+    EXPECT_OK(record.status());
+    if (!record.ok()) return 0;
+    expected_[record->id] = w.Content();
+    return record->id;
+  }
+  absl::StatusOr<GcReport> Gc(GcOptions options = {}) {
+    options.grace = kGrace;
+    std::unique_ptr<Repository> repo = Open();
+    return CollectGarbage(*repo, options);
+  }
+  // Every checkpoint still committed restores bit-exact.
+  void ExpectEveryCommittedRestores() {
+    std::unique_ptr<Repository> repo = Open();
+    ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
+    for (uint64_t id : ids) {
+      ASSERT_TRUE(expected_.contains(id)) << id;
+      ASSERT_OK_AND_ASSIGN(testing::FreshRestore r, testing::RestoreFresh(repo.get(), id));
+      Region* region = r.checkpointer->FindRegion("grid");
+      ASSERT_NE(region, nullptr);
+      EXPECT_EQ(std::string(region->data(), region->size()), expected_[id]) << "checkpoint " << id;
+    }
+  }
+  std::set<std::string> Keys(std::string_view prefix = "") {
+    absl::StatusOr<std::vector<ObjectInfo>> objects = memory_->List(prefix);
+    EXPECT_OK(objects.status());
+    std::set<std::string> keys;
+    for (const ObjectInfo& info : *objects) keys.insert(info.key);
+    return keys;
+  }
+  std::vector<uint64_t> CommitIds() {
+    std::vector<uint64_t> ids;
+    for (const std::string& key : Keys("commits/")) ids.push_back(*ParseIdKey(key, kCommitsPrefix));
+    return ids;
+  }
+  // After GC with nothing in flight: the stored packs and manifests are exactly those the commit
+  // records present reach, and every commit record that retention does not keep is condemned.
+  void ExpectExactlyReachableStored() {
+    std::unique_ptr<Repository> repo = Open();
+    ASSERT_OK_AND_ASSIGN(Reachable reach, ComputeReachable(*repo, CommitIds()));
+    EXPECT_TRUE(reach.problems.empty());
+    std::set<std::string> stored_data;
+    for (const std::string& key : Keys("packs/")) stored_data.insert(key);
+    for (const std::string& key : Keys("manifests/")) stored_data.insert(key);
+    std::set<std::string> reached(reach.packs.begin(), reach.packs.end());
+    reached.insert(reach.manifests.begin(), reach.manifests.end());
+    EXPECT_EQ(stored_data, reached);
+  }
+
+  std::unique_ptr<ObjectStore> memory_ = NewMemoryStore();
+  std::shared_ptr<testing::ManualClock> clock_ = std::make_shared<testing::ManualClock>();
+  std::map<uint64_t, std::string> expected_;
+};
+
+TEST_F(GcTest, NewRepositoryKeepsTheLastThree) {
+  Create();
+  std::unique_ptr<Repository> repo = Open();
+  ASSERT_OK_AND_ASSIGN(std::optional<RetentionPolicy> policy, ReadRetentionPolicy(*repo));
+  ASSERT_TRUE(policy.has_value());
+  EXPECT_EQ(policy->generation, 1u);
+  EXPECT_EQ(policy->keep_last, std::optional<uint64_t>(3));
+  EXPECT_FALSE(policy->keep_within.has_value());
+  EXPECT_EQ(policy->checkpoint_timeout, absl::Minutes(10));
+}
+
+TEST_F(GcTest, PolicyGenerationsGrowAndTheHighestIsInForce) {
+  Create();
+  std::unique_ptr<Repository> repo = Open();
+  RetentionPolicy p;
+  p.keep_within = absl::Hours(2);
+  p.checkpoint_timeout = absl::Seconds(30);
+  ASSERT_OK_AND_ASSIGN(RetentionPolicy stored, SetRetentionPolicy(*repo, p));
+  EXPECT_EQ(stored.generation, 2u);
+  ASSERT_OK_AND_ASSIGN(std::optional<RetentionPolicy> read, ReadRetentionPolicy(*repo));
+  EXPECT_EQ(read->generation, 2u);
+  EXPECT_FALSE(read->keep_last.has_value());
+  EXPECT_EQ(read->keep_within, std::optional<absl::Duration>(absl::Hours(2)));
+  EXPECT_EQ(read->checkpoint_timeout, absl::Seconds(30));
+  // Invalid policies are refused before anything is written.
+  EXPECT_EQ((SetRetentionPolicy(*repo, RetentionPolicy{}).status()).code(), absl::StatusCode::kInvalidArgument);
+  RetentionPolicy zero;
+  zero.keep_last = 0;
+  EXPECT_EQ((SetRetentionPolicy(*repo, zero).status()).code(), absl::StatusCode::kInvalidArgument);
+  RetentionPolicy fractional;
+  fractional.keep_within = absl::Milliseconds(1500);
+  EXPECT_EQ((SetRetentionPolicy(*repo, fractional).status()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Keys("policy/").size(), 2u);
+}
+
+TEST_F(GcTest, RetentionCondemnsFirstAndRemovesOnlyAfterTheGracePeriod) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 9; ++i) Step(*w);  // chains 1-3, 4-6, 7-9 (full every 3)
+  ASSERT_OK_AND_ASSIGN(GcReport first, Gc());
+  EXPECT_EQ(first.kept_checkpoints, (std::vector<uint64_t>{7, 8, 9}));
+  EXPECT_EQ(first.condemned_checkpoints, (std::vector<uint64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_TRUE(first.removed_checkpoints.empty());
+  EXPECT_EQ(first.deleted_commits, 0u);
+  // Condemned checkpoints stay readable until the grace period has passed.
+  ExpectEveryCommittedRestores();
+  EXPECT_EQ(CommitIds().size(), 9u);
+  clock_->Advance(kGrace / 2);
+  ASSERT_OK_AND_ASSIGN(GcReport early, Gc());
+  EXPECT_TRUE(early.removed_checkpoints.empty());
+  EXPECT_TRUE(early.condemned_checkpoints.empty());
+  clock_->Advance(kGrace / 2 + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(GcReport second, Gc());
+  EXPECT_EQ(second.removed_checkpoints, (std::vector<uint64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(second.deleted_commits, 6u);
+  // Packs may stay: a full manifest points at the packs of unchanged blocks (format.md §5).
+  EXPECT_GT(second.deleted_manifests, 0u);
+  EXPECT_EQ(CommitIds(), (std::vector<uint64_t>{7, 8, 9}));
+  EXPECT_TRUE(Keys("condemned/").empty());
+  ExpectEveryCommittedRestores();
+  ExpectExactlyReachableStored();
+  // Reservations: only the highest survives once older than the grace period.
+  EXPECT_EQ(Keys("ids/").size(), 1u);
+  EXPECT_TRUE(Keys("locks/").empty());
+}
+
+TEST_F(GcTest, AKeptCheckpointKeepsItsWholeChain) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter("p0", /*full_every=*/100);
+  for (int i = 0; i < 8; ++i) Step(*w);  // one chain: 1 full, 2..8 incremental
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
+  EXPECT_TRUE(report.condemned_checkpoints.empty());  // 8 needs 1..7
+  clock_->Advance(2 * kGrace);
+  ASSERT_OK_AND_ASSIGN(report, Gc());
+  EXPECT_TRUE(report.removed_checkpoints.empty());
+  EXPECT_EQ(CommitIds().size(), 8u);
+  ExpectEveryCommittedRestores();
+}
+
+TEST_F(GcTest, PinsKeepAndUnpinReleases) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 9; ++i) Step(*w);
+  std::unique_ptr<Repository> repo = Open();
+  ASSERT_OK(PinCheckpoint(*repo, 5, "release-1"));
+  EXPECT_EQ((PinCheckpoint(*repo, 6, "release-1")).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ((PinCheckpoint(*repo, 99, "other")).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((PinCheckpoint(*repo, 5, "Bad/Name")).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(std::vector<Pin> pins, ListPins(*repo));
+  ASSERT_EQ(pins.size(), 1u);
+  EXPECT_EQ(pins[0].name, "release-1");
+  EXPECT_EQ(pins[0].id, 5u);
+
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
+  EXPECT_EQ(report.kept_checkpoints, (std::vector<uint64_t>{5, 7, 8, 9}));
+  // 5 needs 4 (its chain's full checkpoint); 1-3 and 6 are condemned.
+  EXPECT_EQ(report.condemned_checkpoints, (std::vector<uint64_t>{1, 2, 3, 6}));
+  // A condemned checkpoint cannot be pinned: the pin would race with its removal.
+  EXPECT_EQ((PinCheckpoint(*repo, 2, "late")).code(), absl::StatusCode::kFailedPrecondition);
+  clock_->Advance(kGrace + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(report, Gc());
+  EXPECT_EQ(CommitIds(), (std::vector<uint64_t>{4, 5, 7, 8, 9}));
+  ExpectEveryCommittedRestores();
+
+  ASSERT_OK(UnpinCheckpoint(*repo, "release-1"));
+  EXPECT_EQ((UnpinCheckpoint(*repo, "release-1")).code(), absl::StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(report, Gc());
+  EXPECT_EQ(report.condemned_checkpoints, (std::vector<uint64_t>{4, 5}));
+  clock_->Advance(kGrace + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(report, Gc());
+  EXPECT_EQ(CommitIds(), (std::vector<uint64_t>{7, 8, 9}));
+  ExpectExactlyReachableStored();
+}
+
+TEST_F(GcTest, APolicyThatKeepsMorePardonsTheCondemned) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 9; ++i) Step(*w);
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
+  EXPECT_EQ(report.condemned_checkpoints.size(), 6u);
+  std::unique_ptr<Repository> repo = Open();
+  RetentionPolicy more;
+  more.keep_last = 6;
+  ASSERT_OK(SetRetentionPolicy(*repo, more).status());
+  clock_->Advance(kGrace + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(report, Gc());
+  EXPECT_EQ(report.pardoned_checkpoints, (std::vector<uint64_t>{4, 5, 6}));
+  EXPECT_EQ(report.removed_checkpoints, (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(Keys("condemned/").size(), 0u);
+  EXPECT_EQ(CommitIds(), (std::vector<uint64_t>{4, 5, 6, 7, 8, 9}));
+  ExpectEveryCommittedRestores();
+}
+
+TEST_F(GcTest, KeepWithineJudgesAgeByTheStoreClock) {
+  Create();
+  std::unique_ptr<Repository> repo = Open();
+  RetentionPolicy within;
+  within.keep_within = absl::Hours(1000 * 24 * 365);  // every checkpoint of this test is younger
+  ASSERT_OK(SetRetentionPolicy(*repo, within).status());
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 6; ++i) Step(*w);
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
+  EXPECT_EQ(report.kept_checkpoints.size(), 6u);
+  EXPECT_TRUE(report.condemned_checkpoints.empty());
+  // The store's clock moves far past the checkpoints' creation (the host's clock did not).
+  within.keep_within = absl::Hours(1);
+  ASSERT_OK(SetRetentionPolicy(*repo, within).status());
+  ASSERT_OK_AND_ASSIGN(report, Gc());
+  EXPECT_EQ(report.kept_checkpoints, (std::vector<uint64_t>{6}));  // the latest, always
+  EXPECT_EQ(report.condemned_checkpoints, (std::vector<uint64_t>{1, 2, 3}));  // 4, 5 needed by 6
+}
+
+TEST_F(GcTest, ARepositoryWithoutAPolicyKeepsEveryCheckpointButLosesItsGarbage) {
+  Create(std::nullopt);
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 6; ++i) Step(*w);
+  // An aborted checkpoint: its pack lands, its commit record never does.
+  std::unique_ptr<Repository> repo = Open();
+  ObjectStore* store = RepositoryInternal::store(*repo);
+  ASSERT_OK(store->Put("packs/ab/ab" + std::string(62, '0'), "not referenced"));
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
+  EXPECT_FALSE(report.policy_generation.has_value());
+  EXPECT_EQ(report.kept_checkpoints.size(), 6u);
+  EXPECT_EQ(report.deleted_packs, 0u);  // younger than the grace period
+  clock_->Advance(kGrace + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(report, Gc());
+  EXPECT_EQ(report.deleted_packs, 1u);
+  EXPECT_EQ(report.deleted_commits, 0u);
+  EXPECT_EQ(CommitIds().size(), 6u);
+  ExpectEveryCommittedRestores();
+  ExpectExactlyReachableStored();
+}
+
+TEST_F(GcTest, DryRunDecidesButDeletesNothing) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 9; ++i) Step(*w);
+  ASSERT_OK(Gc().status());
+  clock_->Advance(kGrace + absl::Seconds(1));
+  const std::set<std::string> before = Keys();
+  GcOptions dry;
+  dry.dry_run = true;
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc(dry));
+  EXPECT_TRUE(report.dry_run);
+  EXPECT_EQ(report.removed_checkpoints.size(), 6u);
+  EXPECT_GT(report.deleted_objects, 6u);
+  EXPECT_GT(report.deleted_bytes, 0u);
+  EXPECT_EQ(Keys(), before);
+  ASSERT_OK_AND_ASSIGN(GcReport real, Gc());
+  EXPECT_EQ(real.deleted_objects, report.deleted_objects);
+  EXPECT_EQ(real.deleted_bytes, report.deleted_bytes);
+}
+
+TEST_F(GcTest, GraceMustExceedTheCheckpointTimeout) {
+  Create();
+  std::unique_ptr<Repository> repo = Open();
+  GcOptions options;
+  options.grace = absl::Minutes(10);  // the default policy's checkpoint timeout
+  EXPECT_EQ((CollectGarbage(*repo, options).status()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Keys("locks/").empty());
+}
+
+TEST_F(GcTest, DamageStopsGcBeforeItDeletesAnything) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 9; ++i) Step(*w);
+  ASSERT_OK(Gc().status());
+  clock_->Advance(kGrace + absl::Seconds(1));
+  // Damage a kept checkpoint's commit record.
+  ASSERT_OK_AND_ASSIGN(std::string bytes, memory_->Get(CommitKey(8)));
+  bytes[bytes.size() / 2] ^= 1;
+  ASSERT_OK(memory_->Put(CommitKey(8), bytes));
+  const std::set<std::string> before = Keys();
+  EXPECT_EQ((Gc().status()).code(), absl::StatusCode::kDataLoss);
+  std::set<std::string> after = Keys();
+  EXPECT_EQ(after, before);
+}
+
+TEST_F(GcTest, OneCollectorAtATimeAndAnExpiredLockIsTakenOver) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  Step(*w);
+  std::unique_ptr<Repository> a = Open();
+  std::unique_ptr<Repository> b = Open();
+  ObjectStore& store = *RepositoryInternal::store(*a);
+  // A holder that crashed: its lock object stays until it expires.
+  MaintenanceLock crashed;
+  crashed.holder = std::string(32, 'a');
+  crashed.host = "elsewhere";
+  crashed.pid = 1;
+  crashed.ttl = absl::Minutes(5);
+  ASSERT_OK(store.Publish(MaintenanceLockKey(7), EncodeMaintenanceLock(crashed)));
+  GcOptions options;
+  options.grace = kGrace;
+  absl::Status busy = CollectGarbage(*b, options).status();
+  EXPECT_EQ((busy).code(), absl::StatusCode::kAborted);
+  EXPECT_NE(busy.message().find("elsewhere"), std::string::npos) << busy;
+  clock_->Advance(absl::Minutes(5) + absl::Seconds(1));
+  ASSERT_OK(CollectGarbage(*b, options).status());
+  EXPECT_TRUE(Keys("locks/").empty());  // the expired lock was replaced, then released
+}
+
+TEST_F(GcTest, AHolderPresumedDeadLosesItsLock) {
+  Create();
+  std::unique_ptr<Repository> repo = Open();
+  ObjectStore& store = *RepositoryInternal::store(*repo);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<MaintenanceLockHolder> first,
+                       MaintenanceLockHolder::Acquire(store, "gc", absl::Seconds(60)));
+  EXPECT_EQ((MaintenanceLockHolder::Acquire(store, "gc", absl::Seconds(60)).status()).code(), absl::StatusCode::kAborted);
+  clock_->Advance(absl::Seconds(61));  // the first holder stalled past its ttl
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<MaintenanceLockHolder> second,
+                       MaintenanceLockHolder::Acquire(store, "gc", absl::Seconds(60)));
+  EXPECT_EQ((first->Renew()).code(), absl::StatusCode::kAborted);
+  ASSERT_OK(second->Renew());
+  ASSERT_OK(second->Release());
+}
+
+TEST_F(GcTest, AWriterWhoseParentIsCondemnedStartsANewLineage) {
+  Create();
+  RetentionPolicy one;
+  one.keep_last = 1;
+  {
+    std::unique_ptr<Repository> repo = Open();
+    ASSERT_OK(SetRetentionPolicy(*repo, one).status());
+  }
+  // Two writers in one repository: b's checkpoints push a's head out of keep-last 1.
+  std::unique_ptr<Writer> a = NewWriter("a", /*full_every=*/100);
+  std::unique_ptr<Writer> b = NewWriter("b", /*full_every=*/100);
+  const uint64_t a1 = Step(*a);
+  Step(*b);
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
+  EXPECT_NE(std::find(report.condemned_checkpoints.begin(), report.condemned_checkpoints.end(),
+                      a1),
+            report.condemned_checkpoints.end());
+  // a's next checkpoint builds on a1, condemned: its commit is refused (§8.6)...
+  a->Mutate();
+  ASSERT_OK_AND_ASSIGN(CheckpointHandle h, a->checkpointer->Checkpoint());
+  absl::StatusOr<CommitRecord> refused = h.Wait();
+  EXPECT_EQ((refused.status()).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(IsParentRemoved(refused.status())) << refused.status();
+  // ... and the one after is full, with no parent, and carries the refused one's changes.
+  const uint64_t a3 = Step(*a);
+  ASSERT_NE(a3, 0u);
+  std::unique_ptr<Repository> repo = Open();
+  ASSERT_OK_AND_ASSIGN(CommitRecord r3, repo->ReadCommit(a3));
+  EXPECT_EQ(r3.kind, CheckpointKind::kFull);
+  EXPECT_FALSE(r3.parent.has_value());
+  ASSERT_OK_AND_ASSIGN(std::string grid, RestoredGrid(repo.get(), a3, "a"));
+  EXPECT_EQ(grid, a->Content());
+}
+
+TEST_F(GcTest, YoungAcknowledgementsAreRootsOldOnesAreDeleted) {
+  Create();
+  std::unique_ptr<Repository> repo = Open();
+  CheckpointerOptions options;
+  options.participant = "m0";
+  options.group_member = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> member, Checkpointer::Open(repo.get(), options));
+  ASSERT_OK_AND_ASSIGN(Region * region, member->AddRegion("grid", {.size = kRegionBytes}));
+  std::memset(region->data(), 7, 4096);
+  ASSERT_OK_AND_ASSIGN(uint64_t id, repo->ReserveCheckpointId());
+  ASSERT_OK_AND_ASSIGN(CheckpointHandle h, member->Checkpoint(WithId(id)));
+  ASSERT_OK(h.Wait().status());
+  // Not committed yet: its objects are young, and roots through the acknowledgement.
+  clock_->Advance(kGrace / 2);
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
+  EXPECT_EQ(report.deleted_objects, 0u);
+  // The group commit comes within the checkpoint timeout; nothing of it was lost.
+  GroupCommitOptions group;
+  group.participants = {"m0"};
+  ASSERT_OK(repo->CommitGroup(id, group).status());
+  ASSERT_OK_AND_ASSIGN(std::string grid, RestoredGrid(repo.get(), id, "m0"));
+  EXPECT_EQ(grid[0], 7);
+  // Once older than the grace period the acknowledgement goes; the checkpoint stays.
+  clock_->Advance(kGrace);
+  ASSERT_OK_AND_ASSIGN(report, Gc());
+  EXPECT_EQ(report.deleted_acks, 1u);
+  EXPECT_TRUE(Keys("acks/").empty());
+  ASSERT_OK(RestoredGrid(repo.get(), id, "m0").status());
+}
+
+TEST_F(GcTest, AnAbandonedAcknowledgementsObjectsGoAfterTheGracePeriod) {
+  Create();
+  std::unique_ptr<Repository> repo = Open();
+  CheckpointerOptions options;
+  options.participant = "m0";
+  options.group_member = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> member, Checkpointer::Open(repo.get(), options));
+  ASSERT_OK_AND_ASSIGN(Region * region, member->AddRegion("grid", {.size = kRegionBytes}));
+  std::memset(region->data(), 7, 4096);
+  ASSERT_OK_AND_ASSIGN(uint64_t id, repo->ReserveCheckpointId());
+  ASSERT_OK_AND_ASSIGN(CheckpointHandle h, member->Checkpoint(WithId(id)));
+  ASSERT_OK(h.Wait().status());
+  EXPECT_FALSE(Keys("packs/").empty());
+  clock_->Advance(kGrace + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
+  EXPECT_EQ(report.deleted_acks, 1u);
+  EXPECT_TRUE(Keys("packs/").empty());
+  EXPECT_TRUE(Keys("manifests/").empty());
+}
+
+TEST_F(GcTest, AReaderOfARemovedCheckpointGetsNotFoundNeverDamage) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 9; ++i) Step(*w);
+  ASSERT_OK(Gc().status());
+  clock_->Advance(kGrace + absl::Seconds(1));
+  // A reader read checkpoint 2's commit record before GC removed it, and its manifests after.
+  std::unique_ptr<Repository> reader = Open();
+  ASSERT_OK_AND_ASSIGN(CommitRecord removed, reader->ReadCommit(2));
+  ASSERT_OK_AND_ASSIGN(CommitRecord kept, reader->ReadCommit(9));
+  ASSERT_OK(Gc().status());
+  PackTable packs;
+  absl::Status s = ResolveObject(*reader, removed, "p0", "grid", &packs).status();
+  EXPECT_EQ((s).code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("removed by garbage collection"), std::string::npos) << s;
+  // The same missing object under a checkpoint that still exists is damage.
+  ASSERT_OK(memory_->Delete(kept.participants[0].state_objects[0].manifest));
+  EXPECT_EQ((ResolveObject(*reader, kept, "p0", "grid", &packs).status()).code(), absl::StatusCode::kDataLoss);
+  // And a restore of the removed checkpoint says not found.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> c, Checkpointer::Open(reader.get()));
+  RestoreOptions options;
+  options.id = 2;
+  options.on_unregistered = OnUnregistered::kCreate;
+  EXPECT_EQ((c->Restore(options).status()).code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace ickpt
