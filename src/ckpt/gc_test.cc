@@ -20,6 +20,7 @@
 #include "src/repo/maintenance_lock.h"
 #include "src/repo/reachability.h"
 #include "src/repo/region_reader.h"
+#include "src/store/fault_store.h"
 #include "src/repo/repository_internal.h"
 #include "src/testing/manual_clock_store.h"
 #include "src/testing/restore_util.h"
@@ -528,6 +529,58 @@ TEST_F(GcTest, AReaderOfARemovedCheckpointGetsNotFoundNeverDamage) {
   options.id = 2;
   options.on_unregistered = OnUnregistered::kCreate;
   EXPECT_EQ((c->Restore(options).status()).code(), absl::StatusCode::kNotFound);
+}
+
+// The fault matrix: a GC whose nth store call fails, for every n of a run, and also whose nth call
+// lands but loses its reply. Whatever it did before the failure, every checkpoint still committed
+// restores bit-exact, and the next clean run finishes the work: exactly what the kept checkpoints
+// reach is stored.
+TEST_F(GcTest, AFailureAtAnyCallOfAGcLosesNothingAndTheNextRunFinishes) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 9; ++i) Step(*w);
+  ASSERT_OK(Gc().status());  // condemns 1-6
+  clock_->Advance(kGrace + absl::Seconds(1));
+  // The repository before the run that removes, to start every case from.
+  std::map<std::string, std::string> snapshot;
+  for (const std::string& key : Keys()) snapshot[key] = *memory_->Get(key);
+
+  auto run_with_fault = [&](int64_t n, bool lose_reply) -> int64_t {
+    // Restore the snapshot: the same objects, all older than the grace period.
+    for (const std::string& key : Keys()) EXPECT_OK(memory_->Delete(key));
+    for (const auto& [key, bytes] : snapshot) EXPECT_OK(memory_->Put(key, bytes));
+    FaultInjectionStore faults(memory_.get());
+    auto store = std::make_unique<testing::ManualClockStore>(&faults, clock_);
+    absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::Open(std::move(store));
+    EXPECT_OK(repo.status());
+    const int64_t start = faults.call_count();
+    if (lose_reply) {
+      faults.LoseReplyOfNthCallMatching("", n);
+    } else {
+      faults.FailNthCall(n, absl::UnavailableError("injected"));
+    }
+    GcOptions options;
+    options.grace = kGrace;
+    (void)CollectGarbage(**repo, options);
+    const int64_t calls = faults.call_count() - start;
+    ExpectEveryCommittedRestores();
+    // A crashed run's lock blocks until it expires: let it.
+    clock_->Advance(absl::Minutes(6));
+    absl::StatusOr<GcReport> clean = Gc();
+    EXPECT_OK(clean.status()) << "fault at call " << n;
+    EXPECT_EQ(CommitIds(), (std::vector<uint64_t>{7, 8, 9})) << "fault at call " << n;
+    ExpectEveryCommittedRestores();
+    ExpectExactlyReachableStored();
+    return calls;
+  };
+  // A run without a fault that fires tells how many calls a run makes.
+  const int64_t calls = run_with_fault(1'000'000, false);
+  ASSERT_GT(calls, 20);
+  for (int64_t n = 1; n <= calls; ++n) {
+    run_with_fault(n, false);
+    run_with_fault(n, true);
+    if (HasFatalFailure() || HasFailure()) break;
+  }
 }
 
 }  // namespace
