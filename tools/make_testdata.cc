@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ickpt/checkpointer.h"
+#include "ickpt/maintenance.h"
 #include "ickpt/repository.h"
 #include "tools/testdata_grid.h"
 
@@ -109,5 +110,16 @@ int main(int argc, char** argv) {
   auto committed = (*repo)->CommitGroup(*id, group);
   if (!committed.ok()) return Fail("group commit", committed.status());
   std::printf("checkpoint %llu: group of 2\n", static_cast<unsigned long long>(*id));
+  // Format 1.3: a second retention policy generation (the first, keep-last 3, came with the
+  // repository) and a pin.
+  RetentionPolicy policy;
+  policy.keep_last = 2;
+  policy.keep_within = absl::Hours(24);
+  policy.checkpoint_timeout = absl::Seconds(60);
+  if (auto stored = SetRetentionPolicy(**repo, policy); !stored.ok()) {
+    return Fail("set retention policy", stored.status());
+  }
+  if (absl::Status s = PinCheckpoint(**repo, 1, "first"); !s.ok()) return Fail("pin", s);
+  std::printf("retention policy generation 2, pin 'first' on checkpoint 1\n");
   return 0;
 }

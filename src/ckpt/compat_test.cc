@@ -1,7 +1,8 @@
-// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0, 1.1, 1.2,
+// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 to 1.3,
 // testdata/repo-v1.N (written by make_testdata, content in testdata_grid.h), must restore with this
 // and every later release. It is copied to a temporary directory first so that a reader that writes
 // (an id reservation, say) never modifies the saved copy.
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -10,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
+#include "ickpt/maintenance.h"
 #include "ickpt/repository.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
@@ -170,6 +172,53 @@ TEST_F(CompatTest, SavedRepositoryV1_1RestoresRegionsKeyedStateAndGroupCheckpoin
 TEST_F(CompatTest, SavedRepositoryV1_2RestoresAndKeepsIncarnationsAndEpoch) {
   CopySaved("repo-v1.2");
   ExpectSavedRepositoryRestores(dir_.Join("repo"), 2);
+}
+
+// Format 1.3 added retention policies, pins and condemnations (§13) and the packs' nonce frame
+// (§4): the saved policy (generation 2) and pin read back, and a collection (a dry run: the saved
+// copy's objects are young anyway) keeps what they keep.
+TEST_F(CompatTest, SavedRepositoryV1_3RestoresAndKeepsItsPolicyAndPin) {
+  CopySaved("repo-v1.3");
+  ExpectSavedRepositoryRestores(dir_.Join("repo"), 3);
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir_.Join("repo"), /*create=*/false));
+  ASSERT_OK_AND_ASSIGN(std::optional<RetentionPolicy> policy, ReadRetentionPolicy(*repo));
+  ASSERT_TRUE(policy.has_value());
+  EXPECT_EQ(policy->generation, 2u);
+  EXPECT_EQ(policy->keep_last, std::optional<uint64_t>(2));
+  EXPECT_EQ(policy->keep_within, std::optional<absl::Duration>(absl::Hours(24)));
+  EXPECT_EQ(policy->checkpoint_timeout, absl::Seconds(60));
+  ASSERT_OK_AND_ASSIGN(std::vector<Pin> pins, ListPins(*repo));
+  ASSERT_EQ(pins.size(), 1u);
+  EXPECT_EQ(pins[0].name, "first");
+  EXPECT_EQ(pins[0].id, 1u);
+  GcOptions dry;
+  dry.dry_run = true;
+  ASSERT_OK_AND_ASSIGN(GcReport report, CollectGarbage(*repo, dry));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
+  // keep-within 24 h judges the saved checkpoints' creation against today: whatever it decides,
+  // the pinned one, the latest and keep-last 2 are kept, and nothing is removed.
+  for (uint64_t id : {ids[0], ids[2], ids[3]}) {
+    EXPECT_NE(std::find(report.kept_checkpoints.begin(), report.kept_checkpoints.end(), id),
+              report.kept_checkpoints.end())
+        << id;
+  }
+  EXPECT_TRUE(report.removed_checkpoints.empty());
+}
+
+// Repositories saved before 1.3 have no policy: they keep every committed checkpoint, and a
+// collection removes none of them.
+TEST_F(CompatTest, SavedRepositoriesWithoutAPolicyKeepEveryCheckpoint) {
+  for (const char* name : {"repo-v1.0", "repo-v1.1", "repo-v1.2"}) {
+    CopySaved(name);
+    ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir_.Join("repo"), /*create=*/false));
+    ASSERT_OK_AND_ASSIGN(std::optional<RetentionPolicy> policy, ReadRetentionPolicy(*repo));
+    EXPECT_FALSE(policy.has_value()) << name;
+    ASSERT_OK_AND_ASSIGN(GcReport report, CollectGarbage(*repo));
+    ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
+    EXPECT_EQ(report.kept_checkpoints, ids) << name;
+    EXPECT_TRUE(report.condemned_checkpoints.empty()) << name;
+    EXPECT_EQ(report.deleted_commits + report.deleted_manifests + report.deleted_packs, 0u) << name;
+  }
 }
 
 }  // namespace
