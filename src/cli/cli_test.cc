@@ -22,6 +22,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/keyed_state.h"
@@ -148,11 +149,15 @@ class CliTest : public ::testing::Test {
 
   // Creates the repository with region "r" of kBlocks blocks and takes `checkpoints` checkpoints;
   // before checkpoint i (from 1) the blocks `writes[i - 1]` get fresh random bytes (checkpoint 1
-  // also writes every block). Remembers the region's content at every checkpoint id.
-  void MakeRepo(const std::vector<std::vector<uint64_t>>& writes) {
+  // also writes every block). Remembers the region's content at every checkpoint id. A chain holds
+  // at most `full_every` checkpoints (NewFullEveryNPolicy).
+  void MakeRepo(const std::vector<std::vector<uint64_t>>& writes, uint64_t full_every = 16) {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo,
                          Repository::OpenLocal(repo_path(), /*create=*/true));
-    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> ckpt, Checkpointer::Open(repo.get()));
+    CheckpointerOptions ckpt_options;
+    ckpt_options.policy = NewFullEveryNPolicy(full_every);
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> ckpt,
+                         Checkpointer::Open(repo.get(), std::move(ckpt_options)));
     RegionOptions options;
     options.size = kBlocks * kBlock;
     options.tracker = TrackerKind::kHash;
@@ -1089,6 +1094,357 @@ TEST_F(CliKeyedTest, KeyGroupBatchesOfAnySizeReadEveryEntryOnce) {
                                      }));
   }
   EXPECT_TRUE(SameEntries(read, at_[ids_[1]]));
+}
+
+// ---- retention, pins and gc (maintenance.cc, format.md §13) ----------------------------------
+
+std::vector<uint64_t> IdList(const json& array) {
+  EXPECT_TRUE(array.is_array()) << array.dump();
+  std::vector<uint64_t> out;
+  for (const json& id : array) out.push_back(id.get<uint64_t>());
+  return out;
+}
+
+// Everything under `root` except locks/, which gc writes (its lock and probe) even when dry.
+std::vector<std::string> TreeWithoutLocks(const std::string& root) {
+  std::vector<std::string> out;
+  for (const std::string& rel : Tree(root)) {
+    if (!rel.starts_with("locks/")) out.push_back(rel);
+  }
+  return out;
+}
+
+TEST_F(CliTest, RetentionShowAndSetStoreNewGenerations) {
+  MakeRepo({{}});
+  // A repository created by format 1.3 starts with generation 1: keep the last 3, timeout 600 s.
+  json show = RunJson({"retention", "show", "--json"});
+  EXPECT_EQ(show["generation"], 1);
+  EXPECT_EQ(show["keep_last"], 3);
+  EXPECT_TRUE(show["keep_within_seconds"].is_null());
+  EXPECT_EQ(show["checkpoint_timeout_seconds"], 600);
+  ASSERT_TRUE(show["created"].is_string());
+  EXPECT_EQ(show["created"].get<std::string>().back(), 'Z');
+  EXPECT_EQ(show["keeps_everything"], false);
+  EXPECT_EQ(show["pins"], json::array());
+  EXPECT_EQ(show["condemned"], json::array());
+
+  // set --json prints what show prints; the timeout carries over from generation 1.
+  const json set =
+      RunJson({"retention", "set", "--keep-last", "5", "--keep-within", "2h", "--json"});
+  EXPECT_EQ(set["generation"], 2);
+  EXPECT_EQ(set["keep_last"], 5);
+  EXPECT_EQ(set["keep_within_seconds"], 7200);
+  EXPECT_EQ(set["checkpoint_timeout_seconds"], 600);
+  EXPECT_EQ(set["keeps_everything"], false);
+  EXPECT_TRUE(set["pins"].is_array());
+  show = RunJson({"retention", "show", "--json"});
+  EXPECT_EQ(show, set);
+
+  // Rules not given are not carried over; a timeout given replaces the old one.
+  RunResult text =
+      RunOnRepo({"retention", "set", "--keep-within", "90m", "--checkpoint-timeout", "30s"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_EQ(text.out,
+            "retention policy generation 3: keep-last none, keep-within 1h30m, checkpoint timeout "
+            "30s\n");
+  show = RunJson({"retention", "show", "--json"});
+  EXPECT_EQ(show["generation"], 3);
+  EXPECT_TRUE(show["keep_last"].is_null());
+  EXPECT_EQ(show["keep_within_seconds"], 5400);
+  EXPECT_EQ(show["checkpoint_timeout_seconds"], 30);
+  text = RunOnRepo({"retention", "set", "--keep-last", "2"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("generation 4: keep-last 2, keep-within none, checkpoint timeout 30s"),
+            std::string::npos)
+      << text.out;
+  text = RunOnRepo({"retention", "show"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("retention policy generation 4: keep-last 2"), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("pins: none"), std::string::npos) << text.out;
+}
+
+TEST_F(CliTest, RetentionSetUsageErrorsExit2AndWriteNothing) {
+  MakeRepo({{}});
+  const std::string before = TreeHash(repo_path());
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"retention", "set"},                                // neither rule
+           {"retention", "set", "--checkpoint-timeout", "5m"},  // still neither rule
+           {"retention", "set", "--keep-within", "2 hours"},    // not a duration
+           {"retention", "set", "--keep-within", "1.5s"},       // not whole seconds
+           {"retention", "set", "--keep-within", "0"},          // below 1 s
+           {"retention", "set", "--keep-last", "0"},
+           {"retention", "set", "--keep-last", "many"},
+           {"retention", "set", "--keep-last", "2", "--checkpoint-timeout", "500ms"},
+           {"retention"},  // a subcommand is required
+       }) {
+    const RunResult r = RunOnRepo(args);
+    EXPECT_EQ(r.code, 2) << absl::StrJoin(args, " ") << ": " << r.err;
+    EXPECT_NE(r.err.find("ickpt: error: "), std::string::npos) << r.err;
+  }
+  EXPECT_NE(RunOnRepo({"retention", "set"}).err.find("--keep-last"), std::string::npos);
+  EXPECT_NE(RunOnRepo({"retention", "set", "--keep-last", "many"}).err.find("--keep-last many"),
+            std::string::npos);
+  EXPECT_NE(RunOnRepo({"retention", "set", "--keep-within", "2 hours"}).err.find("2 hours"),
+            std::string::npos);
+  EXPECT_EQ(TreeHash(repo_path()), before);
+
+  // Not a repository: exit 4, and nothing is created.
+  ASSERT_EQ(mkdir(dir_.Join("empty").c_str(), 0700), 0);
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"retention", "show", "--repo", dir_.Join("empty")},
+           {"retention", "set", "--keep-last", "1", "--repo", dir_.Join("empty")},
+           {"pin", "latest", "--name", "x", "--repo", dir_.Join("empty")},
+           {"unpin", "x", "--repo", dir_.Join("empty")},
+           {"gc", "--repo", dir_.Join("empty")},
+           {"gc", "--repo", dir_.Join("missing")},
+       }) {
+    const RunResult r = Run(args);
+    EXPECT_EQ(r.code, 4) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("not an ickpt repository"), std::string::npos) << r.err;
+  }
+  EXPECT_TRUE(Tree(dir_.Join("empty")).empty());
+  struct stat st;
+  EXPECT_NE(stat(dir_.Join("missing").c_str(), &st), 0);
+}
+
+// A repository without a policy object (every repository made before format 1.3) keeps every
+// committed checkpoint.
+TEST_F(CliTest, RepositoryWithoutPolicyKeepsEverything) {
+  {
+    RepositoryOptions options;
+    options.retention = std::nullopt;
+    ASSERT_OK(Repository::OpenLocal(repo_path(), /*create=*/true, options).status());
+  }
+  MakeRepo({{}, {1}, {2}, {3}, {4}}, /*full_every=*/1);
+  const json show = RunJson({"retention", "show", "--json"});
+  EXPECT_TRUE(show["generation"].is_null());
+  EXPECT_TRUE(show["keep_last"].is_null());
+  EXPECT_TRUE(show["keep_within_seconds"].is_null());
+  EXPECT_TRUE(show["checkpoint_timeout_seconds"].is_null());
+  EXPECT_TRUE(show["created"].is_null());
+  EXPECT_EQ(show["keeps_everything"], true);
+  const RunResult text = RunOnRepo({"retention", "show"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("no retention policy: every committed checkpoint is kept"),
+            std::string::npos)
+      << text.out;
+
+  const json gc = RunJson({"gc", "--dry-run", "--json"});
+  EXPECT_TRUE(gc["policy_generation"].is_null());
+  EXPECT_EQ(IdList(gc["kept_checkpoints"]), ids_);
+  EXPECT_EQ(gc["condemned_checkpoints"], json::array());
+}
+
+TEST_F(CliTest, PinAndUnpinByNameWithTheirExitCodes) {
+  MakeRepo({{}, {1}});
+  RunResult r = RunOnRepo({"pin", "latest", "--name", "release-1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(std::to_string(ids_.back())), std::string::npos) << r.out;
+  ASSERT_EQ(RunOnRepo({"pin", std::to_string(ids_[0]), "--name", "first"}).code, 0);
+  json show = RunJson({"retention", "show", "--json"});
+  ASSERT_EQ(show["pins"].size(), 2u);
+  // By name.
+  EXPECT_EQ(show["pins"][0]["name"], "first");
+  EXPECT_EQ(show["pins"][0]["id"].get<uint64_t>(), ids_[0]);
+  EXPECT_EQ(show["pins"][1]["name"], "release-1");
+  EXPECT_EQ(show["pins"][1]["id"].get<uint64_t>(), ids_.back());
+  ASSERT_TRUE(show["pins"][1]["created"].is_string());
+  EXPECT_EQ(show["pins"][1]["created"].get<std::string>().back(), 'Z');
+  r = RunOnRepo({"retention", "show"});
+  EXPECT_NE(r.out.find(fmt::format("release-1 -> checkpoint {}", ids_.back())), std::string::npos)
+      << r.out;
+
+  // A name pins one checkpoint: AlreadyExists is exit 1.
+  r = RunOnRepo({"pin", std::to_string(ids_[0]), "--name", "release-1"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("release-1"), std::string::npos) << r.err;
+  // No such checkpoint: 4. A malformed id: usage error.
+  r = RunOnRepo({"pin", "999999", "--name", "other"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("999999"), std::string::npos) << r.err;
+  EXPECT_EQ(RunOnRepo({"pin", "abc", "--name", "other"}).code, 2);
+  EXPECT_EQ(RunOnRepo({"pin", "latest"}).code, 2);  // --name is required
+  // A bad name is refused by the library (InvalidArgument: exit 1, not a usage error), naming it.
+  r = RunOnRepo({"pin", "latest", "--name", "Bad/Name"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("pin name 'Bad/Name' is not valid"), std::string::npos) << r.err;
+  show = RunJson({"retention", "show", "--json"});
+  EXPECT_EQ(show["pins"].size(), 2u);
+
+  r = RunOnRepo({"unpin", "release-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = RunOnRepo({"unpin", "release-1"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("release-1"), std::string::npos) << r.err;
+  show = RunJson({"retention", "show", "--json"});
+  ASSERT_EQ(show["pins"].size(), 1u);
+  EXPECT_EQ(show["pins"][0]["name"], "first");
+  // Unpinned, the name is free again.
+  EXPECT_EQ(RunOnRepo({"pin", std::to_string(ids_[0]), "--name", "release-1"}).code, 0);
+}
+
+TEST_F(CliTest, GcDryRunReportsEveryFieldAndDeletesNothing) {
+  // Four full checkpoints under the default policy (keep the last 3): the first would be condemned.
+  MakeRepo({{}, {1}, {2}, {3}}, /*full_every=*/1);
+  const std::vector<std::string> before = TreeWithoutLocks(repo_path());
+  const json gc = RunJson({"gc", "--dry-run", "--json"});
+  EXPECT_EQ(gc["dry_run"], true);
+  EXPECT_TRUE(gc["deleted_objects"].is_number_integer());
+  EXPECT_TRUE(gc["deleted_bytes"].is_number_integer());
+  EXPECT_EQ(IdList(gc["kept_checkpoints"]), std::vector<uint64_t>(ids_.begin() + 1, ids_.end()));
+  EXPECT_EQ(IdList(gc["condemned_checkpoints"]), std::vector<uint64_t>{ids_[0]});
+  EXPECT_EQ(IdList(gc["pardoned_checkpoints"]), std::vector<uint64_t>{});
+  EXPECT_EQ(IdList(gc["removed_checkpoints"]), std::vector<uint64_t>{});
+  ASSERT_TRUE(gc["deleted"].is_object());
+  for (const char* kind :
+       {"commits", "manifests", "packs", "acks", "reservations", "condemnations"}) {
+    EXPECT_TRUE(gc["deleted"][kind].is_number_integer()) << kind;
+  }
+  EXPECT_EQ(gc["deleted"]["commits"], 0);
+  EXPECT_TRUE(gc["removed_debris"].is_number_integer());
+  EXPECT_EQ(gc["dangling_pins"], json::array());
+  EXPECT_EQ(gc["policy_generation"], 1);
+  EXPECT_EQ(gc.size(), 11u) << gc.dump();
+
+  const RunResult text = RunOnRepo({"gc", "--dry-run"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("would delete"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(fmt::format("would condemn: {}", ids_[0])), std::string::npos)
+      << text.out;
+
+  // Nothing deleted, nothing condemned.
+  EXPECT_EQ(TreeWithoutLocks(repo_path()), before);
+  EXPECT_EQ(RunJson({"retention", "show", "--json"})["condemned"], json::array());
+}
+
+TEST_F(CliTest, GcRefusesAGraceNotAboveTheCheckpointTimeout) {
+  MakeRepo({{}, {1}});
+  const std::string before = TreeHash(repo_path());
+  // The default policy's checkpoint timeout is 10 min.
+  RunResult r = RunOnRepo({"gc", "--grace", "1s"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("checkpoint timeout"), std::string::npos) << r.err;
+  EXPECT_EQ(RunOnRepo({"gc", "--grace", "10m", "--json"}).code, 1);
+  EXPECT_EQ(RunOnRepo({"gc", "--grace", "soon"}).code, 2);
+  EXPECT_EQ(RunOnRepo({"gc", "--lock-ttl", "0"}).code, 2);
+  EXPECT_EQ(TreeHash(repo_path()), before);
+  r = RunOnRepo({"gc", "--grace", "11m", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+// The two phases of format.md §13.3 through the CLI: a run condemns what the policy drops (still
+// readable), a run after the grace period removes it; a pinned checkpoint and the chain it needs
+// stay throughout.
+TEST_F(CliTest, GcCondemnsThenRemovesAfterTheGracePeriodAndKeepsPinned) {
+  // Chains of two: full, incremental, full, incremental, full. A full manifest may point at packs
+  // of earlier checkpoints for unchanged blocks (format.md §5), so the last one rewrites blocks 2
+  // and 3: the packs of the 3rd and 4th checkpoints (holding only those blocks) then serve nothing
+  // kept.
+  MakeRepo({{}, {1}, {2}, {3}, {2, 3, 4}}, /*full_every=*/2);
+  ASSERT_EQ(ids_.size(), 5u);
+  EXPECT_EQ(RunJson({"show", std::to_string(ids_[1]), "--json"})["kind"], "incremental");
+  ASSERT_EQ(RunOnRepo({"pin", std::to_string(ids_[1]), "--name", "keep-me"}).code, 0);
+  ASSERT_EQ(RunOnRepo({"retention", "set", "--keep-last", "1", "--checkpoint-timeout", "1s"}).code,
+            0);
+
+  const json first = RunJson({"gc", "--grace", "2s", "--json"});
+  EXPECT_EQ(first["dry_run"], false);
+  EXPECT_EQ(first["policy_generation"], 2);
+  EXPECT_EQ(IdList(first["kept_checkpoints"]), (std::vector<uint64_t>{ids_[1], ids_[4]}));
+  // ids_[0] is needed by the pinned incremental checkpoint: not condemned.
+  const std::vector<uint64_t> condemned = IdList(first["condemned_checkpoints"]);
+  EXPECT_EQ(condemned, (std::vector<uint64_t>{ids_[2], ids_[3]}));
+  EXPECT_EQ(IdList(first["removed_checkpoints"]), std::vector<uint64_t>{});
+  EXPECT_EQ(first["deleted"]["commits"], 0);
+  EXPECT_EQ(IdList(RunJson({"retention", "show", "--json"})["condemned"]), condemned);
+  // Condemned checkpoints stay fully readable, but can no longer be pinned.
+  for (uint64_t id : condemned) {
+    EXPECT_EQ(RunOnRepo({"show", std::to_string(id)}).code, 0);
+    const std::string out = io_.Join("condemned-" + std::to_string(id));
+    const RunResult r = RunOnRepo({"restore", std::to_string(id), "--region", "r", "--out", out});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(ReadFileOrEmpty(out), contents_[id]);
+  }
+  RunResult pin = RunOnRepo({"pin", std::to_string(ids_[2]), "--name", "too-late"});
+  EXPECT_EQ(pin.code, 1) << pin.err;
+  EXPECT_NE(pin.err.find("condemned"), std::string::npos) << pin.err;
+  EXPECT_EQ(RunOnRepo({"verify"}).code, 0);
+
+  // The grace period under test: condemnations must be older than 2 s by the store's clock.
+  usleep(2'500'000);
+  const json second = RunJson({"gc", "--grace", "2s", "--json"});
+  EXPECT_EQ(IdList(second["removed_checkpoints"]), condemned);
+  EXPECT_EQ(IdList(second["kept_checkpoints"]), (std::vector<uint64_t>{ids_[1], ids_[4]}));
+  EXPECT_EQ(second["condemned_checkpoints"], json::array());
+  EXPECT_EQ(second["deleted"]["commits"], 2);
+  EXPECT_EQ(second["deleted"]["condemnations"], 2);
+  EXPECT_EQ(second["deleted"]["manifests"], 2);  // one region, one manifest a checkpoint
+  EXPECT_EQ(second["deleted"]["packs"], 2);
+  EXPECT_GT(second["deleted_bytes"].get<uint64_t>(), 0u);
+  EXPECT_GE(second["deleted_objects"].get<uint64_t>(), 6u);
+
+  for (uint64_t id : condemned) {
+    const RunResult r = RunOnRepo({"show", std::to_string(id)});
+    EXPECT_EQ(r.code, 4) << r.err;
+  }
+  EXPECT_EQ(RunJson({"retention", "show", "--json"})["condemned"], json::array());
+  std::vector<uint64_t> logged;
+  for (const json& c : RunJson({"log", "--json"})) logged.push_back(c["id"].get<uint64_t>());
+  EXPECT_EQ(logged, (std::vector<uint64_t>{ids_[0], ids_[1], ids_[4]}));
+  const RunResult verify = RunOnRepo({"verify", "--data"});
+  EXPECT_EQ(verify.code, 0) << verify.err << verify.out;
+  // The pinned checkpoint, the chain it needs and the latest restore exactly.
+  for (uint64_t id : {ids_[0], ids_[1], ids_[4]}) {
+    const std::string out = io_.Join("kept-" + std::to_string(id));
+    const RunResult r = RunOnRepo({"restore", std::to_string(id), "--region", "r", "--out", out});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(ReadFileOrEmpty(out), contents_[id]) << "checkpoint " << id;
+  }
+
+  // Nothing left to do: the text summary says so.
+  const RunResult text = RunOnRepo({"gc", "--grace", "2s"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("gc: deleted "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(fmt::format("kept checkpoints: {}, {}", ids_[1], ids_[4])),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("removed: none"), std::string::npos) << text.out;
+}
+
+// A policy that does not verify is damage: gc cannot know what it keeps, so it deletes nothing and
+// exits 3. A new generation with its own checkpoint timeout replaces it without reading it.
+TEST_F(CliTest, DamagedPolicyMakesGcExit3UntilANewGenerationReplacesIt) {
+  MakeRepo({{}, {1}, {2}, {3}}, /*full_every=*/1);
+  ASSERT_EQ(Keys("policy/"), std::vector<std::string>{PolicyKey(1)});
+  // Offset 40 lies in the JSON payload (after the 16-byte header): the trailing xxh3 no longer
+  // matches.
+  FlipByte(PolicyKey(1), 40);
+  const std::string before = TreeHash(repo_path());
+
+  RunResult r = RunOnRepo({"retention", "show", "--json"});
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find(PolicyKey(1)), std::string::npos) << r.err;
+  for (const std::vector<std::string>& gc :
+       std::vector<std::vector<std::string>>{{"gc", "--json"}, {"gc", "--dry-run"}}) {
+    r = RunOnRepo(gc);
+    EXPECT_EQ(r.code, 3) << r.err;
+    EXPECT_NE(r.err.find("gc deletes nothing"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  // Without --checkpoint-timeout the damaged policy's would carry over: refused, with the way out.
+  r = RunOnRepo({"retention", "set", "--keep-last", "2"});
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("--checkpoint-timeout"), std::string::npos) << r.err;
+  EXPECT_EQ(TreeHash(repo_path()), before);
+
+  const json set =
+      RunJson({"retention", "set", "--keep-last", "2", "--checkpoint-timeout", "10m", "--json"});
+  EXPECT_EQ(set["generation"], 2);
+  EXPECT_EQ(set["keep_last"], 2);
+  const json gc = RunJson({"gc", "--dry-run", "--json"});
+  EXPECT_EQ(gc["policy_generation"], 2);
+  EXPECT_EQ(IdList(gc["kept_checkpoints"]), std::vector<uint64_t>(ids_.begin() + 2, ids_.end()));
 }
 
 }  // namespace

@@ -24,6 +24,12 @@ Command RegisterDiff(CLI::App& app);
 Command RegisterGet(CLI::App& app);
 Command RegisterDump(CLI::App& app);
 Command RegisterDemo(CLI::App& app);
+// Retention and garbage collection (maintenance.cc): `ickpt retention set|show`, `ickpt pin`,
+// `ickpt unpin` and `ickpt gc`.
+Command RegisterRetention(CLI::App& app);
+Command RegisterPin(CLI::App& app);
+Command RegisterUnpin(CLI::App& app);
+Command RegisterGc(CLI::App& app);
 // `ickpt doctor`: which trackers work here; needs no repository.
 Command RegisterDoctor(CLI::App& app);
 // The hidden `demo-child` subcommand: the simulation process the demo supervisor re-executes.

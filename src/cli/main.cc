@@ -1,4 +1,5 @@
-// `ickpt`: inspect, verify and restore checkpoint repositories; `ickpt demo` shows crash recovery.
+// `ickpt`: inspect, verify and restore checkpoint repositories, set their retention and collect
+// their garbage; `ickpt demo` shows crash recovery.
 #include <iostream>
 #include <vector>
 
@@ -13,7 +14,9 @@
 
 int main(int argc, char** argv) {
   using namespace ickpt::cli;
-  CLI::App app{"ickpt: inspect, verify and restore incremental checkpoint repositories."};
+  CLI::App app{
+      "ickpt: inspect, verify and restore incremental checkpoint repositories; set their retention "
+      "and collect their garbage."};
   app.name("ickpt");
   app.set_version_flag("--version",
                        std::string("ickpt ") + ICKPT_VERSION + " (repository format 1.1)");
@@ -28,7 +31,8 @@ int main(int argc, char** argv) {
       "  4  not found: no such checkpoint or state object, or not an ickpt repository; for\n"
       "     'get', also a key that is absent\n"
       "Errors are written to stderr as 'ickpt: error: <message>'. Read commands (log, show,\n"
-      "verify, diff, get, dump) never create or modify anything.");
+      "verify, diff, get, dump, retention show) never create or modify anything; retention set,\n"
+      "pin, unpin and gc write to an existing repository and never create one.");
   app.failure_message([](const CLI::App* failed, const CLI::Error& e) {
     std::string out = std::string("ickpt: error: ") + e.what() + "\n";
     const std::string name =
@@ -37,10 +41,11 @@ int main(int argc, char** argv) {
     return out;
   });
 
-  std::vector<Command> commands = {RegisterLog(app),      RegisterShow(app),   RegisterGet(app),
-                                   RegisterDump(app),     RegisterVerify(app), RegisterRestore(app),
-                                   RegisterDiff(app),     RegisterDemo(app),   RegisterDoctor(app),
-                                   RegisterDemoChild(app)};
+  std::vector<Command> commands = {
+      RegisterLog(app),    RegisterShow(app),     RegisterGet(app),  RegisterDump(app),
+      RegisterVerify(app), RegisterRestore(app),  RegisterDiff(app), RegisterRetention(app),
+      RegisterPin(app),    RegisterUnpin(app),    RegisterGc(app),   RegisterDemo(app),
+      RegisterDoctor(app), RegisterDemoChild(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

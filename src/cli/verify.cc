@@ -87,7 +87,27 @@ class Verifier {
     }
   }
 
+  // format.md §13.4: GC may remove checkpoints while verify runs. A finding about an object that
+  // no longer exists and that no commit record present now reaches was GC's doing, not damage.
+  void DropWhatGcRemoved() {
+    if (damaged_.empty()) return;
+    absl::StatusOr<std::vector<uint64_t>> ids = repo_.ListCommitIds();
+    if (!ids.ok()) return;
+    absl::StatusOr<Reachable> now = ComputeReachable(repo_, *ids);
+    if (!now.ok()) return;
+    std::erase_if(damaged_, [&](const std::pair<std::string, std::string>& finding) {
+      const std::string& key = finding.first;
+      for (const std::set<std::string>* keys : {&now->commits, &now->manifests, &now->packs}) {
+        if (keys->contains(key)) return false;
+      }
+      if (!absl::IsNotFound(CheckStoredObject(repo_, key))) return false;
+      ++removed_while_verifying_;
+      return true;
+    });
+  }
+
   int Report(bool json) {
+    DropWhatGcRemoved();
     const bool ok = damaged_.empty() && errors_.empty();
     if (json) {
       nlohmann::json j;
@@ -99,6 +119,7 @@ class Verifier {
       j["orphans"] = orphans_;
       j["commits"] = commits_;
       j["keyed_records"] = keyed_records_;
+      j["removed_while_verifying"] = removed_while_verifying_;
       if (!errors_.empty()) j["errors"] = errors_;
       std::cout << j.dump(2) << "\n";
     }
@@ -197,6 +218,7 @@ class Verifier {
     damaged_.emplace_back(key, message);
   }
   void Error(const absl::Status& status) { errors_.push_back(std::string(status.message())); }
+  uint64_t removed_while_verifying_ = 0;
 
   const RepositoryReader& repo_;
   std::set<std::string> checked_;

@@ -1,8 +1,10 @@
 // The chain walk, format.md §9.
 #include "src/repo/chain.h"
 
+#include <string>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "src/repo/format.h"
 #include "src/repo/keys.h"
 #include "src/repo/repository_internal.h"
@@ -21,8 +23,20 @@ std::string Quoted(std::string_view name) {
 
 }  // namespace
 
+// Marks the DataLoss of MissingAsDataLoss.
+constexpr char kMissingObjectPayload[] = "ickpt/missing-object";
+
+absl::Status WithMessage(const absl::Status& status, std::string_view message) {
+  absl::Status out(status.code(), std::string(message));
+  status.ForEachPayload(
+      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
 absl::Status RemovedOrDamaged(const RepositoryReader& repo, uint64_t id, absl::Status status) {
-  if (!absl::IsDataLoss(status)) return status;
+  if (!absl::IsDataLoss(status) || !status.GetPayload(kMissingObjectPayload).has_value()) {
+    return status;
+  }
   // Commit records are removed before the objects they reference, newest first (§13.3): if ours
   // is gone, what we missed was removed with it.
   absl::StatusOr<CommitRecord> again = repo.ReadCommit(id);
@@ -34,7 +48,9 @@ absl::Status RemovedOrDamaged(const RepositoryReader& repo, uint64_t id, absl::S
 
 absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what) {
   if (absl::IsNotFound(status)) {
-    return absl::DataLossError(StrCat(what, " is missing: ", status.message()));
+    absl::Status missing = absl::DataLossError(StrCat(what, " is missing: ", status.message()));
+    missing.SetPayload(kMissingObjectPayload, absl::Cord("1"));
+    return missing;
   }
   return status;
 }

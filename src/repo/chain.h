@@ -17,12 +17,15 @@
 namespace ickpt {
 
 // An object a checkpoint needs that is not in the store is damage: NotFound becomes DataLoss
-// saying `what` is missing; other errors pass through.
+// saying `what` is missing, marked as a missing object for RemovedOrDamaged; other errors pass
+// through.
 absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what);
+// `status` with `message` in place of its message, its code and marks kept.
+absl::Status WithMessage(const absl::Status& status, std::string_view message);
 
-// format.md §13.4: damage (DataLoss) met while reading checkpoint `id` is its removal by garbage
-// collection if `id`'s commit record is gone now: then NotFound saying so. Otherwise `status`
-// unchanged. Every reader of a checkpoint's objects ends with it (region_reader, keyed_reader).
+// format.md §13.4: a missing object (MissingAsDataLoss) met while reading checkpoint `id` is its
+// removal by garbage collection if `id`'s commit record is gone now: then NotFound saying so.
+// Otherwise `status` unchanged (an object present but corrupt is damage whatever happened). Every reader of a checkpoint's objects ends with it (region_reader, keyed_reader).
 absl::Status RemovedOrDamaged(const RepositoryReader& repo, uint64_t id, absl::Status status);
 
 // The participant `name` of `commit`, or NotFound naming it and the checkpoint.

@@ -218,8 +218,8 @@ static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader&
           absl::StatusOr<PackIndex> index =
               ReadPackIndex(RepositoryInternal::store(repo), pack_key);
           if (!index.ok()) {
-            return absl::Status(MissingAsDataLoss(index.status(), StrCat("pack ", pack_key)).code(),
-                                StrCat(where(pack_key), ": ", index.status().message()));
+            return WithMessage(MissingAsDataLoss(index.status(), StrCat("pack ", pack_key)),
+                               StrCat(where(pack_key), ": ", index.status().message()));
           }
           index_it = indexes.emplace(pack_key, *std::move(index)).first;
         }
@@ -237,8 +237,8 @@ static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader&
           absl::StatusOr<std::string> bytes = ReadPackRange(
               repo, pack_key, index_it->second, run_begin, run_end - run_begin, &stats.bytes_read);
           if (!bytes.ok()) {
-            return absl::Status(bytes.status().code(),
-                                StrCat(where(pack_key), ": ", bytes.status().message()));
+            return WithMessage(bytes.status(),
+                               StrCat(where(pack_key), ": ", bytes.status().message()));
           }
           for (size_t k = i; k < j; ++k) {
             const KeyGroupSpan& span = *spans[k];

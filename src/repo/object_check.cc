@@ -19,7 +19,9 @@ absl::StatusOr<std::vector<ObjectInfo>> ListRepositoryObjects(const RepositoryRe
 bool IsCheckedObjectKey(std::string_view key) {
   return key.starts_with(kPacksPrefix) || key.starts_with(kManifestsPrefix) ||
          key.starts_with(kCommitsPrefix) || key.starts_with(kIdsPrefix) ||
-         key.starts_with(kAcksPrefix) || key == kConfigKey;
+         key.starts_with(kAcksPrefix) || key == kConfigKey || key.starts_with(kPolicyPrefix) ||
+         key.starts_with(kPinsPrefix) || key.starts_with(kCondemnedPrefix) ||
+         key.starts_with(kMaintenanceLockPrefix);
 }
 
 absl::Status CheckPackIndex(const RepositoryReader& repo, const std::string& key) {
@@ -78,7 +80,35 @@ absl::Status CheckStoredObject(const RepositoryReader& repo, const std::string& 
     if (!bytes.ok()) return bytes.status();
     return DecodeConfig(*bytes, key).status();
   }
-  // Reserved prefixes (merges/, locks/, index/, tmp/) and unknown keys: ignored by a 1.x reader.
+  // Retention and GC (§13).
+  if (key.starts_with(kPolicyPrefix)) {
+    const std::optional<uint64_t> generation = ParseIdKey(key, kPolicyPrefix);
+    if (!generation.has_value()) return absl::OkStatus();  // not a name this version writes
+    absl::StatusOr<std::string> bytes = store->Get(key);
+    if (!bytes.ok()) return bytes.status();
+    return DecodePolicy(*bytes, key, *generation).status();
+  }
+  if (key.starts_with(kPinsPrefix)) {
+    absl::StatusOr<std::string> bytes = store->Get(key);
+    if (!bytes.ok()) return bytes.status();
+    return DecodePin(*bytes, key, std::string_view(key).substr(kPinsPrefix.size())).status();
+  }
+  if (key.starts_with(kCondemnedPrefix)) {
+    absl::StatusOr<uint64_t> size = store->Size(key);
+    if (!size.ok()) return size.status();
+    if (*size != 0) {
+      return absl::DataLossError(StrCat("condemnation ", key, " is not empty (", *size, " bytes)"));
+    }
+    return absl::OkStatus();
+  }
+  if (key.starts_with(kMaintenanceLockPrefix)) {
+    absl::StatusOr<std::string> bytes = store->Get(key);
+    // A lock comes and goes while verify runs: one released since the listing is no damage.
+    if (absl::IsNotFound(bytes.status())) return absl::OkStatus();
+    if (!bytes.ok()) return bytes.status();
+    return DecodeMaintenanceLock(*bytes, key).status();
+  }
+  // Reserved prefixes (merges/, index/, tmp/), probes and unknown keys: ignored by a 1.x reader.
   return absl::OkStatus();
 }
 

@@ -16,6 +16,12 @@ absl::StatusOr<Reachable> ComputeReachable(const RepositoryReader& repo,
     const std::string commit_key = CommitKey(id);
     out.commits.insert(commit_key);
     absl::StatusOr<CommitRecord> commit = repo.ReadCommit(id);
+    if (absl::IsNotFound(commit.status())) {
+      // Listed by the caller, removed by GC since (format.md §13.4): not damage.
+      out.commits.erase(commit_key);
+      out.removed.push_back(id);
+      continue;
+    }
     if (!commit.ok()) {
       out.problems.push_back(ReachProblem{commit_key, commit.status()});
       continue;
@@ -40,7 +46,12 @@ absl::StatusOr<Reachable> ComputeReachable(const RepositoryReader& repo,
               return absl::OkStatus();
             });
         if (!walked.ok() && !absl::IsCancelled(walked)) {
-          out.problems.push_back(ReachProblem{so.manifest, walked});
+          walked = RemovedOrDamaged(repo, id, walked);
+          if (absl::IsNotFound(walked)) {
+            out.removed.push_back(id);
+          } else {
+            out.problems.push_back(ReachProblem{so.manifest, walked});
+          }
         }
       }
     }

@@ -27,10 +27,15 @@ struct Reachable {
   std::set<std::string> packs;        // every pack those manifests reference
   std::set<std::string> acks;         // the acknowledgements of the commits (acks/<id>/<name>)
   std::vector<ReachProblem> problems;
+  // Ids whose commit record GC removed while the walk ran (format.md §13.4): their objects may be
+  // gone, which is not damage. May repeat an id.
+  std::vector<uint64_t> removed;
 };
 
 // Walks every state object of every participant of each commit record `ids` down its chain
-// (chain.h), newest first, sharing the walk of chains the commits have in common. A damaged object
+// (chain.h), newest first, sharing the walk of chains the commits have in common. A commit record
+// that is gone, or whose chain broke because it went (RemovedOrDamaged), is listed in `removed`,
+// not as a problem. A damaged object
 // does not stop the walk: it is recorded in `problems` under the object whose chain it broke, and
 // what was reached before it stays reached. Errors: only a failure to list acknowledgements or
 // commit records that is not damage (I/O).

@@ -253,9 +253,9 @@ static absl::StatusOr<ReadStats> ReadObjectDataUnchecked(const RepositoryReader&
   worker();
   for (auto& t : pool) t.join();
   if (!first_error.ok()) {
-    return absl::Status(first_error.code(), StrCat("restoring '", object.name, "' of checkpoint ",
-                                                   object.chain.empty() ? 0 : object.chain.front(),
-                                                   ": ", first_error.message()));
+    return WithMessage(first_error, StrCat("restoring '", object.name, "' of checkpoint ",
+                                           object.chain.empty() ? 0 : object.chain.front(), ": ",
+                                           first_error.message()));
   }
   return total;
 }
