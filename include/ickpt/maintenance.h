@@ -30,8 +30,11 @@ struct Pin {
   absl::Time created;
 };
 
-// Pins committed checkpoint `id` under `name` (a key component: lowercase letters, digits, '.',
-// '_', '-'): InvalidArgument for a bad name, NotFound if `id` is not committed, FailedPrecondition
+// A pin name (format.md §13.2): 1 to 128 characters of lowercase letters, digits, '.', '_' and
+// '-', starting with a letter or digit, and neither "." nor "..". InvalidArgument saying so if not.
+absl::Status ValidatePinName(std::string_view name);
+
+// Pins committed checkpoint `id` under `name` (ValidatePinName): InvalidArgument for a bad name, NotFound if `id` is not committed, FailedPrecondition
 // if it is condemned (format.md §13.2), AlreadyExists if the name pins something already.
 absl::Status PinCheckpoint(Repository& repo, uint64_t id, std::string_view name);
 // Removes pin `name`: NotFound if there is none.
@@ -49,7 +52,7 @@ struct GcOptions {
   // Decide and report, delete nothing (the maintenance lock and the probe are still written).
   bool dry_run = false;
   // The maintenance lock's ttl (format.md §13.5): another GC may take over a lock not renewed
-  // for this long. Renewed every ttl / 3 while GC runs.
+  // for this long. Renewed every ttl / 3 while GC runs. Whole seconds, >= 1 s (InvalidArgument).
   absl::Duration lock_ttl = absl::Minutes(5);
 };
 
@@ -59,6 +62,7 @@ struct GcReport {
   uint64_t deleted_objects = 0;
   uint64_t deleted_bytes = 0;
   std::vector<uint64_t> kept_checkpoints;       // kept by the policy, a pin or as the latest
+  std::vector<uint64_t> needed_checkpoints;     // not kept, but a kept one's chain needs them
   std::vector<uint64_t> condemned_checkpoints;  // condemned by this run
   std::vector<uint64_t> pardoned_checkpoints;   // condemned before, needed again
   std::vector<uint64_t> removed_checkpoints;    // commit records deleted by this run
@@ -69,6 +73,7 @@ struct GcReport {
   uint64_t deleted_acks = 0;
   uint64_t deleted_reservations = 0;
   uint64_t deleted_condemnations = 0;
+  uint64_t deleted_probes = 0;  // store-clock probes left by collectors that crashed
   uint64_t removed_debris = 0;  // store leftovers (RemoveDebris), not counted in deleted_*
   std::vector<std::string> dangling_pins;  // pins of checkpoints that do not exist
   std::optional<uint64_t> policy_generation;  // the policy applied; nullopt: none, keep all

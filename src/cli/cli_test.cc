@@ -1265,9 +1265,9 @@ TEST_F(CliTest, PinAndUnpinByNameWithTheirExitCodes) {
   EXPECT_NE(r.err.find("999999"), std::string::npos) << r.err;
   EXPECT_EQ(RunOnRepo({"pin", "abc", "--name", "other"}).code, 2);
   EXPECT_EQ(RunOnRepo({"pin", "latest"}).code, 2);  // --name is required
-  // A bad name is refused by the library (InvalidArgument: exit 1, not a usage error), naming it.
+  // A bad name is a usage error, named in the message.
   r = RunOnRepo({"pin", "latest", "--name", "Bad/Name"});
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("pin name 'Bad/Name' is not valid"), std::string::npos) << r.err;
   show = RunJson({"retention", "show", "--json"});
   EXPECT_EQ(show["pins"].size(), 2u);
@@ -1298,14 +1298,15 @@ TEST_F(CliTest, GcDryRunReportsEveryFieldAndDeletesNothing) {
   EXPECT_EQ(IdList(gc["removed_checkpoints"]), std::vector<uint64_t>{});
   ASSERT_TRUE(gc["deleted"].is_object());
   for (const char* kind :
-       {"commits", "manifests", "packs", "acks", "reservations", "condemnations"}) {
+       {"commits", "manifests", "packs", "acks", "reservations", "condemnations", "probes"}) {
     EXPECT_TRUE(gc["deleted"][kind].is_number_integer()) << kind;
   }
   EXPECT_EQ(gc["deleted"]["commits"], 0);
   EXPECT_TRUE(gc["removed_debris"].is_number_integer());
   EXPECT_EQ(gc["dangling_pins"], json::array());
   EXPECT_EQ(gc["policy_generation"], 1);
-  EXPECT_EQ(gc.size(), 11u) << gc.dump();
+  EXPECT_TRUE(gc["needed_checkpoints"].is_array());
+  EXPECT_EQ(gc.size(), 12u) << gc.dump();
 
   const RunResult text = RunOnRepo({"gc", "--dry-run"});
   ASSERT_EQ(text.code, 0) << text.err;

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
       "and collect their garbage."};
   app.name("ickpt");
   app.set_version_flag("--version",
-                       std::string("ickpt ") + ICKPT_VERSION + " (repository format 1.1)");
+                       std::string("ickpt ") + ICKPT_VERSION + " (repository format 1.3)");
   app.require_subcommand(1);
   app.footer(
       "Exit codes:\n"

@@ -248,6 +248,11 @@ struct PinOptions {
 
 int RunPin(const PinOptions& o) {
   if (!CheckCheckpointIdArgument(o.id)) return kExitUsage;
+  // A bad name is a bad command line: usage error, before anything is opened.
+  if (absl::Status s = ValidatePinName(o.name); !s.ok()) {
+    PrintError(s.message());
+    return kExitUsage;
+  }
   absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryForWriting(o.repo);
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<uint64_t> id = ResolveCheckpointId(**repo, o.id);
@@ -263,6 +268,10 @@ struct UnpinOptions {
 };
 
 int RunUnpin(const UnpinOptions& o) {
+  if (absl::Status s = ValidatePinName(o.name); !s.ok()) {
+    PrintError(s.message());
+    return kExitUsage;
+  }
   absl::StatusOr<std::unique_ptr<Repository>> repo = OpenRepositoryForWriting(o.repo);
   if (!repo.ok()) return Fail(repo.status());
   if (absl::Status s = UnpinCheckpoint(**repo, o.name); !s.ok()) return Fail(s);
@@ -287,6 +296,7 @@ nlohmann::json GcJson(const GcReport& r) {
   j["deleted_objects"] = r.deleted_objects;
   j["deleted_bytes"] = r.deleted_bytes;
   j["kept_checkpoints"] = IdsJson(r.kept_checkpoints);
+  j["needed_checkpoints"] = IdsJson(r.needed_checkpoints);
   j["condemned_checkpoints"] = IdsJson(r.condemned_checkpoints);
   j["pardoned_checkpoints"] = IdsJson(r.pardoned_checkpoints);
   j["removed_checkpoints"] = IdsJson(r.removed_checkpoints);
@@ -295,7 +305,8 @@ nlohmann::json GcJson(const GcReport& r) {
                   {"packs", r.deleted_packs},
                   {"acks", r.deleted_acks},
                   {"reservations", r.deleted_reservations},
-                  {"condemnations", r.deleted_condemnations}};
+                  {"condemnations", r.deleted_condemnations},
+                  {"probes", r.deleted_probes}};
   j["removed_debris"] = r.removed_debris;
   j["dangling_pins"] = r.dangling_pins;
   j["policy_generation"] =
@@ -316,6 +327,7 @@ void PrintGcText(const GcReport& r) {
                                ? StrCat("generation ", *r.policy_generation)
                                : std::string("none (every committed checkpoint is kept)"));
   std::cout << fmt::format("  kept checkpoints: {}\n", JoinIds(r.kept_checkpoints));
+  std::cout << fmt::format("  needed by kept ones: {}\n", JoinIds(r.needed_checkpoints));
   std::cout << fmt::format("  {}: {}\n", r.dry_run ? "would condemn" : "condemned",
                            JoinIds(r.condemned_checkpoints));
   std::cout << fmt::format("  {}: {}\n", r.dry_run ? "would pardon" : "pardoned",

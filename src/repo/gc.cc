@@ -98,6 +98,11 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   GcReport report;
   report.dry_run = options.dry_run;
 
+  if (options.lock_ttl < absl::Seconds(1) ||
+      options.lock_ttl != absl::Seconds(absl::ToInt64Seconds(options.lock_ttl))) {
+    return absl::InvalidArgumentError(StrCat("lock ttl ", absl::FormatDuration(options.lock_ttl),
+                                             " is not a whole number of seconds >= 1 s"));
+  }
   absl::StatusOr<std::optional<RetentionPolicy>> policy = ReadRetentionPolicy(repo);
   if (!policy.ok()) return Refuse("reading the retention policy", policy.status());
   const absl::Duration checkpoint_timeout =
@@ -165,6 +170,9 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   if (!needed_reach.ok()) return needed_reach.status();
   if (absl::Status s = RefuseOnProblems(*needed_reach); !s.ok()) return s;
   const std::set<uint64_t> needed = CommitIds(*needed_reach);
+  for (uint64_t id : needed) {
+    if (!kept.contains(id)) report.needed_checkpoints.push_back(id);
+  }
 
   std::vector<uint64_t> to_condemn, candidates;
   for (uint64_t id : all_ids) {
@@ -295,10 +303,9 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   // Probes of GC runs that crashed before deleting theirs.
   absl::StatusOr<std::vector<ObjectInfo>> probes = store.List(kProbePrefix);
   if (!probes.ok()) return probes.status();
-  uint64_t probes_deleted = 0;
   for (const ObjectInfo& info : *probes) {
     if (!older_than_grace(info)) continue;
-    if (absl::Status s = sweep.Delete(info, &probes_deleted); !s.ok()) return s;
+    if (absl::Status s = sweep.Delete(info, &report.deleted_probes); !s.ok()) return s;
   }
   // 5. The store's own debris.
   if (!options.dry_run) {

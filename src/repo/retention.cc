@@ -32,6 +32,8 @@ absl::StatusOr<std::optional<uint64_t>> HighestPolicyGeneration(ObjectStore& sto
   return highest;
 }
 
+}  // namespace
+
 absl::Status ValidatePinName(std::string_view name) {
   if (name.empty() || name.size() > 128 || name.find('/') != std::string_view::npos ||
       !ValidateObjectKey(name).ok()) {
@@ -42,8 +44,6 @@ absl::Status ValidatePinName(std::string_view name) {
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 RetentionPolicy DefaultRetentionPolicy() {
   RetentionPolicy p;
