@@ -34,6 +34,7 @@
 
 #include "absl/time/clock.h"
 #include "ickpt/checkpointer.h"
+#include "ickpt/maintenance.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/demo_sim.h"
@@ -388,6 +389,16 @@ int RunDemo(const DemoOptions& o) {
   const std::string expected = ReferenceHash(grid_size, o);
   const bool verified = !expected.empty() && expected == run->final_hash;
 
+  // Retention (format.md §13): the repository's policy (keep-last 3 when the demo created it)
+  // condemns the older checkpoints; a later gc removes them once the grace period has passed.
+  absl::StatusOr<GcReport> gc = absl::UnknownError("not run");
+  {
+    absl::StatusOr<std::unique_ptr<Repository>> writable = Repository::OpenUrl(repo_path, false);
+    if (!writable.ok()) return Fail(writable.status());
+    gc = CollectGarbage(**writable);
+    if (!gc.ok()) return Fail(gc.status());
+  }
+
   absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(repo_path);
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<std::vector<uint64_t>> ids = (*repo)->ListCommitIds();
@@ -430,6 +441,13 @@ int RunDemo(const DemoOptions& o) {
       list.push_back(std::move(e));
     }
     j["checkpoints"] = std::move(list);
+    j["gc"] = {{"policy_generation", gc->policy_generation.has_value()
+                                         ? nlohmann::json(*gc->policy_generation)
+                                         : nlohmann::json()},
+               {"kept_checkpoints", gc->kept_checkpoints},
+               {"needed_checkpoints", gc->needed_checkpoints},
+               {"condemned_checkpoints", gc->condemned_checkpoints},
+               {"deleted_objects", gc->deleted_objects}};
     std::cout << j.dump(2) << "\n";
     return verified ? kExitOk : kExitFailure;
   }
@@ -467,6 +485,17 @@ int RunDemo(const DemoOptions& o) {
                              FormatNanos(CommitPauseNs(c)), FormatNanos(CommitPersistNs(c)),
                              run->restored_id == c.id ? "  <- restored" : "");
   }
+  auto join = [](const std::vector<uint64_t>& ids) {
+    std::string out;
+    for (uint64_t id : ids) out += StrCat(out.empty() ? "" : " ", id);
+    return out.empty() ? std::string("none") : out;
+  };
+  std::cout << fmt::format(
+      "\nretention ({}): keeps {}, and {} that they need; condemned {} (`ickpt gc` removes them "
+      "once the grace period, 1 h by default, has passed)\n",
+      gc->policy_generation.has_value() ? StrCat("policy generation ", *gc->policy_generation)
+                                        : std::string("no policy: everything is kept"),
+      join(gc->kept_checkpoints), join(gc->needed_checkpoints), join(gc->condemned_checkpoints));
   std::cout << fmt::format("\nfinal state sha256 {}\nuninterrupted run  {}\n", run->final_hash,
                            expected);
   std::cout << fmt::format("verdict: {} ({} kill(s), {} restore(s), {:.1f} s)\n",

@@ -5,17 +5,17 @@
 namespace ickpt::testing {
 
 absl::Time ManualClock::Now() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return now_;
 }
 
 void ManualClock::Advance(absl::Duration d) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   now_ += d;
 }
 
 void ManualClockStore::Written(std::string_view key) {
-  absl::MutexLock lock(&clock_->mu_);
+  MutexLock lock(&clock_->mu_);
   clock_->written_[std::string(key)] = clock_->now_;
 }
 
@@ -36,7 +36,7 @@ absl::StatusOr<ObjectPage> ManualClockStore::ListPage(std::string_view prefix,
                                                       size_t max_keys) {
   absl::StatusOr<ObjectPage> page = target()->ListPage(prefix, start_after, max_keys);
   if (!page.ok()) return page;
-  absl::MutexLock lock(&clock_->mu_);
+  MutexLock lock(&clock_->mu_);
   for (ObjectInfo& info : page->objects) {
     auto it = clock_->written_.find(info.key);
     // Written around the wrapper (before it existed): as old as the clock's start.
@@ -48,7 +48,7 @@ absl::StatusOr<ObjectPage> ManualClockStore::ListPage(std::string_view prefix,
 absl::Status ManualClockStore::Delete(std::string_view key) {
   absl::Status s = target()->Delete(key);
   if (s.ok()) {
-    absl::MutexLock lock(&clock_->mu_);
+    MutexLock lock(&clock_->mu_);
     clock_->written_.erase(std::string(key));
   }
   return s;

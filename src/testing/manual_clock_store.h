@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/mutex.h"
+#include "src/util/mutex.h"
 #include "absl/time/time.h"
 #include "ickpt/store.h"
 
@@ -23,7 +23,7 @@ class ManualClock {
 
  private:
   friend class ManualClockStore;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(1'800'000'000);
   // When each key was last written through a wrapper sharing this clock.
   std::map<std::string, absl::Time, std::less<>> written_ ABSL_GUARDED_BY(mu_);
