@@ -583,5 +583,55 @@ TEST_F(GcTest, AFailureAtAnyCallOfAGcLosesNothingAndTheNextRunFinishes) {
   }
 }
 
+// Background collection (CheckpointerOptions::gc_after_commit): after commits, on a thread of its
+// own, only in a repository with a policy.
+TEST_F(GcTest, TheCheckpointerCollectsInTheBackgroundAfterCommits) {
+  RetentionPolicy policy;
+  policy.keep_last = 1;
+  policy.checkpoint_timeout = absl::Seconds(1);
+  Create(policy);
+  auto w = std::make_unique<Writer>();
+  w->repo = Open();
+  CheckpointerOptions options;
+  options.policy = NewFullEveryNPolicy(2);
+  options.gc_interval = absl::ZeroDuration();
+  options.gc.grace = absl::Seconds(2);
+  ASSERT_OK_AND_ASSIGN(w->checkpointer, Checkpointer::Open(w->repo.get(), options));
+  ASSERT_OK_AND_ASSIGN(w->region, w->checkpointer->AddRegion("grid", {.size = kRegionBytes}));
+  for (int i = 0; i < 6; ++i) Step(*w);
+  // Condemned in the background (the collection after one of the later commits).
+  for (int i = 0; i < 1000 && Keys("condemned/").empty(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_FALSE(Keys("condemned/").empty());
+  // After the grace period by the store's clock, the next commits' collections remove them.
+  clock_->Advance(absl::Seconds(3));
+  const std::vector<uint64_t> condemned_before = CommitIds();
+  auto first_removed = [&] { return CommitIds().front() != condemned_before.front(); };
+  for (int i = 0; i < 200 && !first_removed(); ++i) {
+    Step(*w);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  w->checkpointer.reset();  // joins a collection still running
+  EXPECT_TRUE(first_removed());
+  ExpectEveryCommittedRestores();
+  EXPECT_TRUE(Keys("locks/").empty());
+}
+
+TEST_F(GcTest, NoBackgroundCollectionWithoutAPolicy) {
+  Create(std::nullopt);
+  auto w = std::make_unique<Writer>();
+  w->repo = Open();
+  CheckpointerOptions options;
+  options.policy = NewFullEveryNPolicy(2);
+  options.gc_interval = absl::ZeroDuration();
+  options.gc.grace = absl::Seconds(2);
+  ASSERT_OK_AND_ASSIGN(w->checkpointer, Checkpointer::Open(w->repo.get(), options));
+  ASSERT_OK_AND_ASSIGN(w->region, w->checkpointer->AddRegion("grid", {.size = kRegionBytes}));
+  for (int i = 0; i < 6; ++i) Step(*w);
+  w->checkpointer.reset();  // joins any collection it started
+  EXPECT_TRUE(Keys("condemned/").empty());
+  EXPECT_TRUE(Keys("locks/").empty());
+  EXPECT_EQ(CommitIds().size(), 6u);
+}
+
 }  // namespace
 }  // namespace ickpt

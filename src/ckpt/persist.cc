@@ -89,11 +89,14 @@ void Checkpointer::Impl::MaybeCollectGarbage() {
     if (!policy.ok()) {
       ICKPT_LOG_WARN("background gc: {}", policy.status().ToString());
     } else if (policy->has_value()) {
+      const absl::Time start = absl::Now();
       absl::StatusOr<GcReport> report = CollectGarbage(*repo, options.gc);
       if (report.ok()) {
-        ICKPT_LOG_INFO("background gc: deleted {} objects ({} bytes), condemned {}, removed {}",
-                       report->deleted_objects, report->deleted_bytes,
-                       report->condemned_checkpoints.size(), report->removed_checkpoints.size());
+        ICKPT_LOG_INFO(
+            "background gc in {}: deleted {} objects ({} bytes), condemned {}, removed {}",
+            absl::FormatDuration(absl::Now() - start), report->deleted_objects,
+            report->deleted_bytes, report->condemned_checkpoints.size(),
+            report->removed_checkpoints.size());
       } else if (absl::IsAborted(report.status())) {
         ICKPT_LOG_INFO("background gc skipped: {}", report.status().ToString());
       } else {
