@@ -633,5 +633,58 @@ TEST_F(GcTest, NoBackgroundCollectionWithoutAPolicy) {
   EXPECT_EQ(CommitIds().size(), 6u);
 }
 
+// Policies and pins are published without overwrite: a publish whose reply is lost is read back
+// (format.md §12.1), so the call succeeds once and stores one object.
+TEST_F(GcTest, PolicyAndPinSurviveALostReply) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  Step(*w);
+  FaultInjectionStore faults(memory_.get());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo,
+                       Repository::Open(std::make_unique<testing::ManualClockStore>(&faults, clock_)));
+  faults.LoseReplyOfNthCallMatching("policy/", 2);  // 1 is the listing of generations
+  RetentionPolicy p;
+  p.keep_last = 7;
+  ASSERT_OK_AND_ASSIGN(RetentionPolicy stored, SetRetentionPolicy(*repo, p));
+  EXPECT_EQ(stored.generation, 2u);
+  EXPECT_EQ(Keys("policy/").size(), 2u);
+  faults.LoseReplyOfNthCallMatching("pins/", 1);
+  ASSERT_OK(PinCheckpoint(*repo, 1, "keep"));
+  EXPECT_EQ(Keys("pins/").size(), 1u);
+}
+
+// Damaged retention objects: GC refuses before it deletes anything and names the object; a damaged
+// lock counts as held for the caller's ttl, then is taken over.
+TEST_F(GcTest, DamagedPolicyOrPinStopsGcAndADamagedLockExpires) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter();
+  for (int i = 0; i < 9; ++i) Step(*w);
+  std::unique_ptr<Repository> repo = Open();
+  ASSERT_OK(PinCheckpoint(*repo, 2, "old"));
+  ASSERT_OK(Gc().status());
+  clock_->Advance(kGrace + absl::Seconds(1));
+  for (const std::string& key : {PolicyKey(1), PinKey("old")}) {
+    SCOPED_TRACE(key);
+    ASSERT_OK_AND_ASSIGN(std::string good, memory_->Get(key));
+    std::string bad = good;
+    bad[bad.size() - 3] ^= 0x10;
+    ASSERT_OK(memory_->Put(key, bad));
+    const std::set<std::string> before = Keys();
+    absl::Status s = Gc().status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+    EXPECT_NE(s.message().find(key), std::string::npos) << s;
+    EXPECT_EQ(Keys(), before);
+    ASSERT_OK(memory_->Put(key, good));
+  }
+  // A lock object that does not decode, written now by the store's clock.
+  ASSERT_OK(RepositoryInternal::store(*repo)->Put(MaintenanceLockKey(3), "garbage"));
+  GcOptions options;
+  options.lock_ttl = absl::Seconds(30);
+  EXPECT_EQ(Gc(options).status().code(), absl::StatusCode::kAborted);
+  clock_->Advance(absl::Seconds(31));
+  ASSERT_OK(Gc(options).status());
+  EXPECT_TRUE(Keys("locks/").empty());
+}
+
 }  // namespace
 }  // namespace ickpt
