@@ -1367,6 +1367,17 @@ TEST_F(CliTest, GcCondemnsThenRemovesAfterTheGracePeriodAndKeepsPinned) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(ReadFileOrEmpty(out), contents_[id]);
   }
+  // log marks condemned and pinned checkpoints.
+  const json log = RunJson({"log", "--json"});
+  ASSERT_EQ(log.size(), 5u);
+  for (const json& c : log) {
+    const uint64_t id = c["id"].get<uint64_t>();
+    EXPECT_EQ(c["condemned"].get<bool>(),
+              std::find(condemned.begin(), condemned.end(), id) != condemned.end())
+        << id;
+    EXPECT_EQ(c["pins"], id == ids_[1] ? json::array({"keep-me"}) : json::array()) << id;
+  }
+  EXPECT_NE(RunOnRepo({"log"}).out.find("pin:keep-me"), std::string::npos);
   RunResult pin = RunOnRepo({"pin", std::to_string(ids_[2]), "--name", "too-late"});
   EXPECT_EQ(pin.code, 1) << pin.err;
   EXPECT_NE(pin.err.find("condemned"), std::string::npos) << pin.err;

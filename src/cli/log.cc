@@ -1,10 +1,14 @@
 // `ickpt log`: every checkpoint of a repository, ascending by id.
 #include <iostream>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "ickpt/maintenance.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/util/parse.h"
@@ -25,28 +29,52 @@ int RunLog(const LogOptions& options) {
   if (!ids.ok()) return Fail(ids.status());
 
   int exit_code = kExitOk;
+  // Retention (format.md §13): which checkpoints are condemned and which are pinned, by name.
+  std::set<uint64_t> condemned;
+  std::map<uint64_t, std::vector<std::string>> pins;
+  if (absl::StatusOr<std::vector<uint64_t>> c = ListCondemned(**repo); c.ok()) {
+    condemned.insert(c->begin(), c->end());
+  } else {
+    PrintError(c.status().message());
+    exit_code = WorseExit(exit_code, ExitCodeFor(c.status()));
+  }
+  if (absl::StatusOr<std::vector<Pin>> p = ListPins(**repo); p.ok()) {
+    for (const Pin& pin : *p) pins[pin.id].push_back(pin.name);
+  } else {
+    PrintError(p.status().message());
+    exit_code = WorseExit(exit_code, ExitCodeFor(p.status()));
+  }
   nlohmann::json out = nlohmann::json::array();
   if (!options.json) {
-    std::cout << fmt::format("{:>8} {:>8} {:<11} {:>5} {:>12} {:>12}  {}\n", "id", "parent", "kind",
-                             "depth", "logical", "stored", "created (UTC)");
+    std::cout << fmt::format("{:>8} {:>8} {:<11} {:>5} {:>12} {:>12}  {:<20} {}\n", "id", "parent",
+                             "kind", "depth", "logical", "stored", "created (UTC)", "retention");
   }
   for (uint64_t id : *ids) {
     absl::StatusOr<CommitRecord> commit = (*repo)->ReadCommit(id);
+    // Listed, then removed by GC (format.md §13.4): it is no longer a checkpoint, not damage.
+    if (absl::IsNotFound(commit.status())) continue;
     if (!commit.ok()) {
       // A commit record that exists but does not verify is damage: reported, never skipped.
       PrintError(commit.status().message());
       exit_code = WorseExit(exit_code, ExitCodeFor(commit.status()));
-      if (exit_code == kExitNotFound) exit_code = kExitDamaged;  // listed, then gone or unreadable
       continue;
     }
+    const std::vector<std::string>& pinned_as = pins[id];
     if (options.json) {
-      out.push_back(CommitSummaryJson(*commit));
+      nlohmann::json j = CommitSummaryJson(*commit);
+      j["condemned"] = condemned.contains(id);
+      j["pins"] = pinned_as;
+      out.push_back(std::move(j));
     } else {
+      std::string retention = condemned.contains(id) ? "condemned" : "";
+      for (const std::string& name : pinned_as) {
+        retention += StrCat(retention.empty() ? "" : " ", "pin:", name);
+      }
       std::cout << fmt::format(
-          "{:>8} {:>8} {:<11} {:>5} {:>12} {:>12}  {}\n", commit->id,
+          "{:>8} {:>8} {:<11} {:>5} {:>12} {:>12}  {:<20} {}\n", commit->id,
           commit->parent.has_value() ? std::to_string(*commit->parent) : std::string("-"),
           CheckpointKindName(commit->kind), commit->depth, FormatBytes(commit->logical_bytes),
-          FormatBytes(commit->stored_bytes), ShortTime(commit->created));
+          FormatBytes(commit->stored_bytes), ShortTime(commit->created), retention);
     }
   }
   if (options.json) std::cout << out.dump(2) << "\n";
