@@ -169,6 +169,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   absl::StatusOr<Reachable> needed_reach = ComputeReachable(repo, report.kept_checkpoints);
   if (!needed_reach.ok()) return needed_reach.status();
   if (absl::Status s = RefuseOnProblems(*needed_reach); !s.ok()) return s;
+  if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
   const std::set<uint64_t> needed = CommitIds(*needed_reach);
   for (uint64_t id : needed) {
     if (!kept.contains(id)) report.needed_checkpoints.push_back(id);
@@ -197,6 +198,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   absl::StatusOr<Reachable> reach = ComputeReachable(repo, non_candidates);
   if (!reach.ok()) return reach.status();
   if (absl::Status s = RefuseOnProblems(*reach); !s.ok()) return s;
+  if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
   {
     const std::set<uint64_t> still_needed = CommitIds(*reach);
     for (uint64_t id : candidates) {
@@ -212,6 +214,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
     reach = ComputeReachable(repo, remaining);
     if (!reach.ok()) return reach.status();
     if (absl::Status s = RefuseOnProblems(*reach); !s.ok()) return s;
+  if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
   }
 
   // Acknowledgements younger than the grace period whose checkpoint is not committed may still
