@@ -4,7 +4,8 @@
 #   bench/run_benchmarks.sh [OUTPUT_FILE] [-- extra checkpoint_bench flags]
 #
 # Environment: BENCHES (default "checkpoint tracker": checkpoint_bench, then tracker_bench; also
-# keyed_state and keyed_checkpoint, configured by ICKPT_BENCH_ENTRIES and ICKPT_BENCH_REPS),
+# keyed_state and keyed_checkpoint, configured by ICKPT_BENCH_ENTRIES and ICKPT_BENCH_REPS, and gc,
+# configured by ICKPT_BENCH_GC_* and ICKPT_BENCH_ROUNDS as bench/gc_bench.cc says),
 # ICKPT_BENCH_SIZE (default 1GiB; 64MiB is the quick mode, < 1 minute for checkpoint_bench),
 # ICKPT_BENCH_DIR (default /tmp), ICKPT_BENCH_ROUNDS (default 3), ICKPT_BENCH_DEPTH (default 100),
 # tracker_bench: ICKPT_BENCH_REPS (default 5), ICKPT_BENCH_LOOP_SECONDS (default 5),

@@ -13,6 +13,7 @@
 
 #include "absl/time/time.h"
 #include "ickpt/keyed_state.h"
+#include "ickpt/maintenance.h"
 #include "src/repo/commit_record.h"
 #include "src/repo/keyed_records.h"
 #include "src/repo/keys.h"
@@ -298,6 +299,60 @@ void CommitRecords() {
   }
 }
 
+// Retention policies, pins and maintenance locks (format.md §13), the seeds of
+// maintenance_objects_fuzz, which decodes them as policy generation 1, pin 'release-1' and any
+// lock key (or against the generation and name their payloads hold).
+void MaintenanceObjects() {
+  constexpr std::string_view kTarget = "maintenance_objects_fuzz";
+  RetentionPolicy keep_last = DefaultRetentionPolicy();
+  keep_last.generation = 1;
+  keep_last.created = kCreated;
+  Write(kTarget, "policy-keep-last", EncodePolicy(keep_last));
+  RetentionPolicy both;
+  both.generation = 1;
+  both.created = kCreated + absl::Seconds(3600);
+  both.keep_last = 10;
+  both.keep_within = absl::Hours(24 * 7);
+  both.checkpoint_timeout = absl::Seconds(1);
+  Write(kTarget, "policy-keep-last-and-within", EncodePolicy(both));
+  RetentionPolicy within;
+  within.generation = 12;  // decoded against the generation its payload holds
+  within.created = kCreated;
+  within.keep_within = absl::Seconds(int64_t{1} << 40);  // the largest a decoder takes
+  within.checkpoint_timeout = absl::Seconds(86400);
+  Write(kTarget, "policy-keep-within-generation-12", EncodePolicy(within));
+  for (const RetentionPolicy* p : {&keep_last, &both, &within}) {
+    if (!ValidateRetentionPolicy(*p).ok()) {
+      std::fprintf(stderr, "make_corpus: retention policy %llu is invalid\n",
+                   static_cast<unsigned long long>(p->generation));
+      std::exit(1);
+    }
+  }
+
+  Write(kTarget, "pin", EncodePin(Pin{.name = "release-1", .id = 42, .created = kCreated}));
+  // The longest name a pin may have (128 characters), of every character class a key allows;
+  // decoded against the name its payload holds.
+  std::string long_name = "a0._-";
+  while (long_name.size() < 128) long_name += "z9";
+  long_name.resize(128);
+  Write(kTarget, "pin-long-name",
+        EncodePin(Pin{.name = long_name, .id = UINT64_MAX, .created = kCreated}));
+
+  MaintenanceLock lock;
+  lock.holder = "0123456789abcdef0123456789abcdef";
+  lock.host = "node-17.cluster";
+  lock.pid = 4242;
+  lock.created = kCreated;
+  Write(kTarget, "lock", EncodeMaintenanceLock(lock));
+  MaintenanceLock renewed = lock;
+  renewed.holder = "fedcba9876543210fedcba9876543210";
+  renewed.host = "h\u00f4te";
+  renewed.pid = -1;
+  renewed.ttl = absl::Seconds(1);
+  renewed.renewals = 99;
+  Write(kTarget, "lock-renewed", EncodeMaintenanceLock(renewed));
+}
+
 // Bytes with some structure, so that zstd compresses them.
 std::string Data(size_t n, int seed) {
   std::string s;
@@ -515,6 +570,7 @@ int main(int argc, char** argv) {
   ickpt::Configs();
   ickpt::WriteManifests();
   ickpt::CommitRecords();
+  ickpt::MaintenanceObjects();
   ickpt::KeyedGroups();
   ickpt::Packs();
   ickpt::Keys();

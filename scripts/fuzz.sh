@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 build=${2:-build-fuzz}
 all_targets=(config_fuzz commit_record_fuzz manifest_fuzz keyed_records_fuzz pack_fuzz
-  pack_index_fuzz keys_fuzz parse_fuzz coding_fuzz repository_url_fuzz)
+  pack_index_fuzz keys_fuzz parse_fuzz coding_fuzz repository_url_fuzz maintenance_objects_fuzz)
 read -r -a targets <<<"${ICKPT_FUZZ_TARGETS:-${all_targets[*]}}"
 
 [[ ${ICKPT_FUZZ_SKIP_SETUP:-0} == 1 ]] || bash scripts/setup.sh

@@ -183,6 +183,11 @@ absl::Time Time(const json& obj, const char* name) {
   if (!absl::ParseTime(absl::RFC3339_full, s, &t, &err)) {
     throw FieldError{StrCat("field \"", name, "\" is not an RFC 3339 time: ", err)};
   }
+  // absl also parses "infinite-future" and "infinite-past", which no writer writes and which
+  // would, say, keep a checkpoint forever under keep-within.
+  if (t == absl::InfiniteFuture() || t == absl::InfinitePast()) {
+    throw FieldError{StrCat("field \"", name, "\" is not a finite time")};
+  }
   return t;
 }
 
@@ -475,6 +480,7 @@ RetentionPolicy PolicyFromJson(const json& j) {
   Expect(j, "format", "ickpt-policy", /*unsupported=*/false);
   RetentionPolicy p;
   p.generation = U64(j, "generation");
+  if (p.generation == 0) throw FieldError{"field \"generation\" is 0"};
   p.created = Time(j, "created");
   if (!Field(j, "keep_last").is_null()) {
     p.keep_last = U64(j, "keep_last");
@@ -486,10 +492,6 @@ RetentionPolicy PolicyFromJson(const json& j) {
   }
   p.checkpoint_timeout = Seconds(j, "checkpoint_timeout_seconds");
   return p;
-}
-
-bool IsKeyComponent(std::string_view name) {
-  return !name.empty() && name.find('/') == std::string_view::npos && ValidateObjectKey(name).ok();
 }
 
 Pin PinFromJson(const json& j) {
@@ -511,6 +513,7 @@ MaintenanceLock LockFromJson(const json& j) {
   }
   lock.host = Str(j, "host");
   lock.pid = I64(j, "pid");
+  if (lock.pid < 0) throw FieldError{"field \"pid\" is negative"};
   lock.operation = Str(j, "operation");
   lock.ttl = Seconds(j, "ttl_seconds");
   lock.created = Time(j, "created");
@@ -584,7 +587,7 @@ absl::StatusOr<Pin> DecodePin(std::string_view bytes, std::string_view key, std:
   if (!env.ok()) return env.status();
   absl::StatusOr<Pin> pin = ParsePayload<Pin>(env->payload, kWhat, key, PinFromJson);
   if (!pin.ok()) return pin.status();
-  if (pin->name != name || !IsKeyComponent(pin->name)) {
+  if (pin->name != name || !ValidatePinName(pin->name).ok()) {
     return absl::DataLossError(StrCat(kWhat, " ", key, ": holds the name '",
                                       pin->name.substr(0, 80), "', its key '", name, "'"));
   }
