@@ -91,7 +91,8 @@ struct CheckpointerOptions {
   // passed since the checkpointer opened or since its last collection, and only in a repository
   // that has a retention policy, a collection with `gc` runs on a thread of its own (checkpoints
   // never wait for it; another process holding the maintenance lock makes it skip). Not for group
-  // members, whose commits the coordinator makes. Default on, every 10 minutes, grace 1 hour.
+  // members, whose commits the coordinator makes. The collecting thread runs at nice 19 in the
+  // idle I/O class (Linux, per thread). Default on, every 10 minutes, grace 1 hour.
   bool gc_after_commit = true;
   absl::Duration gc_interval = absl::Minutes(10);
   GcOptions gc;
