@@ -23,8 +23,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "ickpt/keyed_state.h"
-#include "ickpt/region.h"
 #include "ickpt/maintenance.h"
+#include "ickpt/region.h"
 #include "ickpt/repository.h"
 
 namespace ickpt {

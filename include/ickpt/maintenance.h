@@ -1,5 +1,6 @@
 // Retention and garbage collection (docs/format.md §13): policies, pins, and the collector that
-// deletes what no kept checkpoint, pin or checkpoint in flight can reach. Writers never wait for it.
+// deletes what no kept checkpoint, pin or checkpoint in flight can reach. Writers never wait for
+// it.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +35,9 @@ struct Pin {
 // '-', starting with a letter or digit, and neither "." nor "..". InvalidArgument saying so if not.
 absl::Status ValidatePinName(std::string_view name);
 
-// Pins committed checkpoint `id` under `name` (ValidatePinName): InvalidArgument for a bad name, NotFound if `id` is not committed, FailedPrecondition
-// if it is condemned (format.md §13.2), AlreadyExists if the name pins something already.
+// Pins committed checkpoint `id` under `name` (ValidatePinName): InvalidArgument for a bad name,
+// NotFound if `id` is not committed, FailedPrecondition if it is condemned (format.md §13.2),
+// AlreadyExists if the name pins something already.
 absl::Status PinCheckpoint(Repository& repo, uint64_t id, std::string_view name);
 // Removes pin `name`: NotFound if there is none.
 absl::Status UnpinCheckpoint(Repository& repo, std::string_view name);
@@ -75,7 +77,7 @@ struct GcReport {
   uint64_t deleted_condemnations = 0;
   uint64_t deleted_probes = 0;  // store-clock probes left by collectors that crashed
   uint64_t removed_debris = 0;  // store leftovers (RemoveDebris), not counted in deleted_*
-  std::vector<std::string> dangling_pins;  // pins of checkpoints that do not exist
+  std::vector<std::string> dangling_pins;     // pins of checkpoints that do not exist
   std::optional<uint64_t> policy_generation;  // the policy applied; nullopt: none, keep all
 };
 

@@ -20,8 +20,8 @@
 #include "src/repo/maintenance_lock.h"
 #include "src/repo/reachability.h"
 #include "src/repo/region_reader.h"
-#include "src/store/fault_store.h"
 #include "src/repo/repository_internal.h"
+#include "src/store/fault_store.h"
 #include "src/testing/manual_clock_store.h"
 #include "src/testing/restore_util.h"
 #include "src/testing/status_matchers.h"
@@ -189,13 +189,15 @@ TEST_F(GcTest, PolicyGenerationsGrowAndTheHighestIsInForce) {
   EXPECT_EQ(read->keep_within, std::optional<absl::Duration>(absl::Hours(2)));
   EXPECT_EQ(read->checkpoint_timeout, absl::Seconds(30));
   // Invalid policies are refused before anything is written.
-  EXPECT_EQ((SetRetentionPolicy(*repo, RetentionPolicy{}).status()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((SetRetentionPolicy(*repo, RetentionPolicy{}).status()).code(),
+            absl::StatusCode::kInvalidArgument);
   RetentionPolicy zero;
   zero.keep_last = 0;
   EXPECT_EQ((SetRetentionPolicy(*repo, zero).status()).code(), absl::StatusCode::kInvalidArgument);
   RetentionPolicy fractional;
   fractional.keep_within = absl::Milliseconds(1500);
-  EXPECT_EQ((SetRetentionPolicy(*repo, fractional).status()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((SetRetentionPolicy(*repo, fractional).status()).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Keys("policy/").size(), 2u);
 }
 
@@ -312,7 +314,7 @@ TEST_F(GcTest, KeepWithineJudgesAgeByTheStoreClock) {
   within.keep_within = absl::Hours(1);
   ASSERT_OK(SetRetentionPolicy(*repo, within).status());
   ASSERT_OK_AND_ASSIGN(report, Gc());
-  EXPECT_EQ(report.kept_checkpoints, (std::vector<uint64_t>{6}));  // the latest, always
+  EXPECT_EQ(report.kept_checkpoints, (std::vector<uint64_t>{6}));             // the latest, always
   EXPECT_EQ(report.condemned_checkpoints, (std::vector<uint64_t>{1, 2, 3}));  // 4, 5 needed by 6
 }
 
@@ -412,7 +414,8 @@ TEST_F(GcTest, AHolderPresumedDeadLosesItsLock) {
   ObjectStore& store = *RepositoryInternal::store(*repo);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MaintenanceLockHolder> first,
                        MaintenanceLockHolder::Acquire(store, "gc", absl::Seconds(60)));
-  EXPECT_EQ((MaintenanceLockHolder::Acquire(store, "gc", absl::Seconds(60)).status()).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ((MaintenanceLockHolder::Acquire(store, "gc", absl::Seconds(60)).status()).code(),
+            absl::StatusCode::kAborted);
   clock_->Advance(absl::Seconds(61));  // the first holder stalled past its ttl
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<MaintenanceLockHolder> second,
                        MaintenanceLockHolder::Acquire(store, "gc", absl::Seconds(60)));
@@ -435,8 +438,7 @@ TEST_F(GcTest, AWriterWhoseParentIsCondemnedStartsANewLineage) {
   const uint64_t a1 = Step(*a);
   Step(*b);
   ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
-  EXPECT_NE(std::find(report.condemned_checkpoints.begin(), report.condemned_checkpoints.end(),
-                      a1),
+  EXPECT_NE(std::find(report.condemned_checkpoints.begin(), report.condemned_checkpoints.end(), a1),
             report.condemned_checkpoints.end());
   // a's next checkpoint builds on a1, condemned: its commit is refused (§8.6)...
   a->Mutate();
@@ -461,7 +463,8 @@ TEST_F(GcTest, YoungAcknowledgementsAreRootsOldOnesAreDeleted) {
   CheckpointerOptions options;
   options.participant = "m0";
   options.group_member = true;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> member, Checkpointer::Open(repo.get(), options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> member,
+                       Checkpointer::Open(repo.get(), options));
   ASSERT_OK_AND_ASSIGN(Region * region, member->AddRegion("grid", {.size = kRegionBytes}));
   std::memset(region->data(), 7, 4096);
   ASSERT_OK_AND_ASSIGN(uint64_t id, repo->ReserveCheckpointId());
@@ -491,7 +494,8 @@ TEST_F(GcTest, AnAbandonedAcknowledgementsObjectsGoAfterTheGracePeriod) {
   CheckpointerOptions options;
   options.participant = "m0";
   options.group_member = true;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> member, Checkpointer::Open(repo.get(), options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> member,
+                       Checkpointer::Open(repo.get(), options));
   ASSERT_OK_AND_ASSIGN(Region * region, member->AddRegion("grid", {.size = kRegionBytes}));
   std::memset(region->data(), 7, 4096);
   ASSERT_OK_AND_ASSIGN(uint64_t id, repo->ReserveCheckpointId());
@@ -522,7 +526,8 @@ TEST_F(GcTest, AReaderOfARemovedCheckpointGetsNotFoundNeverDamage) {
   EXPECT_NE(s.message().find("removed by garbage collection"), std::string::npos) << s;
   // The same missing object under a checkpoint that still exists is damage.
   ASSERT_OK(memory_->Delete(kept.participants[0].state_objects[0].manifest));
-  EXPECT_EQ((ResolveObject(*reader, kept, "p0", "grid", &packs).status()).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ((ResolveObject(*reader, kept, "p0", "grid", &packs).status()).code(),
+            absl::StatusCode::kDataLoss);
   // And a restore of the removed checkpoint says not found.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> c, Checkpointer::Open(reader.get()));
   RestoreOptions options;
@@ -600,7 +605,8 @@ TEST_F(GcTest, TheCheckpointerCollectsInTheBackgroundAfterCommits) {
   ASSERT_OK_AND_ASSIGN(w->region, w->checkpointer->AddRegion("grid", {.size = kRegionBytes}));
   for (int i = 0; i < 6; ++i) Step(*w);
   // Condemned in the background (the collection after one of the later commits).
-  for (int i = 0; i < 1000 && Keys("condemned/").empty(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  for (int i = 0; i < 1000 && Keys("condemned/").empty(); ++i)
+    absl::SleepFor(absl::Milliseconds(10));
   EXPECT_FALSE(Keys("condemned/").empty());
   // After the grace period by the store's clock, the next commits' collections remove them.
   clock_->Advance(absl::Seconds(3));
@@ -640,8 +646,9 @@ TEST_F(GcTest, PolicyAndPinSurviveALostReply) {
   std::unique_ptr<Writer> w = NewWriter();
   Step(*w);
   FaultInjectionStore faults(memory_.get());
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo,
-                       Repository::Open(std::make_unique<testing::ManualClockStore>(&faults, clock_)));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Repository> repo,
+      Repository::Open(std::make_unique<testing::ManualClockStore>(&faults, clock_)));
   faults.LoseReplyOfNthCallMatching("policy/", 2);  // 1 is the listing of generations
   RetentionPolicy p;
   p.keep_last = 7;

@@ -103,7 +103,8 @@ absl::Status RestoreAndCheck(Repository* repo, uint64_t id, int* exit_code) {
   Region* grid = (*c)->FindRegion("grid");
   if (grid == nullptr || std::string(grid->data(), grid->size()) != ContentAfter(step)) {
     *exit_code = kExitWrongBytes;
-    return absl::InternalError(StrCat("checkpoint ", id, " (step ", step, ") restored wrong bytes"));
+    return absl::InternalError(
+        StrCat("checkpoint ", id, " (step ", step, ") restored wrong bytes"));
   }
   return absl::OkStatus();
 }
@@ -128,7 +129,8 @@ absl::Status RestoreAndCheck(Repository* repo, uint64_t id, int* exit_code) {
   if (latest->has_value()) {
     // The latest is always kept (format.md §13.1), so a restart always finds it.
     absl::StatusOr<CommitRecord> r = (*c)->Restore();
-    if (!r.ok()) Die(absl::IsDataLoss(r.status()) ? kExitDamaged : kExitError, r.status().ToString());
+    if (!r.ok())
+      Die(absl::IsDataLoss(r.status()) ? kExitDamaged : kExitError, r.status().ToString());
     step = std::stoull(r->metadata.at("step"));
   }
   for (;;) {
@@ -224,8 +226,8 @@ TEST(GcTortureTest, WriterCollectorAndReadersKilledAtRandomLoseNothing) {
   // A child that exits by itself found something wrong: its exit code says what.
   auto check_exited = [&](const Child& c, int wstatus) {
     if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) return;
-    ADD_FAILURE() << "child (role " << static_cast<int>(c.role) << ") ended with status "
-                  << wstatus << " (exit " << (WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1)
+    ADD_FAILURE() << "child (role " << static_cast<int>(c.role) << ") ended with status " << wstatus
+                  << " (exit " << (WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1)
                   << "; 3 = damaged, 4 = wrong bytes, 5 = error; its stderr says why)";
   };
   const auto start = std::chrono::steady_clock::now();
@@ -304,13 +306,14 @@ TEST(GcTortureTest, WriterCollectorAndReadersKilledAtRandomLoseNothing) {
     }
     if (fd >= 0) close(fd);
   }
-  std::printf("gc torture: %zu commits at the end of the run (latest id %llu), %zu kept; kills: "
-              "writer %d, collector %d, readers %d; readers verified %llu restores bit-exact and "
-              "found %llu checkpoints removed while they read; the last run deleted %llu objects\n",
-              before.size(), before.empty() ? 0ULL : static_cast<unsigned long long>(before.back()),
-              ids.size(), kills[Role::kWriter], kills[Role::kCollector], kills[Role::kReader],
-              static_cast<unsigned long long>(verified), static_cast<unsigned long long>(removed),
-              static_cast<unsigned long long>(last.deleted_objects));
+  std::printf(
+      "gc torture: %zu commits at the end of the run (latest id %llu), %zu kept; kills: "
+      "writer %d, collector %d, readers %d; readers verified %llu restores bit-exact and "
+      "found %llu checkpoints removed while they read; the last run deleted %llu objects\n",
+      before.size(), before.empty() ? 0ULL : static_cast<unsigned long long>(before.back()),
+      ids.size(), kills[Role::kWriter], kills[Role::kCollector], kills[Role::kReader],
+      static_cast<unsigned long long>(verified), static_cast<unsigned long long>(removed),
+      static_cast<unsigned long long>(last.deleted_objects));
   EXPECT_GT(verified, 0u);
   EXPECT_GT(kills[Role::kWriter] + kills[Role::kCollector], 0);
 }

@@ -148,8 +148,8 @@ void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
   if (IsParentRemoved(status) && lineage.pending().empty()) {
     // §8.6: the checkpoint we build on is condemned or gone (another writer's retention), so the
     // lineage starts over: the next checkpoint is full, with no parent.
-    ICKPT_LOG_WARN("checkpoint {}: its parent was removed by retention; the next checkpoint is full",
-                   job.id);
+    ICKPT_LOG_WARN(
+        "checkpoint {}: its parent was removed by retention; the next checkpoint is full", job.id);
     lineage.Reset(std::nullopt, {});
   }
   if (announced_committed.erase(job.id) > 0) {

@@ -25,7 +25,8 @@ absl::Status WithMessage(const absl::Status& status, std::string_view message);
 
 // format.md §13.4: a missing object (MissingAsDataLoss) met while reading checkpoint `id` is its
 // removal by garbage collection if `id`'s commit record is gone now: then NotFound saying so.
-// Otherwise `status` unchanged (an object present but corrupt is damage whatever happened). Every reader of a checkpoint's objects ends with it (region_reader, keyed_reader).
+// Otherwise `status` unchanged (an object present but corrupt is damage whatever happened). Every
+// reader of a checkpoint's objects ends with it (region_reader, keyed_reader).
 absl::Status RemovedOrDamaged(const RepositoryReader& repo, uint64_t id, absl::Status status);
 
 // The participant `name` of `commit`, or NotFound naming it and the checkpoint.

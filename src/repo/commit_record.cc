@@ -529,9 +529,8 @@ std::string EncodePolicy(const RetentionPolicy& p) {
       {"generation", p.generation},
       {"created", ickpt::FormatTime(p.created)},
       {"keep_last", p.keep_last.has_value() ? json(*p.keep_last) : json(nullptr)},
-      {"keep_within_seconds", p.keep_within.has_value()
-                                  ? json(absl::ToInt64Seconds(*p.keep_within))
-                                  : json(nullptr)},
+      {"keep_within_seconds",
+       p.keep_within.has_value() ? json(absl::ToInt64Seconds(*p.keep_within)) : json(nullptr)},
       {"checkpoint_timeout_seconds", absl::ToInt64Seconds(p.checkpoint_timeout)},
   };
   return EncodeEnvelope(kPolicyMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(j));
@@ -551,9 +550,9 @@ absl::Status ValidateRetentionPolicy(const RetentionPolicy& p) {
                                              " is not a whole number of seconds >= 1 s"));
   }
   if (!IsWholeSeconds(p.checkpoint_timeout)) {
-    return absl::InvalidArgumentError(
-        StrCat("checkpoint timeout ", absl::FormatDuration(p.checkpoint_timeout),
-               " is not a whole number of seconds >= 1 s"));
+    return absl::InvalidArgumentError(StrCat("checkpoint timeout ",
+                                             absl::FormatDuration(p.checkpoint_timeout),
+                                             " is not a whole number of seconds >= 1 s"));
   }
   return absl::OkStatus();
 }

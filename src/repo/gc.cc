@@ -108,13 +108,12 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   const absl::Duration checkpoint_timeout =
       policy->has_value() ? (*policy)->checkpoint_timeout : RetentionPolicy().checkpoint_timeout;
   if (options.grace <= checkpoint_timeout) {
-    return absl::InvalidArgumentError(
-        StrCat("grace period ", absl::FormatDuration(options.grace),
-               " is not above the checkpoint timeout ", absl::FormatDuration(checkpoint_timeout),
-               policy->has_value() ? StrCat(" of retention policy generation ",
-                                            (*policy)->generation)
-                                   : std::string(" (the default; the repository has no policy)"),
-               ": a checkpoint still in flight could lose its objects (format.md §13.4)"));
+    return absl::InvalidArgumentError(StrCat(
+        "grace period ", absl::FormatDuration(options.grace),
+        " is not above the checkpoint timeout ", absl::FormatDuration(checkpoint_timeout),
+        policy->has_value() ? StrCat(" of retention policy generation ", (*policy)->generation)
+                            : std::string(" (the default; the repository has no policy)"),
+        ": a checkpoint still in flight could lose its objects (format.md §13.4)"));
   }
   if (policy->has_value()) report.policy_generation = (*policy)->generation;
 
@@ -123,7 +122,9 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   if (!lock.ok()) return lock.status();
   // §13.4: `now` is the store's clock, read before anything is listed.
   const absl::Time now = (*lock)->store_now();
-  auto older_than_grace = [&](const ObjectInfo& info) { return now - info.modified > options.grace; };
+  auto older_than_grace = [&](const ObjectInfo& info) {
+    return now - info.modified > options.grace;
+  };
 
   // Roots: commit records, pins, condemnations.
   absl::StatusOr<std::map<uint64_t, ObjectInfo>> commits = ListById(store, kCommitsPrefix);
@@ -214,7 +215,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
     reach = ComputeReachable(repo, remaining);
     if (!reach.ok()) return reach.status();
     if (absl::Status s = RefuseOnProblems(*reach); !s.ok()) return s;
-  if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
+    if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
   }
 
   // Acknowledgements younger than the grace period whose checkpoint is not committed may still

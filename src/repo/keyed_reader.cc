@@ -123,8 +123,9 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo,
                                     "' of participant '", participant, "'"));
 }
 
-static absl::StatusOr<ResolvedKeyed> ResolveKeyedUnchecked(const RepositoryReader& repo, const CommitRecord& commit,
-                                           std::string_view object) {
+static absl::StatusOr<ResolvedKeyed> ResolveKeyedUnchecked(const RepositoryReader& repo,
+                                                           const CommitRecord& commit,
+                                                           std::string_view object) {
   ResolvedKeyed out;
   out.name = std::string(object);
   out.checkpoint_id = commit.id;
@@ -175,8 +176,10 @@ static absl::StatusOr<ResolvedKeyed> ResolveKeyedUnchecked(const RepositoryReade
   return out;
 }
 
-static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader& repo, const ResolvedKeyed& keyed,
-                                         const KeyedReadOptions& options, KeyedRestoreSink* sink) {
+static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader& repo,
+                                                         const ResolvedKeyed& keyed,
+                                                         const KeyedReadOptions& options,
+                                                         KeyedRestoreSink* sink) {
   KeyedReadStats stats;
   uint32_t want_first = options.group_first;
   uint32_t want_end = std::min(options.group_end, keyed.key_groups);

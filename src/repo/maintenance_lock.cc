@@ -106,10 +106,10 @@ absl::StatusOr<std::unique_ptr<MaintenanceLockHolder>> MaintenanceLockHolder::Ac
       }
     }
     if (*now < top.info.modified + top_ttl) {
-      return absl::AbortedError(StrCat(
-          store.Describe(), ": the maintenance lock ", top.info.key, " is held by ", who,
-          "; renewed ", absl::FormatDuration(*now - top.info.modified), " ago, it expires after ",
-          absl::FormatDuration(top_ttl), " without renewal"));
+      return absl::AbortedError(
+          StrCat(store.Describe(), ": the maintenance lock ", top.info.key, " is held by ", who,
+                 "; renewed ", absl::FormatDuration(*now - top.info.modified),
+                 " ago, it expires after ", absl::FormatDuration(top_ttl), " without renewal"));
     }
   }
   const std::string key = MaintenanceLockKey(generation);

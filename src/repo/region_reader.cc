@@ -34,9 +34,10 @@ uint64_t PhysicalMemoryBytes() {
 }  // namespace
 
 static absl::StatusOr<ResolvedObject> ResolveObjectUnchecked(const RepositoryReader& repo,
-                                             const CommitRecord& commit,
-                                             std::string_view participant, std::string_view object,
-                                             PackTable* packs) {
+                                                             const CommitRecord& commit,
+                                                             std::string_view participant,
+                                                             std::string_view object,
+                                                             PackTable* packs) {
   ResolvedObject out;
   out.name = std::string(object);
   uint64_t limit = 0;  // blocks at or above a newer base's block_count are zero (format.md §5)
@@ -201,8 +202,10 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
 
 }  // namespace
 
-static absl::StatusOr<ReadStats> ReadObjectDataUnchecked(const RepositoryReader& repo, const ResolvedObject& object,
-                                         const PackTable& packs, RestoreSink* sink, int threads) {
+static absl::StatusOr<ReadStats> ReadObjectDataUnchecked(const RepositoryReader& repo,
+                                                         const ResolvedObject& object,
+                                                         const PackTable& packs, RestoreSink* sink,
+                                                         int threads) {
   std::map<uint32_t, std::vector<BlockNeed>> by_pack;
   uint64_t zero_start = 0, zero_count = 0;
   auto flush_zeros = [&]() -> absl::Status {
@@ -260,10 +263,12 @@ static absl::StatusOr<ReadStats> ReadObjectDataUnchecked(const RepositoryReader&
   return total;
 }
 
-absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo, const CommitRecord& commit,
+absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo,
+                                             const CommitRecord& commit,
                                              std::string_view participant, std::string_view object,
                                              PackTable* packs) {
-  absl::StatusOr<ResolvedObject> result = ResolveObjectUnchecked(repo, commit, participant, object, packs);
+  absl::StatusOr<ResolvedObject> result =
+      ResolveObjectUnchecked(repo, commit, participant, object, packs);
   if (result.ok()) return result;
   return RemovedOrDamaged(repo, commit.id, result.status());
 }

@@ -132,9 +132,8 @@ absl::Status ParentRemoved(std::string message) {
 absl::Status CheckParentUsable(ObjectStore& store, uint64_t id, uint64_t parent) {
   absl::StatusOr<uint64_t> size = store.Size(CommitKey(parent));
   if (absl::IsNotFound(size.status())) {
-    return ParentRemoved(
-        StrCat("checkpoint ", id, " cannot commit: its parent, checkpoint ", parent,
-               ", is not committed (never was, or retention removed it)"));
+    return ParentRemoved(StrCat("checkpoint ", id, " cannot commit: its parent, checkpoint ",
+                                parent, ", is not committed (never was, or retention removed it)"));
   }
   if (!size.ok()) return size.status();
   size = store.Size(CondemnedKey(parent));

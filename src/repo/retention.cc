@@ -87,8 +87,8 @@ absl::StatusOr<RetentionPolicy> SetRetentionPolicy(Repository& repo,
     absl::Status s = PublishUnique(store, PolicyKey(generation), EncodePolicy(stored));
     if (s.ok()) return stored;
     if (!absl::IsAlreadyExists(s)) {
-      return absl::Status(s.code(), StrCat("storing retention policy generation ", generation,
-                                           ": ", s.message()));
+      return absl::Status(
+          s.code(), StrCat("storing retention policy generation ", generation, ": ", s.message()));
     }
   }
   return absl::AbortedError("storing a retention policy: 100 generations taken by other writers");

@@ -10,9 +10,9 @@
 #include <memory>
 #include <string>
 
-#include "src/util/mutex.h"
 #include "absl/time/time.h"
 #include "ickpt/store.h"
+#include "src/util/mutex.h"
 
 namespace ickpt::testing {
 
