@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_options.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/keyed_state.h"
 #include "ickpt/repository.h"
@@ -70,43 +71,9 @@ void FillValue(uint64_t seed, char* out) {
   }
 }
 
-uint64_t Option(int argc, char** argv, const char* flag, const char* env, uint64_t fallback) {
-  const std::string prefix = std::string("--") + flag + "=";
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) {
-      return std::strtoull(argv[i] + prefix.size(), nullptr, 10);
-    }
-  }
-  const char* v = std::getenv(env);
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
-}
-
-std::string StringOption(int argc, char** argv, const char* flag, const char* env,
-                         const char* fallback) {
-  const std::string prefix = std::string("--") + flag + "=";
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) {
-      return argv[i] + prefix.size();
-    }
-  }
-  const char* v = std::getenv(env);
-  return v != nullptr && *v != '\0' ? v : fallback;
-}
-
-template <typename T>
-T Check(absl::StatusOr<T> v) {
-  if (!v.ok()) {
-    std::fprintf(stderr, "error: %s\n", v.status().ToString().c_str());
-    std::exit(1);
-  }
-  return *std::move(v);
-}
-void Check(const absl::Status& s) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
-    std::exit(1);
-  }
-}
+using bench::Check;
+using bench::Option;
+using bench::StringOption;
 
 // Full when asked, else incremental: the benchmark decides which checkpoint it measures.
 class SwitchPolicy final : public CheckpointPolicy {

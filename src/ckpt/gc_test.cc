@@ -116,6 +116,24 @@ class GcTest : public ::testing::Test {
     expected_[record->id] = w.Content();
     return record->id;
   }
+  // Group member "m0" acknowledges a checkpoint (its region's first block all 7s) that the group
+  // has not committed; returns its id.
+  absl::StatusOr<uint64_t> AcknowledgeUncommitted(Repository* repo) {
+    CheckpointerOptions options;
+    options.participant = "m0";
+    options.group_member = true;
+    absl::StatusOr<std::unique_ptr<Checkpointer>> member = Checkpointer::Open(repo, options);
+    if (!member.ok()) return member.status();
+    absl::StatusOr<Region*> region = (*member)->AddRegion("grid", {.size = kRegionBytes});
+    if (!region.ok()) return region.status();
+    std::memset((*region)->data(), 7, 4096);
+    absl::StatusOr<uint64_t> id = repo->ReserveCheckpointId();
+    if (!id.ok()) return id.status();
+    absl::StatusOr<CheckpointHandle> h = (*member)->Checkpoint(WithId(*id));
+    if (!h.ok()) return h.status();
+    if (absl::Status s = h->Wait().status(); !s.ok()) return s;
+    return *id;
+  }
   absl::StatusOr<GcReport> Gc(GcOptions options = {}) {
     options.grace = kGrace;
     std::unique_ptr<Repository> repo = Open();
@@ -460,16 +478,7 @@ TEST_F(GcTest, AWriterWhoseParentIsCondemnedStartsANewLineage) {
 TEST_F(GcTest, YoungAcknowledgementsAreRootsOldOnesAreDeleted) {
   Create();
   std::unique_ptr<Repository> repo = Open();
-  CheckpointerOptions options;
-  options.participant = "m0";
-  options.group_member = true;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> member,
-                       Checkpointer::Open(repo.get(), options));
-  ASSERT_OK_AND_ASSIGN(Region * region, member->AddRegion("grid", {.size = kRegionBytes}));
-  std::memset(region->data(), 7, 4096);
-  ASSERT_OK_AND_ASSIGN(uint64_t id, repo->ReserveCheckpointId());
-  ASSERT_OK_AND_ASSIGN(CheckpointHandle h, member->Checkpoint(WithId(id)));
-  ASSERT_OK(h.Wait().status());
+  ASSERT_OK_AND_ASSIGN(uint64_t id, AcknowledgeUncommitted(repo.get()));
   // Not committed yet: its objects are young, and roots through the acknowledgement.
   clock_->Advance(kGrace / 2);
   ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
@@ -491,16 +500,7 @@ TEST_F(GcTest, YoungAcknowledgementsAreRootsOldOnesAreDeleted) {
 TEST_F(GcTest, AnAbandonedAcknowledgementsObjectsGoAfterTheGracePeriod) {
   Create();
   std::unique_ptr<Repository> repo = Open();
-  CheckpointerOptions options;
-  options.participant = "m0";
-  options.group_member = true;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> member,
-                       Checkpointer::Open(repo.get(), options));
-  ASSERT_OK_AND_ASSIGN(Region * region, member->AddRegion("grid", {.size = kRegionBytes}));
-  std::memset(region->data(), 7, 4096);
-  ASSERT_OK_AND_ASSIGN(uint64_t id, repo->ReserveCheckpointId());
-  ASSERT_OK_AND_ASSIGN(CheckpointHandle h, member->Checkpoint(WithId(id)));
-  ASSERT_OK(h.Wait().status());
+  ASSERT_OK(AcknowledgeUncommitted(repo.get()).status());
   EXPECT_FALSE(Keys("packs/").empty());
   clock_->Advance(kGrace + absl::Seconds(1));
   ASSERT_OK_AND_ASSIGN(GcReport report, Gc());
