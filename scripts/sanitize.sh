@@ -64,7 +64,11 @@ main() {
 
   start=$SECONDS
   bash scripts/setup.sh
+  # -O1 -g1 (line tables): what the sanitizers' documentation recommends for readable reports, and
+  # a third faster to compile than -O2 -g, mostly in the CLI's CLI11 and JSON code (measured on
+  # src/cli/keyed.cc under ASan: 59 s vs 38 s).
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICKPT_BUILD_BENCH=OFF \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
     -DICKPT_BUILD_TESTS=ON -DICKPT_BUILD_CLI=ON \
     -DICKPT_WERROR=ON -DICKPT_SANITIZE="$sanitize"
   cmake --build "$build" -j"$jobs"
