@@ -121,5 +121,19 @@ int main(int argc, char** argv) {
   }
   if (absl::Status s = PinCheckpoint(**repo, 1, "first"); !s.ok()) return Fail("pin", s);
   std::printf("retention policy generation 2, pin 'first' on checkpoint 1\n");
+  // Format 1.4: the third checkpoint (the latest of the single writer's chain) consolidated, every
+  // block copied into new packs.
+  auto ids = (*repo)->ListCommitIds();
+  if (!ids.ok() || ids->size() < 3) return Fail("list commits", ids.status());
+  ConsolidateOptions consolidate;
+  consolidate.min_pack_use = 1.0;
+  consolidate.verify = true;
+  auto report = Consolidate(**repo, (*ids)[2], consolidate);
+  if (!report.ok()) return Fail("consolidate", report.status());
+  std::printf("checkpoint %llu consolidated: generation %llu, %llu -> %llu links\n",
+              static_cast<unsigned long long>((*ids)[2]),
+              static_cast<unsigned long long>(report->generation),
+              static_cast<unsigned long long>(report->links_before),
+              static_cast<unsigned long long>(report->links_after));
   return 0;
 }

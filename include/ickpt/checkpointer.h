@@ -29,23 +29,55 @@
 
 namespace ickpt {
 
-// What the policy knows about one state object when a checkpoint starts.
+// What the policy knows about one state object when a checkpoint starts (docs/policy.md). Every
+// field is known without I/O: Choose runs in the capture pause.
 struct PolicyInput {
   std::string_view object_name;
-  bool has_base = false;       // a committed (or in-flight) checkpoint holds this object
-  uint64_t depth_of_base = 0;  // the base's depth in its chain (0: the base is full)
-  uint64_t changed_blocks = 0;
-  uint64_t block_count = 0;
+  bool has_base = false;        // a committed (or in-flight) checkpoint holds this object
+  uint64_t depth_of_base = 0;   // the base's depth in its chain (0: the base is full)
+  uint64_t changed_blocks = 0;  // regions: blocks changed; keyed states: entries changed
+  uint64_t block_count = 0;     // regions: blocks; keyed states: entries
+  // Manifests a restore of the base reads for this object, minus one: depth_of_base, less what a
+  // consolidation (format.md §14) replaced.
+  uint64_t effective_depth_of_base = 0;
+  // Blocks (entries) changed since the base's chain started (its full manifest or consolidation),
+  // summed over its checkpoints: 1 - changed_since_chain_start / block_count bounds from below the
+  // fraction of the chain's first link that a restore still reads (its live fraction).
+  uint64_t changed_since_chain_start = 0;
+  // The estimated restore time of the latest committed checkpoint, every state object, as the
+  // checkpointer last measured it in the background (docs/policy.md §2); negative: not measured.
+  double estimated_restore_seconds = -1;
+  // CheckpointerOptions::recovery_time_objective in seconds; 0: none.
+  double recovery_time_objective_seconds = 0;
+  // The checkpointer consolidates long chains in the background (so a deep chain need not end
+  // with a full checkpoint).
+  bool consolidates = false;
 };
 
-// Chooses full or incremental per state object. The default: full when there is no base, and full
-// when the chain would reach `full_every` checkpoints; incremental otherwise.
+// Chooses full or incremental per state object.
 class CheckpointPolicy {
  public:
   virtual ~CheckpointPolicy() = default;
   virtual CheckpointKind Choose(const PolicyInput& input) const = 0;
 };
+// Full when there is no base, and when the chain would reach `full_every` checkpoints;
+// incremental otherwise. The policy before the cost model.
 std::unique_ptr<CheckpointPolicy> NewFullEveryNPolicy(uint64_t full_every = 16);
+
+// The cost model (docs/policy.md §3): incremental unless a full checkpoint is cheaper to restore
+// from at about the same cost to take.
+struct CostModelOptions {
+  // Full when this fraction of the object changed since the base: a full then writes about as
+  // much. Default 0.5.
+  double full_change_fraction = 0.5;
+  // Full when the effective depth would exceed this, whatever else (a bound on the manifests a
+  // restore reads should consolidation fall behind). Default 64.
+  uint64_t max_effective_depth = 64;
+  // Without background consolidation: full when the chain's first link is estimated less than
+  // this fraction live (most of what a restore reads comes from increments). Default 0.25.
+  double min_live_fraction = 0.25;
+};
+std::unique_ptr<CheckpointPolicy> NewCostModelPolicy(CostModelOptions options = {});
 
 struct CheckpointerOptions {
   // This process's participant name in commit records. Default "p0".
@@ -54,8 +86,20 @@ struct CheckpointerOptions {
   int persist_threads = 2;
   // Checkpoints persisting at once. Default 1: Checkpoint() waits for the previous one.
   int max_in_flight = 1;
-  // Default: NewFullEveryNPolicy(16).
+  // Default: NewCostModelPolicy().
   std::shared_ptr<const CheckpointPolicy> policy;
+  // The recovery time objective: the longest a restore of the latest checkpoint should take. The
+  // policy takes a full checkpoint, or the background consolidates, when the estimate exceeds it
+  // (docs/policy.md). Default 60 s; zero: none.
+  absl::Duration recovery_time_objective = absl::Seconds(60);
+  // Consolidation in the background (format.md §14): after a commit, when the latest committed
+  // checkpoint's effective depth reaches `consolidate_after_links` or its estimated restore time
+  // exceeds the recovery time objective, it is consolidated with `consolidate` on the background
+  // thread (with garbage collection, which follows it when due). Not for group members (the
+  // coordinator's leader consolidates). Default on, at 8 links.
+  bool consolidate_in_background = true;
+  uint64_t consolidate_after_links = 8;
+  ConsolidateOptions consolidate;
   // Memory for captured blocks from the pause until they are durable, in use and kept for reuse
   // together. Buffers are allocated and touched ahead of the pause and reused, so the pause only
   // copies. Default 0: half the physical memory.

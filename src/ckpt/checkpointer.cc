@@ -6,6 +6,7 @@
 #include <map>
 #include <thread>
 
+#include "ickpt/maintenance.h"
 #include "src/ckpt/checkpointer_impl.h"
 #include "src/repo/keys.h"
 #include "src/state/keyed_state_internal.h"
@@ -47,7 +48,12 @@ absl::StatusOr<std::unique_ptr<Checkpointer>> Checkpointer::Open(Repository* rep
   }
   if (options.max_in_flight < 1) options.max_in_flight = 1;
   if (options.persist_threads < 1) options.persist_threads = 1;
-  if (!options.policy) options.policy = NewFullEveryNPolicy(16);
+  if (!options.policy) options.policy = NewCostModelPolicy();
+  // The consolidations the location tables (built from now on) take into account: all of them
+  // (docs/policy.md §4).
+  absl::StatusOr<std::map<uint64_t, uint64_t>> known_consolidations =
+      ListConsolidations(*repository);
+  if (!known_consolidations.ok()) return known_consolidations.status();
   if (options.staging_budget_bytes == 0) options.staging_budget_bytes = DefaultStagingBudget();
   if (options.capture_threads < 1) {
     options.capture_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -66,6 +72,7 @@ absl::StatusOr<std::unique_ptr<Checkpointer>> Checkpointer::Open(Repository* rep
   {
     MutexLock lock(&raw->mu);
     raw->last_gc = absl::Now();
+    raw->known_consolidations = *std::move(known_consolidations);
   }
   impl->persist_thread = std::thread([raw] { raw->PersistLoop(); });
   return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(impl)));
@@ -261,8 +268,7 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     const ObjectLineage lineage = capture_lineage[name];
     // Without a base every block must be written (the first full checkpoint of the object).
     if (!lineage.has_base) c.dirty.SetAll();
-    c.kind = options.policy->Choose(
-        PolicyInput{name, lineage.has_base, lineage.depth, c.dirty.Count(), c.block_count});
+    c.kind = options.policy->Choose(PolicyFor(name, lineage, c.dirty.Count(), c.block_count));
     if (!lineage.has_base) c.kind = CheckpointKind::kFull;
     c.depth = c.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
     const uint64_t bytes = c.dirty.Count() * c.block_size;
@@ -308,34 +314,53 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     k.state = state.get();
     k.name = name;
     const ObjectLineage lineage = capture_lineage[name];
-    k.kind =
-        options.policy->Choose(PolicyInput{name, lineage.has_base, lineage.depth,
-                                           KeyedStateAccess::ChangedCount(*state), state->size()});
+    k.changed = KeyedStateAccess::ChangedCount(*state);
+    k.kind = options.policy->Choose(PolicyFor(name, lineage, k.changed, state->size()));
     if (!lineage.has_base) k.kind = CheckpointKind::kFull;
     k.depth = k.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
     k.entries = state->size();
     k.entry_bytes = state->byte_size();
     k.group_first = state->group_first();
     k.group_end = state->group_end();
-    // A full checkpoint with a base still captures only the changes: persistence merges them with
-    // the base's entries read back from the repository (a full manifest written without copying
-    // the whole state in the pause). Only a state without a base is copied whole.
+    // A full checkpoint with a base still captures only the changes: persistence consolidations
+    // them with the base's entries read back from the repository (a full manifest written without
+    // copying the whole state in the pause). Only a state without a base is copied whole.
     k.changes = lineage.has_base ? KeyedStateAccess::CaptureChanges(*state)
                                  : KeyedStateAccess::CaptureAll(*state);
     k.pause_ns = NowNs() - object_start;
     job->keyed.push_back(std::move(k));
   }
   capture_parent = job->id;
-  for (const RegionCaptureJob& c : job->regions)
-    capture_lineage[c.name] = ObjectLineage{true, c.depth};
-  for (const KeyedCaptureJob& k : job->keyed)
-    capture_lineage[k.name] = ObjectLineage{true, k.depth};
+  for (RegionCaptureJob& c : job->regions) {
+    c.lineage = capture_lineage[c.name].Next(job->id, c.kind, c.depth, c.dirty.Count());
+    capture_lineage[c.name] = c.lineage;
+  }
+  for (KeyedCaptureJob& k : job->keyed) {
+    k.lineage = capture_lineage[k.name].Next(job->id, k.kind, k.depth, k.changed);
+    capture_lineage[k.name] = k.lineage;
+  }
   job->handle->pause = absl::Nanoseconds(NowNs() - pause_start);
   CheckpointHandle handle(job->handle);
   ++in_flight;
   in_flight_ids.insert(job->id);
   queue.push_back(std::move(job));
   return handle;
+}
+
+PolicyInput Checkpointer::Impl::PolicyFor(std::string_view name, const ObjectLineage& lineage,
+                                          uint64_t changed, uint64_t size) const {
+  PolicyInput in;
+  in.object_name = name;
+  in.has_base = lineage.has_base;
+  in.depth_of_base = lineage.depth;
+  in.changed_blocks = changed;
+  in.block_count = size;
+  in.effective_depth_of_base = lineage.effective_depth();
+  in.changed_since_chain_start = lineage.changed_since_chain_start;
+  in.estimated_restore_seconds = estimated_restore_seconds;
+  in.recovery_time_objective_seconds = absl::ToDoubleSeconds(options.recovery_time_objective);
+  in.consolidates = options.consolidate_in_background && !completion->outcomes_announced();
+  return in;
 }
 
 KeyedState* Checkpointer::Impl::KeyedByName(std::string_view name) {

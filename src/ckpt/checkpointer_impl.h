@@ -51,6 +51,7 @@ struct RegionCaptureJob {
   StagingBuffer staging;  // the dirty blocks, in block order
   CheckpointKind kind = CheckpointKind::kFull;
   uint64_t depth = 0;
+  ObjectLineage lineage;  // the object's lineage in this checkpoint
   int64_t pause_ns = 0;
 };
 
@@ -59,8 +60,10 @@ struct KeyedCaptureJob {
   KeyedState* state = nullptr;
   std::string name;
   KeyedChangeSet changes;
+  uint64_t changed = 0;  // entries changed since the previous capture
   CheckpointKind kind = CheckpointKind::kFull;
   uint64_t depth = 0;
+  ObjectLineage lineage;  // the object's lineage in this checkpoint
   uint64_t entries = 0;
   uint64_t entry_bytes = 0;
   uint32_t group_first = 0;
@@ -96,7 +99,7 @@ struct Checkpointer::Impl {
   // Change sets of failed or aborted checkpoints, in capture order, waiting to go back into their
   // states' tracking. A keyed state's table may only be touched while the application is stopped
   // (unlike a region's atomic dirty bits), so whoever sees the failure leaves them here and the
-  // next capture merges them back, in its pause, before it captures.
+  // next capture consolidations them back, in its pause, before it captures.
   std::vector<std::pair<KeyedState*, KeyedChangeSet>> keyed_merge_back ABSL_GUARDED_BY(mu);
   // The lineage as the next capture sees it: in-flight checkpoints assumed to succeed.
   std::optional<uint64_t> capture_parent ABSL_GUARDED_BY(mu);
@@ -134,17 +137,45 @@ struct Checkpointer::Impl {
   bool gc_running ABSL_GUARDED_BY(mu) = false;
   absl::Time last_gc ABSL_GUARDED_BY(mu);  // when the checkpointer opened or last started a run
 
+  // Background consolidation (CheckpointerOptions::consolidate_in_background), on gc_thread too.
+  // The latest estimate of the restore time of the latest committed checkpoint (negative: none).
+  double estimated_restore_seconds ABSL_GUARDED_BY(mu) = -1;
+  // The consolidations in force that the lineage's location tables take into account (format.md
+  // §14): a complete manifest reuses blocks from those tables, which must not name packs that a
+  // consolidation unknown to them made collectable (docs/policy.md §4). Set by Open and Restore,
+  // and by the persist thread when it re-resolves the tables (rebase_needed).
+  std::map<uint64_t, uint64_t> known_consolidations ABSL_GUARDED_BY(mu);
+  bool rebase_needed ABSL_GUARDED_BY(mu) = false;
+
   // checkpointer.cc
   absl::StatusOr<CheckpointHandle> Capture(const CheckpointOptions& copts, bool wait);
   absl::Status ValidateNewName(std::string_view name, std::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   KeyedState* KeyedByName(std::string_view name);
+  // The policy's view of object `name` (docs/policy.md).
+  PolicyInput PolicyFor(std::string_view name, const ObjectLineage& lineage, uint64_t changed,
+                        uint64_t size) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // persist.cc
   void PersistLoop();
-  // After a commit: starts a background collection if one is due (persist thread only).
-  void MaybeCollectGarbage();
+  // After a commit: starts a background consolidation and/or collection if one is due (persist
+  // thread only).
+  void MaybeStartMaintenance();
+  // On gc_thread: consolidates checkpoint `id`, whose lineage was `at_id`, and measures the restore
+  // estimate.
+  void ConsolidateInBackground(uint64_t id,
+                               const std::map<std::string, ObjectLineage, std::less<>>& at_id);
+  // On gc_thread: one garbage collection, if the repository has a retention policy.
+  void CollectInBackground();
   absl::StatusOr<CommitRecord> Persist(PersistJob& job);
+  // Persist thread, when rebase_needed and nothing is pending: re-resolves the committed
+  // checkpoint's regions from the repository (with its consolidations) into the lineage's
+  // location tables, and notes the consolidations in force as known.
+  absl::Status RebaseIfNeeded();
+  // Before publishing a checkpoint whose complete manifests reused blocks from the location
+  // tables: FailedPrecondition (and a rebase before the next persist) if a consolidation the
+  // tables do not know was published.
+  absl::Status CheckNoUnknownConsolidation();
   void ReserveAhead();
   // Gives the job's captured changes back and falls back to the newest surviving checkpoint.
   void FailJob(PersistJob& job, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

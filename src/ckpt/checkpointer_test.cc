@@ -145,6 +145,10 @@ TEST_F(CheckpointerTest, RandomWritesOverHundredsOfCheckpointsAllRestoreBitExact
 }
 
 TEST_F(CheckpointerTest, ChainDepthIsBoundedByTheFullEveryNPolicy) {
+  CheckpointerOptions options;
+  options.policy = NewFullEveryNPolicy(16);
+  options.consolidate_in_background = false;
+  ASSERT_OK_AND_ASSIGN(ckpt_, Checkpointer::Open(repo_.get(), options));
   Region* r = AddRegion("grid", 8 * kBlock);
   uint64_t max_depth = 0;
   int fulls = 0;
@@ -157,6 +161,54 @@ TEST_F(CheckpointerTest, ChainDepthIsBoundedByTheFullEveryNPolicy) {
   }
   EXPECT_EQ(max_depth, 15u);
   EXPECT_EQ(fulls, 3);  // checkpoints 1, 17, 33
+}
+
+// The default cost model (docs/policy.md §3): incremental while little changes, full when most of
+// the region changed; the depth is then not bounded by a count, the walk by consolidation.
+TEST_F(CheckpointerTest, CostModelTakesFullCheckpointsWhenMostOfTheRegionChanged) {
+  Region* r = AddRegion("grid", 8 * kBlock);
+  std::vector<CheckpointKind> kinds;
+  for (int i = 0; i < 24; ++i) {
+    const int changed = i % 8 == 7 ? 5 : 1;  // every eighth checkpoint changes 5 of 8 blocks
+    for (int b = 0; b < changed; ++b) r->data()[((i + b) % 8) * kBlock] = static_cast<char>(i + 1);
+    ASSERT_OK_AND_ASSIGN(auto h, ckpt_->Checkpoint());
+    ASSERT_OK_AND_ASSIGN(CommitRecord c, h.Wait());
+    kinds.push_back(c.kind);
+    snapshots_[c.id] = {{"grid", std::string(r->data(), r->size())}};
+    ExpectRestoresExactly(c.id);
+  }
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    const bool full = i == 0 || i % 8 == 7;
+    EXPECT_EQ(kinds[i], full ? CheckpointKind::kFull : CheckpointKind::kIncremental) << i;
+  }
+}
+
+TEST(CostModelPolicyTest, RulesOfDocsPolicy) {
+  std::unique_ptr<CheckpointPolicy> policy = NewCostModelPolicy();
+  PolicyInput in;
+  in.block_count = 100;
+  EXPECT_EQ(policy->Choose(in), CheckpointKind::kFull);  // no base
+  in.has_base = true;
+  in.changed_blocks = 10;
+  in.consolidates = true;
+  EXPECT_EQ(policy->Choose(in), CheckpointKind::kIncremental);
+  in.changed_blocks = 50;  // half of it changed
+  EXPECT_EQ(policy->Choose(in), CheckpointKind::kFull);
+  in.changed_blocks = 10;
+  in.effective_depth_of_base = 64;  // the bound, whatever else
+  EXPECT_EQ(policy->Choose(in), CheckpointKind::kFull);
+  in.effective_depth_of_base = 3;
+  // A slow restore or a mostly dead first link: consolidation's job, unless nobody consolidates.
+  in.recovery_time_objective_seconds = 60;
+  in.estimated_restore_seconds = 90;
+  in.changed_since_chain_start = 80;
+  EXPECT_EQ(policy->Choose(in), CheckpointKind::kIncremental);
+  in.consolidates = false;
+  EXPECT_EQ(policy->Choose(in), CheckpointKind::kFull);
+  in.estimated_restore_seconds = 30;
+  EXPECT_EQ(policy->Choose(in), CheckpointKind::kFull);  // 80% of the first link replaced
+  in.changed_since_chain_start = 50;
+  EXPECT_EQ(policy->Choose(in), CheckpointKind::kIncremental);
 }
 
 TEST_F(CheckpointerTest, FullCheckpointAfterTheFirstReusesStoredBlocks) {
@@ -198,7 +250,10 @@ TEST_F(CheckpointerTest, GrownRegionAndAddedRegionRestore) {
   std::memset(ckpt_->FindRegion("late")->data(), 9, kBlock);
   const uint64_t grown = CheckpointAndRemember();
   ASSERT_OK_AND_ASSIGN(CommitRecord c, repo_->ReadCommit(grown));
-  EXPECT_EQ(c.kind, CheckpointKind::kIncremental);  // "late" is full, "grid" incremental
+  // "late" is new, so full; "grid" grew from 4 to 10 blocks, 7 of them changed or new, so the
+  // cost model writes it full too (docs/policy.md §3, rule 2).
+  EXPECT_EQ(c.kind, CheckpointKind::kFull);
+  EXPECT_EQ(c.participants[0].state_objects.size(), 2u);
   ExpectRestoresExactly(small);
   ExpectRestoresExactly(grown);
 }

@@ -1,4 +1,4 @@
-// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 to 1.3,
+// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 to 1.4,
 // testdata/repo-v1.N (written by make_testdata, content in testdata_grid.h), must restore with this
 // and every later release. It is copied to a temporary directory first so that a reader that writes
 // (an id reservation, say) never modifies the saved copy.
@@ -13,6 +13,7 @@
 #include "ickpt/checkpointer.h"
 #include "ickpt/maintenance.h"
 #include "ickpt/repository.h"
+#include "src/repo/region_reader.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
 #include "src/util/hash.h"
@@ -203,6 +204,23 @@ TEST_F(CompatTest, SavedRepositoryV1_3RestoresAndKeepsItsPolicyAndPin) {
         << id;
   }
   EXPECT_TRUE(report.removed_checkpoints.empty());
+}
+
+// Format 1.4 added consolidations (§14): the saved repository's third checkpoint is consolidated
+// (every block copied into new packs) and restores from one link per state object.
+TEST_F(CompatTest, SavedRepositoryV1_4RestoresItsConsolidatedCheckpoint) {
+  CopySaved("repo-v1.4");
+  ExpectSavedRepositoryRestores(dir_.Join("repo"), 4);
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir_.Join("repo"), /*create=*/false));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
+  using InForce = std::map<uint64_t, uint64_t>;
+  ASSERT_OK_AND_ASSIGN(InForce in_force, ListConsolidations(*repo));
+  EXPECT_EQ(in_force, (InForce{{ids[2], 1}}));
+  ASSERT_OK_AND_ASSIGN(CommitRecord third, repo->ReadCommit(ids[2]));
+  PackTable packs;
+  ASSERT_OK_AND_ASSIGN(ResolvedObject grid, ResolveObject(*repo, third, "p0", "grid", &packs));
+  EXPECT_EQ(grid.chain, std::vector<uint64_t>{ids[2]});
+  EXPECT_TRUE(grid.consolidated);
 }
 
 // Repositories saved before 1.3 have no policy: they keep every committed checkpoint, and a

@@ -1,9 +1,11 @@
-// Garbage collection beside a running writer and readers, each a separate process, all killed
-// with SIGKILL at random points (format.md §13.4), on a real local repository with real time.
-// Claims checked:
+// Garbage collection and consolidation beside a running writer and readers, each a separate
+// process, all killed with SIGKILL at random points (format.md §13.4, §14), on a real local
+// repository with real time. The writer consolidates in the background too, and its complete
+// manifests reuse blocks that the consolidator process moves (§14.5). Claims checked:
 //   - no reader ever reports damage: a checkpoint removed while read is "not found", and every
 //     checkpoint a reader restores is bit-exact;
 //   - no collector ever finds damage (it refuses to delete on damage, and there must be none);
+//   - every consolidation verifies (it reads the checkpoint both ways before publishing);
 //   - after the processes stop and a final collection, the stored packs and manifests are exactly
 //     those the remaining commit records reach, those are exactly the kept checkpoints and what
 //     they need, and every one restores bit-exact.
@@ -15,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -80,8 +83,10 @@ std::string ContentAfter(uint64_t step) {
 
 CheckpointerOptions WriterOptions() {
   CheckpointerOptions options;
-  options.policy = NewFullEveryNPolicy(4);
-  options.gc_after_commit = false;  // the collector is a process of its own here
+  options.policy = NewFullEveryNPolicy(6);  // full checkpoints reuse blocks (§14.5)
+  options.gc_after_commit = false;          // the collector is a process of its own here
+  options.consolidate_after_links = 3;
+  options.consolidate.lock_ttl = kLockTtl;
   options.persist_threads = 1;
   options.capture_threads = 1;
   return options;
@@ -161,8 +166,41 @@ absl::Status RestoreAndCheck(Repository* repo, uint64_t id, int* exit_code) {
   }
 }
 
-// Readers append one byte per checkpoint verified ('v') or found removed ('r') to `tally`, so
-// that the test can show that both happened.
+// Consolidates the latest or a random committed checkpoint, copying out of packs used below a
+// random fraction, and verifies every consolidation against the chain it replaces.
+[[noreturn]] void RunConsolidator(const std::string& path, const std::string& tally,
+                                  uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int tally_fd = open(tally.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600);
+  absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenLocal(path, false);
+  if (!repo.ok()) Die(kExitError, repo.status().ToString());
+  for (;;) {
+    absl::StatusOr<std::vector<uint64_t>> ids = (*repo)->ListCommitIds();
+    if (!ids.ok()) Die(kExitError, ids.status().ToString());
+    if (!ids->empty()) {
+      const uint64_t id = rng() % 2 == 0 ? ids->back() : (*ids)[rng() % ids->size()];
+      ConsolidateOptions options;
+      options.min_pack_use = std::array<double, 3>{0, 0.5, 1.0}[rng() % 3];
+      options.verify = true;
+      options.lock_ttl = kLockTtl;
+      absl::StatusOr<ConsolidationReport> report = Consolidate(**repo, id, options);
+      const absl::Status& s = report.status();
+      if (absl::IsDataLoss(s)) Die(kExitDamaged, s.ToString());
+      if (absl::IsInternal(s)) Die(kExitWrongBytes, s.ToString());
+      // Lock busy or a lost race; removed or condemned meanwhile; too slow: all expected.
+      if (!s.ok() && !absl::IsAborted(s) && !absl::IsNotFound(s) &&
+          !absl::IsFailedPrecondition(s) && !absl::IsDeadlineExceeded(s)) {
+        Die(kExitError, s.ToString());
+      }
+      if (s.ok() && report->generation != 0) (void)!write(tally_fd, "c", 1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 200));
+  }
+}
+
+// Readers append one byte per checkpoint verified ('v') or found removed ('r') to `tally`, and
+// the consolidator one per consolidation published ('c'), so that the test can show that each
+// happened.
 [[noreturn]] void RunReader(const std::string& path, const std::string& tally, uint64_t seed) {
   std::mt19937_64 rng(seed);
   const int tally_fd = open(tally.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600);
@@ -184,14 +222,14 @@ absl::Status RestoreAndCheck(Repository* repo, uint64_t id, int* exit_code) {
   }
 }
 
-enum class Role { kWriter, kCollector, kReader };
+enum class Role { kWriter, kCollector, kConsolidator, kReader };
 
 struct Child {
   Role role;
   pid_t pid = -1;
 };
 
-TEST(GcTortureTest, WriterCollectorAndReadersKilledAtRandomLoseNothing) {
+TEST(GcTortureTest, WriterCollectorConsolidatorAndReadersKilledAtRandomLoseNothing) {
   testing::TempDir dir;
   const std::string path = dir.Join("repo");
   {
@@ -214,6 +252,8 @@ TEST(GcTortureTest, WriterCollectorAndReadersKilledAtRandomLoseNothing) {
           RunWriter(path);
         case Role::kCollector:
           RunCollector(path, child_seed);
+        case Role::kConsolidator:
+          RunConsolidator(path, dir.Join("tally"), child_seed);
         case Role::kReader:
           RunReader(path, dir.Join("tally"), child_seed);
       }
@@ -221,14 +261,16 @@ TEST(GcTortureTest, WriterCollectorAndReadersKilledAtRandomLoseNothing) {
     return Child{role, pid};
   };
   std::vector<Child> children = {spawn(Role::kWriter), spawn(Role::kCollector),
-                                 spawn(Role::kReader), spawn(Role::kReader)};
+                                 spawn(Role::kConsolidator), spawn(Role::kReader),
+                                 spawn(Role::kReader)};
   std::map<Role, int> kills;
   // A child that exits by itself found something wrong: its exit code says what.
   auto check_exited = [&](const Child& c, int wstatus) {
     if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) return;
     ADD_FAILURE() << "child (role " << static_cast<int>(c.role) << ") ended with status " << wstatus
                   << " (exit " << (WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1)
-                  << "; 3 = damaged, 4 = wrong bytes, 5 = error; its stderr says why)";
+                  << "; 3 = damaged, 4 = wrong bytes or a consolidation that did not verify, "
+                     "5 = error; its stderr says why)";
   };
   const auto start = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - start < budget && !HasFailure()) {
@@ -288,6 +330,11 @@ TEST(GcTortureTest, WriterCollectorAndReadersKilledAtRandomLoseNothing) {
   EXPECT_EQ(stored, reached);
   ASSERT_OK_AND_ASSIGN(std::vector<ObjectInfo> leftovers, store->List("condemned/"));
   EXPECT_TRUE(leftovers.empty());
+  // Consolidations left: only those in force of the remaining checkpoints (§14.4).
+  ASSERT_OK_AND_ASSIGN(leftovers, store->List("merges/"));
+  std::set<std::string> consolidations;
+  for (const ObjectInfo& info : leftovers) consolidations.insert(info.key);
+  EXPECT_EQ(consolidations, needed.consolidations);
   ASSERT_OK_AND_ASSIGN(leftovers, store->List("acks/"));
   EXPECT_TRUE(leftovers.empty());
   ASSERT_OK_AND_ASSIGN(leftovers, store->List("ids/"));
@@ -296,25 +343,32 @@ TEST(GcTortureTest, WriterCollectorAndReadersKilledAtRandomLoseNothing) {
     int code = 0;
     EXPECT_OK(RestoreAndCheck(repo.get(), id, &code)) << "checkpoint " << id;
   }
-  uint64_t verified = 0, removed = 0;
+  uint64_t verified = 0, removed = 0, consolidated = 0;
   {
     std::string tally(1 << 20, '\0');
     const int fd = open(dir.Join("tally").c_str(), O_RDONLY);
     ssize_t n = 0;
     while (fd >= 0 && (n = read(fd, tally.data(), tally.size())) > 0) {
-      for (ssize_t i = 0; i < n; ++i) (tally[i] == 'v' ? verified : removed)++;
+      for (ssize_t i = 0; i < n; ++i) {
+        (tally[i] == 'v' ? verified : tally[i] == 'c' ? consolidated : removed)++;
+      }
     }
     if (fd >= 0) close(fd);
   }
   std::printf(
-      "gc torture: %zu commits at the end of the run (latest id %llu), %zu kept; kills: "
-      "writer %d, collector %d, readers %d; readers verified %llu restores bit-exact and "
-      "found %llu checkpoints removed while they read; the last run deleted %llu objects\n",
+      "gc torture: %zu commits at the end of the run (latest id %llu), %zu kept, %zu of them "
+      "consolidated; %llu consolidations published by the consolidator; kills: writer %d, "
+      "collector %d, consolidator %d, readers %d; readers "
+      "verified %llu restores bit-exact and found %llu checkpoints removed while they read; the "
+      "last run deleted %llu objects\n",
       before.size(), before.empty() ? 0ULL : static_cast<unsigned long long>(before.back()),
-      ids.size(), kills[Role::kWriter], kills[Role::kCollector], kills[Role::kReader],
-      static_cast<unsigned long long>(verified), static_cast<unsigned long long>(removed),
+      ids.size(), consolidations.size(), static_cast<unsigned long long>(consolidated),
+      kills[Role::kWriter], kills[Role::kCollector], kills[Role::kConsolidator],
+      kills[Role::kReader], static_cast<unsigned long long>(verified),
+      static_cast<unsigned long long>(removed),
       static_cast<unsigned long long>(last.deleted_objects));
   EXPECT_GT(verified, 0u);
+  EXPECT_GT(consolidated, 0u);
   EXPECT_GT(kills[Role::kWriter] + kills[Role::kCollector], 0);
 }
 

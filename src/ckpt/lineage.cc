@@ -12,6 +12,25 @@ std::map<std::string, ObjectLineage, std::less<>> Lineage::HeadLineage() const {
   return out;
 }
 
+void Lineage::ReplaceCommittedLocations(std::string_view name,
+                                        std::vector<BlockLocation> locations) {
+  if (auto it = committed_.find(name); it != committed_.end()) {
+    it->second.locations = std::move(locations);
+  }
+}
+
+void Lineage::Consolidated(uint64_t id,
+                           const std::map<std::string, ObjectLineage, std::less<>>& at_id) {
+  auto apply = [&](const std::string& name, ObjectLineage& lineage) {
+    if (auto it = at_id.find(name); it != at_id.end()) lineage.Consolidated(id, it->second);
+  };
+  for (auto& [name, object] : committed_) apply(name, object.lineage);
+  for (PendingCheckpoint& p : pending_) {
+    for (PendingCheckpoint::RegionPart& r : p.regions) apply(r.name, r.lineage);
+    for (PendingCheckpoint::KeyedPart& k : p.keyed) apply(k.name, k.lineage);
+  }
+}
+
 std::vector<BlockLocation> Lineage::HeadLocations(std::string_view name) const {
   std::vector<BlockLocation> out;
   if (auto it = committed_.find(name); it != committed_.end()) out = it->second.locations;

@@ -12,6 +12,7 @@
 // Thread safety: none; the checkpointer guards a Lineage with its mutex.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -23,6 +24,7 @@
 
 #include "ickpt/keyed_state.h"
 #include "ickpt/region.h"
+#include "ickpt/repository.h"
 #include "src/repo/block_map.h"
 #include "src/state/dirty_bitmap.h"
 #include "src/state/keyed_state_internal.h"
@@ -33,6 +35,33 @@ namespace ickpt {
 struct ObjectLineage {
   bool has_base = false;
   uint64_t depth = 0;
+  // Where a restore's walk of this object ends (docs/policy.md §1): the checkpoint whose manifest
+  // is full, or which is consolidated (format.md §14), and its recorded depth.
+  uint64_t chain_start_id = 0;
+  uint64_t chain_start_depth = 0;
+  // Blocks (entries) captured since chain_start_id, summed over the chain's checkpoints.
+  uint64_t changed_since_chain_start = 0;
+
+  uint64_t effective_depth() const {
+    return depth >= chain_start_depth ? depth - chain_start_depth : depth;
+  }
+  // The lineage of this object in a checkpoint `id` of `kind` at `depth` built on this one,
+  // capturing `changed` blocks or entries.
+  ObjectLineage Next(uint64_t id, CheckpointKind kind, uint64_t next_depth,
+                     uint64_t changed) const {
+    if (kind == CheckpointKind::kFull) return ObjectLineage{true, 0, id, 0, 0};
+    return ObjectLineage{true, next_depth, chain_start_id, chain_start_depth,
+                         changed_since_chain_start + changed};
+  }
+  // After checkpoint `id`, whose lineage of this object was `at_id`, was consolidated: a walk
+  // that passed through `id` ends there.
+  void Consolidated(uint64_t id, const ObjectLineage& at_id) {
+    if (!has_base || chain_start_id > id || at_id.chain_start_id != chain_start_id) return;
+    chain_start_id = id;
+    chain_start_depth = at_id.depth;
+    changed_since_chain_start -=
+        std::min(changed_since_chain_start, at_id.changed_since_chain_start);
+  }
 };
 
 // A state object as of the latest committed checkpoint of the lineage.
@@ -78,6 +107,11 @@ class Lineage {
   // the region has none.
   std::vector<BlockLocation> HeadLocations(std::string_view name) const;
   bool IsPending(uint64_t id) const;
+  // Region `name` of the committed checkpoint lies at `locations` (a resolution from the
+  // repository, after a consolidation moved its blocks). Nothing may be pending.
+  void ReplaceCommittedLocations(std::string_view name, std::vector<BlockLocation> locations);
+  // Checkpoint `id` (committed) was consolidated; `at_id` is every object's lineage as of `id`.
+  void Consolidated(uint64_t id, const std::map<std::string, ObjectLineage, std::less<>>& at_id);
   const std::deque<PendingCheckpoint>& pending() const { return pending_; }
 
   // A checkpoint persisted on top of head(): pending until settled.

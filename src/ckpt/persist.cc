@@ -9,6 +9,9 @@
 
 #include "ickpt/maintenance.h"
 #include "src/ckpt/checkpointer_impl.h"
+#include "src/repo/chain.h"
+#include "src/repo/cost_model.h"
+#include "src/repo/region_reader.h"
 #include "src/state/region_internal.h"
 #include "src/util/log.h"
 #include "src/util/str.h"
@@ -33,16 +36,26 @@ void Checkpointer::Impl::PersistLoop() {
     // Done before this checkpoint persists so that it is ready when the next capture starts.
     ReserveAhead();
     absl::StatusOr<CommitRecord> result =
-        stale ? absl::AbortedError(StrCat("checkpoint ", job->id,
-                                          " was not persisted: it was aborted, or a checkpoint it "
-                                          "builds on failed or was aborted"))
-              : Persist(*job);
+        absl::AbortedError(StrCat("checkpoint ", job->id,
+                                  " was not persisted: it was aborted, or a checkpoint it "
+                                  "builds on failed or was aborted"));
+    if (!stale) {
+      absl::Status rebased = RebaseIfNeeded();
+      if (rebased.ok()) {
+        result = Persist(*job);
+      } else {
+        result = absl::Status(rebased.code(), StrCat("checkpoint ", job->id,
+                                                     ": re-resolving the location tables "
+                                                     "after a consolidation: ",
+                                                     rebased.message()));
+      }
+    }
     for (RegionCaptureJob& c : job->regions) staging->Release(c.name, std::move(c.staging));
     {
       MutexLock lock(&mu);
       if (!result.ok()) FailJob(*job, result.status());
     }
-    if (result.ok()) MaybeCollectGarbage();
+    if (result.ok()) MaybeStartMaintenance();
     // Before the next capture may start: allocate and touch its staging now, so that its pause
     // only copies.
     staging->Prepare();
@@ -92,42 +105,187 @@ void LowerThisThreadsPriority() {
 
 }  // namespace
 
-void Checkpointer::Impl::MaybeCollectGarbage() {
-  // Group members' commits are the coordinator's, and so is their collection.
-  if (!options.gc_after_commit || completion->outcomes_announced()) return;
+absl::Status Checkpointer::Impl::RebaseIfNeeded() {
+  std::optional<uint64_t> head;
   {
     MutexLock lock(&mu);
-    if (gc_running || stopping || absl::Now() - last_gc < options.gc_interval) return;
+    // Group members never consolidate, and their tables hold pending checkpoints: docs/policy.md
+    // §4 leaves their rebase to the coordinator's restore.
+    if (!rebase_needed || !lineage.pending().empty()) return absl::OkStatus();
+    head = lineage.committed_id();
+  }
+  absl::StatusOr<Consolidations> consolidations = Consolidations::List(*repo);
+  if (!consolidations.ok()) return consolidations.status();
+  std::map<std::string, std::vector<BlockLocation>, std::less<>> tables;
+  if (head.has_value()) {
+    absl::StatusOr<CommitRecord> commit = repo->ReadCommit(*head);
+    if (!commit.ok()) return commit.status();
+    absl::StatusOr<const ParticipantRecord*> p = FindParticipant(*commit, options.participant);
+    if (p.ok()) {
+      for (const StateObjectRecord& so : (*p)->state_objects) {
+        if (so.type != StateObjectType::kRegion) continue;
+        absl::StatusOr<ResolvedObject> r =
+            ResolveObject(*repo, *commit, options.participant, so.name, &packs, &*consolidations);
+        if (!r.ok()) return r.status();
+        tables[so.name] = std::move(r->locations);
+      }
+    }
+  }
+  MutexLock lock(&mu);
+  for (auto& [name, locations] : tables) {
+    lineage.ReplaceCommittedLocations(name, std::move(locations));
+  }
+  known_consolidations = consolidations->in_force();
+  rebase_needed = false;
+  ICKPT_LOG_DEBUG("location tables re-resolved at checkpoint {} after a consolidation",
+                  head.value_or(0));
+  return absl::OkStatus();
+}
+
+absl::Status Checkpointer::Impl::CheckNoUnknownConsolidation() {
+  absl::StatusOr<Consolidations> consolidations = Consolidations::List(*repo);
+  if (!consolidations.ok()) return consolidations.status();
+  MutexLock lock(&mu);
+  const uint64_t head = lineage.committed_id().value_or(0);
+  for (const auto& [id, generation] : consolidations->in_force()) {
+    if (id > head) continue;
+    auto known = known_consolidations.find(id);
+    if (known != known_consolidations.end() && known->second == generation) continue;
+    // docs/policy.md §4: blocks were reused from tables that predate this consolidation, whose
+    // packs may become collectable; the next checkpoint re-resolves the tables first.
+    rebase_needed = true;
+    return absl::FailedPreconditionError(
+        StrCat("checkpoint ", id, " was consolidated (generation ", generation,
+               ") by another process; blocks reused from before it are not committed, the next "
+               "checkpoint captures them again"));
+  }
+  return absl::OkStatus();
+}
+
+void Checkpointer::Impl::ConsolidateInBackground(
+    uint64_t id, const std::map<std::string, ObjectLineage, std::less<>>& at_id) {
+  const absl::Time start = absl::Now();
+  // Marked known before the publish (docs/policy.md §4): a persist that checks after it but
+  // started before it commits within the checkpoint timeout, which GC's grace covers; every
+  // persist that starts later re-resolves its tables first.
+  uint64_t expected_generation = 0;
+  {
+    absl::StatusOr<std::map<uint64_t, uint64_t>> in_force = ListConsolidations(*repo);
+    if (!in_force.ok()) {
+      ICKPT_LOG_WARN("background consolidation of checkpoint {}: {}", id,
+                     in_force.status().ToString());
+      return;
+    }
+    auto it = in_force->find(id);
+    expected_generation = (it == in_force->end() ? 0 : it->second) + 1;
+    MutexLock lock(&mu);
+    known_consolidations[id] = expected_generation;
+    rebase_needed = true;
+  }
+  absl::StatusOr<ConsolidationReport> report = Consolidate(*repo, id, options.consolidate);
+  if (!report.ok()) {
+    {
+      MutexLock lock(&mu);
+      if (auto it = known_consolidations.find(id);
+          it != known_consolidations.end() && it->second == expected_generation) {
+        known_consolidations.erase(it);  // the next rebase lists what is in force
+      }
+    }
+    if (absl::IsAborted(report.status()) || absl::IsNotFound(report.status()) ||
+        absl::IsFailedPrecondition(report.status())) {
+      ICKPT_LOG_INFO("background consolidation of checkpoint {} skipped: {}", id,
+                     report.status().ToString());
+    } else {
+      ICKPT_LOG_WARN("background consolidation of checkpoint {}: {}", id,
+                     report.status().ToString());
+    }
+    return;
+  }
+  {
+    MutexLock lock(&mu);
+    if (report->generation == 0) known_consolidations.erase(id);
+    // The walks of every object through `id` end there now (docs/policy.md §1).
+    lineage.Consolidated(id, at_id);
+    for (auto& [name, object] : capture_lineage) {
+      if (auto it = at_id.find(name); it != at_id.end()) object.Consolidated(id, it->second);
+    }
+  }
+  // The estimate the policy weighs against the recovery time objective (docs/policy.md §2).
+  absl::StatusOr<CommitRecord> commit = repo->ReadCommit(id);
+  if (commit.ok()) {
+    absl::StatusOr<RestoreWork> work = MeasureRestoreWork(*repo, *commit);
+    absl::StatusOr<ReadSpeed> speed = MeasureReadSpeed(*repo, *commit, 16 << 20, 8);
+    if (work.ok() && speed.ok()) {
+      MutexLock lock(&mu);
+      estimated_restore_seconds = EstimatedRestoreSeconds(*work, *speed);
+    }
+  }
+  ICKPT_LOG_INFO(
+      "background consolidation of checkpoint {} in {}: generation {}, {} -> {} links, {} -> {} "
+      "packs, {} bytes repacked",
+      id, absl::FormatDuration(absl::Now() - start), report->generation, report->links_before,
+      report->links_after, report->packs_before, report->packs_after, report->repacked_bytes);
+}
+
+void Checkpointer::Impl::MaybeStartMaintenance() {
+  // Group members' commits are the coordinator's, and so are their collection and consolidation.
+  if (completion->outcomes_announced()) return;
+  const bool may_gc = options.gc_after_commit;
+  const bool may_consolidate = options.consolidate_in_background;
+  if (!may_gc && !may_consolidate) return;
+  bool gc_due = false;
+  std::optional<uint64_t> consolidate;
+  std::map<std::string, ObjectLineage, std::less<>> at_id;
+  {
+    MutexLock lock(&mu);
+    if (gc_running || stopping) return;
+    gc_due = may_gc && absl::Now() - last_gc >= options.gc_interval;
+    if (may_consolidate && lineage.committed_id().has_value() && lineage.pending().empty()) {
+      at_id = lineage.HeadLineage();
+      uint64_t links = 0;
+      for (const auto& [name, object] : at_id) links = std::max(links, object.effective_depth());
+      const double rto = absl::ToDoubleSeconds(options.recovery_time_objective);
+      if (links >= options.consolidate_after_links ||
+          (rto > 0 && estimated_restore_seconds > rto && links > 0)) {
+        consolidate = lineage.committed_id();
+      }
+    }
+    if (!gc_due && !consolidate.has_value()) return;
     gc_running = true;
-    last_gc = absl::Now();
+    if (gc_due) last_gc = absl::Now();
   }
   // The previous run has finished (gc_running was false): joining it does not wait.
   if (gc_thread.joinable()) gc_thread.join();
-  gc_thread = std::thread([this] {
+  gc_thread = std::thread([this, gc_due, consolidate, at_id = std::move(at_id)] {
     LowerThisThreadsPriority();
-    // §13.1: a repository without a policy keeps everything and is never collected in the
-    // background (an explicit `ickpt gc` still removes what no checkpoint reaches).
-    absl::StatusOr<std::optional<RetentionPolicy>> policy = ReadRetentionPolicy(*repo);
-    if (!policy.ok()) {
-      ICKPT_LOG_WARN("background gc: {}", policy.status().ToString());
-    } else if (policy->has_value()) {
-      const absl::Time start = absl::Now();
-      absl::StatusOr<GcReport> report = CollectGarbage(*repo, options.gc);
-      if (report.ok()) {
-        ICKPT_LOG_INFO(
-            "background gc in {}: deleted {} objects ({} bytes), condemned {}, removed {}",
-            absl::FormatDuration(absl::Now() - start), report->deleted_objects,
-            report->deleted_bytes, report->condemned_checkpoints.size(),
-            report->removed_checkpoints.size());
-      } else if (absl::IsAborted(report.status())) {
-        ICKPT_LOG_INFO("background gc skipped: {}", report.status().ToString());
-      } else {
-        ICKPT_LOG_WARN("background gc: {}", report.status().ToString());
-      }
-    }
+    if (consolidate.has_value()) ConsolidateInBackground(*consolidate, at_id);
+    if (gc_due) CollectInBackground();
     MutexLock lock(&mu);
     gc_running = false;
   });
+}
+
+void Checkpointer::Impl::CollectInBackground() {
+  // §13.1: a repository without a policy keeps everything and is never collected in the
+  // background (an explicit `ickpt gc` still removes what no checkpoint reaches).
+  absl::StatusOr<std::optional<RetentionPolicy>> policy = ReadRetentionPolicy(*repo);
+  if (!policy.ok()) {
+    ICKPT_LOG_WARN("background gc: {}", policy.status().ToString());
+    return;
+  }
+  if (!policy->has_value()) return;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<GcReport> report = CollectGarbage(*repo, options.gc);
+  if (report.ok()) {
+    ICKPT_LOG_INFO("background gc in {}: deleted {} objects ({} bytes), condemned {}, removed {}",
+                   absl::FormatDuration(absl::Now() - start), report->deleted_objects,
+                   report->deleted_bytes, report->condemned_checkpoints.size(),
+                   report->removed_checkpoints.size());
+  } else if (absl::IsAborted(report.status())) {
+    ICKPT_LOG_INFO("background gc skipped: {}", report.status().ToString());
+  } else {
+    ICKPT_LOG_WARN("background gc: {}", report.status().ToString());
+  }
 }
 
 void Checkpointer::Impl::FallBackToHead() {
@@ -240,6 +398,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
   PendingCheckpoint done;
   done.id = job.id;
   done.parent = job.parent;
+  bool reused_blocks = false;  // a complete manifest took blocks from the location tables
   for (RegionCaptureJob& c : job.regions) {
     // A full manifest reuses the blocks not captured from where they lie as of the parent, which
     // is the lineage's head: checkpoints persist in order, and one whose parent failed or was
@@ -248,6 +407,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     if (c.kind == CheckpointKind::kFull) {
       MutexLock lock(&mu);
       base = lineage.HeadLocations(c.name);
+      reused_blocks = reused_blocks || !base.empty();
     }
     const char* data = c.staging.data();
     const DirtyBitmap& dirty = c.dirty;
@@ -272,9 +432,8 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     // Durable: the staging memory may serve the next capture.
     staging->Release(c.name, std::move(c.staging));
     add(std::move(written->record));
-    done.regions.push_back(
-        PendingCheckpoint::RegionPart{c.name, c.region, ObjectLineage{true, c.depth}, c.block_count,
-                                      std::move(written->fresh), DirtyBitmap()});
+    done.regions.push_back(PendingCheckpoint::RegionPart{c.name, c.region, c.lineage, c.block_count,
+                                                         std::move(written->fresh), DirtyBitmap()});
   }
   std::optional<CommitRecord> base_record;
   for (KeyedCaptureJob& k : job.keyed) {
@@ -309,6 +468,11 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
   }
   record.kind = all_full ? CheckpointKind::kFull : CheckpointKind::kIncremental;
   record.participants.push_back(std::move(participant));
+  if (reused_blocks) {
+    if (absl::Status s = CheckNoUnknownConsolidation(); !s.ok()) {
+      return absl::Status(s.code(), StrCat("checkpoint ", job.id, ": ", s.message()));
+    }
+  }
 
   // Durable packs and manifests, then the record that makes them part of the history.
   absl::StatusOr<bool> committed = completion->Publish(record);
@@ -328,8 +492,8 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Persist(PersistJob& job) {
     done.regions[i].dirty = std::move(job.regions[i].dirty);
   }
   for (KeyedCaptureJob& k : job.keyed) {
-    done.keyed.push_back(PendingCheckpoint::KeyedPart{k.name, k.state, ObjectLineage{true, k.depth},
-                                                      std::move(k.changes)});
+    done.keyed.push_back(
+        PendingCheckpoint::KeyedPart{k.name, k.state, k.lineage, std::move(k.changes)});
   }
   lineage.AddPending(std::move(done));
   // Committed now (a local commit), or announced committed while it persisted: n committed

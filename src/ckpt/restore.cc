@@ -8,6 +8,7 @@
 #include <set>
 
 #include "absl/strings/str_join.h"
+#include "ickpt/maintenance.h"
 #include "src/ckpt/checkpointer_impl.h"
 #include "src/repo/keyed_reader.h"
 #include "src/repo/region_reader.h"
@@ -141,6 +142,10 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     keyed_to_create.clear();
   }
 
+  // The consolidations the location tables resolved below take into account (docs/policy.md §4):
+  // listed before they are resolved.
+  absl::StatusOr<std::map<uint64_t, uint64_t>> known = ListConsolidations(*repo);
+  if (!known.ok()) return known.status();
   // Resolve every chain first: metadata only, so a damaged chain fails before any state changes.
   std::map<std::string, ResolvedObject> resolved;
   for (const std::string& name : to_restore) {
@@ -263,7 +268,11 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   // The restored checkpoint is the new lineage: later checkpoints chain on it.
   std::map<std::string, CommittedObject, std::less<>> committed;
   for (auto& [name, r] : resolved) {
-    committed[name] = CommittedObject{ObjectLineage{true, r.depth}, std::move(r.locations)};
+    // The walk ends at the full manifest or the consolidation (docs/policy.md §1).
+    const uint64_t links = r.chain.size() - 1;
+    committed[name] = CommittedObject{
+        ObjectLineage{true, r.depth, r.chain.back(), r.depth >= links ? r.depth - links : 0, 0},
+        std::move(r.locations)};
   }
   for (auto& [name, r] : resolved_keyed) {
     // A keyed state continues its chain only if this participant held exactly these groups when
@@ -275,12 +284,17 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     for (const KeyedChain& chain : r.chains) {
       if (chain.participant == options.participant && chain.group_first == state->group_first() &&
           chain.group_end == state->group_end()) {
-        object_lineage = ObjectLineage{true, chain.manifests.front().depth};
+        const uint64_t depth = chain.manifests.front().depth;
+        const uint64_t links = chain.manifests.size() - 1;
+        object_lineage = ObjectLineage{true, depth, chain.checkpoint_ids.back(),
+                                       depth >= links ? depth - links : 0, 0};
       }
     }
     committed[name] = CommittedObject{object_lineage, {}};
   }
   MutexLock lock(&mu);
+  known_consolidations = *std::move(known);
+  rebase_needed = false;
   lineage.Reset(id, std::move(committed));
   keyed_merge_back.clear();  // the restored states replace what those changes were about
   announced_committed.clear();

@@ -1,7 +1,10 @@
 // The chain walk, format.md §9.
 #include "src/repo/chain.h"
 
+#include <algorithm>
+#include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -34,9 +37,7 @@ absl::Status WithMessage(const absl::Status& status, std::string_view message) {
 }
 
 absl::Status RemovedOrDamaged(const RepositoryReader& repo, uint64_t id, absl::Status status) {
-  if (!absl::IsDataLoss(status) || !status.GetPayload(kMissingObjectPayload).has_value()) {
-    return status;
-  }
+  if (!IsMissingObject(status)) return status;
   // Commit records are removed before the objects they reference, newest first (§13.3): if ours
   // is gone, what we missed was removed with it.
   absl::StatusOr<CommitRecord> again = repo.ReadCommit(id);
@@ -45,6 +46,79 @@ absl::Status RemovedOrDamaged(const RepositoryReader& repo, uint64_t id, absl::S
                                     " was removed by garbage collection while it was read (",
                                     status.message(), ")"));
 }
+
+bool IsMissingObject(const absl::Status& status) {
+  return absl::IsDataLoss(status) && status.GetPayload(kMissingObjectPayload).has_value();
+}
+
+absl::StatusOr<Consolidations> Consolidations::List(const RepositoryReader& repo) {
+  absl::StatusOr<std::vector<ObjectInfo>> objects =
+      RepositoryInternal::store(repo)->List(kConsolidationsPrefix);
+  if (!objects.ok()) return objects.status();
+  Consolidations out;
+  for (const ObjectInfo& info : *objects) {
+    std::optional<std::pair<uint64_t, uint64_t>> parsed = ParseConsolidationKey(info.key);
+    if (!parsed.has_value()) continue;  // not a consolidation record: ignored (§2)
+    out.listed_.push_back(*parsed);
+    uint64_t& in_force = out.in_force_[parsed->first];
+    if (parsed->second > in_force) {
+      in_force = parsed->second;
+      out.modified_[parsed->first] = info.modified;
+    }
+  }
+  return out;
+}
+
+void Consolidations::KeepChainsOfThoseModifiedAfter(absl::Time cutoff) {
+  keep_chain_after_ = cutoff;
+}
+
+bool Consolidations::keeps_chain(uint64_t id) const {
+  if (!keep_chain_after_.has_value()) return false;
+  auto it = modified_.find(id);
+  return it != modified_.end() && it->second > *keep_chain_after_;
+}
+
+std::optional<uint64_t> Consolidations::generation(uint64_t id) const {
+  auto it = in_force_.find(id);
+  if (it == in_force_.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::StatusOr<const ConsolidationRecord*> Consolidations::Record(const RepositoryReader& repo,
+                                                                  uint64_t id) {
+  auto it = in_force_.find(id);
+  if (it == in_force_.end()) return nullptr;
+  if (auto r = records_.find(id); r != records_.end()) return r->second.get();
+  const std::string key = ConsolidationKey(id, it->second);
+  absl::StatusOr<std::string> bytes = RepositoryInternal::store(repo)->Get(key);
+  if (!bytes.ok()) {
+    return MissingAsDataLoss(bytes.status(),
+                             StrCat("consolidation record ", key, " of checkpoint ", id));
+  }
+  absl::StatusOr<ConsolidationRecord> consolidation =
+      DecodeConsolidationRecord(*bytes, key, id, it->second);
+  if (!consolidation.ok()) return consolidation.status();
+  return (records_[id] = std::make_unique<ConsolidationRecord>(*std::move(consolidation))).get();
+}
+
+namespace {
+
+// §14.1: a consolidation names exactly the participants and state objects (names and types) of
+// its checkpoint. A description of the first difference, or empty.
+std::string StateObjectsDiffer(const CommitRecord& commit, const CommitRecord& merged) {
+  auto names = [](const CommitRecord& r) {
+    std::set<std::tuple<std::string, std::string, StateObjectType>> out;
+    for (const ParticipantRecord& p : r.participants) {
+      for (const StateObjectRecord& o : p.state_objects) out.emplace(p.name, o.name, o.type);
+    }
+    return out;
+  };
+  if (names(commit) == names(merged)) return "";
+  return "it does not name exactly the checkpoint's participants and state objects";
+}
+
+}  // namespace
 
 absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what) {
   if (absl::IsNotFound(status)) {
@@ -108,8 +182,10 @@ absl::StatusOr<Manifest> ReadManifest(const RepositoryReader& repo, uint64_t che
 
 absl::Status WalkChain(const RepositoryReader& repo, const CommitRecord& commit,
                        std::string_view participant, std::string_view object, StateObjectType type,
-                       absl::FunctionRef<absl::Status(ChainLink& link)> visit) {
+                       absl::FunctionRef<absl::Status(ChainLink& link)> visit,
+                       Consolidations* consolidations) {
   const std::string_view type_name = StateObjectTypeName(type);
+  Consolidations own_consolidations;
   CommitRecord current = commit;
   uint64_t expected_depth = 0;
   for (size_t step = 0;; ++step) {
@@ -139,6 +215,47 @@ absl::Status WalkChain(const RepositoryReader& repo, const CommitRecord& commit,
     link.step = step;
     link.checkpoint_id = current.id;
     link.record = record;
+    // §14.2: a consolidation in force replaces the rest of the chain.
+    if (consolidations == nullptr) {
+      absl::StatusOr<Consolidations> listed = Consolidations::List(repo);
+      if (!listed.ok()) return listed.status();
+      own_consolidations = *std::move(listed);
+      consolidations = &own_consolidations;
+    }
+    absl::StatusOr<const ConsolidationRecord*> consolidation =
+        consolidations->Record(repo, current.id);
+    if (!consolidation.ok()) return consolidation.status();
+    if (*consolidation != nullptr) {
+      const std::string record_key = ConsolidationKey(current.id, (*consolidation)->generation);
+      auto damaged = [&](std::string_view why) {
+        return absl::DataLossError(StrCat("consolidation record ", record_key, " of checkpoint ",
+                                          current.id, ", on which checkpoint ", commit.id,
+                                          " depends: ", why));
+      };
+      if (std::string differ = StateObjectsDiffer(current, (*consolidation)->record);
+          !differ.empty()) {
+        return damaged(differ);
+      }
+      absl::StatusOr<const ParticipantRecord*> mp =
+          FindParticipant((*consolidation)->record, participant);
+      if (!mp.ok()) return damaged(std::string(mp.status().message()));
+      const StateObjectRecord* merged = FindStateObject(**mp, object);
+      if (merged == nullptr) return damaged(StrCat("it lacks '", object, "'"));
+      absl::StatusOr<Manifest> manifest = ReadManifest(repo, current.id, *merged);
+      if (!manifest.ok()) return manifest.status();
+      if (manifest->kind != CheckpointKind::kFull || manifest->depth != 0 ||
+          manifest->object_type != type || manifest->participant != participant) {
+        return damaged(StrCat("manifest ", merged->manifest, " is not a full manifest of ",
+                              type_name, " '", object, "' of participant '", participant, "'"));
+      }
+      link.record = merged;
+      link.manifest = *std::move(manifest);
+      link.consolidation = (*consolidation)->generation;
+      if (absl::Status s = visit(link); !s.ok()) return s;
+      if (!consolidations->keeps_chain(current.id)) return absl::OkStatus();
+      // GC only (§14.4): the chain the consolidation replaces is still needed; walk it too.
+      link = ChainLink{step, current.id, record, Manifest(), 0};
+    }
     absl::StatusOr<Manifest> manifest = ReadManifest(repo, current.id, *record);
     if (!manifest.ok()) return manifest.status();
     link.manifest = *std::move(manifest);

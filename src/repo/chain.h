@@ -5,13 +5,18 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "ickpt/repository.h"
+#include "src/repo/commit_record.h"
 #include "src/repo/manifest.h"
 
 namespace ickpt {
@@ -41,12 +46,50 @@ const StateObjectRecord* FindStateObject(const ParticipantRecord& participant,
 absl::StatusOr<Manifest> ReadManifest(const RepositoryReader& repo, uint64_t checkpoint_id,
                                       const StateObjectRecord& record);
 
+// The consolidations in force (format.md §14.1): for each consolidated checkpoint id, the highest
+// generation listed under merges/<id>/, and its record once read. From one listing of merges/;
+// records are read on first use and kept. Not thread-safe.
+class Consolidations {
+ public:
+  // Lists merges/ (one listing). Errors: the store's.
+  static absl::StatusOr<Consolidations> List(const RepositoryReader& repo);
+
+  // The generation in force for checkpoint `id`; nullopt if it has none.
+  std::optional<uint64_t> generation(uint64_t id) const;
+  // The record in force for `id`, read (and checked against its key) on first use; nullptr if `id`
+  // has none. DataLoss naming the record if it is damaged, missing once listed included (a
+  // superseded generation is never in force, and GC deletes only superseded ones or those of
+  // removed checkpoints, so a missing record in force means the checkpoint's removal or damage:
+  // the caller's RemovedOrDamaged decides).
+  absl::StatusOr<const ConsolidationRecord*> Record(const RepositoryReader& repo, uint64_t id);
+  // Every (id, generation) in force, by id.
+  const std::map<uint64_t, uint64_t>& in_force() const { return in_force_; }
+  // Every record listed, in force or not: (id, generation).
+  const std::vector<std::pair<uint64_t, uint64_t>>& listed() const { return listed_; }
+
+  // GC (format.md §14.4): a walk through a consolidation in force last modified after `cutoff`
+  // visits the consolidation's manifest and then goes on down the chain it replaces, which a
+  // writer whose location tables predate the consolidation may still reuse (docs/policy.md §4).
+  void KeepChainsOfThoseModifiedAfter(absl::Time cutoff);
+  bool keeps_chain(uint64_t id) const;
+
+ private:
+  std::map<uint64_t, uint64_t> in_force_;
+  std::map<uint64_t, absl::Time> modified_;  // of the record in force
+  std::optional<absl::Time> keep_chain_after_;
+  std::vector<std::pair<uint64_t, uint64_t>> listed_;
+  std::map<uint64_t, std::unique_ptr<ConsolidationRecord>> records_;
+};
+
 // One manifest of a chain.
 struct ChainLink {
   size_t step = 0;  // 0 for the checkpoint the walk started from, then 1, 2, ... towards the full
   uint64_t checkpoint_id = 0;
   const StateObjectRecord* record = nullptr;  // valid during the visit only
   Manifest manifest;
+  // The generation of the consolidation this link's manifest came from (format.md §14.2); 0 if it
+  // came from the checkpoint's commit record. A consolidated link is full and ends the walk.
+  uint64_t consolidation = 0;
 };
 
 // Calls visit(link) for every manifest of the chain of state object `object` of `participant`,
@@ -54,12 +97,19 @@ struct ChainLink {
 // link (format.md §9): the manifest's key, sha256 and content (ReadManifest); its type is `type`
 // and its participant `participant`; its depth is one less than the newer link's and its base
 // precedes it; the base's commit record exists and names the object for the participant; the
-// chain ends within kMaxChainLength links. Errors: NotFound if `commit` itself lacks the
-// participant or the object; DataLoss naming the object and checkpoint for every broken link;
-// FailedPrecondition if `commit` names the object with another type; a visitor's error stops the
-// walk and is returned.
+// chain ends within kMaxChainLength links. A checkpoint with a consolidation in force (§14.2)
+// gives its manifest from the consolidation record, full, and ends the walk there; `consolidations`
+// are the consolidations to use (nullptr: the walk lists merges/ itself, once). Errors: NotFound if
+// `commit` itself lacks the participant or the object; DataLoss naming the object and checkpoint
+// for every broken link; FailedPrecondition if `commit` names the object with another type; a
+// visitor's error stops the walk and is returned.
 absl::Status WalkChain(const RepositoryReader& repo, const CommitRecord& commit,
                        std::string_view participant, std::string_view object, StateObjectType type,
-                       absl::FunctionRef<absl::Status(ChainLink& link)> visit);
+                       absl::FunctionRef<absl::Status(ChainLink& link)> visit,
+                       Consolidations* consolidations = nullptr);
+
+// format.md §14.2: whether `status` is a missing object (MissingAsDataLoss) that a second
+// resolution of the checkpoint may avoid.
+bool IsMissingObject(const absl::Status& status);
 
 }  // namespace ickpt

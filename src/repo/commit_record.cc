@@ -54,6 +54,7 @@ constexpr std::string_view kAckMagic = "ICKPTACK";
 constexpr std::string_view kPolicyMagic = "ICKPTPOL";
 constexpr std::string_view kPinMagic = "ICKPTPIN";
 constexpr std::string_view kLockMagic = "ICKPTLCK";
+constexpr std::string_view kConsolidationMagic = "ICKPTMRG";
 constexpr uint16_t kEnvelopeMajor = kFormatMajor;
 constexpr uint16_t kEnvelopeMinor = kFormatMinor;
 constexpr size_t kEnvelopeHeaderBytes = 16;
@@ -616,6 +617,73 @@ absl::StatusOr<MaintenanceLock> DecodeMaintenanceLock(std::string_view bytes,
 std::string EncodeCommitRecord(const CommitRecord& record) {
   return EncodeEnvelope(kCommitMagic, kEnvelopeMajor, kEnvelopeMinor,
                         Dump(ToJson(record, "ickpt-commit")));
+}
+
+// §14.1: what a consolidation record adds to the commit record's rules.
+std::optional<std::string> FindConsolidationViolation(const ConsolidationRecord& consolidation) {
+  if (std::optional<std::string> violation = FindViolation(consolidation.record)) return violation;
+  if (consolidation.generation == 0) return std::string("generation 0");
+  if (consolidation.record.kind != CheckpointKind::kFull) return std::string("kind is not full");
+  for (const ParticipantRecord& p : consolidation.record.participants) {
+    for (const StateObjectRecord& o : p.state_objects) {
+      if (o.kind != CheckpointKind::kFull) {
+        return StrCat("state object \"", o.name, "\" of participant \"", p.name,
+                      "\" names an incremental manifest");
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::string EncodeConsolidationRecord(const ConsolidationRecord& consolidation) {
+  json j = ToJson(consolidation.record, "ickpt-consolidation");
+  j["generation"] = consolidation.generation;
+  j["repacked_bytes"] = consolidation.repacked_bytes;
+  return EncodeEnvelope(kConsolidationMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(j));
+}
+
+absl::Status ValidateConsolidationRecord(const ConsolidationRecord& consolidation) {
+  if (absl::Status s = ValidateCommitRecord(consolidation.record); !s.ok()) return s;
+  if (std::optional<std::string> violation = FindConsolidationViolation(consolidation)) {
+    return absl::InvalidArgumentError(
+        StrCat("consolidation record of checkpoint ", consolidation.record.id, ": ", *violation));
+  }
+  // Its own encoding is longer than the commit record's that ValidateCommitRecord measured.
+  const std::string encoded = EncodeConsolidationRecord(consolidation);
+  if (encoded.size() - kEnvelopeHeaderBytes - kEnvelopeTrailerBytes > kMaxPayloadBytes) {
+    return absl::InvalidArgumentError(StrCat("consolidation record of checkpoint ",
+                                             consolidation.record.id, " exceeds 16 MiB (",
+                                             encoded.size(), " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ConsolidationRecord> DecodeConsolidationRecord(std::string_view bytes,
+                                                              std::string_view key, uint64_t id,
+                                                              uint64_t generation) {
+  constexpr std::string_view kWhat = "consolidation record";
+  absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kConsolidationMagic, kWhat, key);
+  if (!env.ok()) return env.status();
+  absl::StatusOr<ConsolidationRecord> consolidation =
+      ParsePayload<ConsolidationRecord>(env->payload, kWhat, key, [](const json& j) {
+        ConsolidationRecord m;
+        m.record = CommitFromJson(j, "ickpt-consolidation");
+        m.generation = U64(j, "generation");
+        m.repacked_bytes = U64(j, "repacked_bytes");
+        return m;
+      });
+  if (!consolidation.ok()) return consolidation.status();
+  std::optional<std::string> violation = FindConsolidationViolation(*consolidation);
+  if (!violation.has_value() &&
+      (consolidation->record.id != id || consolidation->generation != generation)) {
+    violation = StrCat("holds checkpoint ", consolidation->record.id, " generation ",
+                       consolidation->generation, ", its key says checkpoint ", id, " generation ",
+                       generation);
+  }
+  if (violation.has_value()) {
+    return absl::DataLossError(StrCat("consolidation record ", key, ": ", *violation));
+  }
+  return consolidation;
 }
 
 std::string EncodeAck(const CommitRecord& ack) {

@@ -1,5 +1,6 @@
 // Codecs of the JSON-in-envelope objects (format.md §3.1): the repository config (§3), commit
-// records (§6), acknowledgements (§11), retention policies, pins and the maintenance lock (§13).
+// records (§6), acknowledgements (§11), retention policies, pins and the maintenance lock (§13),
+// consolidation records (§14).
 #pragma once
 
 #include <string>
@@ -57,6 +58,22 @@ struct MaintenanceLock {
 };
 std::string EncodeMaintenanceLock(const MaintenanceLock& lock);
 absl::StatusOr<MaintenanceLock> DecodeMaintenanceLock(std::string_view bytes, std::string_view key);
+
+// A consolidation record (format.md §14.1): checkpoint `record.id`'s complete manifest set.
+struct ConsolidationRecord {
+  uint64_t generation = 0;      // >= 1
+  uint64_t repacked_bytes = 0;  // raw bytes copied into new packs
+  CommitRecord record;          // the commit record's schema; kind full, every manifest full
+};
+// The caller guarantees ValidateConsolidationRecord(consolidation) is OK.
+std::string EncodeConsolidationRecord(const ConsolidationRecord& consolidation);
+// The rules of §14.1 on a record about to be published: InvalidArgument naming the violation.
+absl::Status ValidateConsolidationRecord(const ConsolidationRecord& consolidation);
+// DataLoss naming `key` if damaged, or if its id or generation are not `id` and `generation`;
+// FailedPrecondition for a newer major version.
+absl::StatusOr<ConsolidationRecord> DecodeConsolidationRecord(std::string_view bytes,
+                                                              std::string_view key, uint64_t id,
+                                                              uint64_t generation);
 
 // RFC 3339 UTC with nanoseconds, e.g. "2026-11-26T09:30:00.123456789Z".
 // Call it as ickpt::FormatTime: argument-dependent lookup also finds absl::FormatTime(absl::Time).

@@ -126,6 +126,15 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
     return now - info.modified > options.grace;
   };
 
+  // Consolidations first (§14.4): one published after this listing is not deleted by this run, and
+  // one whose commit record the listing of commits below misses belongs to a removed checkpoint.
+  absl::StatusOr<std::vector<ObjectInfo>> consolidation_objects = store.List(kConsolidationsPrefix);
+  if (!consolidation_objects.ok()) return consolidation_objects.status();
+  absl::StatusOr<Consolidations> consolidations = Consolidations::List(repo);
+  if (!consolidations.ok()) return consolidations.status();
+  // §14.4: for the grace period after a consolidation is published, the chain it replaces stays
+  // needed too (a writer whose location tables predate it may still reuse that chain's blocks).
+  consolidations->KeepChainsOfThoseModifiedAfter(now - options.grace);
   // Roots: commit records, pins, condemnations.
   absl::StatusOr<std::map<uint64_t, ObjectInfo>> commits = ListById(store, kCommitsPrefix);
   if (!commits.ok()) return commits.status();
@@ -167,7 +176,8 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   report.kept_checkpoints.assign(kept.begin(), kept.end());
 
   // Needed: what the kept checkpoints' chains reach. It decides condemnation and pardon.
-  absl::StatusOr<Reachable> needed_reach = ComputeReachable(repo, report.kept_checkpoints);
+  absl::StatusOr<Reachable> needed_reach =
+      ComputeReachable(repo, report.kept_checkpoints, &*consolidations);
   if (!needed_reach.ok()) return needed_reach.status();
   if (absl::Status s = RefuseOnProblems(*needed_reach); !s.ok()) return s;
   if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
@@ -196,7 +206,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   std::vector<uint64_t> non_candidates;
   std::set_difference(all_ids.begin(), all_ids.end(), candidates.begin(), candidates.end(),
                       std::back_inserter(non_candidates));
-  absl::StatusOr<Reachable> reach = ComputeReachable(repo, non_candidates);
+  absl::StatusOr<Reachable> reach = ComputeReachable(repo, non_candidates, &*consolidations);
   if (!reach.ok()) return reach.status();
   if (absl::Status s = RefuseOnProblems(*reach); !s.ok()) return s;
   if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
@@ -212,7 +222,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
     std::vector<uint64_t> remaining;
     std::set_difference(all_ids.begin(), all_ids.end(), report.removed_checkpoints.begin(),
                         report.removed_checkpoints.end(), std::back_inserter(remaining));
-    reach = ComputeReachable(repo, remaining);
+    reach = ComputeReachable(repo, remaining, &*consolidations);
     if (!reach.ok()) return reach.status();
     if (absl::Status s = RefuseOnProblems(*reach); !s.ok()) return s;
     if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
@@ -274,6 +284,19 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   for (const auto& [id, info] : *condemned) {
     if (!commits->contains(id)) {
       if (absl::Status s = sweep.Delete(info, &report.deleted_condemnations); !s.ok()) return s;
+    }
+  }
+  // Consolidation records not in force, or whose checkpoint has no commit record (§14.4).
+  {
+    const std::set<uint64_t> removed(report.removed_checkpoints.begin(),
+                                     report.removed_checkpoints.end());
+    for (const ObjectInfo& info : *consolidation_objects) {
+      std::optional<std::pair<uint64_t, uint64_t>> parsed = ParseConsolidationKey(info.key);
+      if (!parsed.has_value()) continue;  // not ours to judge
+      const auto [id, generation] = *parsed;
+      const bool superseded = consolidations->generation(id).value_or(0) > generation;
+      if (!superseded && commits->contains(id) && !removed.contains(id)) continue;
+      if (absl::Status s = sweep.Delete(info, &report.deleted_consolidations); !s.ok()) return s;
     }
   }
   // 2. Manifests, then packs: unreached and older than the grace period.

@@ -23,32 +23,34 @@ constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
 
 // One participant's chain of keyed state `object`, from `commit` down to the full manifest.
 absl::StatusOr<KeyedChain> ResolveChain(const RepositoryReader& repo, const CommitRecord& commit,
-                                        std::string_view participant, std::string_view object) {
+                                        std::string_view participant, std::string_view object,
+                                        Consolidations* consolidations) {
   KeyedChain chain;
   chain.participant = std::string(participant);
   uint32_t key_groups = 0;
-  absl::Status walked =
-      WalkChain(repo, commit, participant, object, StateObjectType::kKeyed,
-                [&](ChainLink& link) -> absl::Status {
-                  const Manifest& m = link.manifest;
-                  if (link.step == 0) {
-                    chain.group_first = m.group_first;
-                    chain.group_end = m.group_end;
-                    key_groups = m.key_groups;
-                  } else if (m.key_groups != key_groups || m.group_first != chain.group_first ||
-                             m.group_end != chain.group_end) {
-                    return absl::DataLossError(StrCat(
-                        "manifest ", link.record->manifest, " of checkpoint ", link.checkpoint_id,
-                        " does not fit the chain of keyed state '", object, "' of participant '",
-                        participant, "' from checkpoint ", commit.id, ": key groups ", m.key_groups,
-                        " [", m.group_first, ", ", m.group_end, ") vs ", key_groups, " [",
-                        chain.group_first, ", ", chain.group_end, ")"));
-                  }
-                  chain.checkpoint_ids.push_back(link.checkpoint_id);
-                  chain.manifest_keys.push_back(link.record->manifest);
-                  chain.manifests.push_back(std::move(link.manifest));
-                  return absl::OkStatus();
-                });
+  absl::Status walked = WalkChain(
+      repo, commit, participant, object, StateObjectType::kKeyed,
+      [&](ChainLink& link) -> absl::Status {
+        const Manifest& m = link.manifest;
+        if (link.step == 0) {
+          chain.group_first = m.group_first;
+          chain.group_end = m.group_end;
+          key_groups = m.key_groups;
+        } else if (m.key_groups != key_groups || m.group_first != chain.group_first ||
+                   m.group_end != chain.group_end) {
+          return absl::DataLossError(
+              StrCat("manifest ", link.record->manifest, " of checkpoint ", link.checkpoint_id,
+                     " does not fit the chain of keyed state '", object, "' of participant '",
+                     participant, "' from checkpoint ", commit.id, ": key groups ", m.key_groups,
+                     " [", m.group_first, ", ", m.group_end, ") vs ", key_groups, " [",
+                     chain.group_first, ", ", chain.group_end, ")"));
+        }
+        chain.checkpoint_ids.push_back(link.checkpoint_id);
+        chain.manifest_keys.push_back(link.record->manifest);
+        chain.manifests.push_back(std::move(link.manifest));
+        return absl::OkStatus();
+      },
+      consolidations);
   if (!walked.ok()) return walked;
   return chain;
 }
@@ -100,15 +102,16 @@ std::vector<std::string> KeyedStateNames(const CommitRecord& commit) {
   return std::vector<std::string>(names.begin(), names.end());
 }
 
-absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo,
-                                             const CommitRecord& commit,
-                                             std::string_view participant,
-                                             std::string_view object) {
+static absl::StatusOr<ResolvedKeyed> ResolveKeyedOfUnchecked(const RepositoryReader& repo,
+                                                             const CommitRecord& commit,
+                                                             std::string_view participant,
+                                                             std::string_view object,
+                                                             Consolidations* consolidations) {
   for (const ParticipantRecord& p : commit.participants) {
     if (p.name != participant) continue;
     const StateObjectRecord* record = FindStateObject(p, object);
     if (record == nullptr || record->type != StateObjectType::kKeyed) break;
-    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p.name, object);
+    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p.name, object, consolidations);
     if (!chain.ok()) return chain.status();
     ResolvedKeyed out;
     out.name = std::string(object);
@@ -117,10 +120,24 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo,
     out.entry_count = chain->manifests.front().entry_count;
     out.entry_bytes = chain->manifests.front().entry_bytes;
     out.chains.push_back(*std::move(chain));
+    out.only_participant = std::string(participant);
     return out;
   }
   return absl::NotFoundError(StrCat("checkpoint ", commit.id, " has no keyed state '", object,
                                     "' of participant '", participant, "'"));
+}
+
+absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo,
+                                             const CommitRecord& commit,
+                                             std::string_view participant,
+                                             std::string_view object) {
+  absl::StatusOr<ResolvedKeyed> result =
+      ResolveKeyedOfUnchecked(repo, commit, participant, object, nullptr);
+  if (!result.ok() && IsMissingObject(result.status())) {
+    result = ResolveKeyedOfUnchecked(repo, commit, participant, object, nullptr);  // §14.2
+  }
+  if (result.ok()) return result;
+  return RemovedOrDamaged(repo, commit.id, result.status());
 }
 
 static absl::StatusOr<ResolvedKeyed> ResolveKeyedUnchecked(const RepositoryReader& repo,
@@ -129,6 +146,9 @@ static absl::StatusOr<ResolvedKeyed> ResolveKeyedUnchecked(const RepositoryReade
   ResolvedKeyed out;
   out.name = std::string(object);
   out.checkpoint_id = commit.id;
+  // One listing of consolidations for every participant's chain (format.md §14.2).
+  absl::StatusOr<Consolidations> consolidations = Consolidations::List(repo);
+  if (!consolidations.ok()) return consolidations.status();
   for (const ParticipantRecord& p : commit.participants) {
     const StateObjectRecord* record = FindStateObject(p, object);
     if (record == nullptr) continue;
@@ -137,7 +157,7 @@ static absl::StatusOr<ResolvedKeyed> ResolveKeyedUnchecked(const RepositoryReade
           StrCat("state object '", object, "' of participant '", p.name, "' in checkpoint ",
                  commit.id, " is a ", StateObjectTypeName(record->type), ", not a keyed state"));
     }
-    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p.name, object);
+    absl::StatusOr<KeyedChain> chain = ResolveChain(repo, commit, p.name, object, &*consolidations);
     if (!chain.ok()) return chain.status();
     const Manifest& newest = chain->manifests.front();
     if (out.chains.empty()) {
@@ -279,6 +299,9 @@ static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader&
 absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const CommitRecord& commit,
                                            std::string_view object) {
   absl::StatusOr<ResolvedKeyed> result = ResolveKeyedUnchecked(repo, commit, object);
+  if (!result.ok() && IsMissingObject(result.status())) {
+    result = ResolveKeyedUnchecked(repo, commit, object);  // once more, §14.2
+  }
   if (result.ok()) return result;
   return RemovedOrDamaged(repo, commit.id, result.status());
 }
@@ -286,6 +309,22 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const C
 absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const ResolvedKeyed& keyed,
                                          const KeyedReadOptions& options, KeyedRestoreSink* sink) {
   absl::StatusOr<KeyedReadStats> result = ReadKeyedUnchecked(repo, keyed, options, sink);
+  if (!result.ok() && IsMissingObject(result.status())) {
+    // §14.2: resolve the checkpoint again once and read it again. What the sink already holds is
+    // the checkpoint's (every resolution describes the same state), so it counts as decided.
+    absl::StatusOr<CommitRecord> commit = repo.ReadCommit(keyed.checkpoint_id);
+    if (commit.ok()) {
+      absl::StatusOr<ResolvedKeyed> again =
+          keyed.only_participant.has_value()
+              ? ResolveKeyedOfUnchecked(repo, *commit, *keyed.only_participant, keyed.name, nullptr)
+              : ResolveKeyedUnchecked(repo, *commit, keyed.name);
+      if (again.ok()) {
+        result = ReadKeyedUnchecked(repo, *again, options, sink);
+      } else {
+        result = again.status();
+      }
+    }
+  }
   if (result.ok()) return result;
   return RemovedOrDamaged(repo, keyed.checkpoint_id, result.status());
 }

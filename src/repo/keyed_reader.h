@@ -37,6 +37,8 @@ struct ResolvedKeyed {
   uint64_t entry_count = 0;  // live entries at capture, over every participant
   uint64_t entry_bytes = 0;
   std::vector<KeyedChain> chains;  // ordered by group range, covering [0, key_groups) exactly
+  // Set by ResolveKeyedOf: the one participant resolved (no check that others cover the rest).
+  std::optional<std::string> only_participant;
 };
 
 // Every participant's chain of keyed state `object` in `commit`. NotFound if no participant holds
@@ -81,8 +83,10 @@ struct KeyedReadOptions {
 };
 
 // Reads the entries of `keyed` in the wanted groups into `sink`, each key decided once, newest
-// first (format.md §9.1). Every frame is verified and every group's records are checked (§5.3)
-// before any of them reaches the sink. DataLoss naming the manifest, checkpoint and key group.
+// first (format.md §9.1). If an object is missing, the checkpoint is resolved again once and read
+// again (§14.2); keys the sink already holds are then skipped as decided. Every frame is verified
+// and every group's records are checked (§5.3) before any of them reaches the sink. DataLoss naming
+// the manifest, checkpoint and key group.
 absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const ResolvedKeyed& keyed,
                                          const KeyedReadOptions& options, KeyedRestoreSink* sink);
 

@@ -44,6 +44,23 @@ std::string MaintenanceLockKey(uint64_t generation) {
   return IdKey(kMaintenanceLockPrefix, generation);
 }
 
+std::string ConsolidationPrefix(uint64_t id) {
+  return StrCat(IdKey(kConsolidationsPrefix, id), "/");
+}
+std::string ConsolidationKey(uint64_t id, uint64_t generation) {
+  return IdKey(ConsolidationPrefix(id), generation);
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> ParseConsolidationKey(std::string_view key) {
+  // merges/<20 digits>/<20 digits>
+  const size_t slash = kConsolidationsPrefix.size() + kIdDigits;
+  if (key.size() != slash + 1 + kIdDigits || key[slash] != '/') return std::nullopt;
+  std::optional<uint64_t> id = ParseIdKey(key.substr(0, slash), kConsolidationsPrefix);
+  std::optional<uint64_t> generation = ParseIdKey(key.substr(slash + 1), "");
+  if (!id.has_value() || !generation.has_value()) return std::nullopt;
+  return std::make_pair(*id, *generation);
+}
+
 std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix) {
   if (!key.starts_with(prefix)) return std::nullopt;
   const std::string_view digits = key.substr(prefix.size());

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace ickpt {
 
@@ -20,17 +21,23 @@ inline constexpr std::string_view kPinsPrefix = "pins/";
 inline constexpr std::string_view kCondemnedPrefix = "condemned/";
 inline constexpr std::string_view kMaintenanceLockPrefix = "locks/maintenance-";
 inline constexpr std::string_view kProbePrefix = "locks/probe-";
+// Consolidation (format.md §14).
+inline constexpr std::string_view kConsolidationsPrefix = "merges/";
 
-std::string PackKey(std::string_view sha256_hex);               // packs/ab/ab...
-std::string ManifestKey(std::string_view sha256_hex);           // manifests/ab/ab...
-std::string CommitKey(uint64_t id);                             // commits/000...042
-std::string IdReservationKey(uint64_t id);                      // ids/000...042
-std::string AckPrefix(uint64_t id);                             // acks/000...042/
-std::string AckKey(uint64_t id, std::string_view participant);  // acks/000...042/<participant>
-std::string PolicyKey(uint64_t generation);                     // policy/000...007
-std::string PinKey(std::string_view name);                      // pins/<name>
-std::string CondemnedKey(uint64_t id);                          // condemned/000...042
-std::string MaintenanceLockKey(uint64_t generation);            // locks/maintenance-000...003
+std::string PackKey(std::string_view sha256_hex);                // packs/ab/ab...
+std::string ManifestKey(std::string_view sha256_hex);            // manifests/ab/ab...
+std::string CommitKey(uint64_t id);                              // commits/000...042
+std::string IdReservationKey(uint64_t id);                       // ids/000...042
+std::string AckPrefix(uint64_t id);                              // acks/000...042/
+std::string AckKey(uint64_t id, std::string_view participant);   // acks/000...042/<participant>
+std::string PolicyKey(uint64_t generation);                      // policy/000...007
+std::string PinKey(std::string_view name);                       // pins/<name>
+std::string CondemnedKey(uint64_t id);                           // condemned/000...042
+std::string MaintenanceLockKey(uint64_t generation);             // locks/maintenance-000...003
+std::string ConsolidationPrefix(uint64_t id);                    // merges/000...042/
+std::string ConsolidationKey(uint64_t id, uint64_t generation);  // merges/000...042/000...002
+// The id and generation of "merges/<20 digits>/<20 digits>"; nullopt for any other key.
+std::optional<std::pair<uint64_t, uint64_t>> ParseConsolidationKey(std::string_view key);
 // The id of "<prefix><20 digits>" (commits/, ids/, policy/, condemned/, locks/maintenance-);
 // nullopt for any other key.
 std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix);

@@ -21,7 +21,7 @@ bool IsCheckedObjectKey(std::string_view key) {
          key.starts_with(kCommitsPrefix) || key.starts_with(kIdsPrefix) ||
          key.starts_with(kAcksPrefix) || key == kConfigKey || key.starts_with(kPolicyPrefix) ||
          key.starts_with(kPinsPrefix) || key.starts_with(kCondemnedPrefix) ||
-         key.starts_with(kMaintenanceLockPrefix);
+         key.starts_with(kMaintenanceLockPrefix) || key.starts_with(kConsolidationsPrefix);
 }
 
 absl::Status CheckPackIndex(const RepositoryReader& repo, const std::string& key) {
@@ -108,7 +108,19 @@ absl::Status CheckStoredObject(const RepositoryReader& repo, const std::string& 
     if (!bytes.ok()) return bytes.status();
     return DecodeMaintenanceLock(*bytes, key).status();
   }
-  // Reserved prefixes (merges/, index/, tmp/), probes and unknown keys: ignored by a 1.x reader.
+  if (key.starts_with(kConsolidationsPrefix)) {
+    const std::optional<std::pair<uint64_t, uint64_t>> parsed = ParseConsolidationKey(key);
+    if (!parsed.has_value()) {
+      return absl::DataLossError(
+          StrCat("consolidation record ", key, " is not named merges/<id:020>/<generation:020>"));
+    }
+    absl::StatusOr<std::string> bytes = store->Get(key);
+    // GC deletes superseded consolidations: one deleted since the listing is no damage.
+    if (absl::IsNotFound(bytes.status())) return absl::OkStatus();
+    if (!bytes.ok()) return bytes.status();
+    return DecodeConsolidationRecord(*bytes, key, parsed->first, parsed->second).status();
+  }
+  // Reserved prefixes (index/, tmp/), probes and unknown keys: ignored by a 1.x reader.
   return absl::OkStatus();
 }
 

@@ -10,8 +10,16 @@
 namespace ickpt {
 
 absl::StatusOr<Reachable> ComputeReachable(const RepositoryReader& repo,
-                                           const std::vector<uint64_t>& ids) {
+                                           const std::vector<uint64_t>& ids,
+                                           Consolidations* consolidations) {
   Reachable out;
+  Consolidations own_consolidations;
+  if (consolidations == nullptr) {
+    absl::StatusOr<Consolidations> listed = Consolidations::List(repo);
+    if (!listed.ok()) return listed.status();
+    own_consolidations = *std::move(listed);
+    consolidations = &own_consolidations;
+  }
   for (uint64_t id : ids) {
     const std::string commit_key = CommitKey(id);
     out.commits.insert(commit_key);
@@ -31,11 +39,17 @@ absl::StatusOr<Reachable> ComputeReachable(const RepositoryReader& repo,
     for (const std::string& name : *acked) out.acks.insert(AckKey(id, name));
     for (const ParticipantRecord& p : commit->participants) {
       for (const StateObjectRecord& so : p.state_objects) {
-        out.manifests.insert(so.manifest);
+        // A checkpoint's own manifest is needed unless a consolidation replaces it (§14.4): then
+        // the walk's first link is the consolidation's manifest.
+        if (!consolidations->generation(id).has_value()) out.manifests.insert(so.manifest);
         absl::Status walked = WalkChain(
-            repo, *commit, p.name, so.name, so.type, [&](ChainLink& link) -> absl::Status {
+            repo, *commit, p.name, so.name, so.type,
+            [&](ChainLink& link) -> absl::Status {
               // The chain's commit records are needed too: restore reads them (§9).
               out.commits.insert(CommitKey(link.checkpoint_id));
+              if (link.consolidation != 0) {
+                out.consolidations.insert(ConsolidationKey(link.checkpoint_id, link.consolidation));
+              }
               for (const Sha256Digest& digest : link.manifest.packs) {
                 out.packs.insert(PackKey(ToHex(digest)));
               }
@@ -44,7 +58,8 @@ absl::StatusOr<Reachable> ComputeReachable(const RepositoryReader& repo,
               const bool seen = !out.manifests.insert(link.record->manifest).second;
               if (link.step > 0 && seen) return absl::CancelledError();
               return absl::OkStatus();
-            });
+            },
+            consolidations);
         if (!walked.ok() && !absl::IsCancelled(walked)) {
           walked = RemovedOrDamaged(repo, id, walked);
           if (absl::IsNotFound(walked)) {

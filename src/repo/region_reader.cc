@@ -33,72 +33,71 @@ uint64_t PhysicalMemoryBytes() {
 
 }  // namespace
 
-static absl::StatusOr<ResolvedObject> ResolveObjectUnchecked(const RepositoryReader& repo,
-                                                             const CommitRecord& commit,
-                                                             std::string_view participant,
-                                                             std::string_view object,
-                                                             PackTable* packs) {
+static absl::StatusOr<ResolvedObject> ResolveObjectUnchecked(
+    const RepositoryReader& repo, const CommitRecord& commit, std::string_view participant,
+    std::string_view object, PackTable* packs, Consolidations* consolidations) {
   ResolvedObject out;
+  out.participant = std::string(participant);
   out.name = std::string(object);
   uint64_t limit = 0;  // blocks at or above a newer base's block_count are zero (format.md §5)
-  absl::Status walked =
-      WalkChain(repo, commit, participant, object, StateObjectType::kRegion,
-                [&](ChainLink& link) -> absl::Status {
-                  const Manifest& m = link.manifest;
-                  out.manifest_bytes_read += link.record->manifest_bytes;
-                  if (link.step == 0) {
-                    // Memory is sized by block_count below (one location per block), then by the
-                    // region. The decoder bounds the object to 1 PiB (format.md §5); the location
-                    // table must also fit this machine, or the restore is refused before anything
-                    // is allocated (§10).
-                    if (m.block_count > kMaxStateObjectBytes / m.block_size) {
-                      return absl::DataLossError(StrCat(
-                          "manifest ", link.record->manifest, " of checkpoint ", link.checkpoint_id,
-                          " describes ", m.block_count, " blocks of ", m.block_size,
-                          " bytes, more than the 1 PiB a state object may hold"));
-                    }
-                    const uint64_t table_bytes = m.block_count * sizeof(BlockLocation);
-                    if (const uint64_t memory = PhysicalMemoryBytes();
-                        memory != 0 && table_bytes > memory / 2) {
-                      return absl::ResourceExhaustedError(StrCat(
-                          "restoring '", object, "' of checkpoint ", commit.id,
-                          " needs a table of ", table_bytes, " bytes for its ", m.block_count,
-                          " blocks (manifest ", link.record->manifest,
-                          "), more than half of this machine's ", memory, " bytes of memory"));
-                    }
-                    out.type = m.object_type;
-                    out.block_size = m.block_size;
-                    out.block_count = m.block_count;
-                    out.depth = m.depth;
-                    out.locations.assign(out.block_count, BlockLocation{BlockLocation::kUnset, 0});
-                    limit = out.block_count;
-                  } else if (m.block_size != out.block_size) {
-                    return absl::DataLossError(
-                        StrCat("manifest ", link.record->manifest, " of checkpoint ",
-                               link.checkpoint_id, " does not fit the chain of checkpoint ",
-                               commit.id, ": block size ", m.block_size, " vs ", out.block_size));
-                  }
-                  out.chain.push_back(link.checkpoint_id);
-                  std::vector<uint32_t> pack_index(m.packs.size());
-                  for (size_t i = 0; i < m.packs.size(); ++i)
-                    pack_index[i] = packs->Intern(m.packs[i]);
-                  for (const Extent& e : m.extents) {
-                    const uint64_t end = std::min(e.first_block + e.block_count, limit);
-                    for (uint64_t b = e.first_block; b < end; ++b) {
-                      BlockLocation& loc = out.locations[b];
-                      if (loc.pack != BlockLocation::kUnset)
-                        continue;  // a newer checkpoint decided it
-                      if (e.pack_ref == 0) {
-                        loc = BlockLocation{BlockLocation::kZero, 0};
-                      } else {
-                        loc = BlockLocation{pack_index[e.pack_ref - 1],
-                                            e.raw_offset + (b - e.first_block) * out.block_size};
-                      }
-                    }
-                  }
-                  limit = std::min(limit, m.block_count);
-                  return absl::OkStatus();
-                });
+  absl::Status walked = WalkChain(
+      repo, commit, participant, object, StateObjectType::kRegion,
+      [&](ChainLink& link) -> absl::Status {
+        const Manifest& m = link.manifest;
+        out.manifest_bytes_read += link.record->manifest_bytes;
+        if (link.step == 0) {
+          // Memory is sized by block_count below (one location per block), then by the
+          // region. The decoder bounds the object to 1 PiB (format.md §5); the location
+          // table must also fit this machine, or the restore is refused before anything
+          // is allocated (§10).
+          if (m.block_count > kMaxStateObjectBytes / m.block_size) {
+            return absl::DataLossError(
+                StrCat("manifest ", link.record->manifest, " of checkpoint ", link.checkpoint_id,
+                       " describes ", m.block_count, " blocks of ", m.block_size,
+                       " bytes, more than the 1 PiB a state object may hold"));
+          }
+          const uint64_t table_bytes = m.block_count * sizeof(BlockLocation);
+          if (const uint64_t memory = PhysicalMemoryBytes();
+              memory != 0 && table_bytes > memory / 2) {
+            return absl::ResourceExhaustedError(
+                StrCat("restoring '", object, "' of checkpoint ", commit.id, " needs a table of ",
+                       table_bytes, " bytes for its ", m.block_count, " blocks (manifest ",
+                       link.record->manifest, "), more than half of this machine's ", memory,
+                       " bytes of memory"));
+          }
+          out.type = m.object_type;
+          out.block_size = m.block_size;
+          out.block_count = m.block_count;
+          out.depth = m.depth;
+          out.locations.assign(out.block_count, BlockLocation{BlockLocation::kUnset, 0});
+          limit = out.block_count;
+        } else if (m.block_size != out.block_size) {
+          return absl::DataLossError(StrCat("manifest ", link.record->manifest, " of checkpoint ",
+                                            link.checkpoint_id,
+                                            " does not fit the chain of checkpoint ", commit.id,
+                                            ": block size ", m.block_size, " vs ", out.block_size));
+        }
+        out.chain.push_back(link.checkpoint_id);
+        if (link.consolidation != 0) out.consolidated = true;
+        std::vector<uint32_t> pack_index(m.packs.size());
+        for (size_t i = 0; i < m.packs.size(); ++i) pack_index[i] = packs->Intern(m.packs[i]);
+        for (const Extent& e : m.extents) {
+          const uint64_t end = std::min(e.first_block + e.block_count, limit);
+          for (uint64_t b = e.first_block; b < end; ++b) {
+            BlockLocation& loc = out.locations[b];
+            if (loc.pack != BlockLocation::kUnset) continue;  // a newer checkpoint decided it
+            if (e.pack_ref == 0) {
+              loc = BlockLocation{BlockLocation::kZero, 0};
+            } else {
+              loc = BlockLocation{pack_index[e.pack_ref - 1],
+                                  e.raw_offset + (b - e.first_block) * out.block_size};
+            }
+          }
+        }
+        limit = std::min(limit, m.block_count);
+        return absl::OkStatus();
+      },
+      consolidations);
   if (!walked.ok()) return walked;
   for (BlockLocation& loc : out.locations) {
     if (loc.pack == BlockLocation::kUnset) loc = BlockLocation{BlockLocation::kZero, 0};
@@ -266,18 +265,38 @@ static absl::StatusOr<ReadStats> ReadObjectDataUnchecked(const RepositoryReader&
 absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo,
                                              const CommitRecord& commit,
                                              std::string_view participant, std::string_view object,
-                                             PackTable* packs) {
+                                             PackTable* packs, Consolidations* consolidations) {
   absl::StatusOr<ResolvedObject> result =
-      ResolveObjectUnchecked(repo, commit, participant, object, packs);
+      ResolveObjectUnchecked(repo, commit, participant, object, packs, consolidations);
+  if (!result.ok() && IsMissingObject(result.status())) {
+    // §14.2: a consolidation may have replaced the chain, and GC collected it, since the listing:
+    // resolve once more with a new one.
+    result = ResolveObjectUnchecked(repo, commit, participant, object, packs, nullptr);
+  }
   if (result.ok()) return result;
   return RemovedOrDamaged(repo, commit.id, result.status());
 }
 
 absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const ResolvedObject& object,
                                          const PackTable& packs, RestoreSink* sink, int threads) {
+  const uint64_t id = object.chain.empty() ? 0 : object.chain.front();
   absl::StatusOr<ReadStats> result = ReadObjectDataUnchecked(repo, object, packs, sink, threads);
+  if (!result.ok() && IsMissingObject(result.status()) && !object.participant.empty()) {
+    // §14.2: resolve the checkpoint again once and read it again from the new resolution.
+    absl::StatusOr<CommitRecord> commit = repo.ReadCommit(id);
+    if (commit.ok()) {
+      PackTable fresh_packs;
+      absl::StatusOr<ResolvedObject> again = ResolveObjectUnchecked(
+          repo, *commit, object.participant, object.name, &fresh_packs, nullptr);
+      if (again.ok()) {
+        result = ReadObjectDataUnchecked(repo, *again, fresh_packs, sink, threads);
+      } else {
+        result = again.status();
+      }
+    }
+  }
   if (result.ok()) return result;
-  return RemovedOrDamaged(repo, object.chain.empty() ? 0 : object.chain.front(), result.status());
+  return RemovedOrDamaged(repo, id, result.status());
 }
 
 }  // namespace ickpt

@@ -18,22 +18,27 @@
 namespace ickpt {
 
 struct ResolvedObject {
+  std::string participant;
   std::string name;
   StateObjectType type = StateObjectType::kRegion;
   uint32_t block_size = 0;
   uint64_t block_count = 0;
   uint64_t depth = 0;
   std::vector<uint64_t> chain;           // checkpoint ids, newest first, ending at the full one
+  bool consolidated = false;             // the chain ends at a consolidation (format.md §14.2)
   std::vector<BlockLocation> locations;  // one per block; packs interned in the caller's table
   uint64_t manifest_bytes_read = 0;
 };
 
-// Walks from `commit` back to the full manifest of `object` of `participant`. NotFound if the
-// object is not in the checkpoint; DataLoss if any object on the way is damaged or missing.
+// Walks from `commit` back to the full manifest of `object` of `participant`, or to a
+// consolidation (format.md §14.2). NotFound if the object is not in the checkpoint, or if the
+// checkpoint was removed while it was resolved; DataLoss if any object on the way is damaged or
+// missing (after a second resolution, §14.2). `consolidations`: as WalkChain's.
 absl::StatusOr<ResolvedObject> ResolveObject(const RepositoryReader& repo,
                                              const CommitRecord& commit,
                                              std::string_view participant, std::string_view object,
-                                             PackTable* packs);
+                                             PackTable* packs,
+                                             Consolidations* consolidations = nullptr);
 
 // Where restored bytes go: region memory, a file.
 class RestoreSink {
@@ -50,7 +55,9 @@ struct ReadStats {
 };
 
 // Reads every block of `object` into `sink`, each exactly once. Bytes reach the sink only after
-// their frame's checksum verified. `threads` packs are fetched at once.
+// their frame's checksum verified. `threads` packs are fetched at once. If an object is missing,
+// the checkpoint is resolved again once and read again (format.md §14.2): some blocks may then
+// reach the sink twice, with the same bytes.
 absl::StatusOr<ReadStats> ReadObjectData(const RepositoryReader& repo, const ResolvedObject& object,
                                          const PackTable& packs, RestoreSink* sink,
                                          int threads = 2);

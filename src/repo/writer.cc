@@ -149,17 +149,14 @@ absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteManifest(uint64_t id, c
   return r;
 }
 
-absl::StatusOr<RegionWritten> CheckpointWriter::WriteRegion(const CheckpointIds& ids,
-                                                            const RegionCapture& c,
-                                                            const std::vector<BlockLocation>* base,
-                                                            PackTable* packs) {
-  const int64_t start = NowNs();
+absl::StatusOr<std::vector<std::pair<uint64_t, BlockLocation>>> CheckpointWriter::WriteRegionBlocks(
+    uint64_t id, std::string_view name, uint32_t bs, const char* data,
+    absl::FunctionRef<void(absl::FunctionRef<void(uint64_t, uint64_t)>)> for_each_run,
+    PackTable* packs, uint64_t* pack_bytes) {
   const RepositoryConfig& config = repo_->config();
-  const uint32_t bs = c.block_size;
-  const std::string what = StrCat("region '", c.name, "'");
-  uint64_t pack_bytes = 0;
-  RegionWritten written;
-  std::vector<std::pair<uint64_t, BlockLocation>>* fresh = &written.fresh;
+  const std::string what = StrCat("region '", name, "'");
+  std::vector<std::pair<uint64_t, BlockLocation>> written;
+  std::vector<std::pair<uint64_t, BlockLocation>>* fresh = &written;
 
   // Blocks of the current batch (one future pack): (block, offset in the pack's raw stream).
   std::vector<std::pair<uint64_t, uint64_t>> batch_blocks;
@@ -168,9 +165,9 @@ absl::StatusOr<RegionWritten> CheckpointWriter::WriteRegion(const CheckpointIds&
   auto flush = [&]() -> absl::Status {
     if (frames.empty()) return absl::OkStatus();
     absl::StatusOr<std::pair<Sha256Digest, uint64_t>> pack =
-        WritePack(ids.id, std::vector<std::string_view>(frames.begin(), frames.end()), what);
+        WritePack(id, std::vector<std::string_view>(frames.begin(), frames.end()), what);
     if (!pack.ok()) return pack.status();
-    pack_bytes += pack->second;
+    *pack_bytes += pack->second;
     const uint32_t pack_index = packs->Intern(pack->first);
     for (const auto& [block, raw_offset] : batch_blocks) {
       fresh->emplace_back(block, BlockLocation{pack_index, raw_offset});
@@ -186,10 +183,9 @@ absl::StatusOr<RegionWritten> CheckpointWriter::WriteRegion(const CheckpointIds&
   // A frame holds only adjacent blocks: a restore reads whole frames, so a frame mixing unrelated
   // blocks would make it read blocks that newer checkpoints replaced, and restore work would grow
   // with chain depth (format.md §9).
-  const char* data = c.data;
   absl::Status status;
   uint64_t next_adjacent = UINT64_MAX;  // the block that may continue the current frame
-  c.for_each_run([&](uint64_t first, uint64_t count) {
+  for_each_run([&](uint64_t first, uint64_t count) {
     for (uint64_t b = first; b < first + count && status.ok(); ++b, data += bs) {
       if (IsAllZero(data, bs)) {
         fresh->emplace_back(b, BlockLocation{BlockLocation::kZero, 0});
@@ -215,6 +211,36 @@ absl::StatusOr<RegionWritten> CheckpointWriter::WriteRegion(const CheckpointIds&
   if (!status.ok()) return status;
   std::sort(fresh->begin(), fresh->end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
+  return written;
+}
+
+absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteFullRegionManifest(
+    uint64_t id, std::string_view name, uint32_t block_size,
+    const std::vector<BlockLocation>& locations, const PackTable& packs) {
+  Manifest m = NewManifest(CheckpointIds{id, std::nullopt}, CheckpointKind::kFull, 0, name,
+                           StateObjectType::kRegion);
+  m.block_size = block_size;
+  m.block_count = locations.size();
+  ExtentBuilder extents(block_size, packs);
+  for (uint64_t b = 0; b < locations.size(); ++b) extents.Add(b, locations[b]);
+  extents.Finish(&m);
+  return WriteManifest(id, m, StrCat("region '", name, "'"));
+}
+
+absl::StatusOr<RegionWritten> CheckpointWriter::WriteRegion(const CheckpointIds& ids,
+                                                            const RegionCapture& c,
+                                                            const std::vector<BlockLocation>* base,
+                                                            PackTable* packs) {
+  const int64_t start = NowNs();
+  const uint32_t bs = c.block_size;
+  const std::string what = StrCat("region '", c.name, "'");
+  uint64_t pack_bytes = 0;
+  RegionWritten written;
+  absl::StatusOr<std::vector<std::pair<uint64_t, BlockLocation>>> blocks =
+      WriteRegionBlocks(ids.id, c.name, bs, c.data, c.for_each_run, packs, &pack_bytes);
+  if (!blocks.ok()) return blocks.status();
+  written.fresh = *std::move(blocks);
+  std::vector<std::pair<uint64_t, BlockLocation>>* fresh = &written.fresh;
 
   Manifest m = NewManifest(ids, c.kind, c.depth, c.name, StateObjectType::kRegion);
   m.block_size = bs;

@@ -84,6 +84,21 @@ class CheckpointWriter {
                                             const std::vector<BlockLocation>* base,
                                             PackTable* packs);
 
+  // The two halves of WriteRegion, for consolidation (format.md §14.3), which writes the blocks it
+  // repacks in batches and one manifest at the end.
+  // Writes the blocks of `data` (runs given by `for_each_run`, in increasing block order, copied
+  // back to back) into packs of checkpoint `id`; their new locations by block, sorted. Adds the
+  // stored bytes to *pack_bytes.
+  absl::StatusOr<std::vector<std::pair<uint64_t, BlockLocation>>> WriteRegionBlocks(
+      uint64_t id, std::string_view name, uint32_t block_size, const char* data,
+      absl::FunctionRef<void(absl::FunctionRef<void(uint64_t, uint64_t)>)> for_each_run,
+      PackTable* packs, uint64_t* pack_bytes);
+  // Writes the full manifest of region `name` of checkpoint `id` whose blocks lie at `locations`
+  // (one per block, packs interned in `packs`). The record's statistics are left to the caller.
+  absl::StatusOr<StateObjectRecord> WriteFullRegionManifest(
+      uint64_t id, std::string_view name, uint32_t block_size,
+      const std::vector<BlockLocation>& locations, const PackTable& packs);
+
   // Writes the records of a keyed state, grouped by key group (format.md §5.3), and its manifest.
   // A full manifest of a change set that is not full is merged with the base: `base_record` (the
   // parent's commit record, or this participant's acknowledgement of it) names this participant's
