@@ -464,6 +464,8 @@ TEST_F(CliTest, ReadCommandsLeaveTheRepositoryByteIdentical) {
       {"diff", first, "latest", "--json"},
       {"restore", "latest", "--region", "r", "--out", io_.Join("out")},
       {"show", "999"},
+      {"policy"},
+      {"policy", "--json", "--rto", "1h", "--mtbf", "1d"},
   };
   for (const auto& command : commands) RunOnRepo(command);
   EXPECT_EQ(TreeHash(repo_path()), before);
@@ -1457,6 +1459,231 @@ TEST_F(CliTest, DamagedPolicyMakesGcExit3UntilANewGenerationReplacesIt) {
   const json gc = RunJson({"gc", "--dry-run", "--json"});
   EXPECT_EQ(gc["policy_generation"], 2);
   EXPECT_EQ(IdList(gc["kept_checkpoints"]), std::vector<uint64_t>(ids_.begin() + 2, ids_.end()));
+}
+
+// ---- consolidation and the cost report (compact.cc, policy.cc, format.md §14) ---------------
+
+// The log entry of checkpoint `id`.
+json LogEntry(const json& log, uint64_t id) {
+  for (const json& c : log) {
+    if (c["id"].get<uint64_t>() == id) return c;
+  }
+  ADD_FAILURE() << "checkpoint " << id << " not in the log: " << log.dump();
+  return json::object();
+}
+
+// A chain of five (depths 0 to 4): compacting a checkpoint in the middle, then the latest, changes
+// only what `log` calls effective; the recorded depth stays, and every checkpoint still restores
+// the bytes it had.
+TEST_F(CliTest, CompactConsolidatesACheckpointAndLogShowsItsEffectiveDepth) {
+  MakeRepo({{}, {1}, {2, 3}, {4}, {5}});
+  ASSERT_EQ(ids_.size(), 5u);
+  json log = RunJson({"log", "--json"});
+  for (size_t i = 0; i < ids_.size(); ++i) {
+    const json c = LogEntry(log, ids_[i]);
+    EXPECT_EQ(c["depth"], i);
+    EXPECT_EQ(c["effective_depth"], i);
+    EXPECT_EQ(c["consolidated"], false);
+    EXPECT_EQ(c["metadata"], json({{"step", std::to_string(i + 1)}}));
+  }
+
+  // The middle one, verified: one manifest instead of three.
+  const json middle = RunJson({"compact", std::to_string(ids_[2]), "--verify", "--json"});
+  EXPECT_EQ(middle["id"].get<uint64_t>(), ids_[2]);
+  EXPECT_EQ(middle["generation"], 1);
+  EXPECT_EQ(middle["consolidated"], true);
+  EXPECT_EQ(middle["links_before"], 3);
+  EXPECT_EQ(middle["links_after"], 1);
+  EXPECT_GE(middle["packs_before"].get<uint64_t>(), middle["packs_after"].get<uint64_t>());
+  EXPECT_TRUE(middle["repacked_bytes"].is_number_integer());
+  EXPECT_GT(middle["stored_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(middle["reused_manifests"], 0);
+  EXPECT_EQ(middle["verified"], true);
+  EXPECT_EQ(middle.size(), 11u) << middle.dump();
+  log = RunJson({"log", "--json"});
+  const std::vector<uint64_t> after_middle = {0, 1, 0, 1, 2};
+  for (size_t i = 0; i < ids_.size(); ++i) {
+    const json c = LogEntry(log, ids_[i]);
+    EXPECT_EQ(c["depth"], i) << ids_[i];  // the commit record's, unchanged
+    EXPECT_EQ(c["effective_depth"], after_middle[i]) << ids_[i];
+    EXPECT_EQ(c["consolidated"], i == 2) << ids_[i];
+  }
+
+  // The latest ("latest" is the default ID), in text.
+  RunResult text = RunOnRepo({"compact"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find(fmt::format("consolidated checkpoint {}: generation 1 published; a "
+                                      "restore reads 3 -> 1 manifests",
+                                      ids_[4])),
+            std::string::npos)
+      << text.out;
+  log = RunJson({"log", "--json"});
+  EXPECT_EQ(LogEntry(log, ids_[4])["consolidated"], true);
+  EXPECT_EQ(LogEntry(log, ids_[4])["effective_depth"], 0);
+  EXPECT_EQ(LogEntry(log, ids_[4])["depth"], 4);
+  text = RunOnRepo({"log"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("effective"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("consolidated"), std::string::npos) << text.out;
+
+  // Every checkpoint restores the bytes it had, the consolidated ones through their new manifests.
+  for (uint64_t id : ids_) {
+    const std::string out = io_.Join("restored-" + std::to_string(id));
+    const RunResult r = RunOnRepo({"restore", std::to_string(id), "--region", "r", "--out", out});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(ReadFileOrEmpty(out), contents_[id]) << "checkpoint " << id;
+  }
+  EXPECT_EQ(RunOnRepo({"verify"}).code, 0);
+
+  // Again: its manifest in force is full and uses its packs well, so nothing needs doing.
+  const json again = RunJson({"compact", "latest", "--json"});
+  EXPECT_EQ(again["id"].get<uint64_t>(), ids_[4]);
+  EXPECT_EQ(again["generation"], 0);
+  EXPECT_EQ(again["consolidated"], false);
+  EXPECT_EQ(again["links_before"], 1);
+  EXPECT_EQ(again["links_after"], 1);
+  EXPECT_EQ(again["reused_manifests"], 1);
+  EXPECT_EQ(again["stored_bytes"], 0);
+  text = RunOnRepo({"compact", std::to_string(ids_[4])});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("nothing to do"), std::string::npos) << text.out;
+  EXPECT_EQ(LogEntry(RunJson({"log", "--json"}), ids_[4])["effective_depth"], 0);
+}
+
+TEST_F(CliTest, CompactExitCodes) {
+  // An empty repository has no 'latest'.
+  ASSERT_OK(Repository::OpenLocal(repo_path(), /*create=*/true).status());
+  RunResult r = RunOnRepo({"compact"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("no checkpoints"), std::string::npos) << r.err;
+
+  MakeRepo({{}, {1}});
+  const std::string before = TreeHash(repo_path());
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"compact", "--min-pack-use", "1.5"},
+           {"compact", "--min-pack-use", "-0.1"},
+           {"compact", "--min-pack-use", "abc"},
+           {"compact", "--min-pack-use", "nan"},
+           {"compact", "--min-pack-use", ""},
+           {"compact", "abc"},
+           {"compact", "latest", "--bogus"},
+       }) {
+    r = RunOnRepo(args);
+    EXPECT_EQ(r.code, 2) << absl::StrJoin(args, " ") << ": " << r.err;
+    EXPECT_NE(r.err.find("ickpt: error: "), std::string::npos) << r.err;
+  }
+  EXPECT_NE(RunOnRepo({"compact", "--min-pack-use", "1.5"}).err.find("--min-pack-use 1.5"),
+            std::string::npos);
+  EXPECT_EQ(TreeHash(repo_path()), before);
+
+  r = RunOnRepo({"compact", "999999", "--json"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("999999"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+
+  ASSERT_EQ(mkdir(dir_.Join("empty").c_str(), 0700), 0);
+  r = Run({"compact", "--repo", dir_.Join("empty")});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("not an ickpt repository"), std::string::npos) << r.err;
+  EXPECT_TRUE(Tree(dir_.Join("empty")).empty());
+
+  // The boundaries are valid: 0 never copies, 1 copies out of every pack not used whole.
+  const json zero = RunJson({"compact", std::to_string(ids_[1]), "--min-pack-use", "0", "--json"});
+  EXPECT_EQ(zero["generation"], 1);
+  EXPECT_EQ(zero["repacked_bytes"], 0);
+  const json one = RunJson({"compact", std::to_string(ids_[1]), "--min-pack-use", "1", "--json"});
+  EXPECT_EQ(one["id"].get<uint64_t>(), ids_[1]);
+}
+
+TEST_F(CliTest, PolicyJsonReportsEveryFieldFromTheHistory) {
+  // A full checkpoint and three incrementals, each writing one block of 64.
+  MakeRepo({{}, {1}, {2}, {3}});
+  const json p = RunJson({"policy", "--json"});
+  for (const char* field :
+       {"pause_ms_p50", "change_rate", "chain_depth", "estimated_restore_s", "space_amplification",
+        "orphan_bytes", "young_daly_interval_s", "read_bytes_per_second", "read_seconds_per_object",
+        "restore_bytes", "restore_objects", "checkpoints"}) {
+    EXPECT_TRUE(p.contains(field)) << field << ": " << p.dump();
+  }
+  EXPECT_EQ(p["checkpoints"], 4);
+  EXPECT_EQ(p["latest"].get<uint64_t>(), ids_.back());
+  EXPECT_GT(p["pause_ms_p50"].get<double>(), 0);
+  EXPECT_DOUBLE_EQ(p["change_rate"].get<double>(), 1.0 / kBlocks);
+  EXPECT_EQ(p["chain_depth"], 3);
+  EXPECT_GT(p["estimated_restore_s"].get<double>(), 0);
+  EXPECT_GT(p["read_bytes_per_second"].get<double>(), 0);
+  EXPECT_GT(p["read_seconds_per_object"].get<double>(), 0);
+  EXPECT_GT(p["restore_bytes"].get<uint64_t>(), 0u);
+  EXPECT_GE(p["restore_objects"].get<uint64_t>(), 8u);  // a commit record and a manifest a link
+  // Every checkpoint's packs and manifests over one region of 256 KiB: the full one (random
+  // bytes, so about as big compressed) and three blocks.
+  EXPECT_GT(p["space_amplification"].get<double>(), 0.5);
+  EXPECT_LT(p["space_amplification"].get<double>(), 2);
+  EXPECT_EQ(p["orphan_bytes"], 0);
+  EXPECT_TRUE(p["young_daly_interval_s"].is_null());
+  EXPECT_FALSE(p.contains("rto_s"));
+  EXPECT_FALSE(p.contains("meets_rto"));
+  EXPECT_EQ(p["recommendation"], "nothing to do");
+
+  const json q = RunJson({"policy", "--json", "--mtbf", "1d", "--rto", "1h"});
+  EXPECT_GT(q["young_daly_interval_s"].get<double>(), 0);
+  EXPECT_LT(q["young_daly_interval_s"].get<double>(), 86400);
+  EXPECT_EQ(q["mtbf_s"], 86400);
+  EXPECT_EQ(q["rto_s"], 3600);
+  EXPECT_EQ(q["meets_rto"], true);
+  EXPECT_EQ(q["recommendation"], "nothing to do");
+  // An RTO no restore meets.
+  const json r = RunJson({"policy", "--json", "--rto", "1ns"});
+  EXPECT_EQ(r["meets_rto"], false);
+  EXPECT_EQ(r["recommendation"], "consolidate the latest checkpoint (ickpt compact)");
+  RunResult text = RunOnRepo({"policy", "--rto", "1ns"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("chain depth:           3"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("recommendation:        consolidate the latest checkpoint (ickpt "
+                          "compact)"),
+            std::string::npos)
+      << text.out;
+  text = RunOnRepo({"policy"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("recommendation:        nothing to do"), std::string::npos) << text.out;
+
+  // Consolidated, the latest has no chain; the manifest its consolidation replaced is reached by
+  // nothing (orphaned until gc deletes it).
+  ASSERT_EQ(RunOnRepo({"compact"}).code, 0);
+  const json after = RunJson({"policy", "--json"});
+  EXPECT_EQ(after["chain_depth"], 0);
+  EXPECT_GT(after["orphan_bytes"].get<uint64_t>(), 0u);
+  EXPECT_LT(after["restore_objects"].get<uint64_t>(), p["restore_objects"].get<uint64_t>());
+}
+
+TEST_F(CliTest, PolicyUsageErrorsExit2AndAnEmptyRepositoryExits4) {
+  ASSERT_OK(Repository::OpenLocal(repo_path(), /*create=*/true).status());
+  RunResult r = RunOnRepo({"policy", "--json"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("no checkpoints"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+
+  MakeRepo({{}});
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"policy", "--rto", "abc"},
+           {"policy", "--rto", "5"},  // no unit
+           {"policy", "--rto", "0"},
+           {"policy", "--mtbf", "1w"},
+           {"policy", "--mtbf", "0s"},
+           {"policy", "--mtbf"},
+       }) {
+    r = RunOnRepo(args);
+    EXPECT_EQ(r.code, 2) << absl::StrJoin(args, " ") << ": " << r.err;
+    EXPECT_NE(r.err.find("ickpt: error: "), std::string::npos) << r.err;
+  }
+  EXPECT_NE(RunOnRepo({"policy", "--rto", "abc"}).err.find("--rto"), std::string::npos);
+  // A single full checkpoint: no incremental one in the latest lineage, so the rate is over every
+  // checkpoint (the full one captured every block).
+  const json p = RunJson({"policy", "--json", "--mtbf", "90s"});
+  EXPECT_EQ(p["chain_depth"], 0);
+  EXPECT_DOUBLE_EQ(p["change_rate"].get<double>(), 1.0);
+  EXPECT_EQ(p["change_rate_scope"], "all");
+  EXPECT_GT(p["young_daly_interval_s"].get<double>(), 0);
 }
 
 }  // namespace

@@ -30,6 +30,10 @@ Command RegisterRetention(CLI::App& app);
 Command RegisterPin(CLI::App& app);
 Command RegisterUnpin(CLI::App& app);
 Command RegisterGc(CLI::App& app);
+// `ickpt compact`: consolidation of a checkpoint (compact.cc).
+Command RegisterCompact(CLI::App& app);
+// `ickpt policy`: what the history says about the pause, restore time and space (policy.cc).
+Command RegisterPolicy(CLI::App& app);
 // `ickpt doctor`: which trackers work here; needs no repository.
 Command RegisterDoctor(CLI::App& app);
 // The hidden `demo-child` subcommand: the simulation process the demo supervisor re-executes.

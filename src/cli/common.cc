@@ -66,6 +66,15 @@ absl::StatusOr<std::unique_ptr<RepositoryReader>> OpenRepositoryReadOnly(const s
   return repo;
 }
 
+absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryForWriting(const std::string& url) {
+  absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenUrl(url, /*create=*/false);
+  if (!repo.ok() && absl::IsNotFound(repo.status())) {
+    return absl::NotFoundError(
+        StrCat(url, " is not an ickpt repository: ", repo.status().message()));
+  }
+  return repo;
+}
+
 CLI::Validator RepoUrlValidator() {
   return CLI::Validator(
       [](std::string& url) -> std::string {
@@ -126,6 +135,20 @@ absl::StatusOr<CommitRecord> ReadCheckpointArgument(const RepositoryReader& repo
   absl::StatusOr<uint64_t> id = ResolveCheckpointId(repo, text);
   if (!id.ok()) return id.status();
   return repo.ReadCommit(*id);
+}
+
+std::optional<absl::Duration> ParseDurationFlag(std::string_view flag, const std::string& text,
+                                                bool whole_seconds) {
+  absl::StatusOr<absl::Duration> d = ParseDuration(text);
+  if (!d.ok()) {
+    PrintError(StrCat(flag, ": ", d.status().message()));
+    return std::nullopt;
+  }
+  if (whole_seconds && (*d < absl::Seconds(1) || *d != absl::Seconds(absl::ToInt64Seconds(*d)))) {
+    PrintError(StrCat(flag, " ", text, ": expected a whole number of seconds, at least 1s"));
+    return std::nullopt;
+  }
+  return *d;
 }
 
 nlohmann::json CommitSummaryJson(const CommitRecord& commit) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -50,6 +51,9 @@ int Fail(const absl::Status& status);
 
 // Opens the repository at `dir` (a path or file://PATH) without creating or modifying anything.
 absl::StatusOr<std::unique_ptr<RepositoryReader>> OpenRepositoryReadOnly(const std::string& dir);
+// Opens the repository at `url` for writing, never creating it: NotFound (exit 4) says it is not
+// a repository, as the read commands say.
+absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryForWriting(const std::string& url);
 // Adds the required `--repo URL` option to `sub`: a path or file://PATH. Any other scheme is a
 // usage error (exit 2) naming it, before anything is opened or created.
 CLI::Option* AddRepoOption(CLI::App* sub, std::string* repo);
@@ -67,6 +71,12 @@ bool CheckCheckpointIdArgument(std::string_view text);
 // Resolves a checkpoint id argument ("latest" or an id) and reads that commit record.
 absl::StatusOr<CommitRecord> ReadCheckpointArgument(const RepositoryReader& repo,
                                                     std::string_view text);
+
+// Parses duration flag `flag` (ParseDuration: "90s", "30m", "1h", "2d"); with `whole_seconds`,
+// also requires a whole number of seconds >= 1 s (what the format stores, §13.1). On a usage error
+// prints it and returns nullopt (the caller exits with kExitUsage).
+std::optional<absl::Duration> ParseDurationFlag(std::string_view flag, const std::string& text,
+                                                bool whole_seconds);
 
 // The fields of `ickpt log --json` for one commit record.
 nlohmann::json CommitSummaryJson(const CommitRecord& commit);

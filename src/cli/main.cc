@@ -1,5 +1,5 @@
-// `ickpt`: inspect, verify and restore checkpoint repositories, set their retention and collect
-// their garbage; `ickpt demo` shows crash recovery.
+// `ickpt`: inspect, verify and restore checkpoint repositories, set their retention, collect their
+// garbage and consolidate their chains; `ickpt demo` shows crash recovery.
 #include <iostream>
 #include <vector>
 
@@ -15,11 +15,11 @@
 int main(int argc, char** argv) {
   using namespace ickpt::cli;
   CLI::App app{
-      "ickpt: inspect, verify and restore incremental checkpoint repositories; set their retention "
-      "and collect their garbage."};
+      "ickpt: inspect, verify and restore incremental checkpoint repositories; set their "
+      "retention, collect their garbage, consolidate their chains and report on their cost."};
   app.name("ickpt");
   app.set_version_flag("--version",
-                       std::string("ickpt ") + ICKPT_VERSION + " (repository format 1.3)");
+                       std::string("ickpt ") + ICKPT_VERSION + " (repository format 1.4)");
   app.require_subcommand(1);
   app.footer(
       "Exit codes:\n"
@@ -31,8 +31,9 @@ int main(int argc, char** argv) {
       "  4  not found: no such checkpoint or state object, or not an ickpt repository; for\n"
       "     'get', also a key that is absent\n"
       "Errors are written to stderr as 'ickpt: error: <message>'. Read commands (log, show,\n"
-      "verify, diff, get, dump, retention show) never create or modify anything; retention set,\n"
-      "pin, unpin and gc write to an existing repository and never create one.");
+      "verify, diff, get, dump, retention show, policy) never create or modify anything;\n"
+      "retention set, pin, unpin, gc and compact write to an existing repository and never\n"
+      "create one.");
   app.failure_message([](const CLI::App* failed, const CLI::Error& e) {
     std::string out = std::string("ickpt: error: ") + e.what() + "\n";
     const std::string name =
@@ -42,10 +43,10 @@ int main(int argc, char** argv) {
   });
 
   std::vector<Command> commands = {
-      RegisterLog(app),    RegisterShow(app),     RegisterGet(app),  RegisterDump(app),
-      RegisterVerify(app), RegisterRestore(app),  RegisterDiff(app), RegisterRetention(app),
-      RegisterPin(app),    RegisterUnpin(app),    RegisterGc(app),   RegisterDemo(app),
-      RegisterDoctor(app), RegisterDemoChild(app)};
+      RegisterLog(app),    RegisterShow(app),    RegisterGet(app),    RegisterDump(app),
+      RegisterVerify(app), RegisterRestore(app), RegisterDiff(app),   RegisterRetention(app),
+      RegisterPin(app),    RegisterUnpin(app),   RegisterGc(app),     RegisterCompact(app),
+      RegisterPolicy(app), RegisterDemo(app),    RegisterDoctor(app), RegisterDemoChild(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

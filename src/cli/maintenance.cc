@@ -22,33 +22,6 @@
 namespace ickpt::cli {
 namespace {
 
-// Opens the repository at `url` for writing, never creating it: NotFound (exit 4) says it is not
-// a repository, as the read commands say.
-absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryForWriting(const std::string& url) {
-  absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenUrl(url, /*create=*/false);
-  if (!repo.ok() && absl::IsNotFound(repo.status())) {
-    return absl::NotFoundError(
-        StrCat(url, " is not an ickpt repository: ", repo.status().message()));
-  }
-  return repo;
-}
-
-// Parses duration flag `flag`; with `whole_seconds`, also requires a whole number of seconds
-// >= 1 s (what the format stores, §13.1). On a usage error prints it and returns nullopt.
-std::optional<absl::Duration> ParseDurationFlag(std::string_view flag, const std::string& text,
-                                                bool whole_seconds) {
-  absl::StatusOr<absl::Duration> d = ParseDuration(text);
-  if (!d.ok()) {
-    PrintError(StrCat(flag, ": ", d.status().message()));
-    return std::nullopt;
-  }
-  if (whole_seconds && (*d < absl::Seconds(1) || *d != absl::Seconds(absl::ToInt64Seconds(*d)))) {
-    PrintError(StrCat(flag, " ", text, ": expected a whole number of seconds, at least 1s"));
-    return std::nullopt;
-  }
-  return *d;
-}
-
 std::string JoinIds(const std::vector<uint64_t>& ids) {
   if (ids.empty()) return "none";
   std::string out;

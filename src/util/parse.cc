@@ -89,7 +89,7 @@ absl::StatusOr<absl::Duration> ParseDuration(std::string_view text) {
   if (unit.empty()) {
     // A bare zero is unambiguous; any other bare number is probably a unit mistake.
     if (number.find_first_not_of("0.") == std::string_view::npos) return absl::ZeroDuration();
-    return Invalid("duration", text, "missing unit (ns, us, ms, s, m, h)");
+    return Invalid("duration", text, "missing unit (ns, us, ms, s, m, h, d)");
   }
   absl::Duration unit_length;
   if (unit == "ns") {
@@ -104,8 +104,10 @@ absl::StatusOr<absl::Duration> ParseDuration(std::string_view text) {
     unit_length = absl::Minutes(1);
   } else if (unit == "h") {
     unit_length = absl::Hours(1);
+  } else if (unit == "d") {
+    unit_length = absl::Hours(24);
   } else {
-    return Invalid("duration", text, "unknown unit (ns, us, ms, s, m, h)");
+    return Invalid("duration", text, "unknown unit (ns, us, ms, s, m, h, d)");
   }
   const std::string_view int_part = number.substr(0, number.find('.'));
   const std::string_view frac_part =

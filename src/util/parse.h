@@ -23,8 +23,9 @@ namespace ickpt {
 absl::StatusOr<uint64_t> ParseSize(std::string_view text);
 
 // Parses a non-negative duration: a number (optionally with a fraction) followed by a unit, one of
-// "ns", "us", "ms", "s", "m", "h"; "0" alone is accepted. Examples: "500ms", "2s", "1.5s", "1m",
-// "1h", "250us". InvalidArgument naming the input otherwise (negative, missing unit, overflow).
+// "ns", "us", "ms", "s", "m", "h", "d" (24 h); "0" alone is accepted. Examples: "500ms", "2s",
+// "1.5s", "1m", "1h", "2d", "250us". InvalidArgument naming the input otherwise (negative, missing
+// unit, overflow).
 absl::StatusOr<absl::Duration> ParseDuration(std::string_view text);
 
 // "512 B", "1.5 MiB", "64 KiB", "2.3 GiB": binary units, one decimal unless the value is exact.

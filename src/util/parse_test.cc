@@ -65,8 +65,17 @@ TEST(ParseDurationTest, AcceptsUnits) {
   }
 }
 
+// "d" is 24 hours (a day of the calendar may not be: durations ignore time zones).
+TEST(ParseDurationTest, AcceptsDays) {
+  ASSERT_OK_AND_ASSIGN(absl::Duration day, ParseDuration("1d"));
+  EXPECT_EQ(day, absl::Hours(24));
+  ASSERT_OK_AND_ASSIGN(absl::Duration days, ParseDuration("1.5d"));
+  EXPECT_EQ(days, absl::Hours(36));
+}
+
 TEST(ParseDurationTest, RejectsMalformed) {
-  for (const char* text : {"", "-1s", "5", "s", "1d", "1.s", "ms", "99999999999999999999h"}) {
+  for (const char* text : {"", "-1s", "5", "s", "1w", "1D", "1.s", "ms", "d",
+                           "99999999999999999999h", "99999999999999999999d"}) {
     absl::StatusOr<absl::Duration> result = ParseDuration(text);
     ASSERT_FALSE(result.ok()) << text;
     EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument) << text;
