@@ -353,6 +353,81 @@ void MaintenanceObjects() {
   Write(kTarget, "lock-renewed", EncodeMaintenanceLock(renewed));
 }
 
+// Consolidation records (format.md §14.1) and their keys, the seeds of consolidation_record_fuzz,
+// which decodes them as checkpoint 42 generation 1 (or against the id and generation their
+// payloads hold). Every manifest is full and of the consolidated checkpoint.
+void ConsolidationRecords() {
+  constexpr std::string_view kTarget = "consolidation_record_fuzz";
+  auto full_of = [](Manifest m, uint64_t id) {
+    m.checkpoint_id = id;
+    m.base_id.reset();
+    m.kind = CheckpointKind::kFull;
+    m.depth = 0;
+    return m;
+  };
+
+  ConsolidationRecord region;
+  region.generation = 1;
+  region.record.id = 42;
+  region.record.parent = 41;
+  region.record.created = kCreated + absl::Seconds(600);
+  region.record.epoch = 4;
+  region.record.logical_bytes = 409600;
+  region.record.stored_bytes = 900;
+  region.record.participants.push_back(
+      {.name = "worker-0",
+       .incarnation = 3,
+       .state_objects = {ObjectRecord("heap", full_of(FullManifest(), 42))}});
+  region.record.metadata = {{"step", "4200"}};
+  Write(kTarget, "region-only", EncodeConsolidationRecord(region));
+
+  // Keyed state beside a region, at two participants; the keyed manifests are the merges of
+  // incremental chains (§14.3), so full without tombstones.
+  ConsolidationRecord keyed;
+  keyed.generation = 1;
+  keyed.repacked_bytes = 4096;
+  keyed.record.id = 14;
+  keyed.record.parent = 13;
+  keyed.record.created = kCreated + absl::Seconds(180);
+  keyed.record.epoch = 2;
+  keyed.record.logical_bytes = 589600;
+  keyed.record.stored_bytes = 7000;
+  Manifest counts = full_of(KeyedIncrementalManifest(), 14);
+  for (KeyGroupSpan& g : counts.groups) g.tombstones = 0;
+  keyed.record.participants.push_back(
+      {.name = "worker-0",
+       .incarnation = 1,
+       .state_objects = {ObjectRecord("heap", full_of(FullManifest(), 14)),
+                         KeyedObjectRecord("counts", counts)}});
+  keyed.record.participants.push_back(
+      {.name = "worker-1",
+       .incarnation = 2,
+       .state_objects = {KeyedObjectRecord("counts", full_of(KeyedFullManifest(), 14))}});
+  Write(kTarget, "keyed-region-two-participants", EncodeConsolidationRecord(keyed));
+
+  // A second consolidation of checkpoint 42, after repacking.
+  ConsolidationRecord second = region;
+  second.generation = 2;
+  second.repacked_bytes = uint64_t{3} << 30;
+  second.record.created = kCreated + absl::Seconds(7200);
+  second.record.stored_bytes = (uint64_t{3} << 30) / 4;
+  second.record.metadata = {{"step", "4200"}, {"note", "repacked \"twice\" \u00e9"}};
+  Write(kTarget, "generation-2-repacked", EncodeConsolidationRecord(second));
+
+  for (const ConsolidationRecord* c : {&region, &keyed, &second}) {
+    if (!ValidateConsolidationRecord(*c).ok()) {
+      std::fprintf(stderr, "make_corpus: consolidation record %llu/%llu is invalid\n",
+                   static_cast<unsigned long long>(c->record.id),
+                   static_cast<unsigned long long>(c->generation));
+      std::exit(1);
+    }
+  }
+
+  // The same target parses its input as a key too.
+  Write(kTarget, "key", ConsolidationKey(42, 1));
+  Write(kTarget, "key-max", ConsolidationKey(UINT64_MAX, UINT64_MAX));
+}
+
 // Bytes with some structure, so that zstd compresses them.
 std::string Data(size_t n, int seed) {
   std::string s;
@@ -571,6 +646,7 @@ int main(int argc, char** argv) {
   ickpt::WriteManifests();
   ickpt::CommitRecords();
   ickpt::MaintenanceObjects();
+  ickpt::ConsolidationRecords();
   ickpt::KeyedGroups();
   ickpt::Packs();
   ickpt::Keys();

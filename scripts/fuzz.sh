@@ -13,15 +13,20 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 build=${2:-build-fuzz}
 all_targets=(config_fuzz commit_record_fuzz manifest_fuzz keyed_records_fuzz pack_fuzz
-  pack_index_fuzz keys_fuzz parse_fuzz coding_fuzz repository_url_fuzz maintenance_objects_fuzz)
+  pack_index_fuzz keys_fuzz parse_fuzz coding_fuzz repository_url_fuzz maintenance_objects_fuzz
+  consolidation_record_fuzz)
 read -r -a targets <<<"${ICKPT_FUZZ_TARGETS:-${all_targets[*]}}"
 
 [[ ${ICKPT_FUZZ_SKIP_SETUP:-0} == 1 ]] || bash scripts/setup.sh
 jobs=$(( $(nproc) < 2 ? $(nproc) : 2 ))
+# The same clang build checks the lock annotations (-Wthread-safety, as scripts/sanitize.sh
+# thread-safety does) of every library layer, so CI compiles the library with clang once, not twice.
 CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DICKPT_BUILD_FUZZ=ON -DICKPT_BUILD_TESTS=OFF -DICKPT_BUILD_BENCH=OFF -DICKPT_BUILD_CLI=OFF \
+  -DICKPT_WERROR=ON "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety" \
   -DICKPT_SANITIZE=address,undefined >/dev/null
-cmake --build "$build" -j"$jobs" --target "${targets[@]}"
+cmake --build "$build" -j"$jobs" --target ickpt_util ickpt_store ickpt_repo ickpt_state ickpt_ckpt \
+  "${targets[@]}"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ickpt-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
