@@ -389,14 +389,30 @@ int RunDemo(const DemoOptions& o) {
   const std::string expected = ReferenceHash(grid_size, o);
   const bool verified = !expected.empty() && expected == run->final_hash;
 
-  // Retention (format.md §13): the repository's policy (keep-last 3 when the demo created it)
-  // condemns the older checkpoints; a later gc removes them once the grace period has passed.
+  // Consolidation (format.md §14), as `ickpt compact` does it: the latest checkpoint gets a
+  // complete manifest set, checked against the chain it replaces (the simulation's own
+  // checkpointer may have consolidated it in the background already: then nothing is left to do).
+  // Then retention (§13): the repository's policy (keep-last 3 when the demo created it) condemns
+  // the older checkpoints; a later gc removes them once the grace period has passed.
   absl::StatusOr<GcReport> gc = absl::UnknownError("not run");
+  absl::StatusOr<ConsolidationReport> compacted = absl::UnknownError("not run");
+  std::map<uint64_t, uint64_t> consolidations;
   {
     absl::StatusOr<std::unique_ptr<Repository>> writable = Repository::OpenUrl(repo_path, false);
     if (!writable.ok()) return Fail(writable.status());
+    absl::StatusOr<std::optional<uint64_t>> latest = (*writable)->LatestCommitId();
+    if (!latest.ok()) return Fail(latest.status());
+    if (latest->has_value()) {
+      ConsolidateOptions options;
+      options.verify = true;
+      compacted = Consolidate(**writable, **latest, options);
+      if (!compacted.ok()) return Fail(compacted.status());
+    }
     gc = CollectGarbage(**writable);
     if (!gc.ok()) return Fail(gc.status());
+    absl::StatusOr<std::map<uint64_t, uint64_t>> in_force = ListConsolidations(**writable);
+    if (!in_force.ok()) return Fail(in_force.status());
+    consolidations = *std::move(in_force);
   }
 
   absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(repo_path);
@@ -448,6 +464,18 @@ int RunDemo(const DemoOptions& o) {
                {"needed_checkpoints", gc->needed_checkpoints},
                {"condemned_checkpoints", gc->condemned_checkpoints},
                {"deleted_objects", gc->deleted_objects}};
+    nlohmann::json consolidated = nlohmann::json::array();
+    for (const auto& [id, generation] : consolidations) consolidated.push_back(id);
+    j["consolidation"] = {{"consolidated_checkpoints", consolidated}};
+    if (compacted.ok()) {
+      j["consolidation"]["latest"] = {{"id", compacted->id},
+                                      {"generation", compacted->generation},
+                                      {"links_before", compacted->links_before},
+                                      {"links_after", compacted->links_after},
+                                      {"packs_before", compacted->packs_before},
+                                      {"packs_after", compacted->packs_after},
+                                      {"verified", compacted->verified}};
+    }
     std::cout << j.dump(2) << "\n";
     return verified ? kExitOk : kExitFailure;
   }
@@ -490,6 +518,18 @@ int RunDemo(const DemoOptions& o) {
     for (uint64_t id : ids) out += StrCat(out.empty() ? "" : " ", id);
     return out.empty() ? std::string("none") : out;
   };
+  std::vector<uint64_t> consolidated_ids;
+  for (const auto& [id, generation] : consolidations) consolidated_ids.push_back(id);
+  if (compacted.ok()) {
+    std::cout << fmt::format(
+        "\nconsolidation: {} (a restore of checkpoint {} reads {} -> {} manifests, {} -> {} "
+        "packs); consolidated checkpoints: {}\n",
+        compacted->generation == 0
+            ? std::string("the latest needed none")
+            : StrCat("the latest consolidated, generation ", compacted->generation, ", verified"),
+        compacted->id, compacted->links_before, compacted->links_after, compacted->packs_before,
+        compacted->packs_after, join(consolidated_ids));
+  }
   std::cout << fmt::format(
       "\nretention ({}): keeps {}, and {} that they need; condemned {} (`ickpt gc` removes them "
       "once the grace period, 1 h by default, has passed)\n",
