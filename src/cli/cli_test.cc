@@ -485,9 +485,13 @@ TEST_F(CliTest, DemoRecoversFromAKillBitExact) {
     const bool known = rel == "config" || rel.starts_with("packs/") ||
                        rel.starts_with("manifests/") || rel.starts_with("commits/") ||
                        rel.starts_with("ids/") || rel.starts_with("policy/") ||
-                       rel.starts_with("condemned/") || rel.starts_with("locks/");
+                       rel.starts_with("condemned/") || rel.starts_with("locks/") ||
+                       rel.starts_with("merges/");
     EXPECT_TRUE(known) << rel;
   }
+  // The demo consolidates the latest checkpoint (format.md §14), verified against its chain.
+  EXPECT_FALSE(j["consolidation"]["consolidated_checkpoints"].empty());
+  EXPECT_EQ(j["consolidation"]["latest"]["links_after"].get<int>(), 2);  // region + keyed state
   EXPECT_EQ(Run({"verify", "--data", "--repo", dir_.Join("demo")}).code, 0);
 }
 
