@@ -43,6 +43,10 @@ main() {
       export ICKPT_TORTURE_SECONDS=${ICKPT_TORTURE_SECONDS:-120}
       export ICKPT_CORRUPTION_TRIALS=${ICKPT_CORRUPTION_TRIALS:-300}
       ctest_exclude=(-E '^install_example$')
+      # GCC 12 at -O1 with -fsanitize=thread reports a false -Warray-bounds inside libstdc++'s
+      # vector growth (stl_algobase.h memmove, inlined into src/state/uffd_tracker.cc): kept as a
+      # warning there, not an error. Every other warning still fails the build.
+      extra_flags=-Wno-error=array-bounds
       ;;
     thread-safety)
       # clang's -Wthread-safety checks the ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED
@@ -67,8 +71,9 @@ main() {
   # -O1 -g1 (line tables): what the sanitizers' documentation recommends for readable reports, and
   # a third faster to compile than -O2 -g, mostly in the CLI's CLI11 and JSON code (measured on
   # src/cli/keyed.cc under ASan: 59 s vs 38 s).
+  flags="-O1 -g1 -DNDEBUG ${extra_flags:-}"
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICKPT_BUILD_BENCH=OFF \
-    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$flags" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$flags" \
     -DICKPT_BUILD_TESTS=ON -DICKPT_BUILD_CLI=ON \
     -DICKPT_WERROR=ON -DICKPT_SANITIZE="$sanitize"
   cmake --build "$build" -j"$jobs"
