@@ -146,6 +146,10 @@ struct Checkpointer::Impl {
   // and by the persist thread when it re-resolves the tables (rebase_needed).
   std::map<uint64_t, uint64_t> known_consolidations ABSL_GUARDED_BY(mu);
   bool rebase_needed ABSL_GUARDED_BY(mu) = false;
+  // The background consolidation running, (checkpoint id, generation it will publish): known
+  // before it is published (a rebase meanwhile keeps it known), and the tables are re-resolved
+  // once it has finished.
+  std::optional<std::pair<uint64_t, uint64_t>> consolidating ABSL_GUARDED_BY(mu);
 
   // checkpointer.cc
   absl::StatusOr<CheckpointHandle> Capture(const CheckpointOptions& copts, bool wait);

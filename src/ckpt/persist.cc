@@ -136,6 +136,10 @@ absl::Status Checkpointer::Impl::RebaseIfNeeded() {
     lineage.ReplaceCommittedLocations(name, std::move(locations));
   }
   known_consolidations = consolidations->in_force();
+  if (consolidating.has_value()) {
+    uint64_t& known = known_consolidations[consolidating->first];
+    known = std::max(known, consolidating->second);
+  }
   rebase_needed = false;
   ICKPT_LOG_DEBUG("location tables re-resolved at checkpoint {} after a consolidation",
                   head.value_or(0));
@@ -165,9 +169,9 @@ absl::Status Checkpointer::Impl::CheckNoUnknownConsolidation() {
 void Checkpointer::Impl::ConsolidateInBackground(
     uint64_t id, const std::map<std::string, ObjectLineage, std::less<>>& at_id) {
   const absl::Time start = absl::Now();
-  // Marked known before the publish (docs/policy.md §4): a persist that checks after it but
-  // started before it commits within the checkpoint timeout, which GC's grace covers; every
-  // persist that starts later re-resolves its tables first.
+  // Marked known before the publish (docs/policy.md §4): a persist that checks after the publish
+  // but started before the end of this run commits within the checkpoint timeout, which GC's
+  // grace covers; every persist that starts after it re-resolves its tables first.
   uint64_t expected_generation = 0;
   {
     absl::StatusOr<std::map<uint64_t, uint64_t>> in_force = ListConsolidations(*repo);
@@ -180,17 +184,22 @@ void Checkpointer::Impl::ConsolidateInBackground(
     expected_generation = (it == in_force->end() ? 0 : it->second) + 1;
     MutexLock lock(&mu);
     known_consolidations[id] = expected_generation;
-    rebase_needed = true;
+    consolidating = std::make_pair(id, expected_generation);
   }
   absl::StatusOr<ConsolidationReport> report = Consolidate(*repo, id, options.consolidate);
-  if (!report.ok()) {
-    {
-      MutexLock lock(&mu);
+  {
+    // The next persist re-resolves the tables: they may name packs this consolidation replaced.
+    MutexLock lock(&mu);
+    consolidating.reset();
+    rebase_needed = true;
+    if (!report.ok() || report->generation == 0) {
       if (auto it = known_consolidations.find(id);
           it != known_consolidations.end() && it->second == expected_generation) {
-        known_consolidations.erase(it);  // the next rebase lists what is in force
+        known_consolidations.erase(it);  // the rebase lists what is in force
       }
     }
+  }
+  if (!report.ok()) {
     if (absl::IsAborted(report.status()) || absl::IsNotFound(report.status()) ||
         absl::IsFailedPrecondition(report.status())) {
       ICKPT_LOG_INFO("background consolidation of checkpoint {} skipped: {}", id,
@@ -203,7 +212,6 @@ void Checkpointer::Impl::ConsolidateInBackground(
   }
   {
     MutexLock lock(&mu);
-    if (report->generation == 0) known_consolidations.erase(id);
     // The walks of every object through `id` end there now (docs/policy.md §1).
     lineage.Consolidated(id, at_id);
     for (auto& [name, object] : capture_lineage) {
