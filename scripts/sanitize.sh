@@ -42,6 +42,8 @@ main() {
       # the corruption campaign (about data, not threads) fewer random trials.
       export ICKPT_TORTURE_SECONDS=${ICKPT_TORTURE_SECONDS:-120}
       export ICKPT_CORRUPTION_TRIALS=${ICKPT_CORRUPTION_TRIALS:-300}
+      # The power-cut torture is about durability, not threads (ASan runs its 200 rounds): 60 here.
+      export ICKPT_POWER_LOSS_ROUNDS=${ICKPT_POWER_LOSS_ROUNDS:-60}
       ctest_exclude=(-E '^install_example$')
       # GCC 12 at -O1 with -fsanitize=thread reports a false -Warray-bounds inside libstdc++'s
       # vector growth (stl_algobase.h memmove, inlined into src/state/uffd_tracker.cc): kept as a
