@@ -240,6 +240,32 @@ TEST_F(ConsolidationTest, GcCollectsTheAncestorsAConsolidationReplaces) {
   ExpectRestoresExactly(next);
 }
 
+// A checkpointer that restores a consolidated checkpoint continues its recorded depth (format.md
+// §14.2): GC, which walks the replaced chain too while the consolidation is young, and readers
+// older than 1.4 check depths along it.
+TEST_F(ConsolidationTest, RestoringAConsolidatedCheckpointContinuesItsRecordedDepth) {
+  uint64_t x = 0;
+  for (int i = 0; i < 5; ++i) x = Step();
+  ASSERT_OK(Compact(x).status());
+  CheckpointerOptions options;
+  options.gc_after_commit = false;
+  options.consolidate_in_background = false;
+  options.policy = NewFullEveryNPolicy(1000);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> c, Checkpointer::Open(repo_.get(), options));
+  RestoreOptions restore;
+  restore.on_unregistered = OnUnregistered::kCreate;
+  ASSERT_OK(c->Restore(restore).status());
+  Region* grid = c->FindRegion("grid");
+  ASSERT_NE(grid, nullptr);
+  grid->data()[0] ^= 1;
+  ASSERT_OK_AND_ASSIGN(CheckpointHandle h, c->Checkpoint());
+  ASSERT_OK_AND_ASSIGN(CommitRecord next, h.Wait());
+  EXPECT_EQ(next.depth, 5u);                // x's recorded depth 4, plus one
+  ASSERT_OK_AND_ASSIGN(GcReport gc, Gc());  // walks the replaced chain too: depths must fit
+  EXPECT_TRUE(gc.condemned_checkpoints.empty());
+  EXPECT_EQ(Links(next.id), 2u);
+}
+
 TEST_F(ConsolidationTest, SecondConsolidationIsANoOpUnlessItRepacks) {
   uint64_t x = 0;
   for (int i = 0; i < 6; ++i) x = Step();

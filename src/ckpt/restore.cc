@@ -267,11 +267,22 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
                  resolved.size() + resolved_keyed.size());
   // The restored checkpoint is the new lineage: later checkpoints chain on it.
   std::map<std::string, CommittedObject, std::less<>> committed;
+  // The depth a next checkpoint builds on is the one the commit record names (format.md §14.2):
+  // a walk that starts at a consolidation reads a full manifest of depth 0 instead, but the chain
+  // below it, which GC may still walk and older readers do, counts the recorded depths.
+  auto recorded_depth = [&](const std::string& name, uint64_t resolved_depth) {
+    absl::StatusOr<const ParticipantRecord*> p = FindParticipant(*commit, options.participant);
+    const StateObjectRecord* so = p.ok() ? FindStateObject(**p, name) : nullptr;
+    return so != nullptr ? so->depth : resolved_depth;
+  };
+  // The walk ends at the full manifest or the consolidation (docs/policy.md §1): its links less
+  // one are the effective depth.
+  auto lineage_of = [](uint64_t depth, uint64_t chain_start, uint64_t links) {
+    return ObjectLineage{true, depth, chain_start, depth >= links ? depth - links : 0, 0};
+  };
   for (auto& [name, r] : resolved) {
-    // The walk ends at the full manifest or the consolidation (docs/policy.md §1).
-    const uint64_t links = r.chain.size() - 1;
     committed[name] = CommittedObject{
-        ObjectLineage{true, r.depth, r.chain.back(), r.depth >= links ? r.depth - links : 0, 0},
+        lineage_of(recorded_depth(name, r.depth), r.chain.back(), r.chain.size() - 1),
         std::move(r.locations)};
   }
   for (auto& [name, r] : resolved_keyed) {
@@ -284,10 +295,8 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     for (const KeyedChain& chain : r.chains) {
       if (chain.participant == options.participant && chain.group_first == state->group_first() &&
           chain.group_end == state->group_end()) {
-        const uint64_t depth = chain.manifests.front().depth;
-        const uint64_t links = chain.manifests.size() - 1;
-        object_lineage = ObjectLineage{true, depth, chain.checkpoint_ids.back(),
-                                       depth >= links ? depth - links : 0, 0};
+        object_lineage = lineage_of(recorded_depth(name, chain.manifests.front().depth),
+                                    chain.checkpoint_ids.back(), chain.manifests.size() - 1);
       }
     }
     committed[name] = CommittedObject{object_lineage, {}};
