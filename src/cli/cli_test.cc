@@ -482,11 +482,10 @@ TEST_F(CliTest, DemoRecoversFromAKillBitExact) {
   EXPECT_FALSE(j["checkpoints"].empty());
   // The repository directory holds only repository objects.
   for (const std::string& rel : Tree(dir_.Join("demo"))) {
-    const bool known = rel == "config" || rel.starts_with("packs/") ||
-                       rel.starts_with("manifests/") || rel.starts_with("commits/") ||
-                       rel.starts_with("ids/") || rel.starts_with("policy/") ||
-                       rel.starts_with("condemned/") || rel.starts_with("locks/") ||
-                       rel.starts_with("merges/");
+    const bool known =
+        rel == "config" || rel.starts_with("packs/") || rel.starts_with("manifests/") ||
+        rel.starts_with("commits/") || rel.starts_with("ids/") || rel.starts_with("policy/") ||
+        rel.starts_with("condemned/") || rel.starts_with("locks/") || rel.starts_with("merges/");
     EXPECT_TRUE(known) << rel;
   }
   // The demo consolidates the latest checkpoint (format.md §14), verified against its chain.

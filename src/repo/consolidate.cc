@@ -159,7 +159,7 @@ class Consolidator {
       : repo_(repo),
         store_(*RepositoryInternal::store(repo)),
         commit_(commit),
-        merges_(consolidations),
+        consolidations_(consolidations),
         options_(options),
         lock_(lock),
         report_(report) {}
@@ -178,7 +178,7 @@ class Consolidator {
   Repository& repo_;
   ObjectStore& store_;
   const CommitRecord& commit_;
-  Consolidations& merges_;
+  Consolidations& consolidations_;
   const ConsolidateOptions& options_;
   MaintenanceLockHolder& lock_;
   ConsolidationReport& report_;
@@ -186,7 +186,8 @@ class Consolidator {
 
 absl::StatusOr<StateObjectRecord> Consolidator::InForce(const ParticipantRecord& p,
                                                         const StateObjectRecord& so) {
-  absl::StatusOr<const ConsolidationRecord*> consolidation = merges_.Record(repo_, commit_.id);
+  absl::StatusOr<const ConsolidationRecord*> consolidation =
+      consolidations_.Record(repo_, commit_.id);
   if (!consolidation.ok()) return consolidation.status();
   if (*consolidation == nullptr) return so;
   absl::StatusOr<const ParticipantRecord*> mp = FindParticipant((*consolidation)->record, p.name);
@@ -217,7 +218,7 @@ absl::StatusOr<ObjectResult> Consolidator::Region(const ParticipantRecord& p,
                                                   const StateObjectRecord& so) {
   PackTable packs;
   absl::StatusOr<ResolvedObject> resolved =
-      ResolveObject(repo_, commit_, p.name, so.name, &packs, &merges_);
+      ResolveObject(repo_, commit_, p.name, so.name, &packs, &consolidations_);
   if (!resolved.ok()) return resolved.status();
   ResolvedObject& object = *resolved;
   const uint32_t bs = object.block_size;
