@@ -1,7 +1,10 @@
 // What the plain-main benchmarks share: options from `--flag=value` or an environment variable,
-// and leaving on the first error (a benchmark that cannot set up measures nothing).
+// leaving on the first error (a benchmark that cannot set up measures nothing), and a fast random
+// generator whose output does not compress.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -52,5 +55,27 @@ inline void Check(const absl::Status& s) {
     std::exit(1);
   }
 }
+
+// splitmix64: fast, and its output does not compress.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  uint64_t Below(uint64_t n) { return Next() % n; }
+  void Fill(char* p, size_t n) {
+    for (size_t i = 0; i < n; i += 8) {
+      const uint64_t w = Next();
+      std::memcpy(p + i, &w, std::min<size_t>(8, n - i));
+    }
+  }
+
+ private:
+  uint64_t s_;
+};
 
 }  // namespace ickpt::bench

@@ -112,6 +112,7 @@ double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 
 using bench::Check;
 using bench::Option;
+using bench::Rng;
 using bench::StringOption;
 
 [[noreturn]] void Fail(const std::string& what) {
@@ -136,28 +137,6 @@ double Percentile(std::vector<double> v, double p) {
   const size_t rank = static_cast<size_t>(std::ceil(p / 100 * static_cast<double>(v.size())));
   return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
 }
-
-// splitmix64: fast, and its output does not compress.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  uint64_t Below(uint64_t n) { return Next() % n; }
-  void Fill(char* p, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-      const uint64_t w = Next();
-      std::memcpy(p + i, &w, std::min<size_t>(8, n - i));
-    }
-  }
-
- private:
-  uint64_t s_;
-};
 
 // A 95% bootstrap interval of median(x) / median(y).
 std::pair<double, double> BootstrapRatio(const std::vector<double>& x,

@@ -88,6 +88,7 @@ double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 
 using bench::Check;
 using bench::Option;
+using bench::Rng;
 using bench::StringOption;
 
 double Median(std::vector<double> v) {
@@ -96,28 +97,6 @@ double Median(std::vector<double> v) {
   const size_t n = v.size();
   return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
-
-// splitmix64: fast, and its output does not compress.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  uint64_t Below(uint64_t n) { return Next() % n; }
-  void Fill(char* p, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-      const uint64_t w = Next();
-      std::memcpy(p + i, &w, std::min<size_t>(8, n - i));
-    }
-  }
-
- private:
-  uint64_t s_;
-};
 
 // Set-up only: the fill's files are not fsynced (the measured phases use the real file system).
 class NoSyncFile final : public WritableFile {

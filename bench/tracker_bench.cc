@@ -44,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_options.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/region.h"
 #include "ickpt/repository.h"
@@ -53,6 +54,8 @@
 
 namespace ickpt {
 namespace {
+
+using bench::Rng;
 
 constexpr uint32_t kBlockSize = 4096;
 constexpr double kLevels[] = {0.001, 0.01, 0.10};
@@ -89,22 +92,6 @@ std::string g_root;  // this run's temporary directory, removed at exit
   // Checkpointers may still be persisting on other threads: leave without running destructors.
   std::_Exit(1);
 }
-
-// splitmix64.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  uint64_t Below(uint64_t n) { return Next() % n; }
-
- private:
-  uint64_t s_;
-};
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "fuzz/envelope_fuzz.h"
 #include "fuzz/fuzz_check.h"
 #include "ickpt/repository.h"
 #include "ickpt/store.h"
@@ -40,22 +41,6 @@ namespace {
 // What the first seed is stored under (fuzz/make_corpus.cc writes it with these).
 constexpr uint64_t kId = 42;
 constexpr uint64_t kGeneration = 1;
-
-constexpr size_t kHeaderBytes = 16;
-constexpr size_t kTrailerBytes = 8;
-
-void CheckErrorCode(const absl::Status& s) {
-  ICKPT_FUZZ_CHECK(absl::IsDataLoss(s) || absl::IsFailedPrecondition(s), s.ToString());
-}
-
-// Times are written with nanoseconds but decoded with absl::Time's quarter nanoseconds (see
-// maintenance_objects_fuzz.cc, SameTime): a decoded time must equal its round trip to the
-// nanosecond, floored as FormatTime floors, and the re-encoded bytes must be stable.
-bool SameTime(absl::Time decoded, absl::Time again) {
-  if (decoded == again) return true;
-  const absl::Duration ns = absl::Nanoseconds(1);
-  return absl::Floor(decoded - absl::UnixEpoch(), ns) == again - absl::UnixEpoch();
-}
 
 bool SameStateObject(const StateObjectRecord& a, const StateObjectRecord& b) {
   return a.name == b.name && a.type == b.type && a.manifest == b.manifest &&
@@ -84,9 +69,9 @@ bool SameConsolidation(const ConsolidationRecord& a, const ConsolidationRecord& 
   const CommitRecord& s = b.record;
   if (a.generation != b.generation || a.repacked_bytes != b.repacked_bytes || r.id != s.id ||
       r.parent != s.parent || r.kind != s.kind || r.depth != s.depth ||
-      !SameTime(r.created, s.created) || r.epoch != s.epoch || r.logical_bytes != s.logical_bytes ||
-      r.stored_bytes != s.stored_bytes || r.metadata != s.metadata ||
-      r.participants.size() != s.participants.size()) {
+      !fuzz::SameTime(r.created, s.created) || r.epoch != s.epoch ||
+      r.logical_bytes != s.logical_bytes || r.stored_bytes != s.stored_bytes ||
+      r.metadata != s.metadata || r.participants.size() != s.participants.size()) {
     return false;
   }
   for (size_t i = 0; i < r.participants.size(); ++i) {
@@ -103,10 +88,7 @@ struct PayloadFields {
 
 PayloadFields ReadPayloadFields(std::string_view bytes) {
   PayloadFields out;
-  if (bytes.size() < kHeaderBytes + kTrailerBytes) return out;
-  const nlohmann::json j =
-      nlohmann::json::parse(bytes.substr(kHeaderBytes, bytes.size() - kHeaderBytes - kTrailerBytes),
-                            nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json j = fuzz::EnvelopePayload(bytes);
   if (!j.is_object()) return out;
   if (auto it = j.find("id"); it != j.end() && it->is_number_unsigned()) {
     out.id = it->get<uint64_t>();
@@ -123,7 +105,7 @@ bool DecodeAndCheck(std::string_view bytes, uint64_t id, uint64_t generation) {
   absl::StatusOr<ConsolidationRecord> decoded =
       DecodeConsolidationRecord(bytes, key, id, generation);
   if (!decoded.ok()) {
-    CheckErrorCode(decoded.status());
+    fuzz::CheckEnvelopeErrorCode(decoded.status());
     return false;
   }
   ICKPT_FUZZ_CHECK(decoded->record.id == id && decoded->generation == generation, "checkpoint ",
@@ -188,14 +170,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   DecodeAllAndCheck(bytes);
-  // Reseal: header (16) + payload + trailer (8), with the length field and checksum made right.
-  if (bytes.size() >= kHeaderBytes + kTrailerBytes) {
-    std::string sealed(bytes.substr(0, bytes.size() - kTrailerBytes));
-    std::string length;
-    PutFixed32(&length, static_cast<uint32_t>(sealed.size() - kHeaderBytes));
-    sealed.replace(12, 4, length);
-    PutFixed64(&sealed, Xxh3(sealed));
-    DecodeAllAndCheck(sealed);
-  }
+  if (std::optional<std::string> sealed = fuzz::Resealed(bytes)) DecodeAllAndCheck(*sealed);
   return 0;
 }

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "fuzz/envelope_fuzz.h"
 #include "fuzz/fuzz_check.h"
 #include "ickpt/maintenance.h"
 #include "ickpt/store.h"
@@ -37,28 +38,9 @@ constexpr uint64_t kGeneration = 1;
 constexpr std::string_view kPinName = "release-1";
 constexpr std::string_view kLockKey = "locks/maintenance-00000000000000000003";
 
-constexpr size_t kHeaderBytes = 16;
-constexpr size_t kTrailerBytes = 8;
-
-void CheckErrorCode(const absl::Status& s) {
-  ICKPT_FUZZ_CHECK(absl::IsDataLoss(s) || absl::IsFailedPrecondition(s), s.ToString());
-}
-
 std::string PolicyKeyFor(uint64_t generation) {
   std::string digits = std::to_string(generation);
   return "policy/" + std::string(20 - digits.size(), '0') + digits;
-}
-
-// Times are written with nanoseconds (RFC 3339, 9 fractional digits), but the decoders accept more
-// digits and keep absl::Time's quarter nanoseconds, which no encoder writes back: "…40.1234560789Z"
-// decodes to …078.75 ns and re-encodes as …078 ns (seed policy-created-10-fraction-digits, the
-// input that found it). So a decoded time must equal its round trip to the nanosecond, floored as
-// FormatTime floors (toward the past, before 1970 too), and then exactly (the re-encoded bytes
-// must be stable, checked below).
-bool SameTime(absl::Time decoded, absl::Time again) {
-  if (decoded == again) return true;
-  const absl::Duration ns = absl::Nanoseconds(1);
-  return absl::Floor(decoded - absl::UnixEpoch(), ns) == again - absl::UnixEpoch();
 }
 
 bool IsWholeSecondsAtLeastOne(absl::Duration d) {
@@ -80,10 +62,7 @@ struct PayloadFields {
 
 PayloadFields ReadPayloadFields(std::string_view bytes) {
   PayloadFields out;
-  if (bytes.size() < kHeaderBytes + kTrailerBytes) return out;
-  const nlohmann::json j =
-      nlohmann::json::parse(bytes.substr(kHeaderBytes, bytes.size() - kHeaderBytes - kTrailerBytes),
-                            nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json j = fuzz::EnvelopePayload(bytes);
   if (!j.is_object()) return out;
   if (auto it = j.find("generation"); it != j.end() && it->is_number_unsigned()) {
     out.generation = it->get<uint64_t>();
@@ -102,7 +81,7 @@ struct Kinds {
 };
 
 bool SamePolicy(const RetentionPolicy& a, const RetentionPolicy& b) {
-  return a.generation == b.generation && SameTime(a.created, b.created) &&
+  return a.generation == b.generation && fuzz::SameTime(a.created, b.created) &&
          a.keep_last == b.keep_last && a.keep_within == b.keep_within &&
          a.checkpoint_timeout == b.checkpoint_timeout;
 }
@@ -111,7 +90,7 @@ bool DecodePolicyAndCheck(std::string_view bytes, uint64_t generation) {
   const std::string key = PolicyKeyFor(generation);
   absl::StatusOr<RetentionPolicy> policy = DecodePolicy(bytes, key, generation);
   if (!policy.ok()) {
-    CheckErrorCode(policy.status());
+    fuzz::CheckEnvelopeErrorCode(policy.status());
     return false;
   }
   ICKPT_FUZZ_CHECK(policy->generation == generation, "generation ", policy->generation,
@@ -131,7 +110,7 @@ bool DecodePinAndCheck(std::string_view bytes, std::string_view name) {
   const std::string key = "pins/" + std::string(name);
   absl::StatusOr<Pin> pin = DecodePin(bytes, key, name);
   if (!pin.ok()) {
-    CheckErrorCode(pin.status());
+    fuzz::CheckEnvelopeErrorCode(pin.status());
     return false;
   }
   ICKPT_FUZZ_CHECK(pin->name == name, "pin name '", pin->name, "' under key '", key, "'");
@@ -142,23 +121,23 @@ bool DecodePinAndCheck(std::string_view bytes, std::string_view name) {
   const std::string encoded = EncodePin(*pin);
   absl::StatusOr<Pin> again = DecodePin(encoded, key, name);
   ICKPT_FUZZ_CHECK(again.ok(), again.status().ToString());
-  ICKPT_FUZZ_CHECK(
-      again->name == pin->name && again->id == pin->id && SameTime(pin->created, again->created),
-      "pin does not round-trip: created ", ickpt::FormatTime(pin->created), " vs ",
-      ickpt::FormatTime(again->created));
+  ICKPT_FUZZ_CHECK(again->name == pin->name && again->id == pin->id &&
+                       fuzz::SameTime(pin->created, again->created),
+                   "pin does not round-trip: created ", ickpt::FormatTime(pin->created), " vs ",
+                   ickpt::FormatTime(again->created));
   ICKPT_FUZZ_CHECK(EncodePin(*again) == encoded, "pin encoding is not stable");
   return true;
 }
 
 bool SameLock(const MaintenanceLock& a, const MaintenanceLock& b) {
   return a.holder == b.holder && a.host == b.host && a.pid == b.pid && a.operation == b.operation &&
-         a.ttl == b.ttl && SameTime(a.created, b.created) && a.renewals == b.renewals;
+         a.ttl == b.ttl && fuzz::SameTime(a.created, b.created) && a.renewals == b.renewals;
 }
 
 bool DecodeLockAndCheck(std::string_view bytes) {
   absl::StatusOr<MaintenanceLock> lock = DecodeMaintenanceLock(bytes, kLockKey);
   if (!lock.ok()) {
-    CheckErrorCode(lock.status());
+    fuzz::CheckEnvelopeErrorCode(lock.status());
     return false;
   }
   ICKPT_FUZZ_CHECK(lock->holder.size() == 32 && IsLowerHex(lock->holder), "holder '", lock->holder,
@@ -199,14 +178,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ickpt;
   const std::string_view bytes = fuzz::AsView(data, size);
   DecodeAllAndCheck(bytes);
-  // Reseal: header (16) + payload + trailer (8), with the length field and checksum made right.
-  if (bytes.size() >= kHeaderBytes + kTrailerBytes) {
-    std::string sealed(bytes.substr(0, bytes.size() - kTrailerBytes));
-    std::string length;
-    PutFixed32(&length, static_cast<uint32_t>(sealed.size() - kHeaderBytes));
-    sealed.replace(12, 4, length);
-    PutFixed64(&sealed, Xxh3(sealed));
-    DecodeAllAndCheck(sealed);
-  }
+  if (std::optional<std::string> sealed = fuzz::Resealed(bytes)) DecodeAllAndCheck(*sealed);
   return 0;
 }
