@@ -55,11 +55,14 @@ absl::StatusOr<Consolidations> Consolidations::List(const RepositoryReader& repo
   absl::StatusOr<std::vector<ObjectInfo>> objects =
       RepositoryInternal::store(repo)->List(kConsolidationsPrefix);
   if (!objects.ok()) return objects.status();
+  return FromListing(*objects);
+}
+
+Consolidations Consolidations::FromListing(const std::vector<ObjectInfo>& objects) {
   Consolidations out;
-  for (const ObjectInfo& info : *objects) {
+  for (const ObjectInfo& info : objects) {
     std::optional<std::pair<uint64_t, uint64_t>> parsed = ParseConsolidationKey(info.key);
     if (!parsed.has_value()) continue;  // not a consolidation record: ignored (§2)
-    out.listed_.push_back(*parsed);
     uint64_t& in_force = out.in_force_[parsed->first];
     if (parsed->second > in_force) {
       in_force = parsed->second;

@@ -53,6 +53,8 @@ class Consolidations {
  public:
   // Lists merges/ (one listing). Errors: the store's.
   static absl::StatusOr<Consolidations> List(const RepositoryReader& repo);
+  // From a listing of merges/ the caller made (keys that are not consolidation records ignored).
+  static Consolidations FromListing(const std::vector<ObjectInfo>& objects);
 
   // The generation in force for checkpoint `id`; nullopt if it has none.
   std::optional<uint64_t> generation(uint64_t id) const;
@@ -64,8 +66,6 @@ class Consolidations {
   absl::StatusOr<const ConsolidationRecord*> Record(const RepositoryReader& repo, uint64_t id);
   // Every (id, generation) in force, by id.
   const std::map<uint64_t, uint64_t>& in_force() const { return in_force_; }
-  // Every record listed, in force or not: (id, generation).
-  const std::vector<std::pair<uint64_t, uint64_t>>& listed() const { return listed_; }
 
   // GC (format.md §14.4): a walk through a consolidation in force last modified after `cutoff`
   // visits the consolidation's manifest and then goes on down the chain it replaces, which a
@@ -77,7 +77,6 @@ class Consolidations {
   std::map<uint64_t, uint64_t> in_force_;
   std::map<uint64_t, absl::Time> modified_;  // of the record in force
   std::optional<absl::Time> keep_chain_after_;
-  std::vector<std::pair<uint64_t, uint64_t>> listed_;
   std::map<uint64_t, std::unique_ptr<ConsolidationRecord>> records_;
 };
 

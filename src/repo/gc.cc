@@ -130,11 +130,10 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   // one whose commit record the listing of commits below misses belongs to a removed checkpoint.
   absl::StatusOr<std::vector<ObjectInfo>> consolidation_objects = store.List(kConsolidationsPrefix);
   if (!consolidation_objects.ok()) return consolidation_objects.status();
-  absl::StatusOr<Consolidations> consolidations = Consolidations::List(repo);
-  if (!consolidations.ok()) return consolidations.status();
+  Consolidations consolidations = Consolidations::FromListing(*consolidation_objects);
   // §14.4: for the grace period after a consolidation is published, the chain it replaces stays
   // needed too (a writer whose location tables predate it may still reuse that chain's blocks).
-  consolidations->KeepChainsOfThoseModifiedAfter(now - options.grace);
+  consolidations.KeepChainsOfThoseModifiedAfter(now - options.grace);
   // Roots: commit records, pins, condemnations.
   absl::StatusOr<std::map<uint64_t, ObjectInfo>> commits = ListById(store, kCommitsPrefix);
   if (!commits.ok()) return commits.status();
@@ -177,7 +176,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
 
   // Needed: what the kept checkpoints' chains reach. It decides condemnation and pardon.
   absl::StatusOr<Reachable> needed_reach =
-      ComputeReachable(repo, report.kept_checkpoints, &*consolidations);
+      ComputeReachable(repo, report.kept_checkpoints, &consolidations);
   if (!needed_reach.ok()) return needed_reach.status();
   if (absl::Status s = RefuseOnProblems(*needed_reach); !s.ok()) return s;
   if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
@@ -206,7 +205,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   std::vector<uint64_t> non_candidates;
   std::set_difference(all_ids.begin(), all_ids.end(), candidates.begin(), candidates.end(),
                       std::back_inserter(non_candidates));
-  absl::StatusOr<Reachable> reach = ComputeReachable(repo, non_candidates, &*consolidations);
+  absl::StatusOr<Reachable> reach = ComputeReachable(repo, non_candidates, &consolidations);
   if (!reach.ok()) return reach.status();
   if (absl::Status s = RefuseOnProblems(*reach); !s.ok()) return s;
   if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
@@ -222,7 +221,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
     std::vector<uint64_t> remaining;
     std::set_difference(all_ids.begin(), all_ids.end(), report.removed_checkpoints.begin(),
                         report.removed_checkpoints.end(), std::back_inserter(remaining));
-    reach = ComputeReachable(repo, remaining, &*consolidations);
+    reach = ComputeReachable(repo, remaining, &consolidations);
     if (!reach.ok()) return reach.status();
     if (absl::Status s = RefuseOnProblems(*reach); !s.ok()) return s;
     if (absl::Status s = (*lock)->RenewIfDue(); !s.ok()) return s;
@@ -294,7 +293,7 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
       std::optional<std::pair<uint64_t, uint64_t>> parsed = ParseConsolidationKey(info.key);
       if (!parsed.has_value()) continue;  // not ours to judge
       const auto [id, generation] = *parsed;
-      const bool superseded = consolidations->generation(id).value_or(0) > generation;
+      const bool superseded = consolidations.generation(id).value_or(0) > generation;
       if (!superseded && commits->contains(id) && !removed.contains(id)) continue;
       if (absl::Status s = sweep.Delete(info, &report.deleted_consolidations); !s.ok()) return s;
     }
