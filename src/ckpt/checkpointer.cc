@@ -63,7 +63,8 @@ absl::StatusOr<std::unique_ptr<Checkpointer>> Checkpointer::Open(Repository* rep
   impl->completion = options.group_member ? NewGroupAcknowledgement(repository, options.participant)
                                           : NewLocalCommit(repository);
   impl->writer = std::make_unique<CheckpointWriter>(
-      repository, WriterOptions{options.participant, options.persist_threads});
+      repository,
+      WriterOptions{options.participant, options.persist_threads, options.uploads_in_flight});
   impl->staging = std::make_unique<StagingPool>(options.staging_budget_bytes);
   impl->copier = std::make_unique<ParallelCopier>(options.capture_threads);
   impl->repo = repository;

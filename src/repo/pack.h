@@ -15,6 +15,9 @@
 #include "ickpt/store.h"
 #include "src/util/hash.h"
 
+typedef struct ZSTD_CCtx_s ZSTD_CCtx;  // zstd.h's
+typedef struct ZSTD_DCtx_s ZSTD_DCtx;
+
 namespace ickpt {
 
 inline constexpr uint32_t kMaxFrameRawBytes = 64 * 1024;
@@ -68,6 +71,11 @@ class PackBuilder {
   PackBuilder();
   // Appends a frame; returns the raw-stream offset of its first byte.
   uint64_t AddFrame(EncodedFrame frame);
+  // Encodes `raw` as EncodeFrame() does and appends it, compressing with the caller's context
+  // through `scratch` (reused across frames, so no frame allocates): the persist pipeline's way.
+  uint64_t AddFrame(std::string_view raw, int level, ZSTD_CCtx* cctx, std::string* scratch);
+  // Makes room for `stored_bytes` more bytes of frames, so that a pack is built without regrowing.
+  void Reserve(size_t stored_bytes);
   uint64_t stored_size() const;  // bytes so far, without index and footer
   uint64_t raw_size() const;
   size_t frame_count() const;
@@ -103,6 +111,13 @@ absl::StatusOr<PackIndex> ReadPackIndex(ObjectStore* store, std::string_view key
 // Decompresses one frame and verifies its checksum; DataLoss naming `key` and the frame offset.
 absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view stored,
                                         std::string_view key);
+// As DecodeFrame, without allocating: the verified raw bytes are `stored` itself for a raw frame,
+// else decompressed into `scratch` (grown as needed, reused across calls) with the caller's zstd
+// context. The view is valid until `scratch` or `stored` changes. Restores use it so that every
+// frame is verified in a buffer of its own before a byte of it reaches the region (§9).
+absl::StatusOr<std::string_view> DecodeFrameInto(const FrameInfo& frame, std::string_view stored,
+                                                 std::string_view key, ZSTD_DCtx* dctx,
+                                                 std::string* scratch);
 // Checks a whole pack: header, footer, index, every frame's checksum, and that its sha256 is
 // `expected_sha256_hex` (if not empty). Used by `verify --data`.
 absl::StatusOr<PackIndex> VerifyPack(std::string_view bytes, std::string_view expected_sha256_hex,

@@ -1,6 +1,7 @@
 #include "src/repo/region_reader.h"
 
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -112,11 +113,22 @@ struct BlockNeed {
   uint64_t raw_offset;
 };
 
+// A reading thread's buffers, reused across packs: nothing is allocated per frame.
+struct ReadBuffers {
+  ReadBuffers() : dctx(ZSTD_createDCtx()) {}
+  ~ReadBuffers() { ZSTD_freeDCtx(dctx); }
+  ReadBuffers(const ReadBuffers&) = delete;
+  ReadBuffers& operator=(const ReadBuffers&) = delete;
+  ZSTD_DCtx* dctx;
+  std::string frame;  // a decompressed frame
+  std::string block;  // a block assembled from several frames
+};
+
 // Reads the blocks of one pack: fetches the frames they need in as few range reads as possible,
 // verifies each frame, then hands out the blocks.
 absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key,
                             std::vector<BlockNeed>& needs, uint32_t block_size, RestoreSink* sink,
-                            ReadStats* stats) {
+                            ReadBuffers* buffers, ReadStats* stats) {
   absl::StatusOr<PackIndex> index = ReadPackIndex(RepositoryInternal::store(repo), key);
   if (!index.ok()) return MissingAsDataLoss(index.status(), StrCat("pack ", key));
   std::sort(needs.begin(), needs.end(),
@@ -152,43 +164,46 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
         ReadStoredFrames(repo, key, *index, first_frame, last_frame, &stats->bytes_read);
     if (!stored.ok()) return stored.status();
     const FrameInfo& f0 = index->frames[first_frame];
-    // Decoded frames of this range, each verified before any of its bytes is used.
-    std::map<size_t, std::string> decoded;
-    auto frame = [&](size_t f) -> absl::StatusOr<const std::string*> {
-      auto it = decoded.find(f);
-      if (it != decoded.end()) return &it->second;
+    // Blocks come in raw-offset order, so the frames they need come in order too: only the last
+    // decoded frame is kept (decoded into this thread's scratch, verified there, then copied into
+    // the sink).
+    size_t decoded_index = SIZE_MAX;
+    std::string_view decoded_raw;
+    auto frame = [&](size_t f) -> absl::StatusOr<std::string_view> {
+      if (f == decoded_index) return decoded_raw;
       const FrameInfo& info = index->frames[f];
-      absl::StatusOr<std::string> raw = DecodeFrame(
+      absl::StatusOr<std::string_view> raw = DecodeFrameInto(
           info,
           std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
-          key);
+          key, buffers->dctx, &buffers->frame);
       if (!raw.ok()) return raw.status();
       ++stats->frames_decoded;
-      return &decoded.emplace(f, *std::move(raw)).first->second;
+      decoded_index = f;
+      decoded_raw = *raw;
+      return decoded_raw;
     };
-    std::string block;
     for (size_t k = i; k < j; ++k) {
       if (spans[k].first == spans[k].second) {  // the usual case: the block lies in one frame
-        absl::StatusOr<const std::string*> raw = frame(spans[k].first);
+        absl::StatusOr<std::string_view> raw = frame(spans[k].first);
         if (!raw.ok()) return raw.status();
         const uint64_t at = needs[k].raw_offset - index->frames[spans[k].first].raw_offset;
-        if (absl::Status s = sink->Write(needs[k].block * block_size,
-                                         std::string_view(**raw).substr(at, block_size));
+        if (absl::Status s = sink->Write(needs[k].block * block_size, raw->substr(at, block_size));
             !s.ok()) {
           return s;
         }
         continue;
       }
+      std::string& block = buffers->block;
       block.clear();
       for (size_t f = spans[k].first; f <= spans[k].second; ++f) {
-        absl::StatusOr<const std::string*> raw = frame(f);
+        absl::StatusOr<std::string_view> raw = frame(f);
         if (!raw.ok()) return raw.status();
         const FrameInfo& info = index->frames[f];
         // The part of frame f inside [raw_offset, raw_offset + block_size).
         const uint64_t begin = std::max(needs[k].raw_offset, info.raw_offset);
         const uint64_t end =
             std::min(needs[k].raw_offset + block_size, info.raw_offset + info.raw_len);
-        block.append(**raw, begin - info.raw_offset, end - begin);
+        block.append(raw->substr(begin - info.raw_offset, end - begin));
       }
       if (absl::Status s = sink->Write(needs[k].block * block_size, block); !s.ok()) return s;
     }
@@ -234,9 +249,10 @@ static absl::StatusOr<ReadStats> ReadObjectDataUnchecked(const RepositoryReader&
   ReadStats total;
   auto worker = [&] {
     ReadStats stats;
+    ReadBuffers buffers;
     for (size_t w = next++; w < work.size(); w = next++) {
-      absl::Status s =
-          ReadPackBlocks(repo, work[w].first, *work[w].second, object.block_size, sink, &stats);
+      absl::Status s = ReadPackBlocks(repo, work[w].first, *work[w].second, object.block_size, sink,
+                                      &buffers, &stats);
       if (!s.ok()) {
         MutexLock lock(&mu);
         if (first_error.ok()) first_error = s;

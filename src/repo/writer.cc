@@ -6,6 +6,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "src/repo/chain.h"
 #include "src/repo/keyed_reader.h"
@@ -20,21 +21,6 @@
 
 namespace ickpt {
 namespace {
-
-// format.md §4 (1.3): the last frame of every pack makes its bytes, hence its name, unique to the
-// checkpoint that wrote it, so that no writer ever puts a pack that already exists (GC's safety,
-// §13.4, assumes it). No extent references it.
-EncodedFrame NonceFrame(uint64_t checkpoint_id) {
-  std::string raw = "ICKNONCE";
-  PutFixed64(&raw, checkpoint_id);
-  raw += RandomHex128();
-  EncodedFrame frame;
-  frame.raw_xxh3 = Xxh3(raw);
-  frame.raw_len = static_cast<uint32_t>(raw.size());
-  frame.codec = FrameCodec::kRaw;
-  frame.stored = std::move(raw);
-  return frame;
-}
 
 bool IsAllZero(const char* p, size_t n) {
   // Blocks are page multiples: compare 8 bytes at a time.
@@ -94,6 +80,12 @@ class ExtentBuilder {
 CheckpointWriter::CheckpointWriter(Repository* repo, WriterOptions options)
     : repo_(repo), options_(std::move(options)) {
   if (options_.compress_threads < 1) options_.compress_threads = 1;
+  if (options_.uploads_in_flight < 1) options_.uploads_in_flight = 1;
+  pipeline_ = std::make_unique<PackPipeline>(
+      RepositoryInternal::store(*repo_),
+      PackPipelineOptions{.encode_threads = options_.compress_threads,
+                          .uploads_in_flight = options_.uploads_in_flight,
+                          .compression_level = repo_->config().compression_level});
 }
 
 Manifest CheckpointWriter::NewManifest(const CheckpointIds& ids, CheckpointKind kind,
@@ -109,24 +101,6 @@ Manifest CheckpointWriter::NewManifest(const CheckpointIds& ids, CheckpointKind 
   m.object_name = std::string(name);
   m.object_type = type;
   return m;
-}
-
-absl::StatusOr<std::pair<Sha256Digest, uint64_t>> CheckpointWriter::WritePack(
-    uint64_t id, const std::vector<std::string_view>& frames, std::string_view what) {
-  std::vector<EncodedFrame> encoded(frames.size());
-  ParallelFor(frames.size(), options_.compress_threads, [&](size_t i) {
-    encoded[i] = EncodeFrame(frames[i], repo_->config().compression_level);
-  });
-  PackBuilder builder;
-  for (EncodedFrame& f : encoded) builder.AddFrame(std::move(f));
-  builder.AddFrame(NonceFrame(id));
-  FinishedPack pack = builder.Finish();
-  const std::string key = PackKey(pack.sha256_hex);
-  if (absl::Status s = RepositoryInternal::store(*repo_)->Put(key, pack.bytes); !s.ok()) {
-    return absl::Status(s.code(), StrCat("checkpoint ", id, ": writing pack ", key, " of ", what,
-                                         " failed: ", s.message()));
-  }
-  return std::make_pair(*Sha256FromHex(pack.sha256_hex), static_cast<uint64_t>(pack.bytes.size()));
 }
 
 absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteManifest(uint64_t id, const Manifest& m,
@@ -155,27 +129,25 @@ absl::StatusOr<std::vector<std::pair<uint64_t, BlockLocation>>> CheckpointWriter
     PackTable* packs, uint64_t* pack_bytes) {
   const RepositoryConfig& config = repo_->config();
   const std::string what = StrCat("region '", name, "'");
-  std::vector<std::pair<uint64_t, BlockLocation>> written;
-  std::vector<std::pair<uint64_t, BlockLocation>>* fresh = &written;
+  std::vector<std::pair<uint64_t, BlockLocation>> fresh;
+  // Blocks of each submitted pack, by submission: (block, offset in the pack's raw stream).
+  std::vector<std::vector<std::pair<uint64_t, uint64_t>>> pack_blocks;
 
-  // Blocks of the current batch (one future pack): (block, offset in the pack's raw stream).
+  // The current pack: its frames are views into `data` (adjacent blocks lie back to back there),
+  // which outlives the pipeline's Finish() below.
+  PackJob job;
   std::vector<std::pair<uint64_t, uint64_t>> batch_blocks;
-  std::vector<std::string> frames;  // raw frames of the batch
   uint64_t batch_raw = 0;
-  auto flush = [&]() -> absl::Status {
-    if (frames.empty()) return absl::OkStatus();
-    absl::StatusOr<std::pair<Sha256Digest, uint64_t>> pack =
-        WritePack(id, std::vector<std::string_view>(frames.begin(), frames.end()), what);
-    if (!pack.ok()) return pack.status();
-    *pack_bytes += pack->second;
-    const uint32_t pack_index = packs->Intern(pack->first);
-    for (const auto& [block, raw_offset] : batch_blocks) {
-      fresh->emplace_back(block, BlockLocation{pack_index, raw_offset});
-    }
+  auto submit = [&]() -> absl::Status {
+    if (job.frames.empty()) return absl::OkStatus();
+    job.checkpoint_id = id;
+    job.what = what;
+    pack_blocks.push_back(std::move(batch_blocks));
     batch_blocks.clear();
-    frames.clear();
     batch_raw = 0;
-    return absl::OkStatus();
+    absl::Status s = pipeline_->Submit(std::move(job));
+    job = PackJob();
+    return s;
   };
 
   // Cut the dirty blocks into frames at block boundaries (≤ 64 KiB raw; a bigger block is split),
@@ -188,30 +160,43 @@ absl::StatusOr<std::vector<std::pair<uint64_t, BlockLocation>>> CheckpointWriter
   for_each_run([&](uint64_t first, uint64_t count) {
     for (uint64_t b = first; b < first + count && status.ok(); ++b, data += bs) {
       if (IsAllZero(data, bs)) {
-        fresh->emplace_back(b, BlockLocation{BlockLocation::kZero, 0});
+        fresh.emplace_back(b, BlockLocation{BlockLocation::kZero, 0});
         continue;
       }
       batch_blocks.emplace_back(b, batch_raw);
       const bool adjacent = b == next_adjacent;
       next_adjacent = b + 1;
+      std::vector<std::string_view>& frames = job.frames;
       for (uint32_t off = 0; off < bs;) {
         const uint32_t piece = std::min<uint32_t>(bs - off, kMaxFrameRawBytes);
         if (frames.empty() || (off == 0 && !adjacent) ||
             frames.back().size() + piece > kMaxFrameRawBytes) {
-          frames.emplace_back();
+          frames.emplace_back(data + off, piece);
+        } else {
+          // Adjacent bytes of `data`: the frame grows in place.
+          frames.back() = std::string_view(frames.back().data(), frames.back().size() + piece);
         }
-        frames.back().append(data + off, piece);
         off += piece;
       }
       batch_raw += bs;
-      if (batch_raw >= config.pack_target_bytes) status = flush();
+      if (batch_raw >= config.pack_target_bytes) status = submit();
     }
   });
-  if (status.ok()) status = flush();
+  if (status.ok()) status = submit();
+  // Every submitted pack is finished (or cancelled) before `data` may go away.
+  absl::StatusOr<std::vector<PackWritten>> packs_written = pipeline_->Finish();
   if (!status.ok()) return status;
-  std::sort(fresh->begin(), fresh->end(),
+  if (!packs_written.ok()) return packs_written.status();
+  for (size_t i = 0; i < packs_written->size(); ++i) {
+    *pack_bytes += (*packs_written)[i].bytes;
+    const uint32_t pack_index = packs->Intern((*packs_written)[i].digest);
+    for (const auto& [block, raw_offset] : pack_blocks[i]) {
+      fresh.emplace_back(block, BlockLocation{pack_index, raw_offset});
+    }
+  }
+  std::sort(fresh.begin(), fresh.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
-  return written;
+  return fresh;
 }
 
 absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteFullRegionManifest(
@@ -295,26 +280,44 @@ absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteKeyed(const CheckpointI
 
   // The records of whole key groups, in group order, go into a raw stream that is cut into frames
   // and closed as a pack at about the target size, at a group boundary (format.md §5.3: a group's
-  // records lie in one pack).
+  // records lie in one pack). Packs go through the pipeline; their names fill the manifest's pack
+  // table, in submission order, once all are durable.
   std::string raw;
   std::vector<KeyGroupSpan> pending;
+  uint32_t packs_submitted = 0;
   auto flush = [&]() -> absl::Status {
     if (raw.empty()) return absl::OkStatus();
-    std::vector<std::string_view> frames;
-    for (size_t at = 0; at < raw.size(); at += kMaxFrameRawBytes) {
-      frames.push_back(std::string_view(raw).substr(at, kMaxFrameRawBytes));
+    PackJob job;
+    job.checkpoint_id = ids.id;
+    job.what = what;
+    job.owned = std::make_unique<const std::string>(std::move(raw));
+    raw = std::string();
+    const std::string_view stream = *job.owned;
+    for (size_t at = 0; at < stream.size(); at += kMaxFrameRawBytes) {
+      job.frames.push_back(stream.substr(at, kMaxFrameRawBytes));
     }
-    absl::StatusOr<std::pair<Sha256Digest, uint64_t>> pack = WritePack(ids.id, frames, what);
-    if (!pack.ok()) return pack.status();
-    pack_bytes += pack->second;
-    m.packs.push_back(pack->first);
+    ++packs_submitted;
     for (KeyGroupSpan& span : pending) {
-      span.pack_ref = static_cast<uint32_t>(m.packs.size());
+      span.pack_ref = packs_submitted;
       m.groups.push_back(span);
     }
     pending.clear();
-    raw.clear();
+    return pipeline_->Submit(std::move(job));
+  };
+  // Every submitted pack finished before the function returns (its frames may point anywhere).
+  auto finish = [&]() -> absl::Status {
+    absl::StatusOr<std::vector<PackWritten>> written = pipeline_->Finish();
+    if (!written.ok()) return written.status();
+    for (const PackWritten& p : *written) {
+      pack_bytes += p.bytes;
+      m.packs.push_back(p.digest);
+    }
     return absl::OkStatus();
+  };
+  // On an early return, packs still in the pipeline are waited for (and dropped).
+  bool finished = false;
+  absl::Cleanup drain = [&] {
+    if (!finished) (void)pipeline_->Finish();
   };
   // The records of one key group: appended to the raw stream as one span.
   auto add_group = [&](uint32_t group, auto&& for_each_record) -> absl::Status {
@@ -414,6 +417,8 @@ absl::StatusOr<StateObjectRecord> CheckpointWriter::WriteKeyed(const CheckpointI
     }
   }
   if (absl::Status s = flush(); !s.ok()) return s;
+  finished = true;
+  if (absl::Status s = finish(); !s.ok()) return s;
 
   absl::StatusOr<StateObjectRecord> written = WriteManifest(ids.id, m, what);
   if (!written.ok()) return written.status();

@@ -2,11 +2,16 @@
 // regions and keyed states. The only code that creates packs and manifests; the checkpointer hands
 // it what the capture copied, and publishes the commit record (or acknowledgement) it returns.
 //
-// Thread safety: one CheckpointWriter writes one state object at a time (it compresses on several
-// threads internally); the PackTable passed to WriteRegion must not be used concurrently.
+// Packs go through a PackPipeline (docs/persist.md): compressed on `compress_threads` threads and
+// put `uploads_in_flight` at a time, every pack of a state object durable before its manifest is
+// written.
+//
+// Thread safety: one CheckpointWriter writes one state object at a time (it compresses and puts on
+// several threads internally); the PackTable passed to WriteRegion must not be used concurrently.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +24,7 @@
 #include "src/repo/block_map.h"
 #include "src/repo/keyed_changes.h"
 #include "src/repo/manifest.h"
+#include "src/repo/pack_pipeline.h"
 
 namespace ickpt {
 
@@ -27,6 +33,8 @@ struct WriterOptions {
   std::string participant;
   // Threads that compress and checksum frames. Default 2.
   int compress_threads = 2;
+  // Packs put into the store at once (docs/persist.md). Default 2.
+  int uploads_in_flight = 2;
 };
 
 // The checkpoint a state object is written for.
@@ -114,15 +122,13 @@ class CheckpointWriter {
   // manifest has, the type-specific ones left to the caller.
   Manifest NewManifest(const CheckpointIds& ids, CheckpointKind kind, uint64_t depth,
                        std::string_view name, StateObjectType type) const;
-  // Compresses `frames` (in parallel), writes them as one pack; returns its digest and size.
-  absl::StatusOr<std::pair<Sha256Digest, uint64_t>> WritePack(
-      uint64_t id, const std::vector<std::string_view>& frames, std::string_view what);
   // Writes manifest `m` and returns the record naming it, with name, type, kind and depth set.
   absl::StatusOr<StateObjectRecord> WriteManifest(uint64_t id, const Manifest& m,
                                                   std::string_view what);
 
   Repository* repo_;
   WriterOptions options_;
+  std::unique_ptr<PackPipeline> pipeline_;
 };
 
 }  // namespace ickpt
