@@ -84,6 +84,13 @@ struct CheckpointerOptions {
   std::string participant = "p0";
   // Threads that compress and checksum during persistence. Default 2.
   int persist_threads = 2;
+  // Packs being written to the store at once while a checkpoint persists (docs/persist.md), beside
+  // the compression: more for a store with a high latency per object, fewer to hold less memory
+  // (each is one pack, about RepositoryConfig::pack_target_bytes). Default 2.
+  int uploads_in_flight = 2;
+  // Threads that read, check and decompress during a restore: a region's packs, or a keyed state's
+  // ranges of key groups, at once. Default 0: one per core, at least 2.
+  int restore_threads = 0;
   // Checkpoints persisting at once. Default 1: Checkpoint() waits for the previous one.
   int max_in_flight = 1;
   // Default: NewCostModelPolicy().

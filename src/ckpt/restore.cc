@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_join.h"
 #include "ickpt/maintenance.h"
@@ -199,6 +200,11 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     restore_failed = true;
     return s;
   };
+  // Packs of a region, or ranges of key groups of a keyed state, read, checked and decoded at once.
+  const int restore_threads =
+      options.restore_threads > 0
+          ? options.restore_threads
+          : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
   for (const std::string& name : to_create) {
     const ResolvedObject& r = resolved.at(name);
     RegionOptions ro;
@@ -217,8 +223,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     }
     if (absl::Status s = RegionAccess::Resize(*region, r.block_count); !s.ok()) return fail(s);
     MemorySink sink(region->data());
-    absl::StatusOr<ReadStats> stats =
-        ReadObjectData(*repo, r, packs, &sink, std::max(2, options.persist_threads));
+    absl::StatusOr<ReadStats> stats = ReadObjectData(*repo, r, packs, &sink, restore_threads);
     if (!stats.ok()) return fail(stats.status());
     if (absl::Status s = RegionAccess::Rebaseline(*region); !s.ok()) return fail(s);
   }
@@ -244,13 +249,18 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     const uint64_t expected =
         r.entry_count * (state->group_end() - state->group_first()) / std::max(1u, r.key_groups);
     KeyedStateAccess::Reset(*state, expected);
+    // Fills the emptied state, untracked, several key groups at once (KeyedStateAccess::Load).
     class StateSink final : public KeyedRestoreSink {
      public:
       explicit StateSink(KeyedState* state) : state_(state) {}
       bool Contains(std::string_view key) const override { return state_->Contains(key); }
       absl::Status Put(std::string_view key, std::string_view value) override {
-        return state_->Put(key, value);
+        return KeyedStateAccess::Load(*state_, key, value).status();
       }
+      absl::StatusOr<bool> PutIfAbsent(std::string_view key, std::string_view value) override {
+        return KeyedStateAccess::Load(*state_, key, value);
+      }
+      bool ConcurrentByKeyGroup() const override { return true; }
 
      private:
       KeyedState* state_;
@@ -258,7 +268,9 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     KeyedReadOptions read;
     read.group_first = state->group_first();
     read.group_end = state->group_end();
+    read.threads = restore_threads;
     absl::StatusOr<KeyedReadStats> stats = ReadKeyed(*repo, r, read, &sink);
+    KeyedStateAccess::FinishLoad(*state);
     if (!stats.ok()) return fail(stats.status());
     KeyedStateAccess::Rebaseline(*state);
   }

@@ -1,9 +1,12 @@
 // Keyed state restore, format.md §9.1.
 #include "src/repo/keyed_reader.h"
 
+#include <zstd.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "ickpt/key_group.h"
@@ -68,18 +71,26 @@ absl::StatusOr<std::string> ReadPackRange(const RepositoryReader& repo, const st
       ReadStoredFrames(repo, key, index, span->first, span->second, bytes_read);
   if (!stored.ok()) return stored.status();
   const FrameInfo& f0 = index.frames[span->first];
+  // This thread's decompression context and frame buffer, reused across frames and calls.
+  struct Buffers {
+    Buffers() : dctx(ZSTD_createDCtx()) {}
+    ~Buffers() { ZSTD_freeDCtx(dctx); }
+    ZSTD_DCtx* dctx;
+    std::string frame;
+  };
+  thread_local Buffers buffers;
   std::string out;
   out.reserve(length);
   for (size_t f = span->first; f <= span->second; ++f) {
     const FrameInfo& info = index.frames[f];
-    absl::StatusOr<std::string> raw = DecodeFrame(
+    absl::StatusOr<std::string_view> raw = DecodeFrameInto(
         info,
         std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
-        key);
+        key, buffers.dctx, &buffers.frame);
     if (!raw.ok()) return raw.status();
     const uint64_t begin = std::max(raw_offset, info.raw_offset);
     const uint64_t end = std::min(raw_offset + length, info.raw_offset + info.raw_len);
-    out.append(*raw, begin - info.raw_offset, end - begin);
+    out.append(raw->substr(begin - info.raw_offset, end - begin));
   }
   return out;
 }
@@ -278,11 +289,15 @@ static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader&
             for (const Record& r : records) {
               if (options.only_key.has_value() && r.key != *options.only_key) continue;
               const absl::string_view key(r.key.data(), r.key.size());
-              if (sink->Contains(r.key) || erased.contains(key)) continue;  // decided newer
+              if (!erased.empty() && erased.contains(key)) continue;  // decided absent, newer
               if (r.tombstone) {
+                if (sink->Contains(r.key)) continue;  // decided present, newer
                 erased.emplace(key);
               } else {
-                if (absl::Status put = sink->Put(r.key, r.value); !put.ok()) return put;
+                // One lookup decides and puts: present already means decided by a newer record.
+                absl::StatusOr<bool> put = sink->PutIfAbsent(r.key, r.value);
+                if (!put.ok()) return put.status();
+                if (!*put) continue;
                 ++stats.entries;
               }
               if (options.only_key.has_value()) return stats;  // decided
@@ -294,6 +309,43 @@ static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader&
     }
   }
   return stats;
+}
+
+// ReadKeyedUnchecked on `options.threads` threads, each over a contiguous range of the wanted key
+// groups (so each key group is read by one thread: its keys are decided there, newest first), if
+// the sink accepts that; else on this thread.
+static absl::StatusOr<KeyedReadStats> ReadKeyedParallel(const RepositoryReader& repo,
+                                                        const ResolvedKeyed& keyed,
+                                                        const KeyedReadOptions& options,
+                                                        KeyedRestoreSink* sink) {
+  const uint32_t first = options.group_first;
+  const uint32_t end = std::min(options.group_end, keyed.key_groups);
+  if (options.threads <= 1 || options.only_key.has_value() || !sink->ConcurrentByKeyGroup() ||
+      end <= first + 1) {
+    return ReadKeyedUnchecked(repo, keyed, options, sink);
+  }
+  const uint32_t n = std::min<uint32_t>(static_cast<uint32_t>(options.threads), end - first);
+  std::vector<absl::StatusOr<KeyedReadStats>> results(n, KeyedReadStats{});
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < n; ++t) {
+    KeyedReadOptions slice = options;
+    slice.group_first = first + static_cast<uint32_t>(uint64_t{end - first} * t / n);
+    slice.group_end = first + static_cast<uint32_t>(uint64_t{end - first} * (t + 1) / n);
+    slice.index_cache = nullptr;  // a cache of its own: the caller's is not thread-safe
+    threads.emplace_back([&repo, &keyed, sink, slice, &result = results[t]] {
+      result = ReadKeyedUnchecked(repo, keyed, slice, sink);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  KeyedReadStats total;
+  for (absl::StatusOr<KeyedReadStats>& r : results) {
+    if (!r.ok()) return r.status();  // the lowest key groups' failure: independent of timing
+    total.records_read += r->records_read;
+    total.entries += r->entries;
+    total.bytes_read += r->bytes_read;
+    total.manifests = std::max(total.manifests, r->manifests);
+  }
+  return total;
 }
 
 absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const CommitRecord& commit,
@@ -308,7 +360,7 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyed(const RepositoryReader& repo, const C
 
 absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const ResolvedKeyed& keyed,
                                          const KeyedReadOptions& options, KeyedRestoreSink* sink) {
-  absl::StatusOr<KeyedReadStats> result = ReadKeyedUnchecked(repo, keyed, options, sink);
+  absl::StatusOr<KeyedReadStats> result = ReadKeyedParallel(repo, keyed, options, sink);
   if (!result.ok() && IsMissingObject(result.status())) {
     // §14.2: resolve the checkpoint again once and read it again. What the sink already holds is
     // the checkpoint's (every resolution describes the same state), so it counts as decided.
@@ -319,7 +371,7 @@ absl::StatusOr<KeyedReadStats> ReadKeyed(const RepositoryReader& repo, const Res
               ? ResolveKeyedOfUnchecked(repo, *commit, *keyed.only_participant, keyed.name, nullptr)
               : ResolveKeyedUnchecked(repo, *commit, keyed.name);
       if (again.ok()) {
-        result = ReadKeyedUnchecked(repo, *again, options, sink);
+        result = ReadKeyedParallel(repo, *again, options, sink);
       } else {
         result = again.status();
       }

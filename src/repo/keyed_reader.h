@@ -56,13 +56,23 @@ absl::StatusOr<ResolvedKeyed> ResolveKeyedOf(const RepositoryReader& repo,
 // The names of the keyed states in `commit` (over every participant), sorted, unique.
 std::vector<std::string> KeyedStateNames(const CommitRecord& commit);
 
-// Receives the restored entries. Decided() is asked before a value is handed over: true if the
-// key already has its final outcome from a newer manifest (a value given by Put earlier).
+// Receives the restored entries. Decided: a key the sink holds already got its final outcome from
+// a newer manifest (a value given earlier).
 class KeyedRestoreSink {
  public:
   virtual ~KeyedRestoreSink() = default;
   virtual bool Contains(std::string_view key) const = 0;
   virtual absl::Status Put(std::string_view key, std::string_view value) = 0;
+  // Puts the entry unless the sink holds the key already; true if it was put. The reader's one call
+  // per record; a sink that can decide and insert in one lookup overrides it.
+  virtual absl::StatusOr<bool> PutIfAbsent(std::string_view key, std::string_view value) {
+    if (Contains(key)) return false;
+    if (absl::Status s = Put(key, value); !s.ok()) return s;
+    return true;
+  }
+  // True if the sink takes calls from several threads at once as long as no two threads use the
+  // same key group (ReadKeyed with threads > 1 then gives each thread a range of key groups).
+  virtual bool ConcurrentByKeyGroup() const { return false; }
 };
 
 struct KeyedReadStats {
@@ -78,8 +88,12 @@ struct KeyedReadOptions {
   uint32_t group_end = UINT32_MAX;
   // Read only this key (its group, stop once decided): for `ickpt get`.
   std::optional<std::string_view> only_key;
-  // Pack indexes already read, kept across calls that read a few groups at a time. Optional.
+  // Pack indexes already read, kept across calls that read a few groups at a time. Optional; not
+  // used when the read runs on several threads.
   std::map<std::string, PackIndex>* index_cache = nullptr;
+  // Threads that read, check and decode at once, each over its own range of key groups, if the
+  // sink is ConcurrentByKeyGroup(). Default 1.
+  int threads = 1;
 };
 
 // Reads the entries of `keyed` in the wanted groups into `sink`, each key decided once, newest

@@ -340,14 +340,39 @@ typename KeyedTable<kTracked>::Header* KeyedTable<kTracked>::NewEntry(std::strin
 }
 
 template <bool kTracked>
+size_t KeyedTable<kTracked>::Hash::operator()(const Header* entry) const {
+  const std::string_view key = KeyOf(entry);
+  return absl::Hash<uint64_t>()(XXH3_64bits_withSeed(key.data(), key.size(), kKeyGroupSeed));
+}
+
+template <bool kTracked>
+typename KeyedTable<kTracked>::Probe KeyedTable<kTracked>::ProbeOf(std::string_view key) const {
+  // KeyGroupOf's rule (format.md §3), and from the same hash, mixed, the position in the group's
+  // set: a set holds one group, whose keys agree on the hash modulo the group count, so the set
+  // must not use the hash's low bits as they are.
+  const uint64_t h = XXH3_64bits_withSeed(key.data(), key.size(), kKeyGroupSeed);
+  return Probe{key, key_groups_ <= 1 ? 0 : static_cast<uint32_t>(h % key_groups_),
+               absl::Hash<uint64_t>()(h)};
+}
+
+template <bool kTracked>
 KeyedTable<kTracked>::KeyedTable(uint32_t key_groups, size_t expected_entries)
-    : key_groups_(key_groups), pool_(std::make_shared<KeyedChangeSetPool>()) {
-  if (expected_entries > 0) table_.reserve(expected_entries);
+    : key_groups_(std::max<uint32_t>(1, key_groups)),
+      pool_(std::make_shared<KeyedChangeSetPool>()),
+      groups_(key_groups_),
+      loaded_(key_groups_) {
+  if (expected_entries > 0) {
+    // Keys spread evenly over the groups (a hash decides); a little room for the unevenness.
+    const size_t per_group = expected_entries / key_groups_;
+    for (Set& set : groups_) set.reserve(per_group + per_group / 16 + 1);
+  }
 }
 
 template <bool kTracked>
 KeyedTable<kTracked>::~KeyedTable() {
-  for (Header* entry : table_) std::free(entry);
+  for (Set& set : groups_) {
+    for (Header* entry : set) std::free(entry);
+  }
 }
 
 template <bool kTracked>
@@ -412,7 +437,8 @@ template <bool kTracked>
 absl::Status KeyedTable<kTracked>::Put(std::string_view key, std::string_view value) {
   if (absl::Status s = CheckSizes(key, value); !s.ok()) return s;
   bool inserted = false;
-  auto it = table_.lazy_emplace(key, [&](const typename Set::constructor& construct) {
+  const Probe probe = ProbeOf(key);
+  auto it = SetOf(probe).lazy_emplace(probe, [&](const typename Set::constructor& construct) {
     inserted = true;
     construct(NewEntry(key, value));
   });
@@ -445,8 +471,10 @@ absl::Status KeyedTable<kTracked>::Put(std::string_view key, std::string_view va
 
 template <bool kTracked>
 std::optional<std::string_view> KeyedTable<kTracked>::Get(std::string_view key) const {
-  auto it = table_.find(key);
-  if (it == table_.end()) return std::nullopt;
+  const Probe probe = ProbeOf(key);
+  const Set& set = SetOf(probe);
+  auto it = set.find(probe);
+  if (it == set.end()) return std::nullopt;
   const Header* entry = *it;
   if constexpr (kTracked) {
     if (entry->track & kErasedFlag) return std::nullopt;
@@ -456,8 +484,10 @@ std::optional<std::string_view> KeyedTable<kTracked>::Get(std::string_view key) 
 
 template <bool kTracked>
 bool KeyedTable<kTracked>::Erase(std::string_view key) {
-  auto it = table_.find(key);
-  if (it == table_.end()) return false;
+  const Probe probe = ProbeOf(key);
+  Set& set = SetOf(probe);
+  auto it = set.find(probe);
+  if (it == set.end()) return false;
   Header* entry = *it;
   if constexpr (kTracked) {
     if (entry->track & kErasedFlag) return false;
@@ -476,7 +506,7 @@ bool KeyedTable<kTracked>::Erase(std::string_view key) {
     // Inserted since the last capture: no checkpoint knows it, so it simply goes.
     DropFromDirtyList(entry);
   }
-  table_.erase(it);
+  set.erase(it);
   std::free(entry);
   return true;
 }
@@ -484,19 +514,23 @@ bool KeyedTable<kTracked>::Erase(std::string_view key) {
 template <bool kTracked>
 void KeyedTable<kTracked>::Clear() {
   if constexpr (!kTracked) {
-    for (Header* entry : table_) std::free(entry);
-    table_.clear();
+    for (Set& set : groups_) {
+      for (Header* entry : set) std::free(entry);
+      set.clear();
+    }
   } else {
     // Every key known to the last capture becomes a tombstone; the others go.
     std::vector<Header*> tombstones;
-    for (Header* entry : table_) {
-      if (entry->track & kNewFlag) {
-        std::free(entry);
-      } else {
-        tombstones.push_back(entry);
+    for (Set& set : groups_) {
+      for (Header* entry : set) {
+        if (entry->track & kNewFlag) {
+          std::free(entry);
+        } else {
+          tombstones.push_back(entry);
+        }
       }
+      set.clear();
     }
-    table_.clear();
     dirty_.clear();
     dirty_holes_ = 0;
     for (Header*& entry : tombstones) {
@@ -508,7 +542,8 @@ void KeyedTable<kTracked>::Clear() {
       }
       entry->value_size = 0;
       entry->track = kCleanTrack | kErasedFlag;
-      table_.insert(entry);
+      const Probe probe = ProbeOf(KeyOf(entry));
+      SetOf(probe).insert(entry);
       MarkDirty(entry);
     }
   }
@@ -519,20 +554,25 @@ void KeyedTable<kTracked>::Clear() {
 template <bool kTracked>
 void KeyedTable<kTracked>::ForEach(
     absl::FunctionRef<void(std::string_view, std::string_view)> fn) const {
-  for (const Header* entry : table_) {
-    if constexpr (kTracked) {
-      if (entry->track & kErasedFlag) continue;
+  for (const Set& set : groups_) {
+    for (const Header* entry : set) {
+      if constexpr (kTracked) {
+        if (entry->track & kErasedFlag) continue;
+      }
+      fn(KeyOf(entry), ValueOf(entry));
     }
-    fn(KeyOf(entry), ValueOf(entry));
   }
 }
 
 template <bool kTracked>
 uint64_t KeyedTable<kTracked>::MemoryBytes() const {
   // A slot is a pointer and a control byte; glibc's chunk header is 8 bytes per allocation.
-  uint64_t bytes = table_.capacity() * (sizeof(Header*) + 1) + dirty_.capacity() * sizeof(Header*) +
-                   pool_->memory_bytes();
-  for (const Header* entry : table_) bytes += malloc_usable_size(const_cast<Header*>(entry)) + 8;
+  uint64_t bytes = dirty_.capacity() * sizeof(Header*) + pool_->memory_bytes() +
+                   groups_.capacity() * sizeof(Set) + loaded_.capacity() * sizeof(LoadCount);
+  for (const Set& set : groups_) {
+    bytes += set.capacity() * (sizeof(Header*) + 1);
+    for (const Header* entry : set) bytes += malloc_usable_size(const_cast<Header*>(entry)) + 8;
+  }
   return bytes;
 }
 
@@ -541,7 +581,7 @@ void KeyedTable<kTracked>::ResetTracking() requires kTracked {
   for (Header* entry : dirty_) {
     if (entry == nullptr) continue;
     if (entry->track & kErasedFlag) {
-      table_.erase(entry);
+      SetOf(ProbeOf(KeyOf(entry))).erase(entry);
       std::free(entry);
     } else {
       entry->track = kCleanTrack;
@@ -569,7 +609,7 @@ KeyedChangeSet KeyedTable<kTracked>::CaptureChanges() requires kTracked {
     if (entry == nullptr) continue;
     if (entry->track & kErasedFlag) {
       builder.Add(KeyOf(entry), {}, KeyedChangeSet::kRecordErased);
-      table_.erase(entry);
+      SetOf(ProbeOf(KeyOf(entry))).erase(entry);
       std::free(entry);
     } else {
       builder.Add(KeyOf(entry), ValueOf(entry), 0);
@@ -585,16 +625,18 @@ template <bool kTracked>
 KeyedChangeSet KeyedTable<kTracked>::CaptureAll() {
   KeyedChangeSet set;
   KeyedChangeSetBuilder builder(&set, pool_, key_groups_, /*full=*/true, live_entries_);
-  for (const Header* entry : table_) {
-    uint32_t flags = 0;
-    if constexpr (kTracked) {
-      if (entry->track & kErasedFlag) {
-        builder.AddErasedSincePrevious(KeyOf(entry));
-        continue;
+  for (const Set& group : groups_) {
+    for (const Header* entry : group) {
+      uint32_t flags = 0;
+      if constexpr (kTracked) {
+        if (entry->track & kErasedFlag) {
+          builder.AddErasedSincePrevious(KeyOf(entry));
+          continue;
+        }
+        if ((entry->track >> 2) != kCleanPos) flags = KeyedChangeSet::kRecordChanged;
       }
-      if ((entry->track >> 2) != kCleanPos) flags = KeyedChangeSet::kRecordChanged;
+      builder.Add(KeyOf(entry), ValueOf(entry), flags);
     }
-    builder.Add(KeyOf(entry), ValueOf(entry), flags);
   }
   if constexpr (kTracked) ResetTracking();
   return set;
@@ -608,7 +650,8 @@ void KeyedTable<kTracked>::MergeBack(const KeyedChangeSet& change_set) requires 
   // parent checkpoint still holds.
   auto mark_changed = [&](std::string_view key) {
     bool inserted = false;
-    auto it = table_.lazy_emplace(key, [&](const typename Set::constructor& construct) {
+    const Probe probe = ProbeOf(key);
+    auto it = SetOf(probe).lazy_emplace(probe, [&](const typename Set::constructor& construct) {
       inserted = true;
       construct(NewEntry(key, {}));
     });
@@ -636,6 +679,32 @@ void KeyedTable<kTracked>::Rebaseline() requires kTracked {
   ResetTracking();
 }
 
+template <bool kTracked>
+absl::StatusOr<bool> KeyedTable<kTracked>::Load(std::string_view key, std::string_view value) {
+  if (absl::Status s = CheckSizes(key, value); !s.ok()) return s;
+  bool inserted = false;
+  const Probe probe = ProbeOf(key);
+  SetOf(probe).lazy_emplace(probe, [&](const typename Set::constructor& construct) {
+    inserted = true;
+    construct(NewEntry(key, value));
+  });
+  if (!inserted) return false;
+  // Sized once, before any thread loads: FinishLoad leaves it so for the next restore.
+  LoadCount& count = loaded_[probe.group];
+  ++count.entries;
+  count.bytes += key.size() + value.size();
+  return true;
+}
+
+template <bool kTracked>
+void KeyedTable<kTracked>::FinishLoad() {
+  for (LoadCount& count : loaded_) {
+    live_entries_ += count.entries;
+    live_bytes_ += count.bytes;
+    count = LoadCount();
+  }
+}
+
 template class KeyedTable<true>;
 // The untracked table (the benchmark's baseline) member by member: instantiating the whole class
 // would also instantiate the members constrained to kTracked, which clang 14 does, wrongly.
@@ -649,6 +718,8 @@ template void KeyedTable<false>::ForEach(
     absl::FunctionRef<void(std::string_view, std::string_view)>) const;
 template uint64_t KeyedTable<false>::MemoryBytes() const;
 template KeyedChangeSet KeyedTable<false>::CaptureAll();
+template size_t KeyedTable<false>::Hash::operator()(const Header*) const;
+template KeyedTable<false>::Probe KeyedTable<false>::ProbeOf(std::string_view) const;
 
 // ---- KeyedState
 // ----------------------------------------------------------------------------------
@@ -728,5 +799,10 @@ void KeyedStateAccess::SetOwnedGroups(KeyedState& state, uint32_t first, uint32_
 void KeyedStateAccess::Reset(KeyedState& state, size_t expected_entries) {
   state.table_ = std::make_unique<KeyedState::Table>(state.key_groups_, expected_entries);
 }
+absl::StatusOr<bool> KeyedStateAccess::Load(KeyedState& state, std::string_view key,
+                                            std::string_view value) {
+  return state.table_->Load(key, value);
+}
+void KeyedStateAccess::FinishLoad(KeyedState& state) { state.table_->FinishLoad(); }
 
 }  // namespace ickpt

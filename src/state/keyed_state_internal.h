@@ -4,8 +4,9 @@
 // benchmark instantiates without tracking to measure what tracking costs.
 //
 // Layout. Each entry is one malloc'd block: a header, the key bytes, the value bytes. The table is
-// an absl::flat_hash_set of pointers to entries (8 bytes and a control byte per slot), looked up by
-// key (absl::Hash of the key bytes; the key group hash is computed only at capture). With tracking,
+// one absl::flat_hash_set per key group of pointers to entries (8 bytes and a control byte per
+// slot), looked up by key: one XXH3 of the key bytes gives the key group (format.md §3) and, mixed,
+// the hash within the group's set. With tracking,
 // the header grows from 8 to 16 bytes (dirty-list position and flags) and the state keeps a dirty
 // list: a vector of pointers to the entries changed since the last capture (with holes where an
 // entry was dropped, compacted when they are half of it). An erased key that existed at the last
@@ -171,18 +172,30 @@ class KeyedTable {
   void MergeBack(const KeyedChangeSet& change_set) requires kTracked;
   void Rebaseline() requires kTracked;
 
+  // A restore's filling of an empty table (KeyedStateAccess::Load): puts the entry, untracked,
+  // unless the key is present; true if it was put. Calls for keys of different key groups may run
+  // on several threads at once (each touches only its group's set and counts), and so may Get and
+  // Contains. FinishLoad() adds what was loaded to size() and byte_size() once they are done.
+  absl::StatusOr<bool> Load(std::string_view key, std::string_view value);
+  void FinishLoad();
+
  private:
   struct Header;
+  // A key as the table looks it up: its bytes, its key group and its hash within the group, all
+  // from one XXH3 of the key (the key-group hash, format.md §3), computed once per operation.
+  struct Probe {
+    std::string_view key;
+    uint32_t group;
+    size_t hash;
+  };
   struct Hash {
     using is_transparent = void;
-    size_t operator()(std::string_view key) const {
-      return absl::Hash<absl::string_view>()(absl::string_view(key.data(), key.size()));
-    }
-    size_t operator()(const Header* entry) const { return (*this)(KeyOf(entry)); }
+    size_t operator()(const Probe& probe) const { return probe.hash; }
+    size_t operator()(const Header* entry) const;  // on rehash
   };
   struct Eq {
     using is_transparent = void;
-    static std::string_view View(std::string_view key) { return key; }
+    static std::string_view View(const Probe& probe) { return probe.key; }
     static std::string_view View(const Header* entry) { return KeyOf(entry); }
     template <typename A, typename B>
     bool operator()(const A& a, const B& b) const {
@@ -190,6 +203,9 @@ class KeyedTable {
     }
   };
   using Set = absl::flat_hash_set<Header*, Hash, Eq>;
+  Probe ProbeOf(std::string_view key) const;
+  Set& SetOf(const Probe& probe) { return groups_[probe.group]; }
+  const Set& SetOf(const Probe& probe) const { return groups_[probe.group]; }
 
   static std::string_view KeyOf(const Header* entry);
   static std::string_view ValueOf(const Header* entry);
@@ -204,9 +220,18 @@ class KeyedTable {
 
   uint32_t key_groups_;
   std::shared_ptr<KeyedChangeSetPool> pool_;
-  Set table_;
+  // One set per key group: a restore fills the groups of different threads at once (Load), and
+  // each set stays small enough to rehash without a long stall.
+  std::vector<Set> groups_;
   size_t live_entries_ = 0;
   uint64_t live_bytes_ = 0;
+  // Load's counts per key group, added to the totals by FinishLoad (no counter is shared while
+  // several threads load).
+  struct LoadCount {
+    size_t entries = 0;
+    uint64_t bytes = 0;
+  };
+  std::vector<LoadCount> loaded_;
   // kTracked only: the changed entries, each once, and null holes left by dropped entries.
   std::vector<Header*> dirty_;
   size_t dirty_holes_ = 0;
@@ -250,6 +275,11 @@ class KeyedStateAccess {
   static void SetOwnedGroups(KeyedState& state, uint32_t first, uint32_t end);
   // Drops every entry and the change tracking: an empty table, ready for a restore to fill.
   static void Reset(KeyedState& state, size_t expected_entries);
+  // A restore's filling after Reset: puts the entry, untracked, unless the key is present; true if
+  // it was put. Safe on several threads at once for keys of different key groups (each group from
+  // one thread), beside Contains; FinishLoad when done, before anything else touches the state.
+  static absl::StatusOr<bool> Load(KeyedState& state, std::string_view key, std::string_view value);
+  static void FinishLoad(KeyedState& state);
 };
 
 }  // namespace ickpt
