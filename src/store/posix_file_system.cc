@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -64,6 +65,28 @@ auto RetryOnEintr(F f) {
   return result;
 }
 
+// Direct I/O (docs/persist.md): an append of at least kDirectMinBytes goes to the device without
+// the page cache, from an aligned bounce buffer, kDirectChunkBytes at a time. Copying a pack into
+// the page cache cost more CPU than compressing it on these machines (fio: buffered 41-75% of a
+// core for 0.6-1.5 GB/s, direct 12-16% for 1.3-1.8 GB/s), and the persist thread competes with the
+// application for the CPU. Alignment: 4096, a multiple of every logical block size in use.
+constexpr size_t kDirectAlign = 4096;
+constexpr size_t kDirectMinBytes = 256 * 1024;
+constexpr size_t kDirectChunkBytes = 1024 * 1024;
+
+// This thread's aligned bounce buffer of kDirectChunkBytes (allocated once, freed at thread exit).
+char* DirectBounceBuffer() {
+  struct Buffer {
+    ~Buffer() { std::free(data); }
+    char* data = nullptr;
+  };
+  thread_local Buffer buffer;
+  if (buffer.data == nullptr) {
+    buffer.data = static_cast<char*>(std::aligned_alloc(kDirectAlign, kDirectChunkBytes));
+  }
+  return buffer.data;
+}
+
 class PosixWritableFile final : public WritableFile {
  public:
   PosixWritableFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
@@ -75,10 +98,18 @@ class PosixWritableFile final : public WritableFile {
 
   absl::Status Append(std::string_view data) override {
     if (absl::Status s = CheckUsable("append to"); !s.ok()) return s;
+    if (data.size() >= kDirectMinBytes && direct_possible_ && offset_ % kDirectAlign == 0) {
+      absl::StatusOr<size_t> direct =
+          AppendDirect(data.substr(0, data.size() / kDirectAlign * kDirectAlign));
+      if (!direct.ok()) return Fail(direct.status());
+      data.remove_prefix(*direct);
+      offset_ += *direct;
+    }
     while (!data.empty()) {
       const ssize_t n = RetryOnEintr([&] { return ::write(fd_, data.data(), data.size()); });
       if (n < 0) return Fail(ErrnoStatus(errno, StrCat("write ", path_)));
       data.remove_prefix(static_cast<size_t>(n));  // a short write: loop for the rest
+      offset_ += static_cast<uint64_t>(n);
     }
     return absl::OkStatus();
   }
@@ -122,9 +153,57 @@ class PosixWritableFile final : public WritableFile {
     return status;
   }
 
+  // Writes `data` (a multiple of kDirectAlign, at an aligned offset) with O_DIRECT; returns the
+  // bytes written, which are fewer (a multiple of kDirectAlign, possibly 0) if the file system
+  // refuses direct I/O (tmpfs, some FUSE file systems) or a write came back short: the caller
+  // writes the rest through the page cache. The descriptor is back to buffered afterwards. The
+  // data is durable only after Sync(), as for buffered writes (fsync also flushes the device's
+  // cache).
+  absl::StatusOr<size_t> AppendDirect(std::string_view data) {
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_DIRECT) != 0) {
+      direct_possible_ = false;
+      return 0;
+    }
+    char* bounce = DirectBounceBuffer();
+    size_t done = 0;
+    absl::Status error;
+    while (bounce != nullptr && done < data.size()) {
+      const size_t chunk = std::min(kDirectChunkBytes, data.size() - done);
+      std::memcpy(bounce, data.data() + done, chunk);
+      const ssize_t n = RetryOnEintr([&] { return ::write(fd_, bounce, chunk); });
+      if (n < 0 && errno == EINVAL && done == 0) {
+        direct_possible_ = false;  // refused before anything was written: buffered from now
+        break;
+      }
+      if (n < 0) {
+        error = ErrnoStatus(errno, StrCat("write ", path_));
+        break;
+      }
+      done += static_cast<size_t>(n);
+      if (static_cast<size_t>(n) != chunk) break;  // short: the rest goes buffered
+    }
+    if (bounce == nullptr) direct_possible_ = false;
+    const size_t aligned = done / kDirectAlign * kDirectAlign;
+    if (aligned != done) {
+      // A short direct write that ended off alignment: step back so the buffered write continues
+      // at an aligned place (it rewrites those bytes).
+      if (::lseek(fd_, static_cast<off_t>(offset_ + aligned), SEEK_SET) < 0 && error.ok()) {
+        error = ErrnoStatus(errno, StrCat("seek ", path_));
+      }
+    }
+    if (::fcntl(fd_, F_SETFL, flags) != 0 && error.ok()) {
+      error = ErrnoStatus(errno, StrCat("fcntl ", path_));
+    }
+    if (!error.ok()) return error;
+    return aligned;
+  }
+
   const std::string path_;
   int fd_;
   bool failed_ = false;
+  uint64_t offset_ = 0;  // bytes appended so far
+  bool direct_possible_ = true;
 };
 
 class PosixFileSystem final : public FileSystem {
