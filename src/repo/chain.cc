@@ -54,7 +54,11 @@ bool IsMissingObject(const absl::Status& status) {
 absl::StatusOr<Consolidations> Consolidations::List(const RepositoryReader& repo) {
   absl::StatusOr<std::vector<ObjectInfo>> objects =
       RepositoryInternal::store(repo)->List(kConsolidationsPrefix);
-  if (!objects.ok()) return objects.status();
+  if (!objects.ok()) {
+    return WithMessage(objects.status(),
+                       StrCat("listing the consolidation records (", kConsolidationsPrefix,
+                              "): ", objects.status().message()));
+  }
   return FromListing(*objects);
 }
 
@@ -128,6 +132,11 @@ absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what
     absl::Status missing = absl::DataLossError(StrCat(what, " is missing: ", status.message()));
     missing.SetPayload(kMissingObjectPayload, absl::Cord("1"));
     return missing;
+  }
+  // A failed read (I/O, permissions, a store that is down) names the object it was reading,
+  // whatever the store's message says; damage found by a decoder names it already.
+  if (!status.ok() && !absl::IsDataLoss(status)) {
+    return WithMessage(status, StrCat("reading ", what, ": ", status.message()));
   }
   return status;
 }

@@ -22,8 +22,8 @@
 namespace ickpt {
 
 // An object a checkpoint needs that is not in the store is damage: NotFound becomes DataLoss
-// saying `what` is missing, marked as a missing object for RemovedOrDamaged; other errors pass
-// through.
+// saying `what` is missing, marked as a missing object for RemovedOrDamaged; other failures keep
+// their code and get `what` named in their message (DataLoss as it is).
 absl::Status MissingAsDataLoss(const absl::Status& status, std::string_view what);
 // `status` with `message` in place of its message, its code and marks kept.
 absl::Status WithMessage(const absl::Status& status, std::string_view message);

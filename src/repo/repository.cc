@@ -294,7 +294,8 @@ absl::StatusOr<CommitRecord> Repository::ReadCommit(uint64_t id) const {
       return absl::NotFoundError(
           StrCat("checkpoint ", id, " not found (no ", key, " in ", impl_->store->Describe(), ")"));
     }
-    return bytes.status();
+    return absl::Status(bytes.status().code(),
+                        StrCat("reading the commit record ", key, ": ", bytes.status().message()));
   }
   absl::StatusOr<CommitRecord> record = DecodeCommitRecord(*bytes, key);
   if (!record.ok()) return record.status();
