@@ -351,6 +351,21 @@ class CorruptionTest : public ::testing::Test {
            offset >= last.stored_offset && offset < last.stored_offset + last.stored_len;
   }
 
+  // The raw stream a pack's frames decode to (every frame checked), or nullopt if any does not.
+  static std::optional<std::string> DecodedContent(const std::string& pack,
+                                                   const std::string& key) {
+    absl::StatusOr<PackIndex> index = VerifyPack(pack, "", key);
+    if (!index.ok()) return std::nullopt;
+    std::string raw;
+    for (const FrameInfo& frame : index->frames) {
+      absl::StatusOr<std::string> bytes = DecodeFrame(
+          frame, std::string_view(pack).substr(frame.stored_offset, frame.stored_len), key);
+      if (!bytes.ok()) return std::nullopt;
+      raw += *bytes;
+    }
+    return raw;
+  }
+
   static bool NamesKey(const absl::Status& s, const std::string& key) {
     return std::string(s.message()).find(key) != std::string::npos;
   }
@@ -387,9 +402,18 @@ class CorruptionTest : public ::testing::Test {
       }
     } else {
       EXPECT_OK(repo.status());
+      // zstd ignores a few bits of a frame (measured: 112 of the 1,020,000 byte flips of the first
+      // 4000 bytes of a zstd frame of 64 KiB of text left its output identical), so damage there
+      // decodes to the very
+      // bytes the frame's checksum covers: a restore that reads it restores the right bytes, and
+      // only the pack's SHA-256 (verify --data) can notice. Such damage counts as unread below.
+      const bool content_identical =
+          key.starts_with(kPacksPrefix) &&
+          DecodedContent(damaged, key) == std::optional<std::string>(DecodedContent(original, key));
       for (const auto& [id, snapshot] : snapshots_) {
-        const bool reads_damage =
-            ReadsByte(id, key, damaged_offset) && !InNonceFrame(key, original, damaged_offset);
+        const bool reads_damage = ReadsByte(id, key, damaged_offset) &&
+                                  !InNonceFrame(key, original, damaged_offset) &&
+                                  !content_identical;
         any_read |= reads_damage;
         absl::StatusOr<Snapshot> restored =
             repo.ok() ? Restore(repo->get(), id) : absl::StatusOr<Snapshot>(repo.status());

@@ -70,14 +70,29 @@ void ExpectLatestEquals(Repository* repo, const std::string& expected) {
   EXPECT_EQ(0, std::memcmp(latest.bytes.data(), expected.data(), expected.size()));
 }
 
-// Object-store layer: fail call n of a checkpoint for every n the checkpoint makes.
+// The persist and restore pipelines as the fault tests run them (docs/persist.md): small packs, so
+// that a checkpoint writes many, several of them put at once, and restores reading several at once.
+RepositoryOptions SmallPacks() {
+  RepositoryOptions options;
+  options.config.pack_target_bytes = 16 << 10;  // four 4 KiB blocks a pack
+  return options;
+}
+CheckpointerOptions ManyInFlight() {
+  CheckpointerOptions co;
+  co.persist_threads = 2;
+  co.uploads_in_flight = 4;
+  co.restore_threads = 4;
+  return co;
+}
+
+// Object-store layer: fail call n of a checkpoint for every n the checkpoint makes, with several
+// packs in flight. A checkpoint that fails commits nothing.
 TEST(StoreFaultMatrixTest, EveryFailedCallFailsCleanlyAndTheNextCheckpointCarriesEverything) {
   auto base = NewMemoryStore();
   auto fault = std::make_unique<FaultInjectionStore>(base.get());
   FaultInjectionStore* faults = fault.get();
-  ASSERT_OK_AND_ASSIGN(auto repo, Repository::Create(std::move(fault)));
-  CheckpointerOptions co;
-  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get(), co));
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::Create(std::move(fault), SmallPacks()));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get(), ManyInFlight()));
   RegionOptions ro;
   ro.size = 64 * kBlock;
   ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
@@ -85,22 +100,28 @@ TEST(StoreFaultMatrixTest, EveryFailedCallFailsCleanlyAndTheNextCheckpointCarrie
   Scribble(r, rng, 64);
   ASSERT_OK(ckpt->Checkpoint().value().Wait().status());
 
-  // Count the calls one checkpoint makes.
-  Scribble(r, rng, 5);
+  // Count the calls one checkpoint of 24 changed blocks makes: six packs or more.
+  Scribble(r, rng, 24);
   const int64_t before = faults->call_count();
   ASSERT_OK(ckpt->Checkpoint().value().Wait().status());
   const int64_t calls = faults->call_count() - before;
-  ASSERT_GE(calls, 3);  // pack, manifest, commit record (+ the next id, reserved ahead)
+  ASSERT_GE(calls, 6);  // packs, manifest, commit record (+ the next id, reserved ahead)
 
+  int failed = 0;
   for (int64_t n = 1; n <= calls + 2; ++n) {
     SCOPED_TRACE(::testing::Message() << "failing call " << n << " of " << calls);
-    Scribble(r, rng, 3);
+    Scribble(r, rng, 24);
+    ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> latest_before, repo->LatestCommitId());
     faults->FailNthCall(n, absl::UnavailableError("injected I/O error"));
     auto handle = ckpt->Checkpoint();
     if (handle.ok()) {
       absl::Status s = handle->Wait().status();
       if (!s.ok()) {
+        ++failed;
         EXPECT_NE(std::string(s.message()).find("injected"), std::string::npos) << s;
+        faults->ClearFaults();
+        ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> latest_after, repo->LatestCommitId());
+        EXPECT_EQ(latest_after, latest_before) << "a failed checkpoint committed";
       }
     }
     faults->ClearFaults();
@@ -109,6 +130,7 @@ TEST(StoreFaultMatrixTest, EveryFailedCallFailsCleanlyAndTheNextCheckpointCarrie
     ASSERT_OK(next.Wait().status());
     ExpectLatestEquals(repo.get(), expected);
   }
+  EXPECT_GE(failed, 6);
 }
 
 // File-system layer under the local store: fail every mutating file-system call in turn, with
@@ -120,8 +142,8 @@ TEST(FileSystemFaultMatrixTest, EveryFailedOperationFailsCleanly) {
   so.file_system = &fs;
   so.create_if_missing = true;
   ASSERT_OK_AND_ASSIGN(auto store, OpenLocalStore(dir.Join("repo"), so));
-  ASSERT_OK_AND_ASSIGN(auto repo, Repository::Create(std::move(store)));
-  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::Create(std::move(store), SmallPacks()));
+  ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get(), ManyInFlight()));
   RegionOptions ro;
   ro.size = 32 * kBlock;
   ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
@@ -298,10 +320,8 @@ struct Chain {
   std::mt19937_64 rng{11};
 
   void Build(std::unique_ptr<ObjectStore> store) {
-    RepositoryOptions options;
-    options.config.pack_target_bytes = 16 << 10;  // four 4 KiB blocks a pack
-    ASSERT_OK_AND_ASSIGN(repo, Repository::Create(std::move(store), options));
-    ASSERT_OK_AND_ASSIGN(ckpt, Checkpointer::Open(repo.get()));
+    ASSERT_OK_AND_ASSIGN(repo, Repository::Create(std::move(store), SmallPacks()));
+    ASSERT_OK_AND_ASSIGN(ckpt, Checkpointer::Open(repo.get(), ManyInFlight()));
     RegionOptions ro;
     ro.size = 32 * kBlock;
     ASSERT_OK_AND_ASSIGN(region, ckpt->AddRegion("grid", ro));
@@ -352,6 +372,15 @@ struct Chain {
       ASSERT_FALSE(failed.ok()) << "a restore with a failed read succeeded";
       EXPECT_NE(std::string(failed.status().message()).find(injected), std::string::npos)
           << failed.status();
+      // Reads run on several threads, so the nth read need not be the object logged nth; the
+      // error names whichever object it was.
+      const std::string message(failed.status().message());
+      EXPECT_TRUE(message.find("commits/") != std::string::npos ||
+                  message.find("manifests/") != std::string::npos ||
+                  message.find("packs/") != std::string::npos ||
+                  message.find("ids/") != std::string::npos ||
+                  message.find("merges/") != std::string::npos)
+          << "the error does not name the object: " << failed.status();
       EXPECT_FALSE(absl::IsDataLoss(failed.status()))
           << "an I/O error must not be reported as damage: " << failed.status();
       const bool data_phase = is_data(reads[n - 1].name);
@@ -477,9 +506,19 @@ TEST(RestoreFaultMatrixTest, AByteFlippedInAnyObjectARestoreReadsIsDataLossNever
   for (const auto& [key, at] : flips) {
     SCOPED_TRACE(::testing::Message() << "flipping byte " << at << " of reads of " << key);
     Scribble(c.region, c.rng, 3);
+    const std::string before(c.region->data(), c.region->size());
     faults->FlipByteOnRead(key, at);
     absl::StatusOr<CommitRecord> r = c.ckpt->Restore(c.TargetOptions());
     faults->ClearFaults();
+    // Packs are read on several threads and every frame is verified before its bytes are copied:
+    // after a failed restore each block holds what it held before or what the checkpoint holds,
+    // never a byte of the damaged frame.
+    for (uint64_t b = 0; b < c.region->block_count(); ++b) {
+      const std::string_view now(c.region->data() + b * kBlock, kBlock);
+      ASSERT_TRUE(now == std::string_view(before).substr(b * kBlock, kBlock) ||
+                  now == std::string_view(c.expected).substr(b * kBlock, kBlock))
+          << "block " << b << " holds bytes that are neither its old nor its restored content";
+    }
     if (r.ok()) {
       ++harmless;
       EXPECT_TRUE(c.RegionIs(c.expected)) << "a restore handed out wrong bytes";
@@ -533,7 +572,7 @@ TEST(PowerLossTortureTest, LatestCommitRestoresExactlyAfterPowerCutsAtRandomOper
   const int64_t max_ops = 4 * 40;
   for (int round = 0; round < rounds; ++round) {
     SCOPED_TRACE(::testing::Message() << "round " << round);
-    ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
+    ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get(), ManyInFlight()));
     ASSERT_OK_AND_ASSIGN(Region * r, ckpt->AddRegion("grid", ro));
     ASSERT_OK_AND_ASSIGN(KeyedState * table, ckpt->AddKeyedState("table"));
     ASSERT_OK_AND_ASSIGN(auto latest, repo->LatestCommitId());
@@ -580,7 +619,7 @@ TEST(PowerLossTortureTest, LatestCommitRestoresExactlyAfterPowerCutsAtRandomOper
       ++lost;
       ADD_FAILURE() << "checkpoint " << acked_id << " was acknowledged, the latest is " << *latest;
     }
-    ASSERT_OK_AND_ASSIGN(auto fresh, Checkpointer::Open(repo.get()));
+    ASSERT_OK_AND_ASSIGN(auto fresh, Checkpointer::Open(repo.get(), ManyInFlight()));
     ASSERT_OK_AND_ASSIGN(Region * grid, fresh->AddRegion("grid", ro));
     ASSERT_OK_AND_ASSIGN(KeyedState * restored_table, fresh->AddKeyedState("table"));
     ASSERT_OK_AND_ASSIGN(CommitRecord record, fresh->Restore());

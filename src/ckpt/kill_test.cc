@@ -317,7 +317,11 @@ Position PositionOf(const CommitRecord& record) {
 
 // A checkpointer with "grid" registered at its initial size (a restore resizes it).
 std::unique_ptr<Checkpointer> OpenChild(Repository* repo, TrackerKind tracker) {
-  auto ckpt = Checkpointer::Open(repo);
+  // Several packs in flight, and a restore reading several at once, when the kill comes.
+  CheckpointerOptions options;
+  options.uploads_in_flight = 4;
+  options.restore_threads = 4;
+  auto ckpt = Checkpointer::Open(repo, options);
   if (!ckpt.ok()) Die("open checkpointer", ckpt.status());
   RegionOptions region_options;
   region_options.size = GridBlocks(0) * kBlock;
