@@ -6,7 +6,8 @@
 //      bytes written (goal: incremental <= 1.1 x the changed entries' raw key + value bytes) and
 //      capture pause (goal: <= 20 ms), each as the median over the repetitions, and the ratios;
 //   2. restore time of the newest checkpoint of a chain (depth = reps) vs restore of a full
-//      checkpoint of the same state: the chain's extra work is its changed entries only.
+//      checkpoint of the same state: the chain's extra work is its changed entries only;
+//   3. restore of the full checkpoint on one thread vs several (goal: >= 1.8x on 2 cores).
 // The machine is shared and noisy: full and incremental checkpoints alternate, and ratios are
 // taken within one run. Absolute times are only comparable within a run.
 //
@@ -14,6 +15,7 @@
 //   --entries=N   ICKPT_BENCH_ENTRIES   entries (default 10000000)
 //   --reps=N      ICKPT_BENCH_REPS      repetitions (default 5)
 //   --dir=PATH    ICKPT_BENCH_DIR       where the repository goes (default /tmp), removed after
+//   --threads=N   ICKPT_BENCH_THREADS   restore threads compared with one (default 2)
 // Memory: about N × 160 bytes for the state, N × 140 for a full capture, and the same again for
 // the restored copy.
 #include <unistd.h>
@@ -114,8 +116,11 @@ Measured Take(Checkpointer* ckpt) {
   return m;
 }
 
-double RestoreSeconds(Repository* repo, uint64_t id, size_t expected_entries) {
-  std::unique_ptr<Checkpointer> c = Check(Checkpointer::Open(repo));
+// Restores checkpoint `id` into a fresh checkpointer on `threads` restore threads (0: the default).
+double RestoreSeconds(Repository* repo, uint64_t id, size_t expected_entries, int threads = 0) {
+  CheckpointerOptions co;
+  co.restore_threads = threads;
+  std::unique_ptr<Checkpointer> c = Check(Checkpointer::Open(repo, co));
   KeyedStateOptions ko;
   ko.key_groups = kKeyGroups;
   KeyedState* state = Check(c->AddKeyedState("kv", ko));
@@ -226,6 +231,21 @@ int Main(int argc, char** argv) {
     restore_chain_s = chain_first ? a : RestoreSeconds(repo.get(), chain_id, entries);
     restore_ratio.push_back(restore_chain_s / restore_full_s);
   }
+  // The full checkpoint restored on one thread and on `threads` (key groups split among them),
+  // alternating which goes first.
+  const int threads = static_cast<int>(Option(argc, argv, "threads", "ICKPT_BENCH_THREADS", 2));
+  std::vector<double> parallel_speedup;
+  double one_s = 0, many_s = 0;
+  for (int r = 0; r < std::min(reps, 3); ++r) {
+    if (r % 2 == 0) {
+      one_s = RestoreSeconds(repo.get(), last_full_id, entries, 1);
+      many_s = RestoreSeconds(repo.get(), last_full_id, entries, threads);
+    } else {
+      many_s = RestoreSeconds(repo.get(), last_full_id, entries, threads);
+      one_s = RestoreSeconds(repo.get(), last_full_id, entries, 1);
+    }
+    parallel_speedup.push_back(one_s / many_s);
+  }
 
   std::printf("\n1. incremental (1%% changed) vs full checkpoint, median of %d\n", reps);
   std::printf("  incremental: pause %.2f ms, %zu changed entries, %.2f MiB raw, %.2f MiB written\n",
@@ -244,6 +264,13 @@ int Main(int argc, char** argv) {
               reps);
   std::printf("  chain %.2f s, full %.2f s (last pair); ratio chain/full median %.2f\n",
               restore_chain_s, restore_full_s, Median(restore_ratio));
+  std::printf("\n3. restore of the full checkpoint on 1 thread vs %d (ranges of key groups)\n",
+              threads);
+  std::printf(
+      "  1 thread %.2f s, %d threads %.2f s (last pair); speedup median %.2f "
+      "(goal >= 1.8 on 2 cores: %s)\n",
+      one_s, threads, many_s, Median(parallel_speedup),
+      Median(parallel_speedup) >= 1.8 ? "met" : "MISSED");
 
   repo.reset();
   std::error_code ec;
