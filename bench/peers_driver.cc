@@ -441,8 +441,7 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
   restore
-      ->add_option("--threads", threads,
-                   "CheckpointerOptions::persist_threads and restore_threads")
+      ->add_option("--threads", threads, "CheckpointerOptions::persist_threads and restore_threads")
       ->check(CLI::Range(1, 256));
 
   try {
