@@ -268,7 +268,10 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     KeyedReadOptions read;
     read.group_first = state->group_first();
     read.group_end = state->group_end();
-    read.threads = restore_threads;
+    // Keyed states load on several threads only when asked (docs/persist.md §3): with glibc's
+    // default heap growth, two threads allocating entries at once spent more CPU contending for
+    // the address space than loading, and were measured slower than one.
+    read.threads = options.restore_threads > 0 ? options.restore_threads : 1;
     absl::StatusOr<KeyedReadStats> stats = ReadKeyed(*repo, r, read, &sink);
     KeyedStateAccess::FinishLoad(*state);
     if (!stats.ok()) return fail(stats.status());

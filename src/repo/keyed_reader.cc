@@ -58,10 +58,11 @@ absl::StatusOr<KeyedChain> ResolveChain(const RepositoryReader& repo, const Comm
   return chain;
 }
 
-// Raw-stream bytes [raw_offset, raw_offset + length) of pack `key`, every frame verified.
-absl::StatusOr<std::string> ReadPackRange(const RepositoryReader& repo, const std::string& key,
-                                          const PackIndex& index, uint64_t raw_offset,
-                                          uint64_t length, uint64_t* bytes_read) {
+// Raw-stream bytes [raw_offset, raw_offset + length) of pack `key` into *out (its memory reused),
+// every frame verified.
+absl::Status ReadPackRange(const RepositoryReader& repo, const std::string& key,
+                           const PackIndex& index, uint64_t raw_offset, uint64_t length,
+                           uint64_t* bytes_read, std::string* out) {
   absl::StatusOr<std::pair<size_t, size_t>> span = index.FramesCovering(raw_offset, length);
   if (!span.ok()) {
     return absl::DataLossError(StrCat("pack ", key, " has no data at raw bytes [", raw_offset,
@@ -79,8 +80,8 @@ absl::StatusOr<std::string> ReadPackRange(const RepositoryReader& repo, const st
     std::string frame;
   };
   thread_local Buffers buffers;
-  std::string out;
-  out.reserve(length);
+  out->clear();
+  out->reserve(length);
   for (size_t f = span->first; f <= span->second; ++f) {
     const FrameInfo& info = index.frames[f];
     absl::StatusOr<std::string_view> raw = DecodeFrameInto(
@@ -90,9 +91,9 @@ absl::StatusOr<std::string> ReadPackRange(const RepositoryReader& repo, const st
     if (!raw.ok()) return raw.status();
     const uint64_t begin = std::max(raw_offset, info.raw_offset);
     const uint64_t end = std::min(raw_offset + length, info.raw_offset + info.raw_len);
-    out.append(raw->substr(begin - info.raw_offset, end - begin));
+    out->append(raw->substr(begin - info.raw_offset, end - begin));
   }
-  return out;
+  return absl::OkStatus();
 }
 
 struct Record {
@@ -224,6 +225,9 @@ static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader&
   std::map<std::string, PackIndex>& indexes =
       options.index_cache != nullptr ? *options.index_cache : local_indexes;
   std::vector<Record> records;
+  // The decoded records of one range read: reused, so a restore does not allocate (and fault in)
+  // a fresh buffer of megabytes for every run of key groups.
+  std::string decoded;
   for (const KeyedChain& chain : keyed.chains) {
     const uint32_t first = std::max(want_first, chain.group_first);
     const uint32_t end = std::min(want_end, chain.group_end);
@@ -268,12 +272,12 @@ static absl::StatusOr<KeyedReadStats> ReadKeyedUnchecked(const RepositoryReader&
             run_end = std::max(run_end, spans[j]->raw_offset + spans[j]->raw_length);
             ++j;
           }
-          absl::StatusOr<std::string> bytes = ReadPackRange(
-              repo, pack_key, index_it->second, run_begin, run_end - run_begin, &stats.bytes_read);
-          if (!bytes.ok()) {
-            return WithMessage(bytes.status(),
-                               StrCat(where(pack_key), ": ", bytes.status().message()));
+          if (absl::Status read = ReadPackRange(repo, pack_key, index_it->second, run_begin,
+                                                run_end - run_begin, &stats.bytes_read, &decoded);
+              !read.ok()) {
+            return WithMessage(read, StrCat(where(pack_key), ": ", read.message()));
           }
+          const std::string* bytes = &decoded;
           for (size_t k = i; k < j; ++k) {
             const KeyGroupSpan& span = *spans[k];
             records.clear();
