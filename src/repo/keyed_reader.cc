@@ -1,8 +1,6 @@
 // Keyed state restore, format.md §9.1.
 #include "src/repo/keyed_reader.h"
 
-#include <zstd.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
@@ -72,22 +70,15 @@ absl::Status ReadPackRange(const RepositoryReader& repo, const std::string& key,
       ReadStoredFrames(repo, key, index, span->first, span->second, bytes_read);
   if (!stored.ok()) return stored.status();
   const FrameInfo& f0 = index.frames[span->first];
-  // This thread's decompression context and frame buffer, reused across frames and calls.
-  struct Buffers {
-    Buffers() : dctx(ZSTD_createDCtx()) {}
-    ~Buffers() { ZSTD_freeDCtx(dctx); }
-    ZSTD_DCtx* dctx;
-    std::string frame;
-  };
-  thread_local Buffers buffers;
+  thread_local FrameDecoder decoder;  // this thread's, reused across frames and calls
   out->clear();
   out->reserve(length);
   for (size_t f = span->first; f <= span->second; ++f) {
     const FrameInfo& info = index.frames[f];
-    absl::StatusOr<std::string_view> raw = DecodeFrameInto(
+    absl::StatusOr<std::string_view> raw = decoder.Decode(
         info,
         std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
-        key, buffers.dctx, &buffers.frame);
+        key);
     if (!raw.ok()) return raw.status();
     const uint64_t begin = std::max(raw_offset, info.raw_offset);
     const uint64_t end = std::min(raw_offset + length, info.raw_offset + info.raw_len);

@@ -298,12 +298,19 @@ absl::StatusOr<std::string_view> DecodeFrameInto(const FrameInfo& frame, std::st
   return raw;
 }
 
+FrameDecoder::FrameDecoder() : dctx_(ZSTD_createDCtx()) {}
+FrameDecoder::~FrameDecoder() { ZSTD_freeDCtx(dctx_); }
+
+absl::StatusOr<std::string_view> FrameDecoder::Decode(const FrameInfo& frame,
+                                                      std::string_view stored,
+                                                      std::string_view key) {
+  return DecodeFrameInto(frame, stored, key, dctx_, &scratch_);
+}
+
 absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view stored,
                                         std::string_view key) {
-  ZSTD_DCtx* dctx = ZSTD_createDCtx();
-  std::string scratch;
-  absl::StatusOr<std::string_view> raw = DecodeFrameInto(frame, stored, key, dctx, &scratch);
-  ZSTD_freeDCtx(dctx);
+  FrameDecoder decoder;
+  absl::StatusOr<std::string_view> raw = decoder.Decode(frame, stored, key);
   if (!raw.ok()) return raw.status();
   return std::string(*raw);
 }

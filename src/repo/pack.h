@@ -113,11 +113,30 @@ absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view
                                         std::string_view key);
 // As DecodeFrame, without allocating: the verified raw bytes are `stored` itself for a raw frame,
 // else decompressed into `scratch` (grown as needed, reused across calls) with the caller's zstd
-// context. The view is valid until `scratch` or `stored` changes. Restores use it so that every
-// frame is verified in a buffer of its own before a byte of it reaches the region (§9).
+// context. The view is valid until `scratch` or `stored` changes.
 absl::StatusOr<std::string_view> DecodeFrameInto(const FrameInfo& frame, std::string_view stored,
                                                  std::string_view key, ZSTD_DCtx* dctx,
                                                  std::string* scratch);
+
+// One reading thread's frame decoding (DecodeFrameInto with a zstd context and a buffer of its own,
+// reused frame after frame): restores use it so that every frame is verified in a buffer of its own
+// before a byte of it reaches the region (§9), and nothing is allocated per frame. Not thread-safe:
+// one per thread.
+class FrameDecoder {
+ public:
+  FrameDecoder();
+  ~FrameDecoder();
+  FrameDecoder(const FrameDecoder&) = delete;
+  FrameDecoder& operator=(const FrameDecoder&) = delete;
+  // The frame's verified raw bytes, valid until the next call or until `stored` changes.
+  absl::StatusOr<std::string_view> Decode(const FrameInfo& frame, std::string_view stored,
+                                          std::string_view key);
+
+ private:
+  ZSTD_DCtx* dctx_;
+  std::string scratch_;
+};
+
 // Checks a whole pack: header, footer, index, every frame's checksum, and that its sha256 is
 // `expected_sha256_hex` (if not empty). Used by `verify --data`.
 absl::StatusOr<PackIndex> VerifyPack(std::string_view bytes, std::string_view expected_sha256_hex,

@@ -1,7 +1,6 @@
 #include "src/repo/region_reader.h"
 
 #include <unistd.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -115,12 +114,7 @@ struct BlockNeed {
 
 // A reading thread's buffers, reused across packs: nothing is allocated per frame.
 struct ReadBuffers {
-  ReadBuffers() : dctx(ZSTD_createDCtx()) {}
-  ~ReadBuffers() { ZSTD_freeDCtx(dctx); }
-  ReadBuffers(const ReadBuffers&) = delete;
-  ReadBuffers& operator=(const ReadBuffers&) = delete;
-  ZSTD_DCtx* dctx;
-  std::string frame;  // a decompressed frame
+  FrameDecoder decoder;
   std::string block;  // a block assembled from several frames
 };
 
@@ -172,10 +166,10 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
     auto frame = [&](size_t f) -> absl::StatusOr<std::string_view> {
       if (f == decoded_index) return decoded_raw;
       const FrameInfo& info = index->frames[f];
-      absl::StatusOr<std::string_view> raw = DecodeFrameInto(
+      absl::StatusOr<std::string_view> raw = buffers->decoder.Decode(
           info,
           std::string_view(*stored).substr(info.stored_offset - f0.stored_offset, info.stored_len),
-          key, buffers->dctx, &buffers->frame);
+          key);
       if (!raw.ok()) return raw.status();
       ++stats->frames_decoded;
       decoded_index = f;
