@@ -149,6 +149,26 @@ in_dir() {
   "$@"
 }
 
+# Restores the latest backup of peer $1 (restic, borg) with the command that follows into $target,
+# cold (page cache dropped first) then warm, recording the times in cold[], cold_cpu[] and warm[],
+# and checks the restored file against $state.
+restore_peer() {
+  local tool=$1 temp
+  shift
+  for temp in cold warm; do
+    rm -rf "$target"
+    mkdir -p "$target"
+    [[ "$temp" == cold ]] && drop_caches
+    timed "${tool}_restore_$temp" "$@"
+    if [[ "$temp" == cold ]]; then
+      cold[$tool]="$t_real" cold_cpu[$tool]="$t_cpu"
+    else
+      warm[$tool]="$t_real"
+    fi
+    same "$state" "$target$state"
+  done
+}
+
 du_bytes() { du -sb "$1" | cut -f1; }
 
 # same FILE1 FILE2: byte-equal, or the run ends.
@@ -256,30 +276,8 @@ round() {
     [[ "$(json "$tmp/ickpt_restore_$temp.out" verified)" == True ]] ||
       fail "ickpt's restore was not verified"
   done
-  for temp in cold warm; do
-    rm -rf "$target"
-    mkdir -p "$target"
-    [[ "$temp" == cold ]] && drop_caches
-    timed "restic_restore_$temp" restic -r "$dir/restic" restore latest --target "$target"
-    if [[ "$temp" == cold ]]; then
-      cold[restic]="$t_real" cold_cpu[restic]="$t_cpu"
-    else
-      warm[restic]="$t_real"
-    fi
-    same "$state" "$target$state"
-  done
-  for temp in cold warm; do
-    rm -rf "$target"
-    mkdir -p "$target"
-    [[ "$temp" == cold ]] && drop_caches
-    timed "borg_restore_$temp" in_dir "$target" borg extract "$dir/borg::incremental"
-    if [[ "$temp" == cold ]]; then
-      cold[borg]="$t_real" cold_cpu[borg]="$t_cpu"
-    else
-      warm[borg]="$t_real"
-    fi
-    same "$state" "$target$state"
-  done
+  restore_peer restic restic -r "$dir/restic" restore latest --target "$target"
+  restore_peer borg in_dir "$target" borg extract "$dir/borg::incremental"
   rm -rf "$target"
 
   # --- the table --------------------------------------------------------------------------------
