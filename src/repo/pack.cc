@@ -79,7 +79,8 @@ uint64_t PackBuilder::AddFrame(std::string_view raw, int level, ZSTD_CCtx* cctx,
     const size_t bound = ZSTD_compressBound(raw.size());
     if (scratch->size() < bound) scratch->resize(bound);
     // zstd gives up quickly on data that does not compress: on random 64 KiB frames it ran at
-    // about 11x the speed of compressing text (docs/persist.md), so no guess is made beforehand.
+    // about 6x the speed of compressing text (bench/frame_bench, docs/persist.md), so no guess is
+    // made beforehand.
     const size_t n =
         ZSTD_compressCCtx(cctx, scratch->data(), scratch->size(), raw.data(), raw.size(), level);
     // The same rule as EncodeFrame (format.md §4): compressed only if that saves at least 1/32.
