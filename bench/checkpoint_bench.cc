@@ -31,6 +31,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_options.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/repository.h"
 #include "ickpt/store.h"
@@ -60,29 +61,9 @@ std::string g_root;  // this run's temporary directory, removed at exit
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-// splitmix64: fast, and its output does not compress, which is what "incompressible" needs.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  uint64_t Below(uint64_t n) { return Next() % n; }
-  void Fill(char* p, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      const uint64_t w = Next();
-      std::memcpy(p + i, &w, 8);
-    }
-    for (; i < n; ++i) p[i] = static_cast<char>(Next());
-  }
-
- private:
-  uint64_t s_;
-};
+// splitmix64 (bench_options.h): its output does not compress, which is what "incompressible"
+// needs.
+using bench::Rng;
 
 double NowMs() {
   return std::chrono::duration<double, std::milli>(

@@ -29,25 +29,39 @@ absl::Status PackDataLoss(std::string_view key, std::string_view what) {
 
 }  // namespace
 
+namespace {
+
+// format.md §4: `raw` compressed with zstd at `level` (through the caller's context and scratch
+// buffer), or `raw` itself when compression saves less than 1/32, so that readers of barely
+// compressible data do not pay for decompression that buys nothing. zstd gives up quickly on data
+// that does not compress: on random 64 KiB frames it ran at about 6x the speed of compressing text
+// (bench/frame_bench, docs/persist.md), so no guess is made beforehand. The view is valid until
+// `scratch` changes.
+std::pair<FrameCodec, std::string_view> CompressOrKeep(std::string_view raw, int level,
+                                                       ZSTD_CCtx* cctx, std::string* scratch) {
+  if (raw.empty()) return {FrameCodec::kRaw, raw};
+  const size_t bound = ZSTD_compressBound(raw.size());
+  if (scratch->size() < bound) scratch->resize(bound);
+  const size_t n =
+      ZSTD_compressCCtx(cctx, scratch->data(), scratch->size(), raw.data(), raw.size(), level);
+  if (!ZSTD_isError(n) && n <= raw.size() - raw.size() / 32) {
+    return {FrameCodec::kZstd, std::string_view(scratch->data(), n)};
+  }
+  return {FrameCodec::kRaw, raw};
+}
+
+}  // namespace
+
 EncodedFrame EncodeFrame(std::string_view raw, int level) {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  std::string scratch;
+  const auto [codec, stored] = CompressOrKeep(raw, level, cctx, &scratch);
+  ZSTD_freeCCtx(cctx);
   EncodedFrame frame;
   frame.raw_len = static_cast<uint32_t>(raw.size());
   frame.raw_xxh3 = Xxh3(raw);
-  if (!raw.empty()) {
-    std::string compressed(ZSTD_compressBound(raw.size()), '\0');
-    const size_t n =
-        ZSTD_compress(compressed.data(), compressed.size(), raw.data(), raw.size(), level);
-    // format.md §4: stored raw unless compression saves at least 1/32, so that readers of barely
-    // compressible data do not pay for decompression that buys nothing.
-    if (!ZSTD_isError(n) && n <= raw.size() - raw.size() / 32) {
-      compressed.resize(n);
-      frame.stored = std::move(compressed);
-      frame.codec = FrameCodec::kZstd;
-      return frame;
-    }
-  }
-  frame.stored.assign(raw.data(), raw.size());
-  frame.codec = FrameCodec::kRaw;
+  frame.codec = codec;
+  frame.stored.assign(stored.data(), stored.size());
   return frame;
 }
 
@@ -59,42 +73,24 @@ PackBuilder::PackBuilder() {
 }
 
 uint64_t PackBuilder::AddFrame(EncodedFrame frame) {
-  const uint64_t raw_offset = raw_size_;
-  bytes_.append(frame.stored);
-  PutVarint64(&index_entries_, frame.stored.size());
-  PutVarint64(&index_entries_, frame.raw_len);
-  index_entries_.push_back(static_cast<char>(frame.codec));
-  PutFixed64(&index_entries_, frame.raw_xxh3);
-  raw_size_ += frame.raw_len;
-  ++frame_count_;
-  return raw_offset;
+  return Append(frame.stored, frame.raw_len, frame.codec, frame.raw_xxh3);
 }
 
 uint64_t PackBuilder::AddFrame(std::string_view raw, int level, ZSTD_CCtx* cctx,
                                std::string* scratch) {
+  const auto [codec, stored] = CompressOrKeep(raw, level, cctx, scratch);
+  return Append(stored, raw.size(), codec, Xxh3(raw));
+}
+
+uint64_t PackBuilder::Append(std::string_view stored, uint64_t raw_len, FrameCodec codec,
+                             uint64_t raw_xxh3) {
   const uint64_t raw_offset = raw_size_;
-  FrameCodec codec = FrameCodec::kRaw;
-  std::string_view stored = raw;
-  if (!raw.empty()) {
-    const size_t bound = ZSTD_compressBound(raw.size());
-    if (scratch->size() < bound) scratch->resize(bound);
-    // zstd gives up quickly on data that does not compress: on random 64 KiB frames it ran at
-    // about 6x the speed of compressing text (bench/frame_bench, docs/persist.md), so no guess is
-    // made beforehand.
-    const size_t n =
-        ZSTD_compressCCtx(cctx, scratch->data(), scratch->size(), raw.data(), raw.size(), level);
-    // The same rule as EncodeFrame (format.md §4): compressed only if that saves at least 1/32.
-    if (!ZSTD_isError(n) && n <= raw.size() - raw.size() / 32) {
-      codec = FrameCodec::kZstd;
-      stored = std::string_view(scratch->data(), n);
-    }
-  }
   bytes_.append(stored);
   PutVarint64(&index_entries_, stored.size());
-  PutVarint64(&index_entries_, raw.size());
+  PutVarint64(&index_entries_, raw_len);
   index_entries_.push_back(static_cast<char>(codec));
-  PutFixed64(&index_entries_, Xxh3(raw));
-  raw_size_ += raw.size();
+  PutFixed64(&index_entries_, raw_xxh3);
+  raw_size_ += raw_len;
   ++frame_count_;
   return raw_offset;
 }
@@ -251,9 +247,12 @@ absl::StatusOr<PackIndex> ReadPackIndex(ObjectStore* store, std::string_view key
   return ParsePackIndex(*index, footer->index_offset, *size, footer->index_xxh3, key);
 }
 
-absl::StatusOr<std::string_view> DecodeFrameInto(const FrameInfo& frame, std::string_view stored,
-                                                 std::string_view key, ZSTD_DCtx* dctx,
-                                                 std::string* scratch) {
+FrameDecoder::FrameDecoder() : dctx_(ZSTD_createDCtx()) {}
+FrameDecoder::~FrameDecoder() { ZSTD_freeDCtx(dctx_); }
+
+absl::StatusOr<std::string_view> FrameDecoder::Decode(const FrameInfo& frame,
+                                                      std::string_view stored,
+                                                      std::string_view key) {
   auto frame_error = [&](std::string_view what) {
     return absl::DataLossError(
         StrCat("pack ", key, ": frame at offset ", frame.stored_offset, ": ", what));
@@ -281,14 +280,14 @@ absl::StatusOr<std::string_view> DecodeFrameInto(const FrameInfo& frame, std::st
       }
       const unsigned long long content = ZSTD_getFrameContentSize(stored.data(), stored.size());
       if (content != frame.raw_len) return frame_error("zstd content size != raw_len");
-      if (scratch->size() < frame.raw_len) scratch->resize(kMaxFrameRawBytes);
+      if (scratch_.size() < frame.raw_len) scratch_.resize(kMaxFrameRawBytes);
       const size_t n =
-          ZSTD_decompressDCtx(dctx, scratch->data(), frame.raw_len, stored.data(), stored.size());
+          ZSTD_decompressDCtx(dctx_, scratch_.data(), frame.raw_len, stored.data(), stored.size());
       if (ZSTD_isError(n)) {
         return frame_error(StrCat("zstd: ", ZSTD_getErrorName(n)));
       }
       if (n != frame.raw_len) return frame_error("decompressed size != raw_len");
-      raw = std::string_view(scratch->data(), n);
+      raw = std::string_view(scratch_.data(), n);
       break;
     }
     default:
@@ -297,15 +296,6 @@ absl::StatusOr<std::string_view> DecodeFrameInto(const FrameInfo& frame, std::st
   // format.md §4: verified before any byte is handed out.
   if (Xxh3(raw) != frame.raw_xxh3) return frame_error("checksum mismatch");
   return raw;
-}
-
-FrameDecoder::FrameDecoder() : dctx_(ZSTD_createDCtx()) {}
-FrameDecoder::~FrameDecoder() { ZSTD_freeDCtx(dctx_); }
-
-absl::StatusOr<std::string_view> FrameDecoder::Decode(const FrameInfo& frame,
-                                                      std::string_view stored,
-                                                      std::string_view key) {
-  return DecodeFrameInto(frame, stored, key, dctx_, &scratch_);
 }
 
 absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view stored,

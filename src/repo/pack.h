@@ -1,8 +1,9 @@
 // Packs (format.md §4): immutable objects holding the data of many blocks as a raw stream cut into
 // checksummed, optionally zstd-compressed frames of at most 64 KiB, with the index at the end.
 //
-// Writing is split so that compression runs on several threads: EncodeFrame() is a pure function
-// called concurrently, PackBuilder assembles encoded frames in order on one thread.
+// Writing: PackBuilder assembles a pack frame by frame on one thread; the persist pipeline
+// (pack_pipeline.h) builds several packs at once, each compressing through its thread's zstd
+// context. EncodeFrame() encodes one frame on its own (tests, tools).
 #pragma once
 
 #include <cstdint>
@@ -84,6 +85,9 @@ class PackBuilder {
   FinishedPack Finish();
 
  private:
+  // Appends one encoded frame and its index entry; returns its raw-stream offset.
+  uint64_t Append(std::string_view stored, uint64_t raw_len, FrameCodec codec, uint64_t raw_xxh3);
+
   std::string bytes_;
   std::string index_entries_;
   uint64_t raw_size_ = 0;
@@ -111,17 +115,10 @@ absl::StatusOr<PackIndex> ReadPackIndex(ObjectStore* store, std::string_view key
 // Decompresses one frame and verifies its checksum; DataLoss naming `key` and the frame offset.
 absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view stored,
                                         std::string_view key);
-// As DecodeFrame, without allocating: the verified raw bytes are `stored` itself for a raw frame,
-// else decompressed into `scratch` (grown as needed, reused across calls) with the caller's zstd
-// context. The view is valid until `scratch` or `stored` changes.
-absl::StatusOr<std::string_view> DecodeFrameInto(const FrameInfo& frame, std::string_view stored,
-                                                 std::string_view key, ZSTD_DCtx* dctx,
-                                                 std::string* scratch);
-
-// One reading thread's frame decoding (DecodeFrameInto with a zstd context and a buffer of its own,
-// reused frame after frame): restores use it so that every frame is verified in a buffer of its own
-// before a byte of it reaches the region (§9), and nothing is allocated per frame. Not thread-safe:
-// one per thread.
+// One reading thread's frame decoding, as DecodeFrame but with a zstd context and a buffer of its
+// own, reused frame after frame (a raw frame is checked where it lies): restores use it so that
+// every frame is verified in a buffer of its own before a byte of it reaches the region (§9), and
+// nothing is allocated per frame. Not thread-safe: one per thread.
 class FrameDecoder {
  public:
   FrameDecoder();

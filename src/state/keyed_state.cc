@@ -339,20 +339,29 @@ typename KeyedTable<kTracked>::Header* KeyedTable<kTracked>::NewEntry(std::strin
   return entry;
 }
 
+namespace {
+
+// The key-group hash of format.md §3 (KeyGroupOf's), computed once per table operation.
+uint64_t KeyGroupHash(std::string_view key) {
+  return XXH3_64bits_withSeed(key.data(), key.size(), kKeyGroupSeed);
+}
+// A key's position in its group's set, from the same hash mixed: a set holds one group, whose keys
+// agree on the hash modulo the group count, so the set must not use the hash's low bits as they
+// are.
+size_t InGroupHash(uint64_t key_group_hash) { return absl::Hash<uint64_t>()(key_group_hash); }
+
+}  // namespace
+
 template <bool kTracked>
 size_t KeyedTable<kTracked>::Hash::operator()(const Header* entry) const {
-  const std::string_view key = KeyOf(entry);
-  return absl::Hash<uint64_t>()(XXH3_64bits_withSeed(key.data(), key.size(), kKeyGroupSeed));
+  return InGroupHash(KeyGroupHash(KeyOf(entry)));
 }
 
 template <bool kTracked>
 typename KeyedTable<kTracked>::Probe KeyedTable<kTracked>::ProbeOf(std::string_view key) const {
-  // KeyGroupOf's rule (format.md §3), and from the same hash, mixed, the position in the group's
-  // set: a set holds one group, whose keys agree on the hash modulo the group count, so the set
-  // must not use the hash's low bits as they are.
-  const uint64_t h = XXH3_64bits_withSeed(key.data(), key.size(), kKeyGroupSeed);
-  return Probe{key, key_groups_ <= 1 ? 0 : static_cast<uint32_t>(h % key_groups_),
-               absl::Hash<uint64_t>()(h)};
+  const uint64_t h = KeyGroupHash(key);
+  // KeyGroupOf's rule (format.md §3) on the hash already computed.
+  return Probe{key, key_groups_ <= 1 ? 0 : static_cast<uint32_t>(h % key_groups_), InGroupHash(h)};
 }
 
 template <bool kTracked>
