@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "ickpt/keyed_state.h"
 #include "ickpt/maintenance.h"
+#include "src/coord/protocol.h"
 #include "src/repo/commit_record.h"
 #include "src/repo/keyed_records.h"
 #include "src/repo/keys.h"
@@ -428,6 +429,80 @@ void ConsolidationRecords() {
   Write(kTarget, "key-max", ConsolidationKey(UINT64_MAX, UINT64_MAX));
 }
 
+// Epoch records (format.md §15.1), the seeds of epoch_record_fuzz, which decodes them as epoch 7
+// (or against the epoch their payloads hold).
+void EpochRecords() {
+  constexpr std::string_view kTarget = "epoch_record_fuzz";
+  EpochRecord first;
+  first.epoch = 7;
+  first.created = kCreated;
+  first.leader = "coordinator-0";
+  Write(kTarget, "first-no-base", EncodeEpochRecord(first));
+  EpochRecord later = first;
+  later.base = 41;
+  later.previous = 6;
+  later.created = kCreated + absl::Seconds(30);
+  later.leader = "node-17.cluster:7070 \u00e9";
+  Write(kTarget, "base-and-previous", EncodeEpochRecord(later));
+  // The largest numbers a decoder takes, and the longest leader name; decoded against the epoch
+  // its payload holds.
+  EpochRecord largest;
+  largest.epoch = UINT64_MAX;
+  largest.base = UINT64_MAX;
+  largest.previous = UINT64_MAX - 1;
+  largest.created = kCreated;
+  largest.leader = std::string(256, 'l');
+  Write(kTarget, "largest-epoch", EncodeEpochRecord(largest));
+  for (const EpochRecord* r : {&first, &later, &largest}) {
+    if (!ValidateEpochRecord(*r).ok()) {
+      std::fprintf(stderr, "make_corpus: epoch record %llu is invalid\n",
+                   static_cast<unsigned long long>(r->epoch));
+      std::exit(1);
+    }
+  }
+}
+
+// The group protocol's values in etcd (docs/protocol.md §3), the seeds of coord_protocol_fuzz: one
+// of each kind, and a snapshot (key<TAB>value lines) holding one of each under its key.
+void CoordProtocolValues() {
+  constexpr std::string_view kTarget = "coord_protocol_fuzz";
+  using namespace coord;
+  Trigger trigger;
+  trigger.id = 42;
+  trigger.epoch = 7;
+  trigger.full = true;
+  trigger.step = 100;
+  trigger.participants = {{"w0", 3}, {"w1", 5}};
+  trigger.created_ms = 1700000000000;
+  RecoveryValue recovery;
+  recovery.sequence = 2;
+  recovery.epoch = 7;
+  recovery.checkpoint = 41;
+  recovery.participants = {"w0", "w1"};
+  const std::vector<std::pair<std::string, std::string>> values = {
+      {"leader/0000000000000001", EncodeLeader({"c1", 1234, "node-1"})},
+      {"members/w0", EncodeMember({4321, "node-2"})},
+      {"triggers/00000000000000000042", EncodeTrigger(trigger)},
+      {"acks/00000000000000000042/w0",
+       EncodeAck({3, 7, AckStatus::kAcknowledged, ""})},
+      {"acks/00000000000000000042/w1",
+       EncodeAck({5, 7, AckStatus::kDeclined, "past step 100 (at step 101)"})},
+      {"outcomes/00000000000000000042",
+       EncodeOutcome({42, 7, Outcome::kAborted, "participant w1 declined"})},
+      {"recovery", EncodeRecovery(recovery)},
+      {"recovered/w0", EncodeRecovered({2, 3, RecoveredStatus::kRestored, ""})},
+      {"requests/123-00ff", EncodeRequest({true, std::nullopt, 42})},
+  };
+  std::string snapshot;
+  for (const auto& [key, value] : values) {
+    std::string name = key;
+    for (char& c : name) c = c == '/' ? '-' : c;
+    Write(kTarget, name, value);
+    snapshot += key + "\t" + value + "\n";
+  }
+  Write(kTarget, "snapshot", snapshot);
+}
+
 // Bytes with some structure, so that zstd compresses them.
 std::string Data(size_t n, int seed) {
   std::string s;
@@ -647,6 +722,8 @@ int main(int argc, char** argv) {
   ickpt::CommitRecords();
   ickpt::MaintenanceObjects();
   ickpt::ConsolidationRecords();
+  ickpt::EpochRecords();
+  ickpt::CoordProtocolValues();
   ickpt::KeyedGroups();
   ickpt::Packs();
   ickpt::Keys();

@@ -15,8 +15,8 @@ else
   build="$work/build"
   cmake -S "$src" -B "$build" -G Ninja -DICKPT_BUILD_TESTS=OFF -DICKPT_BUILD_BENCH=OFF
 fi
-# Only what is installed: the libraries (ickpt_ckpt and every layer below it) and the CLI.
-cmake --build "$build" -j"$jobs" --target ickpt_ckpt $(cmake --build "$build" --target help 2>/dev/null \
+# Only what is installed: the libraries (ickpt_coord and every layer below it) and the CLI.
+cmake --build "$build" -j"$jobs" --target ickpt_coord $(cmake --build "$build" --target help 2>/dev/null \
   | grep -q '^ickpt_cli' && echo ickpt_cli)
 cmake --install "$build" --prefix "$work/prefix"
 

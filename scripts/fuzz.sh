@@ -14,7 +14,7 @@ seconds=${1:-30}
 build=${2:-build-fuzz}
 all_targets=(config_fuzz commit_record_fuzz manifest_fuzz keyed_records_fuzz pack_fuzz
   pack_index_fuzz keys_fuzz parse_fuzz coding_fuzz repository_url_fuzz maintenance_objects_fuzz
-  consolidation_record_fuzz)
+  consolidation_record_fuzz epoch_record_fuzz etcd_codec_fuzz coord_protocol_fuzz)
 read -r -a targets <<<"${ICKPT_FUZZ_TARGETS:-${all_targets[*]}}"
 
 [[ ${ICKPT_FUZZ_SKIP_SETUP:-0} == 1 ]] || bash scripts/setup.sh
@@ -26,6 +26,7 @@ CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Re
   -DICKPT_WERROR=ON "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety" \
   -DICKPT_SANITIZE=address,undefined >/dev/null
 cmake --build "$build" -j"$jobs" --target ickpt_util ickpt_store ickpt_repo ickpt_state ickpt_ckpt \
+  ickpt_coord \
   "${targets[@]}"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ickpt-fuzz.XXXXXX")

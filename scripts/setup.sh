@@ -9,6 +9,7 @@ packages=(
   libzstd-dev libxxhash-dev libssl-dev
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   clang-14 libclang-rt-14-dev
+  etcd-server etcd-client libcurl4-openssl-dev
 )
 
 missing=()

@@ -89,4 +89,16 @@ inline std::map<std::string, std::string> SharedAtGroupCheckpoint() {
   return m;
 }
 
+// Format 1.5 on (testdata/repo-v1.5, format.md §15): the coordinator of the group checkpoint
+// begins epoch 2 first (epochs/2, base: checkpoint 3). Then a new coordinator begins epoch 3 while
+// the old one commits a second group checkpoint of epoch 2 between the new one's read of the
+// latest checkpoint and its publish (the race of §15.5): epochs/3 names the group checkpoint as
+// its base, and that second group checkpoint, the highest id, is fenced. Its "shared" holds
+// "s-<i>" -> "fenced-<i>" for i < 64, which no restore of the latest may return.
+inline std::map<std::string, std::string> SharedAtFencedCheckpoint() {
+  std::map<std::string, std::string> m;
+  for (int i = 0; i < 64; ++i) m["s-" + std::to_string(i)] = "fenced-" + std::to_string(i);
+  return m;
+}
+
 }  // namespace ickpt::testdata

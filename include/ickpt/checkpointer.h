@@ -164,6 +164,9 @@ struct CheckpointOptions {
   // The coordinator's epoch (its leadership term), carried in the commit record or
   // acknowledgement; a group commit of another epoch refuses the acknowledgement. Default 0.
   uint64_t epoch = 0;
+  // Every state object's manifest is full (the policy is not asked), e.g. when the coordinator
+  // asks for a full checkpoint. Default false.
+  bool full = false;
 };
 
 // What to do when the registered state objects and the checkpoint's differ at restore.

@@ -37,8 +37,8 @@ struct Pin {
 absl::Status ValidatePinName(std::string_view name);
 
 // Pins committed checkpoint `id` under `name` (ValidatePinName): InvalidArgument for a bad name,
-// NotFound if `id` is not committed, FailedPrecondition if it is condemned (format.md §13.2),
-// AlreadyExists if the name pins something already.
+// NotFound if `id` is not committed, FailedPrecondition if it is condemned (format.md §13.2) or
+// fenced (§15.3), AlreadyExists if the name pins something already.
 absl::Status PinCheckpoint(Repository& repo, uint64_t id, std::string_view name);
 // Removes pin `name`: NotFound if there is none.
 absl::Status UnpinCheckpoint(Repository& repo, std::string_view name);
@@ -69,6 +69,9 @@ struct GcReport {
   std::vector<uint64_t> condemned_checkpoints;  // condemned by this run
   std::vector<uint64_t> pardoned_checkpoints;   // condemned before, needed again
   std::vector<uint64_t> removed_checkpoints;    // commit records deleted by this run
+  // Commits fenced by a coordinator epoch (format.md §15.3): not part of the history, never kept;
+  // condemned and removed as any checkpoint that is not kept.
+  std::vector<uint64_t> fenced_checkpoints;
   // Deleted objects by kind.
   uint64_t deleted_commits = 0;
   uint64_t deleted_manifests = 0;
@@ -123,10 +126,11 @@ struct ConsolidationReport {
 // Consolidates committed checkpoint `id` (format.md §14.3) under the maintenance lock: a full
 // manifest per state object that reuses the packs where blocks lie, blocks of little-used packs
 // copied into new ones, published as the next generation of merges/<id>/. Errors: NotFound if `id`
-// is not committed; FailedPrecondition if it is condemned (before or during the run); Aborted if
-// the lock is held or another consolidation of `id` published first; DeadlineExceeded if it took
-// longer than the policy's checkpoint timeout (nothing is published); DataLoss if the checkpoint
-// is damaged; Internal if verify found a difference. What a failed run wrote is left to GC.
+// is not committed; FailedPrecondition if it is condemned or fenced (format.md §15.3; before or
+// during the run); Aborted if the lock is held or another consolidation of `id` published first;
+// DeadlineExceeded if it took longer than the policy's checkpoint timeout (nothing is published);
+// DataLoss if the checkpoint is damaged; Internal if verify found a difference. What a failed run
+// wrote is left to GC.
 absl::StatusOr<ConsolidationReport> Consolidate(Repository& repo, uint64_t id,
                                                 const ConsolidateOptions& options = {});
 

@@ -84,13 +84,34 @@ struct CommitRecord {
   std::map<std::string, std::string> metadata;
 };
 
+// A coordinator's epoch record (format.md §15.1): its leader began epoch `epoch` when `base` was
+// the latest committed checkpoint. A commit record of an older epoch whose id is above `base` is
+// fenced: not part of the history (§15.3).
+struct EpochRecord {
+  uint64_t epoch = 0;            // >= 1
+  std::optional<uint64_t> base;  // nullopt: the repository held no committed checkpoint
+  // The highest epoch among the records the leader listed when it read `base` (0: none). A record
+  // of an epoch in (previous, epoch) was published after that read, by a leader already deposed:
+  // it is superseded and fences nothing (§15.3).
+  uint64_t previous = 0;
+  absl::Time created;
+  std::string leader;  // who began the epoch: 1 to 256 bytes of UTF-8
+};
+
+// The epoch that fences `record` by the rule of format.md §15.3 (the lowest, if several do), or
+// nullopt if the record is part of the history. `epochs` are RepositoryReader::ListEpochs()'s:
+// superseded records among them fence nothing. A repository without epoch records fences nothing.
+std::optional<uint64_t> FencedBy(const std::vector<EpochRecord>& epochs,
+                                 const CommitRecord& record);
+
 // The group commit of a checkpoint of several participants (format.md §11).
 struct GroupCommitOptions {
   // Every participant of the group: the commit needs each one's acknowledgement.
   std::vector<std::string> participants;
   // Added to the participants' metadata (a key they also give must have the same value).
   std::map<std::string, std::string> metadata;
-  // The coordinator's epoch: every acknowledgement must carry it.
+  // The coordinator's epoch: every acknowledgement must carry it. An epoch > 0 must have been begun
+  // (GroupProtocol::BeginEpoch) and not fenced by a newer one (format.md §15.4).
   uint64_t epoch = 0;
   // Each participant's expected incarnation: an acknowledgement of another incarnation (a
   // replaced process's) is refused with FailedPrecondition. Empty: incarnations are not checked;
@@ -138,8 +159,10 @@ class RepositoryReader {
   virtual std::string Describe() const = 0;
   // Ids of every commit record present, ascending (whether or not they verify).
   virtual absl::StatusOr<std::vector<uint64_t>> ListCommitIds() const = 0;
-  // The latest committed checkpoint (format.md §6.1): the highest id with a commit record, or
-  // nullopt for an empty repository.
+  // The latest committed checkpoint (format.md §6.1): the highest id with a commit record that is
+  // not fenced (§15.3; a damaged record counts as not fenced), or nullopt if there is none. Reads
+  // the epoch records and, only where one could fence it, a commit record or a few (§15.6).
+  // DataLoss naming a damaged epoch record: which commits it fences is unknown.
   virtual absl::StatusOr<std::optional<uint64_t>> LatestCommitId() const = 0;
   // Reads and verifies commit `id`: NotFound if absent, DataLoss naming the object if damaged.
   virtual absl::StatusOr<CommitRecord> ReadCommit(uint64_t id) const = 0;
@@ -147,6 +170,10 @@ class RepositoryReader {
   virtual absl::StatusOr<CommitRecord> ReadAck(uint64_t id, std::string_view participant) const = 0;
   // The participants that acknowledged checkpoint `id`, sorted.
   virtual absl::StatusOr<std::vector<std::string>> ListAcks(uint64_t id) const = 0;
+  // Every epoch record (format.md §15.1), ascending by epoch, superseded ones included (FencedBy
+  // judges them). DataLoss naming `epochs/<epoch:020>` if one is damaged or went missing (they are
+  // never deleted).
+  virtual absl::StatusOr<std::vector<EpochRecord>> ListEpochs() const = 0;
 
  private:
   // Objects are read through the repository layer only (src/repo/repository_internal.h).
@@ -163,30 +190,43 @@ class RepositoryWriter {
   // the next one is reserved.
   virtual absl::StatusOr<uint64_t> ReserveCheckpointId() = 0;
   // Publishes a commit record (the last step of a checkpoint): AlreadyExists if that id has one.
-  // Its parent, if any, must be committed and not condemned by retention (format.md §8.6):
-  // FailedPrecondition otherwise, marked so that IsParentRemoved() recognizes it.
+  // Its parent, if any, must be committed, not condemned by retention and not fenced (format.md
+  // §8.6): FailedPrecondition otherwise, marked so that IsParentRemoved() recognizes it. The
+  // record's epoch must allow it (§8.7, §15.4): an epoch > 0 begun and not fenced by a newer one,
+  // epoch 0 only where no epoch record would fence it; FailedPrecondition otherwise.
   virtual absl::Status PublishCommit(const CommitRecord& record) = 0;
 };
 
 // The group protocol (format.md §11): every participant publishes its acknowledgement once its
-// manifests are durable, and the group commit publishes one commit record covering them all.
+// manifests are durable, and the group commit publishes one commit record covering them all. A
+// coordinator begins its epoch (§15.2) before it triggers or commits anything.
 class GroupProtocol {
  public:
   virtual ~GroupProtocol() = default;
+  // Begins coordinator epoch `epoch` (>= 1) for `leader` (1 to 256 bytes of UTF-8; InvalidArgument
+  // otherwise): reads the latest committed checkpoint and publishes epochs/<epoch:020> naming it as
+  // the base (format.md §15.2); returns the record. If the record exists and names `leader`,
+  // returns it as stored (a retry after an ambiguous failure, or a restart of the same leader); if
+  // it names another leader, AlreadyExists. FailedPrecondition if a record of a higher epoch
+  // exists, before or (then this epoch's record is published but superseded) after the publish:
+  // this leader is deposed. DataLoss naming a damaged epoch record.
+  virtual absl::StatusOr<EpochRecord> BeginEpoch(uint64_t epoch, std::string_view leader) = 0;
   // Publishes `ack`, a record with exactly one participant, whose name must be a valid key
   // component: InvalidArgument otherwise, AlreadyExists if that participant acknowledged already.
   virtual absl::Status PublishAck(const CommitRecord& ack) = 0;
   // Publishes commit record `id` covering the acknowledgements of every participant in
   // `options.participants`, or nothing: FailedPrecondition naming the participants that did not
   // acknowledge, an acknowledgement of another incarnation than `options.incarnations` expects,
-  // or what they disagree on (parent, epoch, metadata), or a parent that is not committed;
-  // DataLoss if an acknowledgement is damaged; AlreadyExists if `id` is committed.
+  // or what they disagree on (parent, epoch, metadata), or a parent that is not committed or is
+  // fenced, or an epoch that was not begun or is fenced by a newer one (the message names it,
+  // format.md §15.4); DataLoss if an acknowledgement or an epoch record is damaged; AlreadyExists
+  // if `id` is committed.
   virtual absl::StatusOr<CommitRecord> CommitGroup(uint64_t id,
                                                    const GroupCommitOptions& options) = 0;
 };
 
-// Whether `status` says a checkpoint could not commit because its parent is absent or condemned
-// by retention (format.md §8.6): the writer's next checkpoint must then be full.
+// Whether `status` says a checkpoint could not commit because its parent is absent, condemned by
+// retention or fenced (format.md §8.6, §15.3): the writer's next checkpoint must then be full.
 bool IsParentRemoved(const absl::Status& status);
 
 // A repository opened for reading and writing: every role.
@@ -229,10 +269,12 @@ class Repository final : public RepositoryReader, public RepositoryWriter, publi
   absl::StatusOr<CommitRecord> ReadCommit(uint64_t id) const override;
   absl::StatusOr<CommitRecord> ReadAck(uint64_t id, std::string_view participant) const override;
   absl::StatusOr<std::vector<std::string>> ListAcks(uint64_t id) const override;
+  absl::StatusOr<std::vector<EpochRecord>> ListEpochs() const override;
 
   absl::StatusOr<uint64_t> ReserveCheckpointId() override;
   absl::Status PublishCommit(const CommitRecord& record) override;
 
+  absl::StatusOr<EpochRecord> BeginEpoch(uint64_t epoch, std::string_view leader) override;
   absl::Status PublishAck(const CommitRecord& ack) override;
   absl::StatusOr<CommitRecord> CommitGroup(uint64_t id, const GroupCommitOptions& options) override;
 

@@ -270,7 +270,7 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     // Without a base every block must be written (the first full checkpoint of the object).
     if (!lineage.has_base) c.dirty.SetAll();
     c.kind = options.policy->Choose(PolicyFor(name, lineage, c.dirty.Count(), c.block_count));
-    if (!lineage.has_base) c.kind = CheckpointKind::kFull;
+    if (!lineage.has_base || copts.full) c.kind = CheckpointKind::kFull;
     c.depth = c.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
     const uint64_t bytes = c.dirty.Count() * c.block_size;
     // The first capture of an object copies all of it: not a guide to the staging it needs later.
@@ -317,7 +317,7 @@ absl::StatusOr<CheckpointHandle> Checkpointer::Impl::Capture(const CheckpointOpt
     const ObjectLineage lineage = capture_lineage[name];
     k.changed = KeyedStateAccess::ChangedCount(*state);
     k.kind = options.policy->Choose(PolicyFor(name, lineage, k.changed, state->size()));
-    if (!lineage.has_base) k.kind = CheckpointKind::kFull;
+    if (!lineage.has_base || copts.full) k.kind = CheckpointKind::kFull;
     k.depth = k.kind == CheckpointKind::kFull ? 0 : lineage.depth + 1;
     k.entries = state->size();
     k.entry_bytes = state->byte_size();

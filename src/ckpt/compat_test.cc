@@ -1,4 +1,4 @@
-// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 to 1.4,
+// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 to 1.5,
 // testdata/repo-v1.N (written by make_testdata, content in testdata_grid.h), must restore with this
 // and every later release. It is copied to a temporary directory first so that a reader that writes
 // (an id reservation, say) never modifies the saved copy.
@@ -120,14 +120,33 @@ std::map<std::string, std::string> Entries(Checkpointer* ckpt, std::string_view 
   return out;
 }
 
+// The committed checkpoints that are part of the history (format.md §15.3: not fenced).
+absl::StatusOr<std::vector<uint64_t>> UnfencedCommitIds(const RepositoryReader& repo) {
+  absl::StatusOr<std::vector<uint64_t>> ids = repo.ListCommitIds();
+  if (!ids.ok()) return ids.status();
+  absl::StatusOr<std::vector<EpochRecord>> epochs = repo.ListEpochs();
+  if (!epochs.ok()) return epochs.status();
+  std::vector<uint64_t> unfenced;
+  for (uint64_t id : *ids) {
+    absl::StatusOr<CommitRecord> record = repo.ReadCommit(id);
+    if (!record.ok()) return record.status();
+    if (!FencedBy(*epochs, *record).has_value()) unfenced.push_back(id);
+  }
+  return unfenced;
+}
+
 // Restores every checkpoint of a saved repository of format 1.1 or later: three checkpoints of
-// region "grid" and keyed state "index", then a group checkpoint of "left" and "right".
+// region "grid" and keyed state "index", then a group checkpoint of "left" and "right" (and, from
+// 1.5 on, a fenced one after it, which is not part of the history: checked by its own test).
 void ExpectSavedRepositoryRestores(const std::string& dir, uint16_t minor) {
   ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir, /*create=*/false));
   EXPECT_EQ(repo->config().major, 1);
   EXPECT_EQ(repo->config().minor, minor);
-  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, UnfencedCommitIds(*repo));
   ASSERT_EQ(ids.size(), 4u);
+  // The group checkpoint is the latest committed checkpoint (format.md §6.1).
+  ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> latest, repo->LatestCommitId());
+  EXPECT_EQ(latest, ids[3]);
   for (int n = 1; n <= 3; ++n) {
     SCOPED_TRACE(::testing::Message() << "checkpoint " << ids[n - 1] << " (the " << n << "th)");
     ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
@@ -221,6 +240,66 @@ TEST_F(CompatTest, SavedRepositoryV1_4RestoresItsConsolidatedCheckpoint) {
   ASSERT_OK_AND_ASSIGN(ResolvedObject grid, ResolveObject(*repo, third, "p0", "grid", &packs));
   EXPECT_EQ(grid.chain, std::vector<uint64_t>{ids[2]});
   EXPECT_TRUE(grid.consolidated);
+}
+
+// Format 1.5 added epoch records and fencing (§15): the saved repository holds epochs 2 and 3, and
+// a group checkpoint of epoch 2 committed in the race with epoch 3 (after the new coordinator read
+// its base), the highest id, fenced: not the latest, not restorable by id, not kept by GC.
+TEST_F(CompatTest, SavedRepositoryV1_5FencesTheOldCoordinatorsLateCommit) {
+  CopySaved("repo-v1.5");
+  ExpectSavedRepositoryRestores(dir_.Join("repo"), 5);
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir_.Join("repo"), /*create=*/false));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
+  ASSERT_EQ(ids.size(), 5u);
+  const uint64_t group_id = ids[3];
+  const uint64_t fenced_id = ids[4];
+  ASSERT_OK_AND_ASSIGN(std::vector<EpochRecord> epochs, repo->ListEpochs());
+  ASSERT_EQ(epochs.size(), 2u);
+  EXPECT_EQ(epochs[0].epoch, 2u);
+  EXPECT_EQ(epochs[0].base, ids[2]);
+  EXPECT_EQ(epochs[0].leader, "coordinator-a");
+  EXPECT_EQ(epochs[1].epoch, 3u);
+  EXPECT_EQ(epochs[1].base, group_id);
+  EXPECT_EQ(epochs[1].previous, 2u);
+  EXPECT_EQ(epochs[1].leader, "coordinator-b");
+  ASSERT_OK_AND_ASSIGN(CommitRecord fenced, repo->ReadCommit(fenced_id));
+  EXPECT_EQ(fenced.epoch, 2u);
+  EXPECT_EQ(fenced.parent, group_id);
+  EXPECT_EQ(fenced.metadata["checkpoint"], "fenced");
+  EXPECT_EQ(FencedBy(epochs, fenced), 3u);
+  // The fenced checkpoint is the highest id but not the latest: a restore without an id returns
+  // the group checkpoint's entries, never the fenced ones.
+  ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> latest, repo->LatestCommitId());
+  EXPECT_EQ(latest, group_id);
+  {
+    ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
+    RestoreOptions o;
+    o.on_unregistered = OnUnregistered::kCreate;
+    ASSERT_OK_AND_ASSIGN(CommitRecord restored, ckpt->Restore(o));
+    EXPECT_EQ(restored.id, group_id);
+    EXPECT_EQ(Entries(ckpt.get(), "shared"), testdata::SharedAtGroupCheckpoint());
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto ckpt, Checkpointer::Open(repo.get()));
+    RestoreOptions o;
+    o.id = fenced_id;
+    o.on_unregistered = OnUnregistered::kCreate;
+    const absl::Status s = ckpt->Restore(o).status();
+    EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+    EXPECT_NE(std::string(s.message()).find("fenced by epoch 3"), std::string::npos) << s;
+  }
+  // GC (a dry run) keeps it not, even as the highest id, and would condemn it.
+  GcOptions dry;
+  dry.dry_run = true;
+  ASSERT_OK_AND_ASSIGN(GcReport report, CollectGarbage(*repo, dry));
+  EXPECT_EQ(report.fenced_checkpoints, std::vector<uint64_t>{fenced_id});
+  EXPECT_EQ(std::find(report.kept_checkpoints.begin(), report.kept_checkpoints.end(), fenced_id),
+            report.kept_checkpoints.end());
+  EXPECT_NE(std::find(report.kept_checkpoints.begin(), report.kept_checkpoints.end(), group_id),
+            report.kept_checkpoints.end());
+  EXPECT_NE(std::find(report.condemned_checkpoints.begin(), report.condemned_checkpoints.end(),
+                      fenced_id),
+            report.condemned_checkpoints.end());
 }
 
 // Repositories saved before 1.3 have no policy: they keep every committed checkpoint, and a

@@ -16,6 +16,7 @@
 #include "ickpt/checkpointer.h"
 #include "ickpt/maintenance.h"
 #include "ickpt/repository.h"
+#include "src/repo/commit_record.h"
 #include "src/repo/keys.h"
 #include "src/repo/maintenance_lock.h"
 #include "src/repo/reachability.h"
@@ -473,6 +474,104 @@ TEST_F(GcTest, AWriterWhoseParentIsCondemnedStartsANewLineage) {
   EXPECT_FALSE(r3.parent.has_value());
   ASSERT_OK_AND_ASSIGN(std::string grid, RestoredGrid(repo.get(), a3, "a"));
   EXPECT_EQ(grid, a->Content());
+}
+
+// Fencing (format.md §15): the epoch record a new coordinator publishes when the latest committed
+// checkpoint was `base`, written directly so that the checkpoints committed after `base` are those
+// an old leader published in the race of §15.5 (after the new leader read its base).
+void PublishRacedEpochRecord(ObjectStore& store, uint64_t epoch, uint64_t base) {
+  EpochRecord record;
+  record.epoch = epoch;
+  record.base = base;
+  record.created = absl::Now();
+  record.leader = "new-leader";
+  ASSERT_OK(store.Publish(EpochKey(epoch), EncodeEpochRecord(record)));
+}
+
+// §13.1, §15.3: a fenced commit is not part of the history: keep-last counts the others, it is
+// never kept (not even as the highest id), it is condemned, then removed after the grace period
+// with the objects no kept checkpoint reaches, and everything the kept ones need stays.
+TEST_F(GcTest, FencedCommitsAreNeverKeptAndGoAfterTheGracePeriod) {
+  Create();  // keep-last 3
+  std::unique_ptr<Writer> w = NewWriter("p0", /*full_every=*/3);
+  for (int i = 0; i < 8; ++i) Step(*w);  // 1F 2 3 | 4F 5 6 | 7F 8
+  PublishRacedEpochRecord(*memory_, 1, 5);
+  std::unique_ptr<Repository> repo = Open();
+  ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> latest, repo->LatestCommitId());
+  EXPECT_EQ(latest, 5u);
+  // Not pinnable: a pin of it would keep nothing.
+  const absl::Status pin = PinCheckpoint(*repo, 7, "fenced");
+  EXPECT_EQ(pin.code(), absl::StatusCode::kFailedPrecondition) << pin;
+  EXPECT_NE(std::string(pin.message()).find("fenced by epoch 1"), std::string::npos) << pin;
+  // Nor consolidated.
+  EXPECT_EQ(Consolidate(*repo, 8).status().code(), absl::StatusCode::kFailedPrecondition);
+
+  ASSERT_OK_AND_ASSIGN(GcReport first, Gc());
+  EXPECT_EQ(first.fenced_checkpoints, (std::vector<uint64_t>{6, 7, 8}));
+  EXPECT_EQ(first.kept_checkpoints, (std::vector<uint64_t>{3, 4, 5}));
+  EXPECT_EQ(first.needed_checkpoints, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(first.condemned_checkpoints, (std::vector<uint64_t>{6, 7, 8}));
+  EXPECT_TRUE(first.removed_checkpoints.empty());
+  clock_->Advance(kGrace + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(GcReport second, Gc());
+  EXPECT_EQ(second.removed_checkpoints, (std::vector<uint64_t>{6, 7, 8}));
+  EXPECT_GT(second.deleted_manifests, 0u);
+  EXPECT_GT(second.deleted_packs, 0u);  // 7's own blocks, and what 6 and 8 captured
+  EXPECT_EQ(CommitIds(), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_TRUE(Keys("condemned/").empty());
+  EXPECT_EQ(Keys("epochs/").size(), 1u);  // GC never deletes epoch records
+  ExpectEveryCommittedRestores();
+  ExpectExactlyReachableStored();
+}
+
+// §6.1, §15.3 through the checkpointer: a restore without an id takes the latest checkpoint that
+// is not fenced, one by id of a fenced checkpoint is refused, and a writer whose parent is fenced
+// starts a new lineage (§8.6).
+TEST_F(GcTest, RestoreSkipsFencedCommitsAndAWriterDoesNotBuildOnThem) {
+  Create();
+  std::unique_ptr<Writer> w = NewWriter("p0", /*full_every=*/100);
+  for (int i = 0; i < 4; ++i) Step(*w);  // one chain: 1F 2 3 4
+  PublishRacedEpochRecord(*memory_, 1, 2);
+  std::unique_ptr<Repository> repo = Open();
+  ASSERT_OK_AND_ASSIGN(testing::FreshRestore latest,
+                       testing::RestoreFresh(repo.get(), std::nullopt));
+  EXPECT_EQ(latest.record.id, 2u);
+  Region* grid = latest.checkpointer->FindRegion("grid");
+  ASSERT_NE(grid, nullptr);
+  EXPECT_EQ(std::string(grid->data(), grid->size()), expected_[2]);
+  for (uint64_t id : {3, 4}) {
+    const absl::Status s = testing::RestoreFresh(repo.get(), id).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    const std::string expected = "checkpoint " + std::to_string(id) + " is fenced by epoch 1";
+    EXPECT_NE(std::string(s.message()).find(expected), std::string::npos) << s;
+  }
+  ASSERT_OK_AND_ASSIGN(testing::FreshRestore two, testing::RestoreFresh(repo.get(), 2));
+  EXPECT_EQ(two.record.id, 2u);
+
+  // The writer's head, 4, is fenced: under epoch 2 (begun from 2) its next commit is refused...
+  ASSERT_OK_AND_ASSIGN(EpochRecord begun, repo->BeginEpoch(2, "leader"));
+  EXPECT_EQ(begun.base, 2u);
+  CheckpointOptions in_epoch;
+  in_epoch.epoch = 2;
+  w->Mutate();
+  ASSERT_OK_AND_ASSIGN(CheckpointHandle h, w->checkpointer->Checkpoint(in_epoch));
+  absl::StatusOr<CommitRecord> refused = h.Wait();
+  EXPECT_TRUE(IsParentRemoved(refused.status())) << refused.status();
+  EXPECT_NE(std::string(refused.status().message()).find("fenced"), std::string::npos)
+      << refused.status();
+  // ... and the one after is full, carries every change, and is the latest.
+  w->Mutate();
+  ASSERT_OK_AND_ASSIGN(h, w->checkpointer->Checkpoint(in_epoch));
+  ASSERT_OK_AND_ASSIGN(CommitRecord full, h.Wait());
+  EXPECT_EQ(full.kind, CheckpointKind::kFull);
+  EXPECT_FALSE(full.parent.has_value());
+  ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> now_latest, repo->LatestCommitId());
+  EXPECT_EQ(now_latest, full.id);
+  ASSERT_OK_AND_ASSIGN(testing::FreshRestore restored,
+                       testing::RestoreFresh(repo.get(), std::nullopt));
+  grid = restored.checkpointer->FindRegion("grid");
+  ASSERT_NE(grid, nullptr);
+  EXPECT_EQ(std::string(grid->data(), grid->size()), w->Content());
 }
 
 TEST_F(GcTest, YoungAcknowledgementsAreRootsOldOnesAreDeleted) {

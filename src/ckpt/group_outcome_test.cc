@@ -78,6 +78,8 @@ class GroupOutcomeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(coordinator_, Repository::OpenLocal(dir_.Join("repo"), /*create=*/true));
+    // The group commits epoch 3, which its coordinator begins first (format.md §15.2).
+    ASSERT_OK(coordinator_->BeginEpoch(3, "coordinator").status());
     for (uint32_t i = 0; i < 3; ++i) {
       Member m;
       m.name = "p" + std::to_string(i);

@@ -312,10 +312,12 @@ void Checkpointer::Impl::FailJob(PersistJob& job, const absl::Status& status) {
   failed_ids.insert(job.id);
   announced_aborted.erase(job.id);
   if (IsParentRemoved(status) && lineage.pending().empty()) {
-    // §8.6: the checkpoint we build on is condemned or gone (another writer's retention), so the
-    // lineage starts over: the next checkpoint is full, with no parent.
+    // §8.6: the checkpoint we build on is condemned or gone (another writer's retention), or
+    // fenced by a coordinator epoch (§15.3), so the lineage starts over: the next checkpoint is
+    // full, with no parent.
     ICKPT_LOG_WARN(
-        "checkpoint {}: its parent was removed by retention; the next checkpoint is full", job.id);
+        "checkpoint {}: its parent was removed by retention or fenced; the next checkpoint is full",
+        job.id);
     lineage.Reset(std::nullopt, {});
   }
   if (announced_committed.erase(job.id) > 0) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "ickpt/maintenance.h"
 #include "src/ckpt/checkpointer_impl.h"
+#include "src/repo/fencing.h"
 #include "src/repo/keyed_reader.h"
 #include "src/repo/region_reader.h"
 #include "src/state/keyed_state_internal.h"
@@ -70,6 +71,11 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
   }
   absl::StatusOr<CommitRecord> commit = repo->ReadCommit(id);
   if (!commit.ok()) return commit.status();
+  // format.md §15.3: a fenced checkpoint is not part of the history. The latest never is one
+  // (LatestCommitId skips them); one named by its id is refused.
+  if (ropts.id.has_value()) {
+    if (absl::Status s = CheckNotFenced(*repo, *commit, "restored"); !s.ok()) return s;
+  }
   // Regions come from this participant's part of the checkpoint; keyed states from every
   // participant's (format.md §9.1), so a participant that was not in the checkpoint (after a
   // rescale) may still restore keyed state.

@@ -28,6 +28,7 @@
 #include "ickpt/keyed_state.h"
 #include "ickpt/repository.h"
 #include "src/cli/keyed_entries.h"
+#include "src/repo/commit_record.h"
 #include "src/repo/keyed_reader.h"
 #include "src/repo/keys.h"
 #include "src/repo/manifest.h"
@@ -399,6 +400,61 @@ TEST_F(CliTest, TruncatedCommitRecordMakesLogAndVerifyExit3) {
     for (const json& d : v["damaged"]) named |= d["key"] == key;
     EXPECT_TRUE(named) << verify.out;
   }
+}
+
+// Coordinator epochs (format.md §15): a new coordinator began epoch 1 from the first checkpoint
+// while the two after it were being committed without one (the race of §15.5), so they are fenced.
+// log and show say so, "latest" skips them, verify does not call them damage; a damaged epoch
+// record is damage (exit 3) naming it.
+TEST_F(CliTest, FencedCommitsAreMarkedByLogAndShowAndAreNotDamage) {
+  MakeRepo({{}, {3}, {5}});
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<ObjectStore> store, OpenLocalStore(repo_path()));
+    EpochRecord record;
+    record.epoch = 1;
+    record.base = ids_[0];
+    record.created = absl::Now();
+    record.leader = "coordinator-a";
+    ASSERT_OK(store->Publish(EpochKey(1), EncodeEpochRecord(record)));
+  }
+  const json log = RunJson({"log", "--json"});
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_TRUE(log[0]["fenced_by"].is_null());
+  EXPECT_EQ(log[1]["fenced_by"].get<uint64_t>(), 1u);
+  EXPECT_EQ(log[2]["fenced_by"].get<uint64_t>(), 1u);
+  RunResult text = RunOnRepo({"log"});
+  EXPECT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("fenced by epoch 1"), std::string::npos) << text.out;
+
+  const json latest = RunJson({"show", "latest", "--json"});
+  EXPECT_EQ(latest["id"].get<uint64_t>(), ids_[0]);
+  EXPECT_TRUE(latest["fenced_by"].is_null());
+  const json fenced = RunJson({"show", std::to_string(ids_[2]), "--json"});
+  EXPECT_EQ(fenced["fenced_by"].get<uint64_t>(), 1u);
+  RunResult shown = RunOnRepo({"show", std::to_string(ids_[2])});
+  EXPECT_EQ(shown.code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("fenced:        by epoch 1"), std::string::npos) << shown.out;
+
+  for (bool data : {false, true}) {
+    std::vector<std::string> args = {"verify", "--json"};
+    if (data) args.push_back("--data");
+    RunResult verify = RunOnRepo(args);
+    EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+    EXPECT_TRUE(json::parse(verify.out)["ok"].get<bool>()) << verify.out;
+  }
+
+  const std::string key = EpochKey(1);
+  FlipByte(key, 20);
+  RunResult damaged_log = RunOnRepo({"log", "--json"});
+  EXPECT_EQ(damaged_log.code, 3) << damaged_log.err;
+  EXPECT_NE(damaged_log.err.find(key), std::string::npos) << damaged_log.err;
+  EXPECT_EQ(RunOnRepo({"show", "latest"}).code, 3);
+  RunResult verify = RunOnRepo({"verify", "--data", "--json"});
+  EXPECT_EQ(verify.code, 3) << verify.err;
+  const json report = json::parse(verify.out);
+  bool named = false;
+  for (const json& d : report["damaged"]) named |= d["key"] == key;
+  EXPECT_TRUE(named) << verify.out;
 }
 
 TEST_F(CliTest, OrphanPackIsListedByVerifyDataWithExit0) {
@@ -1289,6 +1345,26 @@ TEST_F(CliTest, PinAndUnpinByNameWithTheirExitCodes) {
   EXPECT_EQ(RunOnRepo({"pin", std::to_string(ids_[0]), "--name", "release-1"}).code, 0);
 }
 
+// `ickpt coordinator`: its usage errors exit 2 before anything is opened or created, and a
+// timeout above the retention policy's checkpoint_timeout is refused (docs/protocol.md §5.8).
+TEST_F(CliTest, CoordinatorRefusesBadFlagsAndATimeoutAboveThePolicys) {
+  MakeRepo({{}}, /*full_every=*/1);
+  RunResult r = Run({"coordinator", "--etcd", "ftp://x", "--job", "j", "--repo", repo_path()});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("ftp://x"), std::string::npos) << r.err;
+  r = Run({"coordinator", "--etcd", "http://127.0.0.1:1", "--job", "J!", "--repo", repo_path()});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("J!"), std::string::npos) << r.err;
+  r = Run({"coordinator", "--etcd", "http://127.0.0.1:1", "--job", "j", "--repo", repo_path(),
+           "--interval", "soon"});
+  EXPECT_EQ(r.code, 2) << r.err;
+  // The default policy's checkpoint_timeout is 10 minutes.
+  r = Run({"coordinator", "--etcd", "http://127.0.0.1:1", "--job", "j", "--repo", repo_path(),
+           "--timeout", "2h"});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("checkpoint_timeout"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, GcDryRunReportsEveryFieldAndDeletesNothing) {
   // Four full checkpoints under the default policy (keep the last 3): the first would be condemned.
   MakeRepo({{}, {1}, {2}, {3}}, /*full_every=*/1);
@@ -1311,7 +1387,8 @@ TEST_F(CliTest, GcDryRunReportsEveryFieldAndDeletesNothing) {
   EXPECT_EQ(gc["dangling_pins"], json::array());
   EXPECT_EQ(gc["policy_generation"], 1);
   EXPECT_TRUE(gc["needed_checkpoints"].is_array());
-  EXPECT_EQ(gc.size(), 12u) << gc.dump();
+  EXPECT_EQ(IdList(gc["fenced_checkpoints"]), std::vector<uint64_t>{});
+  EXPECT_EQ(gc.size(), 13u) << gc.dump();
 
   const RunResult text = RunOnRepo({"gc", "--dry-run"});
   ASSERT_EQ(text.code, 0) << text.err;

@@ -36,6 +36,8 @@ Command RegisterCompact(CLI::App& app);
 Command RegisterPolicy(CLI::App& app);
 // `ickpt doctor`: which trackers work here; needs no repository.
 Command RegisterDoctor(CLI::App& app);
+// `ickpt coordinator`: one coordinator instance of a distributed job (coordinator.cc).
+Command RegisterCoordinator(CLI::App& app);
 // The hidden `demo-child` subcommand: the simulation process the demo supervisor re-executes.
 Command RegisterDemoChild(CLI::App& app);
 

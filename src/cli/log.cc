@@ -3,6 +3,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -106,6 +107,14 @@ int RunLog(const LogOptions& options) {
     exit_code = WorseExit(exit_code, ExitCodeFor(m.status()));
   }
   EffectiveDepths effective(std::move(consolidations));
+  // Coordinator epochs (format.md §15): which commits a newer epoch fenced out of the history.
+  std::vector<EpochRecord> epochs;
+  if (absl::StatusOr<std::vector<EpochRecord>> e = (*repo)->ListEpochs(); e.ok()) {
+    epochs = *std::move(e);
+  } else {
+    PrintError(e.status().message());
+    exit_code = WorseExit(exit_code, ExitCodeFor(e.status()));
+  }
   nlohmann::json out = nlohmann::json::array();
   if (!options.json) {
     std::cout << fmt::format("{:>8} {:>8} {:<11} {:>5} {:>9} {:>12} {:>12}  {:<20} {}\n", "id",
@@ -125,16 +134,21 @@ int RunLog(const LogOptions& options) {
     const std::vector<std::string>& pinned_as = pins[id];
     const uint64_t effective_depth = effective.Add(*commit);
     const bool consolidated = effective.consolidated(id);
+    const std::optional<uint64_t> fenced_by = FencedBy(epochs, *commit);
     if (options.json) {
       nlohmann::json j = CommitSummaryJson(*commit);
       j["condemned"] = condemned.contains(id);
       j["pins"] = pinned_as;
       j["effective_depth"] = effective_depth;
       j["consolidated"] = consolidated;
+      j["fenced_by"] = fenced_by.has_value() ? nlohmann::json(*fenced_by) : nlohmann::json(nullptr);
       j["metadata"] = commit->metadata;
       out.push_back(std::move(j));
     } else {
       std::string retention = consolidated ? "consolidated" : "";
+      if (fenced_by.has_value()) {
+        retention += StrCat(retention.empty() ? "" : " ", "fenced by epoch ", *fenced_by);
+      }
       if (condemned.contains(id)) retention += StrCat(retention.empty() ? "" : " ", "condemned");
       for (const std::string& name : pinned_as) {
         retention += StrCat(retention.empty() ? "" : " ", "pin:", name);
@@ -165,7 +179,8 @@ Command RegisterLog(CLI::App& app) {
                 "full checkpoint), effective_depth (how many of them a restore walks: 0 once "
                 "consolidated, else counted from the nearest consolidated ancestor), consolidated "
                 "(bool), logical_bytes, stored_bytes, created, participants, condemned (bool), "
-                "pins (names), metadata (object of strings)");
+                "pins (names), fenced_by (the coordinator epoch that fenced the commit out of the "
+                "history, format.md §15, or null), metadata (object of strings)");
   return Command{sub, [options] { return RunLog(*options); }};
 }
 

@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
       RegisterLog(app),    RegisterShow(app),    RegisterGet(app),    RegisterDump(app),
       RegisterVerify(app), RegisterRestore(app), RegisterDiff(app),   RegisterRetention(app),
       RegisterPin(app),    RegisterUnpin(app),   RegisterGc(app),     RegisterCompact(app),
-      RegisterPolicy(app), RegisterDemo(app),    RegisterDoctor(app), RegisterDemoChild(app)};
+      RegisterPolicy(app), RegisterDemo(app),    RegisterDoctor(app), RegisterDemoChild(app),
+      RegisterCoordinator(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -273,6 +273,7 @@ nlohmann::json GcJson(const GcReport& r) {
   j["condemned_checkpoints"] = IdsJson(r.condemned_checkpoints);
   j["pardoned_checkpoints"] = IdsJson(r.pardoned_checkpoints);
   j["removed_checkpoints"] = IdsJson(r.removed_checkpoints);
+  j["fenced_checkpoints"] = IdsJson(r.fenced_checkpoints);
   j["deleted"] = {{"commits", r.deleted_commits},
                   {"manifests", r.deleted_manifests},
                   {"packs", r.deleted_packs},
@@ -307,6 +308,10 @@ void PrintGcText(const GcReport& r) {
                            JoinIds(r.pardoned_checkpoints));
   std::cout << fmt::format("  {}: {}\n", r.dry_run ? "would remove" : "removed",
                            JoinIds(r.removed_checkpoints));
+  if (!r.fenced_checkpoints.empty()) {
+    std::cout << fmt::format("  fenced by a coordinator epoch (not part of the history): {}\n",
+                             JoinIds(r.fenced_checkpoints));
+  }
   if (r.removed_debris > 0) {
     std::cout << fmt::format("  store debris removed: {}\n", r.removed_debris);
   }
@@ -432,8 +437,8 @@ Command RegisterGc(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--json", options->json,
                 "One JSON object: dry_run, deleted_objects, deleted_bytes, kept_checkpoints, "
-                "condemned_checkpoints, pardoned_checkpoints, removed_checkpoints (arrays of ids), "
-                "deleted: {commits, manifests, packs, acks, reservations, condemnations}, "
+                "condemned_checkpoints, pardoned_checkpoints, removed_checkpoints, "
+                "fenced_checkpoints (arrays of ids), deleted: {commits, manifests, packs, acks, reservations, condemnations}, "
                 "removed_debris, dangling_pins (names), policy_generation (null: no policy)");
   return Command{sub, [options] { return RunGc(*options); }};
 }

@@ -158,6 +158,8 @@ int RunPolicy(const PolicyOptions& o) {
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<std::vector<uint64_t>> ids = (*repo)->ListCommitIds();
   if (!ids.ok()) return Fail(ids.status());
+  absl::StatusOr<std::vector<EpochRecord>> epochs = (*repo)->ListEpochs();
+  if (!epochs.ok()) return Fail(epochs.status());
   int exit_code = kExitOk;
   std::map<uint64_t, CommitRecord> records;
   for (uint64_t id : *ids) {
@@ -169,6 +171,8 @@ int RunPolicy(const PolicyOptions& o) {
       exit_code = WorseExit(exit_code, ExitCodeFor(commit.status()));
       continue;
     }
+    // A fenced commit (format.md §15) is not part of the history: not the latest, no pause.
+    if (FencedBy(*epochs, *commit).has_value()) continue;
     records.emplace(id, *std::move(commit));
   }
   if (records.empty()) {

@@ -143,6 +143,15 @@ int RunRestore(const RestoreCliOptions& options) {
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, options.id);
   if (!commit.ok()) return Fail(commit.status());
+  // A fenced commit (format.md §15) was written by a deposed coordinator: not part of the history,
+  // never restored, as Checkpointer::Restore refuses it.
+  absl::StatusOr<std::vector<EpochRecord>> epochs = (*repo)->ListEpochs();
+  if (!epochs.ok()) return Fail(epochs.status());
+  if (std::optional<uint64_t> fenced = FencedBy(*epochs, *commit)) {
+    return Fail(absl::FailedPreconditionError(
+        StrCat("checkpoint ", commit->id, " is fenced by epoch ", *fenced,
+               " (format.md §15): a deposed coordinator's commit, not part of the history")));
+  }
   // A keyed state is not a byte range: say where its entries can be read instead of handing it to
   // the region restore. It is one if this participant's object of that name is one, or if this
   // participant has none and another holds a keyed state of that name (a keyed state's key groups

@@ -2,6 +2,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,9 +51,10 @@ std::vector<KeyedTotal> KeyedTotals(const CommitRecord& commit) {
   return out;
 }
 
-nlohmann::json ShowJson(const CommitRecord& commit) {
+nlohmann::json ShowJson(const CommitRecord& commit, std::optional<uint64_t> fenced_by) {
   nlohmann::json j = CommitSummaryJson(commit);
   j["epoch"] = commit.epoch;
+  j["fenced_by"] = fenced_by.has_value() ? nlohmann::json(*fenced_by) : nlohmann::json(nullptr);
   j["pause_ns"] = CommitPauseNs(commit);
   j["persist_ns"] = CommitPersistNs(commit);
   nlohmann::json objects = nlohmann::json::array();
@@ -101,7 +103,7 @@ nlohmann::json ShowJson(const CommitRecord& commit) {
   return j;
 }
 
-void PrintText(const CommitRecord& commit) {
+void PrintText(const CommitRecord& commit, std::optional<uint64_t> fenced_by) {
   std::cout << fmt::format("checkpoint {}\n", commit.id);
   std::cout << fmt::format("  parent:        {}\n",
                            commit.parent.has_value() ? std::to_string(*commit.parent) : "-");
@@ -109,6 +111,10 @@ void PrintText(const CommitRecord& commit) {
                            commit.depth);
   std::cout << fmt::format("  created:       {}\n", ickpt::FormatTime(commit.created));
   std::cout << fmt::format("  epoch:         {}\n", commit.epoch);
+  if (fenced_by.has_value()) {
+    std::cout << fmt::format(
+        "  fenced:        by epoch {}: not part of the history (format.md §15.3)\n", *fenced_by);
+  }
   std::cout << fmt::format("  logical size:  {} ({} bytes)\n", FormatBytes(commit.logical_bytes),
                            commit.logical_bytes);
   std::cout << fmt::format("  stored bytes:  {} ({} bytes)\n", FormatBytes(commit.stored_bytes),
@@ -163,12 +169,22 @@ int RunShow(const ShowOptions& options) {
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<CommitRecord> commit = ReadCheckpointArgument(**repo, options.id);
   if (!commit.ok()) return Fail(commit.status());
-  if (options.json) {
-    std::cout << ShowJson(*commit).dump(2) << "\n";
+  // Whether a newer coordinator epoch fenced it out of the history (format.md §15.3). A damaged
+  // epoch record leaves that unknown: the checkpoint is shown, the damage reported.
+  int exit_code = kExitOk;
+  std::optional<uint64_t> fenced_by;
+  if (absl::StatusOr<std::vector<EpochRecord>> epochs = (*repo)->ListEpochs(); epochs.ok()) {
+    fenced_by = FencedBy(*epochs, *commit);
   } else {
-    PrintText(*commit);
+    PrintError(epochs.status().message());
+    exit_code = ExitCodeFor(epochs.status());
   }
-  return kExitOk;
+  if (options.json) {
+    std::cout << ShowJson(*commit, fenced_by).dump(2) << "\n";
+  } else {
+    PrintText(*commit, fenced_by);
+  }
+  return exit_code;
 }
 
 }  // namespace
@@ -180,8 +196,10 @@ Command RegisterShow(CLI::App& app) {
   sub->add_option("ID", options->id, "Checkpoint id, or 'latest'")->required();
   AddRepoOption(sub, &options->repo);
   sub->add_flag("--json", options->json,
-                "One JSON object. Each of state_objects has name, type (region|keyed), "
-                "participant, logical_bytes, stored_bytes, kind, depth, ...; a keyed one also has "
+                "One JSON object: epoch, fenced_by (the coordinator epoch that fenced the commit "
+                "out of the history, format.md §15, or null), ... Each of state_objects has name, "
+                "type (region|keyed), participant, logical_bytes, stored_bytes, kind, depth, ...; "
+                "a keyed one also has "
                 "key_groups, entries (live at capture), changed_entries (records in this "
                 "checkpoint's manifest) and tombstones (of those, erasures), and its logical_bytes "
                 "is the entries' key and value bytes. keyed_states sums each keyed state over its "

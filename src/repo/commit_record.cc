@@ -1,4 +1,5 @@
-// The JSON-in-envelope objects: envelope format.md §3.1, config §3, commit record §6.
+// The JSON-in-envelope objects: envelope format.md §3.1, config §3, commit record §6, the objects
+// of retention §13, consolidation records §14.1, epoch records §15.1.
 #include "src/repo/commit_record.h"
 
 #include <cstdint>
@@ -55,6 +56,9 @@ constexpr std::string_view kPolicyMagic = "ICKPTPOL";
 constexpr std::string_view kPinMagic = "ICKPTPIN";
 constexpr std::string_view kLockMagic = "ICKPTLCK";
 constexpr std::string_view kConsolidationMagic = "ICKPTMRG";
+constexpr std::string_view kEpochMagic = "ICKPTEPO";
+// §15.1: a leader's name is for messages and for recognizing its own record, not a document.
+constexpr size_t kMaxLeaderBytes = 256;
 constexpr uint16_t kEnvelopeMajor = kFormatMajor;
 constexpr uint16_t kEnvelopeMinor = kFormatMinor;
 constexpr size_t kEnvelopeHeaderBytes = 16;
@@ -522,7 +526,71 @@ MaintenanceLock LockFromJson(const json& j) {
   return lock;
 }
 
+// §15.1, shared by the encoder's validation and the decoder; the first violation.
+std::optional<std::string> FindEpochViolation(const EpochRecord& r) {
+  if (r.epoch == 0) return std::string("epoch 0 (epochs are positive)");
+  if (r.base.has_value() && *r.base == 0) return std::string("base 0 (ids are positive)");
+  if (r.previous >= r.epoch) {
+    return StrCat("previous ", r.previous, " is not an epoch below ", r.epoch);
+  }
+  if (r.leader.empty() || r.leader.size() > kMaxLeaderBytes) {
+    return StrCat("leader name of ", r.leader.size(), " bytes (1 to ", kMaxLeaderBytes,
+                  " allowed)");
+  }
+  return std::nullopt;
+}
+
+EpochRecord EpochFromJson(const json& j) {
+  Expect(j, "format", "ickpt-epoch", /*unsupported=*/false);
+  EpochRecord r;
+  r.epoch = U64(j, "epoch");
+  if (!Field(j, "base").is_null()) r.base = U64(j, "base");
+  r.previous = U64(j, "previous");
+  r.created = Time(j, "created");
+  r.leader = Str(j, "leader");
+  return r;
+}
+
 }  // namespace
+
+std::string EncodeEpochRecord(const EpochRecord& r) {
+  json j{{"format", "ickpt-epoch"},
+         {"epoch", r.epoch},
+         {"base", r.base.has_value() ? json(*r.base) : json(nullptr)},
+         {"previous", r.previous},
+         {"created", ickpt::FormatTime(r.created)},
+         {"leader", r.leader}};
+  return EncodeEnvelope(kEpochMagic, kEnvelopeMajor, kEnvelopeMinor, Dump(j));
+}
+
+absl::Status ValidateEpochRecord(const EpochRecord& r) {
+  if (std::optional<std::string> violation = FindEpochViolation(r)) {
+    return absl::InvalidArgumentError(StrCat("epoch record of epoch ", r.epoch, ": ", *violation));
+  }
+  if (!IsValidUtf8ForJson(r.leader)) {
+    return absl::InvalidArgumentError(
+        StrCat("epoch record of epoch ", r.epoch, ": leader name is not valid UTF-8"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EpochRecord> DecodeEpochRecord(std::string_view bytes, std::string_view key,
+                                              uint64_t epoch) {
+  constexpr std::string_view kWhat = "epoch record";
+  absl::StatusOr<Envelope> env = DecodeEnvelope(bytes, kEpochMagic, kWhat, key);
+  if (!env.ok()) return env.status();
+  absl::StatusOr<EpochRecord> r =
+      ParsePayload<EpochRecord>(env->payload, kWhat, key, EpochFromJson);
+  if (!r.ok()) return r.status();
+  std::optional<std::string> violation = FindEpochViolation(*r);
+  if (!violation.has_value() && r->epoch != epoch) {
+    violation = StrCat("holds epoch ", r->epoch, ", its key says epoch ", epoch);
+  }
+  if (violation.has_value()) {
+    return absl::DataLossError(StrCat(kWhat, " ", key, ": ", *violation));
+  }
+  return r;
+}
 
 std::string EncodePolicy(const RetentionPolicy& p) {
   json j{

@@ -1,6 +1,6 @@
 // Codecs of the JSON-in-envelope objects (format.md §3.1): the repository config (§3), commit
 // records (§6), acknowledgements (§11), retention policies, pins and the maintenance lock (§13),
-// consolidation records (§14).
+// consolidation records (§14), epoch records (§15).
 #pragma once
 
 #include <string>
@@ -74,6 +74,15 @@ absl::Status ValidateConsolidationRecord(const ConsolidationRecord& consolidatio
 absl::StatusOr<ConsolidationRecord> DecodeConsolidationRecord(std::string_view bytes,
                                                               std::string_view key, uint64_t id,
                                                               uint64_t generation);
+
+// An epoch record (format.md §15.1). The caller guarantees ValidateEpochRecord(record) is OK.
+std::string EncodeEpochRecord(const EpochRecord& record);
+// The rules of §15.1 on a record about to be published: InvalidArgument naming the violation.
+absl::Status ValidateEpochRecord(const EpochRecord& record);
+// DataLoss naming `key` if damaged or if its epoch is not `epoch`; FailedPrecondition for a newer
+// major version.
+absl::StatusOr<EpochRecord> DecodeEpochRecord(std::string_view bytes, std::string_view key,
+                                              uint64_t epoch);
 
 // RFC 3339 UTC with nanoseconds, e.g. "2026-11-26T09:30:00.123456789Z".
 // Call it as ickpt::FormatTime: argument-dependent lookup also finds absl::FormatTime(absl::Time).

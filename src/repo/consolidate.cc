@@ -16,6 +16,7 @@
 #include "ickpt/repository.h"
 #include "src/repo/chain.h"
 #include "src/repo/commit_record.h"
+#include "src/repo/fencing.h"
 #include "src/repo/keyed_changes.h"
 #include "src/repo/keyed_reader.h"
 #include "src/repo/keys.h"
@@ -415,8 +416,9 @@ absl::Status CheckOptions(const ConsolidateOptions& options) {
   return absl::OkStatus();
 }
 
-// §14.3 (as §8.6): a consolidation is published only for a checkpoint that is committed and not
-// condemned, checked immediately before the publish.
+// §14.3 (as §8.6): a consolidation is published only for a checkpoint that is committed, not
+// condemned and not fenced (§15.3: not part of the history, GC removes it), checked immediately
+// before the publish.
 absl::Status CheckStillWanted(Repository& repo, uint64_t id, bool started) {
   absl::StatusOr<CommitRecord> commit = repo.ReadCommit(id);
   if (absl::IsNotFound(commit.status())) {
@@ -424,6 +426,7 @@ absl::Status CheckStillWanted(Repository& repo, uint64_t id, bool started) {
                                       started ? " (GC removed it while it was consolidated)" : ""));
   }
   if (!commit.ok()) return commit.status();
+  if (absl::Status s = CheckNotFenced(repo, *commit, "consolidated"); !s.ok()) return s;
   absl::StatusOr<std::string> condemned = RepositoryInternal::store(repo)->Get(CondemnedKey(id));
   if (condemned.ok()) {
     return absl::FailedPreconditionError(StrCat("checkpoint ", id,

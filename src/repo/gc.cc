@@ -15,6 +15,7 @@
 #include "ickpt/repository.h"
 #include "src/repo/chain.h"
 #include "src/repo/commit_record.h"
+#include "src/repo/fencing.h"
 #include "src/repo/keys.h"
 #include "src/repo/maintenance_lock.h"
 #include "src/repo/reachability.h"
@@ -141,22 +142,36 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   if (!condemned.ok()) return condemned.status();
   absl::StatusOr<std::vector<Pin>> pins = ListPins(repo);
   if (!pins.ok()) return Refuse("reading the pins", pins.status());
+  // Epoch records after the commit records (as LatestCommitId): a commit that raced with a new
+  // epoch is judged by it. A fenced commit is not part of the history (§15.3): never kept.
+  absl::StatusOr<Fencing> fencing = ReadFencing(repo);
+  if (!fencing.ok()) return Refuse("reading the epoch records", fencing.status());
 
-  // Kept: the policy's rules, the pins and the latest (§13.1).
-  std::set<uint64_t> kept;
   std::vector<uint64_t> all_ids;
   for (const auto& [id, info] : *commits) all_ids.push_back(id);
-  if (!all_ids.empty()) kept.insert(all_ids.back());
+  absl::StatusOr<std::map<uint64_t, uint64_t>> fenced = FindFencedCommits(repo, *fencing, all_ids);
+  if (!fenced.ok()) return fenced.status();
+  for (const auto& [id, epoch] : *fenced) report.fenced_checkpoints.push_back(id);
+  // The history (§13.1): the committed checkpoints that are not fenced, a damaged record
+  // included (§6.1). Its highest is the latest committed checkpoint.
+  std::vector<uint64_t> history;
+  for (uint64_t id : all_ids) {
+    if (!fenced->contains(id)) history.push_back(id);
+  }
+
+  // Kept: the policy's rules, the pins and the latest (§13.1), all within the history.
+  std::set<uint64_t> kept;
+  if (!history.empty()) kept.insert(history.back());
   if (!policy->has_value()) {
-    kept.insert(all_ids.begin(), all_ids.end());
+    kept.insert(history.begin(), history.end());
   } else {
     const RetentionPolicy& p = **policy;
     if (p.keep_last.has_value()) {
-      const size_t n = std::min<size_t>(*p.keep_last, all_ids.size());
-      kept.insert(all_ids.end() - static_cast<ptrdiff_t>(n), all_ids.end());
+      const size_t n = std::min<size_t>(*p.keep_last, history.size());
+      kept.insert(history.end() - static_cast<ptrdiff_t>(n), history.end());
     }
     if (p.keep_within.has_value()) {
-      for (uint64_t id : all_ids) {
+      for (uint64_t id : history) {
         if (kept.contains(id)) continue;
         absl::StatusOr<CommitRecord> record = repo.ReadCommit(id);
         if (absl::IsNotFound(record.status())) continue;  // another GC removed it meanwhile
@@ -166,7 +181,9 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
     }
   }
   for (const Pin& pin : *pins) {
-    if (commits->contains(pin.id)) {
+    // A pin of a fenced checkpoint keeps nothing (§13.1): that checkpoint is not part of the
+    // history, as if it did not exist.
+    if (commits->contains(pin.id) && !fenced->contains(pin.id)) {
       kept.insert(pin.id);
     } else {
       report.dangling_pins.push_back(pin.name);

@@ -51,6 +51,8 @@ std::string ConsolidationKey(uint64_t id, uint64_t generation) {
   return IdKey(ConsolidationPrefix(id), generation);
 }
 
+std::string EpochKey(uint64_t epoch) { return IdKey(kEpochsPrefix, epoch); }
+
 std::optional<std::pair<uint64_t, uint64_t>> ParseConsolidationKey(std::string_view key) {
   // merges/<20 digits>/<20 digits>
   const size_t slash = kConsolidationsPrefix.size() + kIdDigits;

@@ -23,6 +23,8 @@ inline constexpr std::string_view kMaintenanceLockPrefix = "locks/maintenance-";
 inline constexpr std::string_view kProbePrefix = "locks/probe-";
 // Consolidation (format.md §14).
 inline constexpr std::string_view kConsolidationsPrefix = "merges/";
+// Coordinator epochs and fencing (format.md §15).
+inline constexpr std::string_view kEpochsPrefix = "epochs/";
 
 std::string PackKey(std::string_view sha256_hex);                // packs/ab/ab...
 std::string ManifestKey(std::string_view sha256_hex);            // manifests/ab/ab...
@@ -36,9 +38,11 @@ std::string CondemnedKey(uint64_t id);                           // condemned/00
 std::string MaintenanceLockKey(uint64_t generation);             // locks/maintenance-000...003
 std::string ConsolidationPrefix(uint64_t id);                    // merges/000...042/
 std::string ConsolidationKey(uint64_t id, uint64_t generation);  // merges/000...042/000...002
+std::string EpochKey(uint64_t epoch);                            // epochs/000...007
 // The id and generation of "merges/<20 digits>/<20 digits>"; nullopt for any other key.
 std::optional<std::pair<uint64_t, uint64_t>> ParseConsolidationKey(std::string_view key);
-// The id of "<prefix><20 digits>" (commits/, ids/, policy/, condemned/, locks/maintenance-);
+// The id of "<prefix><20 digits>" (commits/, ids/, policy/, condemned/, locks/maintenance-,
+// epochs/);
 // nullopt for any other key.
 std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix);
 // The hash of "packs/<h2>/<h>" or "manifests/<h2>/<h>"; nullopt if malformed.

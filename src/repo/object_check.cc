@@ -21,7 +21,8 @@ bool IsCheckedObjectKey(std::string_view key) {
          key.starts_with(kCommitsPrefix) || key.starts_with(kIdsPrefix) ||
          key.starts_with(kAcksPrefix) || key == kConfigKey || key.starts_with(kPolicyPrefix) ||
          key.starts_with(kPinsPrefix) || key.starts_with(kCondemnedPrefix) ||
-         key.starts_with(kMaintenanceLockPrefix) || key.starts_with(kConsolidationsPrefix);
+         key.starts_with(kMaintenanceLockPrefix) || key.starts_with(kConsolidationsPrefix) ||
+         key.starts_with(kEpochsPrefix);
 }
 
 absl::Status CheckPackIndex(const RepositoryReader& repo, const std::string& key) {
@@ -119,6 +120,13 @@ absl::Status CheckStoredObject(const RepositoryReader& repo, const std::string& 
     if (absl::IsNotFound(bytes.status())) return absl::OkStatus();
     if (!bytes.ok()) return bytes.status();
     return DecodeConsolidationRecord(*bytes, key, parsed->first, parsed->second).status();
+  }
+  if (key.starts_with(kEpochsPrefix)) {
+    const std::optional<uint64_t> epoch = ParseIdKey(key, kEpochsPrefix);
+    if (!epoch.has_value()) return absl::OkStatus();  // not a name this version writes (§15.1)
+    absl::StatusOr<std::string> bytes = store->Get(key);
+    if (!bytes.ok()) return bytes.status();
+    return DecodeEpochRecord(*bytes, key, *epoch).status();
   }
   // Reserved prefixes (index/, tmp/), probes and unknown keys: ignored by a 1.x reader.
   return absl::OkStatus();

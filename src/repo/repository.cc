@@ -1,9 +1,12 @@
-// Repository: config (format.md §3), checkpoint ids (§7) and commit records (§6) on an object
-// store.
+// Repository: config (format.md §3), checkpoint ids (§7), commit records (§6) and coordinator
+// epochs (§15) on an object store.
 #include "ickpt/repository.h"
 
 #include <algorithm>
 #include <cctype>
+#include <map>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -12,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "ickpt/maintenance.h"
 #include "src/repo/commit_record.h"
+#include "src/repo/fencing.h"
 #include "src/repo/format.h"
 #include "src/repo/keys.h"
 #include "src/util/hash.h"
@@ -128,8 +132,11 @@ absl::Status ParentRemoved(std::string message) {
 }
 
 // format.md §8.6: immediately before a commit record with parent `parent` is published, the parent
-// must be committed and not condemned; GC's safety argument (§13.4) counts on this check.
-absl::Status CheckParentUsable(ObjectStore& store, uint64_t id, uint64_t parent) {
+// must be committed, not condemned (GC's safety argument, §13.4, counts on this check) and not
+// fenced (§15.3: a commit built on one would carry a deposed coordinator's changes into the
+// history).
+absl::Status CheckParentUsable(ObjectStore& store, uint64_t id, uint64_t parent,
+                               const Fencing& fencing, CommitEpochReader read_epoch) {
   absl::StatusOr<uint64_t> size = store.Size(CommitKey(parent));
   if (absl::IsNotFound(size.status())) {
     return ParentRemoved(StrCat("checkpoint ", id, " cannot commit: its parent, checkpoint ",
@@ -142,8 +149,59 @@ absl::Status CheckParentUsable(ObjectStore& store, uint64_t id, uint64_t parent)
                                 parent, ", is condemned by retention (format.md §13.3)"));
   }
   if (!absl::IsNotFound(size.status())) return size.status();
+  if (!fencing.MayFence(parent)) return absl::OkStatus();
+  absl::StatusOr<std::optional<uint64_t>> epoch = read_epoch(parent);
+  if (absl::IsNotFound(epoch.status())) {
+    return ParentRemoved(StrCat("checkpoint ", id, " cannot commit: its parent, checkpoint ",
+                                parent, ", is no longer committed (retention removed it)"));
+  }
+  if (!epoch.ok()) return epoch.status();
+  if (!epoch->has_value()) return absl::OkStatus();  // damaged: counts as not fenced (§6.1)
+  if (std::optional<uint64_t> by = fencing.FencedBy(parent, **epoch)) {
+    return ParentRemoved(StrCat("checkpoint ", id, " cannot commit: its parent, checkpoint ",
+                                parent, ", is fenced by epoch ", *by,
+                                " and is not part of the history (format.md §15.3)"));
+  }
   return absl::OkStatus();
 }
+
+// format.md §8.7, §15.4: whether the epoch `record` carries lets it be published now, judged by the
+// epoch records listed immediately before.
+absl::Status CheckEpochAllows(const Fencing& fencing, const CommitRecord& record) {
+  const uint64_t id = record.id;
+  const uint64_t epoch = record.epoch;
+  if (epoch > 0) {
+    if (fencing.Find(epoch) == nullptr) {
+      return absl::FailedPreconditionError(
+          StrCat("checkpoint ", id, " cannot commit: epoch ", epoch, " was never begun (no ",
+                 EpochKey(epoch),
+                 "); a coordinator begins its epoch before it commits (format.md §15.2)"));
+    }
+    const uint64_t highest = *fencing.highest_epoch();
+    if (highest > epoch) {
+      const EpochRecord& newer = *fencing.Find(highest);
+      return absl::FailedPreconditionError(
+          StrCat("checkpoint ", id, " cannot commit: epoch ", epoch, " is fenced by epoch ",
+                 highest, ", begun by leader '", newer.leader, "': the coordinator of epoch ",
+                 epoch, " is deposed (format.md §15.4)"));
+    }
+  }
+  if (std::optional<uint64_t> by = fencing.FencedBy(id, epoch)) {
+    const EpochRecord& fencer = *fencing.Find(*by);
+    return absl::FailedPreconditionError(
+        StrCat("checkpoint ", id, " of epoch ", epoch, " cannot commit: epoch ", *by,
+               " fences it (begun by leader '", fencer.leader, "' from ",
+               fencer.base.has_value() ? StrCat("checkpoint ", *fencer.base)
+                                       : std::string("no checkpoint"),
+               "), so it would not be part of the history (format.md §15.3, §15.4)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Time NowRounded() { return absl::FromUnixNanos(absl::ToUnixNanos(absl::Now())); }
+
+// Commit epochs cached at most (format.md §15.6); beyond, the cache starts over.
+constexpr size_t kMaxCachedCommitEpochs = 4096;
 
 }  // namespace
 
@@ -153,6 +211,30 @@ struct Repository::Impl {
   Mutex mu;
   // The next id to try to reserve; 0 until the first ReserveCheckpointId lists the store.
   uint64_t next_id_hint ABSL_GUARDED_BY(mu) = 0;
+  // Decoded epoch records by epoch, and the epochs of commit records by id (format.md §15.6).
+  // Both objects never change once published, and ids are never reused, so nothing cached here
+  // can go stale whatever other processes do; listings are never cached.
+  Mutex cache_mu;
+  std::map<uint64_t, EpochRecord> epoch_records ABSL_GUARDED_BY(cache_mu);
+  std::map<uint64_t, uint64_t> commit_epochs ABSL_GUARDED_BY(cache_mu);
+
+  // ReadCommitEpoch through the cache.
+  absl::StatusOr<std::optional<uint64_t>> CommitEpoch(const RepositoryReader& repo, uint64_t id) {
+    {
+      MutexLock lock(&cache_mu);
+      if (auto it = commit_epochs.find(id); it != commit_epochs.end()) {
+        return std::optional<uint64_t>(it->second);
+      }
+    }
+    absl::StatusOr<std::optional<uint64_t>> epoch = ReadCommitEpoch(repo, id);
+    // Damage is not cached: it is reported by whoever reads the record.
+    if (epoch.ok() && epoch->has_value()) {
+      MutexLock lock(&cache_mu);
+      if (commit_epochs.size() >= kMaxCachedCommitEpochs) commit_epochs.clear();
+      commit_epochs[id] = **epoch;
+    }
+    return epoch;
+  }
 };
 
 Repository::Repository(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -280,10 +362,136 @@ absl::StatusOr<std::vector<uint64_t>> Repository::ListCommitIds() const {
 }
 
 absl::StatusOr<std::optional<uint64_t>> Repository::LatestCommitId() const {
+  // Commits first: an epoch record published before the second listing fences what the first
+  // listing found, so a commit that raced with a new epoch is judged by it (format.md §15.5).
   absl::StatusOr<std::vector<uint64_t>> ids = ListCommitIds();
   if (!ids.ok()) return ids.status();
   if (ids->empty()) return std::optional<uint64_t>();
-  return std::optional<uint64_t>(ids->back());
+  absl::StatusOr<Fencing> fencing = ReadFencing(*this);
+  if (!fencing.ok()) return fencing.status();
+  return LatestUnfenced(*fencing, *ids,
+                        [this](uint64_t id) { return impl_->CommitEpoch(*this, id); });
+}
+
+absl::StatusOr<std::vector<EpochRecord>> Repository::ListEpochs() const {
+  ObjectStore* store = impl_->store.get();
+  absl::StatusOr<std::vector<ObjectInfo>> objects = store->List(kEpochsPrefix);
+  if (!objects.ok()) {
+    return absl::Status(
+        objects.status().code(),
+        StrCat("listing the epoch records (", kEpochsPrefix, "): ", objects.status().message()));
+  }
+  std::vector<EpochRecord> records;
+  records.reserve(objects->size());
+  for (const ObjectInfo& info : *objects) {
+    std::optional<uint64_t> epoch = ParseIdKey(info.key, kEpochsPrefix);
+    if (!epoch.has_value()) {
+      // As under commits/ (ListCommitIds): no writer of this format names an object so, and one
+      // stray file must not make the history undecidable. Logged, since someone put it there.
+      ICKPT_LOG_ONCE(StrCat("stray-epoch-key:", info.key), LogLevel::kWarn,
+                     "{}: ignoring {}: not an epoch record name", store->Describe(), info.key);
+      continue;
+    }
+    {
+      MutexLock lock(&impl_->cache_mu);
+      if (auto it = impl_->epoch_records.find(*epoch); it != impl_->epoch_records.end()) {
+        records.push_back(it->second);
+        continue;
+      }
+    }
+    absl::StatusOr<std::string> bytes = store->Get(info.key);
+    if (absl::IsNotFound(bytes.status())) {
+      return absl::DataLossError(StrCat("epoch record ", info.key,
+                                        " was listed but is missing (epoch records are never "
+                                        "deleted, format.md §15.1)"));
+    }
+    if (!bytes.ok()) {
+      return absl::Status(bytes.status().code(), StrCat("reading the epoch record ", info.key, ": ",
+                                                        bytes.status().message()));
+    }
+    absl::StatusOr<EpochRecord> record = DecodeEpochRecord(*bytes, info.key, *epoch);
+    if (!record.ok()) return record.status();
+    {
+      MutexLock lock(&impl_->cache_mu);
+      impl_->epoch_records.emplace(*epoch, *record);
+    }
+    records.push_back(*std::move(record));
+  }
+  std::sort(records.begin(), records.end(),
+            [](const EpochRecord& a, const EpochRecord& b) { return a.epoch < b.epoch; });
+  return records;
+}
+
+absl::StatusOr<EpochRecord> Repository::BeginEpoch(uint64_t epoch, std::string_view leader) {
+  ObjectStore* store = impl_->store.get();
+  {
+    EpochRecord probe;
+    probe.epoch = epoch;
+    probe.leader = std::string(leader);
+    if (absl::Status s = ValidateEpochRecord(probe); !s.ok()) return s;
+  }
+  // §15.2 step 1: deposed already, or begun already (by this leader or another).
+  absl::StatusOr<Fencing> fencing = ReadFencing(*this);
+  if (!fencing.ok()) return fencing.status();
+  auto deposed = [&](const Fencing& f, bool published) {
+    const uint64_t highest = *f.highest_epoch();
+    return absl::FailedPreconditionError(StrCat(
+        "leader '", leader, "' cannot begin epoch ", epoch, ": epoch ", highest,
+        " was begun by leader '", f.Find(highest)->leader, "'",
+        published ? StrCat(" meanwhile, so ", EpochKey(epoch), " is superseded and fences nothing")
+                  : std::string(""),
+        "; this leader is deposed (format.md §15.2)"));
+  };
+  if (const EpochRecord* own = fencing->Find(epoch)) {
+    if (own->leader != leader) {
+      return absl::AlreadyExistsError(StrCat("epoch ", epoch, " was begun by leader '", own->leader,
+                                             "', not '", leader, "' (", EpochKey(epoch),
+                                             " exists; epochs are unique to a leader)"));
+    }
+  }
+  if (fencing->highest_epoch().value_or(0) > epoch) return deposed(*fencing, false);
+  if (const EpochRecord* own = fencing->Find(epoch)) return *own;
+
+  // Step 2: the base, judged by exactly the records listed (they are what `previous` names).
+  absl::StatusOr<std::vector<uint64_t>> ids = ListCommitIds();
+  if (!ids.ok()) return ids.status();
+  absl::StatusOr<std::optional<uint64_t>> base =
+      LatestUnfenced(*fencing, *ids, [this](uint64_t id) { return impl_->CommitEpoch(*this, id); });
+  if (!base.ok()) return base.status();
+  EpochRecord record;
+  record.epoch = epoch;
+  record.base = *base;
+  record.previous = fencing->highest_epoch().value_or(0);
+  record.created = NowRounded();
+  record.leader = std::string(leader);
+  if (absl::Status s = ValidateEpochRecord(record); !s.ok()) return s;
+
+  // Step 3. The record's bytes are unique to this call (its creation time to the nanosecond), so
+  // PublishUnique resolves an ambiguous failure (§12.1); "exists" is then someone else's record.
+  const std::string key = EpochKey(epoch);
+  absl::Status s = PublishUnique(*store, key, EncodeEpochRecord(record));
+  if (absl::IsAlreadyExists(s)) {
+    // Another call for the same epoch won the publish: a concurrent retry of this leader (then
+    // its record is ours to use) or another leader.
+    absl::StatusOr<std::vector<EpochRecord>> now = ListEpochs();
+    if (!now.ok()) return now.status();
+    Fencing after(*std::move(now));
+    const EpochRecord* stored = after.Find(epoch);
+    if (stored == nullptr || stored->leader != leader) {
+      return absl::AlreadyExistsError(StrCat("epoch ", epoch, " was begun by leader '",
+                                             stored == nullptr ? std::string("?") : stored->leader,
+                                             "', not '", leader, "'"));
+    }
+    record = *stored;
+  } else if (!s.ok()) {
+    return absl::Status(s.code(), StrCat("publishing epoch record ", key, ": ", s.message()));
+  }
+
+  // Step 4: a higher epoch published while this one began supersedes it.
+  absl::StatusOr<Fencing> after = ReadFencing(*this);
+  if (!after.ok()) return after.status();
+  if (after->highest_epoch().value_or(0) > epoch) return deposed(*after, true);
+  return record;
 }
 
 absl::StatusOr<CommitRecord> Repository::ReadCommit(uint64_t id) const {
@@ -514,10 +722,15 @@ absl::StatusOr<CommitRecord> Repository::CommitGroup(uint64_t id,
 
 absl::Status Repository::PublishCommit(const CommitRecord& record) {
   if (absl::Status s = ValidateCommitRecord(record); !s.ok()) return s;
+  // §8.6, §8.7: judged by the epoch records as they are immediately before the publish.
+  absl::StatusOr<Fencing> fencing = ReadFencing(*this);
+  if (!fencing.ok()) return fencing.status();
+  if (absl::Status s = CheckEpochAllows(*fencing, record); !s.ok()) return s;
   if (record.parent.has_value()) {
-    if (absl::Status s = CheckParentUsable(*impl_->store, record.id, *record.parent); !s.ok()) {
-      return s;
-    }
+    absl::Status s =
+        CheckParentUsable(*impl_->store, record.id, *record.parent, *fencing,
+                          [this](uint64_t id) { return impl_->CommitEpoch(*this, id); });
+    if (!s.ok()) return s;
   }
   const std::string key = CommitKey(record.id);
   absl::Status s = PublishUnique(*impl_->store, key, EncodeCommitRecord(record));

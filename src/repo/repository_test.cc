@@ -74,6 +74,9 @@ TEST_F(RepositoryTest, CreateThenOpenSeesTheSameConfig) {
   EXPECT_EQ(opened->config().block_size, 65536u);
   EXPECT_EQ(opened->config().compression_level, 9);
   EXPECT_EQ(opened->config().major, 1);
+  // format.md §1.1: a writer writes the version it implements, whatever the struct held.
+  EXPECT_EQ(options.config.minor, 1);
+  EXPECT_EQ(opened->config().minor, 5);
 }
 
 TEST_F(RepositoryTest, CreateTwiceIsAlreadyExists) {

@@ -10,6 +10,7 @@
 #include "ickpt/maintenance.h"
 #include "ickpt/repository.h"
 #include "src/repo/commit_record.h"
+#include "src/repo/fencing.h"
 #include "src/repo/keys.h"
 #include "src/repo/repository_internal.h"
 #include "src/util/str.h"
@@ -112,6 +113,21 @@ absl::Status PinCheckpoint(Repository& repo, uint64_t id, std::string_view name)
                "(a policy that keeps it pardons it at the next gc)"));
   }
   if (!absl::IsNotFound(size.status())) return size.status();
+  // §13.1, §15.3: a fenced checkpoint is not part of the history; a pin of it would keep nothing.
+  absl::StatusOr<Fencing> fencing = ReadFencing(repo);
+  if (!fencing.ok()) return fencing.status();
+  if (fencing->MayFence(id)) {
+    absl::StatusOr<std::optional<uint64_t>> epoch = ReadCommitEpoch(repo, id);
+    if (absl::IsNotFound(epoch.status())) {
+      return absl::NotFoundError(StrCat("checkpoint ", id, " not found: cannot pin it"));
+    }
+    if (!epoch.ok()) return epoch.status();
+    if (epoch->has_value()) {
+      if (std::optional<uint64_t> by = fencing->FencedBy(id, **epoch)) {
+        return FencedCheckpointError(id, *by, "pinned");
+      }
+    }
+  }
   Pin pin{std::string(name), id, NowRounded()};
   absl::Status s = PublishUnique(store, PinKey(name), EncodePin(pin));
   if (absl::IsAlreadyExists(s)) {

@@ -8,10 +8,14 @@
 // Thread safety: this is the synchronisation primitive; every method is safe to call concurrently.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace ickpt {
 
@@ -37,6 +41,22 @@ class ABSL_LOCKABLE Mutex {
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
     changed_.wait(lock, condition);
     lock.release();  // still held: the caller unlocks
+  }
+
+  // Like Await(), but gives up at `deadline`: returns whether `condition()` held (it is checked
+  // once more at the deadline). Returns holding the mutex either way. The wait is measured on the
+  // steady clock, so a jump of the wall clock neither ends it early nor prolongs it.
+  template <typename Condition>
+  bool AwaitWithDeadline(Condition condition, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    // Clamped to a day: an infinite deadline would overflow the clock's representation.
+    const absl::Duration left =
+        std::min(std::max(deadline - absl::Now(), absl::ZeroDuration()), absl::Hours(24));
+    const bool met = changed_.wait_until(
+        lock, std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(left), condition);
+    lock.release();  // still held: the caller unlocks
+    return met;
   }
 
  private:

@@ -1,0 +1,42 @@
+// Test access to coordinators and participants without their background threads, so that protocol
+// tests decide exactly when each side acts (deterministic sync points: every round of a
+// coordinator and every safe point of a participant is one explicit call).
+//
+// Thread safety: as the classes they reach.
+#pragma once
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "ickpt/coordination.h"
+
+namespace ickpt::coord {
+
+class CoordinatorTestPeer {
+ public:
+  // A coordinator instance that only acts in RunRound(); its lease is still kept alive on a
+  // thread of its own (leases expire by the clock).
+  static absl::StatusOr<std::unique_ptr<Coordinator>> StartManual(
+      std::shared_ptr<CoordinationStore> store, Repository* repository,
+      CoordinatorOptions options);
+  // One round (docs/protocol.md §5): campaign if needed, read the job, decide, write.
+  static absl::Status RunRound(Coordinator& coordinator);
+  // Maintenance started by commits has finished (it runs on a thread of its own).
+  static void WaitForMaintenance(Coordinator& coordinator);
+};
+
+class ParticipantTestPeer {
+ public:
+  // A participant without its service thread: acknowledgements and outcomes are handled in
+  // Poll() only. Its lease is still kept alive on a thread of its own.
+  static absl::StatusOr<std::unique_ptr<Participant>> JoinManual(
+      std::shared_ptr<CoordinationStore> store, Repository* repository,
+      ParticipantOptions options);
+  // Waits for every capture's persistence to end and publishes its acknowledgement.
+  static absl::Status FlushAcks(Participant& participant);
+  // The lease, e.g. to expire it in a MemoryCoordinationStore.
+  static int64_t Lease(Participant& participant);
+};
+
+}  // namespace ickpt::coord

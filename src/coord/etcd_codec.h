@@ -1,0 +1,120 @@
+// The bytes EtcdStore exchanges with etcd's v3 JSON gateway (grpc-gateway over etcd's gRPC API,
+// served on the client URL, paths /v3/...): request bodies built from CoordinationStore's types,
+// and replies decoded into them. Pure functions, apart from the transport, so that every decoder
+// can be fuzzed (fuzz/etcd_codec_fuzz.cc) and tested without a server.
+//
+// The gateway's JSON (protobuf's JSON mapping, as etcd 3.4 serves it): keys and values are base64;
+// 64-bit integers are written as JSON strings ("123"), and a field holding its zero value (0,
+// false, "", an empty list) is left out. The decoders accept an integer as a string or a number and
+// treat an absent field as zero. A reply may instead be the gateway's error object,
+// {"error": "...", "message": "...", "code": <gRPC code>}: every decoder recognises it and returns
+// the status GatewayErrorStatus gives.
+//
+// Errors: every decoder returns DataLoss "etcd reply ...: <cause>" for bytes that are not the reply
+// it expects, never crashes and never throws, whatever its input.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "src/coord/coordination_store.h"
+
+namespace ickpt::coord::etcd {
+
+// The gateway's paths (etcd 3.4; /v3/kv/lease/revoke is an older alias of /v3/lease/revoke).
+inline constexpr std::string_view kPutPath = "/v3/kv/put";
+inline constexpr std::string_view kRangePath = "/v3/kv/range";
+inline constexpr std::string_view kDeleteRangePath = "/v3/kv/deleterange";
+inline constexpr std::string_view kTxnPath = "/v3/kv/txn";
+inline constexpr std::string_view kLeaseGrantPath = "/v3/lease/grant";
+inline constexpr std::string_view kLeaseKeepAlivePath = "/v3/lease/keepalive";
+inline constexpr std::string_view kLeaseRevokePath = "/v3/lease/revoke";
+inline constexpr std::string_view kWatchPath = "/v3/watch";
+
+// The end of etcd's range for every key starting with `prefix` (clientv3.GetPrefixRangeEnd): the
+// prefix with its last byte below 0xff incremented and the bytes after it dropped; "\0" (to the end
+// of the key space) when every byte is 0xff or the prefix is empty.
+std::string PrefixRangeEnd(std::string_view prefix);
+
+// ---- Requests (JSON bodies to POST). ----
+
+std::string EncodePutRequest(std::string_view key, std::string_view value, int64_t lease);
+// One key.
+std::string EncodeRangeRequest(std::string_view key);
+// Every key under `prefix` (the empty prefix: every key), in key order.
+std::string EncodePrefixRangeRequest(std::string_view prefix);
+std::string EncodeDeleteRequest(std::string_view key);
+// A range that returns no keys, only the header: the store's current revision.
+std::string EncodeRevisionRequest();
+std::string EncodeTxnRequest(const std::vector<Compare>& compares,
+                             const std::vector<TxnOp>& success, const std::vector<TxnOp>& failure);
+std::string EncodeLeaseGrantRequest(int64_t ttl_seconds);
+// The body of one keep-alive on the keep-alive stream (the gateway closes it after the reply).
+std::string EncodeLeaseKeepAliveRequest(int64_t lease);
+std::string EncodeLeaseRevokeRequest(int64_t lease);
+// Creates a watch of every key under `prefix` from `start_revision` on.
+std::string EncodeWatchCreateRequest(std::string_view prefix, int64_t start_revision);
+
+// ---- Replies. ----
+
+// The gateway's error object.
+struct GatewayError {
+  int code = 0;         // gRPC status code (2 Unknown when absent)
+  std::string message;  // "message", or "error" when there is no message
+};
+
+// Decodes `body` as the gateway's error object; DataLoss if it is not one (a reply without an
+// "error" field is not).
+absl::StatusOr<GatewayError> DecodeGatewayError(std::string_view body);
+
+// The status for a gateway error, its message prefixed with `context`: NotFound for gRPC
+// NOT_FOUND (an unknown lease), InvalidArgument for INVALID_ARGUMENT and OUT_OF_RANGE (a
+// compacted revision), FailedPrecondition for FAILED_PRECONDITION, PERMISSION_DENIED and
+// UNAUTHENTICATED, Aborted for ABORTED, and Unavailable for the rest (timeouts, no leader,
+// internal errors: a retry may help).
+absl::Status GatewayErrorStatus(const GatewayError& error, std::string_view context);
+
+// /v3/kv/range: the keys and header.revision.
+absl::StatusOr<RangeResult> DecodeRangeReply(std::string_view body);
+// /v3/kv/put: header.revision, the revision of the write.
+absl::StatusOr<int64_t> DecodePutReply(std::string_view body);
+// /v3/kv/deleterange: header.revision, the store's revision after the delete.
+absl::StatusOr<int64_t> DecodeDeleteReply(std::string_view body);
+// /v3/kv/txn: succeeded (absent: false) and header.revision.
+absl::StatusOr<TxnResult> DecodeTxnReply(std::string_view body);
+
+struct LeaseGrant {
+  int64_t id = 0;
+  int64_t ttl_seconds = 0;  // as granted: etcd raises a TTL below its minimum
+};
+// /v3/lease/grant: ID and TTL; Unavailable if the reply's own "error" field is set, DataLoss if
+// the ID is missing or not positive.
+absl::StatusOr<LeaseGrant> DecodeLeaseGrantReply(std::string_view body);
+
+// /v3/lease/keepalive: the stream's first message, {"result": {"ID": ..., "TTL": ...}}. Returns
+// the TTL the lease was renewed for; NotFound when TTL is 0 or absent (how etcd says that the
+// lease expired or never existed). `lease` is the id asked about, for messages and to check the
+// reply's ID.
+absl::StatusOr<int64_t> DecodeKeepAliveReply(std::string_view body, int64_t lease);
+// /v3/lease/revoke: header.revision.
+absl::StatusOr<int64_t> DecodeLeaseRevokeReply(std::string_view body);
+
+// One message of the /v3/watch stream (one line of it), {"result": {...}}.
+struct WatchMessage {
+  bool created = false;           // the watch was set up
+  bool canceled = false;          // the server ended the watch (compaction, error)
+  std::string cancel_reason;
+  int64_t compact_revision = 0;   // > 0: the revisions asked for were compacted
+  int64_t header_revision = 0;    // the store's revision when the message was sent (may be 0)
+  int64_t event_count = 0;
+  int64_t max_event_revision = 0;  // the highest kv.mod_revision among the events
+};
+absl::StatusOr<WatchMessage> DecodeWatchMessage(std::string_view line);
+
+}  // namespace ickpt::coord::etcd

@@ -1,0 +1,157 @@
+// The group protocol's keys and values (docs/protocol.md §3), and a decoded snapshot of one job's
+// keys. Encoders and decoders only: no I/O. Every decoder refuses what does not decode or lacks a
+// required field with DataLoss naming the key, and ignores unknown fields (a later version may add
+// them); fuzz/coord_protocol_fuzz.cc runs them on arbitrary bytes.
+//
+// Thread safety: pure functions and plain values.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "src/coord/coordination_store.h"
+
+namespace ickpt::coord {
+
+// Job, participant and coordinator names: 1-64 of [a-z0-9._-] (docs/protocol.md §3).
+absl::Status ValidateCoordinationName(std::string_view what, std::string_view name);
+
+// Keys (docs/protocol.md §3).
+std::string JobPrefix(std::string_view job);  // "/ickpt/jobs/<job>/"
+std::string LeaderPrefix(std::string_view job);
+std::string LeaderKey(std::string_view job, int64_t lease);
+std::string MembersPrefix(std::string_view job);
+std::string MemberKey(std::string_view job, std::string_view participant);
+std::string TriggerKey(std::string_view job, uint64_t id);
+std::string AckKey(std::string_view job, uint64_t id, std::string_view participant);
+std::string AcksPrefix(std::string_view job, uint64_t id);
+std::string OutcomeKey(std::string_view job, uint64_t id);
+std::string RecoveryKey(std::string_view job);
+std::string RecoveredKey(std::string_view job, std::string_view participant);
+std::string RequestKey(std::string_view job, std::string_view token);
+
+struct LeaderValue {
+  std::string name;
+  int64_t pid = 0;
+  std::string host;
+};
+
+struct MemberValue {
+  int64_t pid = 0;
+  std::string host;
+};
+
+struct Trigger {
+  uint64_t id = 0;
+  uint64_t epoch = 0;
+  bool full = false;
+  std::optional<uint64_t> step;
+  std::map<std::string, uint64_t> participants;  // name -> expected incarnation
+  int64_t created_ms = 0;
+};
+
+enum class AckStatus { kAcknowledged, kDeclined, kFailed };
+std::string_view AckStatusName(AckStatus status);
+
+struct Ack {
+  uint64_t incarnation = 0;
+  uint64_t epoch = 0;
+  AckStatus status = AckStatus::kAcknowledged;
+  std::string reason;
+};
+
+enum class Outcome { kCommitted, kAborted };
+std::string_view OutcomeName(Outcome outcome);
+
+struct OutcomeValue {
+  uint64_t id = 0;
+  uint64_t epoch = 0;
+  Outcome outcome = Outcome::kAborted;
+  std::string reason;
+};
+
+struct RecoveryValue {
+  uint64_t sequence = 0;
+  uint64_t epoch = 0;
+  std::optional<uint64_t> checkpoint;
+  std::vector<std::string> participants;  // sorted, unique
+};
+
+enum class RecoveredStatus { kRestored, kFailed };
+
+struct Recovered {
+  uint64_t sequence = 0;
+  uint64_t incarnation = 0;
+  RecoveredStatus status = RecoveredStatus::kRestored;
+  std::string reason;
+};
+
+struct Request {
+  bool full = false;
+  std::optional<uint64_t> step;
+  std::optional<uint64_t> id;  // set by the leader once it triggered for the request
+};
+
+std::string EncodeLeader(const LeaderValue& v);
+std::string EncodeMember(const MemberValue& v);
+std::string EncodeTrigger(const Trigger& v);
+std::string EncodeAck(const Ack& v);
+std::string EncodeOutcome(const OutcomeValue& v);
+std::string EncodeRecovery(const RecoveryValue& v);
+std::string EncodeRecovered(const Recovered& v);
+std::string EncodeRequest(const Request& v);
+
+// `key` only names the value in errors.
+absl::StatusOr<LeaderValue> DecodeLeader(std::string_view key, std::string_view bytes);
+absl::StatusOr<MemberValue> DecodeMember(std::string_view key, std::string_view bytes);
+absl::StatusOr<Trigger> DecodeTrigger(std::string_view key, std::string_view bytes);
+absl::StatusOr<Ack> DecodeAck(std::string_view key, std::string_view bytes);
+absl::StatusOr<OutcomeValue> DecodeOutcome(std::string_view key, std::string_view bytes);
+absl::StatusOr<RecoveryValue> DecodeRecovery(std::string_view key, std::string_view bytes);
+absl::StatusOr<Recovered> DecodeRecovered(std::string_view key, std::string_view bytes);
+absl::StatusOr<Request> DecodeRequest(std::string_view key, std::string_view bytes);
+
+// One read of a job's keys, decoded. Keys that do not decode are left out and listed in `damaged`
+// (with the cause), so one bad value cannot stop the job: the protocol acts as if it were absent.
+struct JobSnapshot {
+  int64_t revision = 0;
+  struct Candidate {
+    int64_t lease = 0;
+    int64_t create_revision = 0;
+    LeaderValue value;
+  };
+  std::vector<Candidate> candidates;  // leader/ keys, by create_revision ascending
+  struct Member {
+    uint64_t incarnation = 0;  // mod_revision of members/<name>
+    int64_t lease = 0;
+    MemberValue value;
+  };
+  std::map<std::string, Member> members;
+  std::map<uint64_t, Trigger> triggers;
+  std::map<uint64_t, std::map<std::string, Ack>> acks;  // id -> participant -> ack
+  std::map<uint64_t, OutcomeValue> outcomes;
+  std::optional<RecoveryValue> recovery;
+  int64_t recovery_mod_revision = 0;
+  std::map<std::string, Recovered> recovered;
+  struct PendingRequest {
+    std::string token;
+    int64_t mod_revision = 0;
+    Request request;
+  };
+  std::vector<PendingRequest> requests;
+  std::vector<std::string> damaged;  // "key: cause"
+
+  // The candidate that leads: the lowest create_revision, or nullptr.
+  const Candidate* leader() const { return candidates.empty() ? nullptr : &candidates.front(); }
+};
+
+// Decodes a GetPrefix(JobPrefix(job)) result. Keys of unknown shape are ignored (a later version).
+JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range);
+
+}  // namespace ickpt::coord
