@@ -22,7 +22,6 @@
 
 namespace ickpt {
 
-
 using coord::Compare;
 using coord::CoordinationStore;
 using coord::JobSnapshot;
@@ -34,12 +33,6 @@ namespace {
 constexpr uint64_t kKeptCheckpointKeys = 64;
 // The longest a round waits for a change before it looks at its deadlines again.
 constexpr absl::Duration kMaxWait = absl::Seconds(1);
-
-std::string HostName() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0) return "unknown";
-  return host;
-}
 
 bool WholeSecondsAtLeastOne(absl::Duration d) {
   return d >= absl::Seconds(1) && d == absl::Seconds(absl::ToInt64Seconds(d));
@@ -163,7 +156,7 @@ struct Coordinator::Impl {
       if (!lease.ok()) return lease.status();
       my_key = coord::LeaderKey(options.job, *lease);
       absl::StatusOr<int64_t> rev = store->Put(
-          my_key, coord::EncodeLeader({options.name, getpid(), HostName()}), *lease);
+          my_key, coord::EncodeLeader({options.name, getpid(), coord::ThisHostName()}), *lease);
       if (!rev.ok()) {
         my_key.clear();
         return rev.status();
@@ -659,7 +652,7 @@ namespace {
 // ValidateCoordinatorOptions, then the checks that need the repository; fills in the default name.
 absl::Status ValidateAgainstRepository(CoordinatorOptions& options, const Repository& repo) {
   if (absl::Status s = ValidateCoordinatorOptions(options); !s.ok()) return s;
-  if (options.name.empty()) options.name = StrCat(HostName(), "-", getpid());
+  if (options.name.empty()) options.name = StrCat(coord::ThisHostName(), "-", getpid());
   // GC's grace period relies on no checkpoint taking longer than the policy's checkpoint_timeout
   // (format.md §13.4): a coordinator that waited longer could commit objects GC already deleted.
   absl::StatusOr<std::optional<RetentionPolicy>> policy = ReadRetentionPolicy(repo);

@@ -18,21 +18,10 @@
 
 namespace ickpt {
 
-
 using coord::Compare;
 using coord::CoordinationStore;
 using coord::JobSnapshot;
 using coord::TxnOp;
-
-namespace {
-
-std::string HostName() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0) return "unknown";
-  return host;
-}
-
-}  // namespace
 
 CheckpointerOptions Assignment::Apply(CheckpointerOptions base) const {
   base.group_member = true;
@@ -91,7 +80,7 @@ struct Participant::Impl {
     if (!lease.ok()) return lease.status();
     absl::StatusOr<int64_t> rev =
         store->Put(coord::MemberKey(options.job, options.name),
-                   coord::EncodeMember({getpid(), HostName()}), *lease);
+                   coord::EncodeMember({getpid(), coord::ThisHostName()}), *lease);
     if (!rev.ok()) return rev.status();
     incarnation = static_cast<uint64_t>(*rev);
     incarnation_for_peers = incarnation;

@@ -1,5 +1,7 @@
 #include "src/coord/protocol.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -98,6 +100,12 @@ std::optional<uint64_t> ParseId20(std::string_view s) {
 }
 
 }  // namespace
+
+std::string ThisHostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) return "unknown";
+  return host;
+}
 
 absl::Status ValidateCoordinationName(std::string_view what, std::string_view name) {
   bool ok = !name.empty() && name.size() <= kMaxNameLength && name != "." && name != "..";

@@ -19,6 +19,9 @@
 
 namespace ickpt::coord {
 
+// This machine's host name, for the informational fields of members and leaders.
+std::string ThisHostName();
+
 // Job, participant and coordinator names: 1-64 of [a-z0-9._-] (docs/protocol.md §3).
 absl::Status ValidateCoordinationName(std::string_view what, std::string_view name);
 

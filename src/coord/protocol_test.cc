@@ -218,8 +218,8 @@ class ProtocolTest : public ::testing::Test {
     Round(c);  // recovery complete
   }
 
-  // One checkpoint through: trigger, capture, acknowledge, commit, settle. Returns its id.
-  uint64_t CheckpointOnce(Coordinator& c) {
+  // The workers write, the coordinator triggers, every worker captures. Returns the id.
+  uint64_t TriggerAndCapture(Coordinator& c) {
     MutateAll();
     absl::SleepFor(absl::Milliseconds(2));  // past the 1 ms interval
     Round(c);
@@ -227,6 +227,12 @@ class ProtocolTest : public ::testing::Test {
     EXPECT_FALSE(snap.triggers.empty());
     const uint64_t id = snap.triggers.empty() ? 0 : snap.triggers.rbegin()->first;
     PollAll();
+    return id;
+  }
+
+  // One checkpoint through: trigger, capture, acknowledge, commit, settle. Returns its id.
+  uint64_t CheckpointOnce(Coordinator& c) {
+    const uint64_t id = TriggerAndCapture(c);
     FlushAll();
     Round(c);
     EXPECT_EQ(Snapshot().outcomes.count(id), 1u);
@@ -285,12 +291,8 @@ TEST_F(ProtocolTest, LostParticipantAbortsAndEveryoneRecoversTheSameCheckpoint) 
   StartJob(*c);
   const uint64_t committed = CheckpointOnce(*c);
   // The next checkpoint: w0 and w1 capture, w2 dies before it acknowledges.
-  MutateAll();
-  absl::SleepFor(absl::Milliseconds(2));
-  Round(*c);
-  const uint64_t doomed = Snapshot().triggers.rbegin()->first;
+  const uint64_t doomed = TriggerAndCapture(*c);
   ASSERT_GT(doomed, committed);
-  PollAll();
   FlushAll();
   Kill(*workers_[2]);
   Round(*c);  // w2 lost: abort, recovery 2
@@ -383,12 +385,8 @@ TEST_F(ProtocolTest, StandbyTakesOverAndSettlesWhatTheLeaderCommitted) {
   CheckpointOnce(*c1);
   // c1 triggers, the participants acknowledge, c1 commits in the repository and dies before it
   // announces the outcome.
-  MutateAll();
-  absl::SleepFor(absl::Milliseconds(2));
-  Round(*c1);
+  const uint64_t id = TriggerAndCapture(*c1);
   const coord::JobSnapshot before = Snapshot();
-  const uint64_t id = before.triggers.rbegin()->first;
-  PollAll();
   FlushAll();
   GroupCommitOptions group;
   group.participants = {"w0", "w1"};
@@ -423,12 +421,8 @@ TEST_F(ProtocolTest, DeposedLeadersCommitIsFencedAndNeverBecomesLatest) {
   auto c2 = StartCoordinator("c2", o);
   StartJob(*c1);
   const uint64_t committed = CheckpointOnce(*c1);
-  MutateAll();
-  absl::SleepFor(absl::Milliseconds(2));
-  Round(*c1);
+  const uint64_t id = TriggerAndCapture(*c1);
   const coord::JobSnapshot before = Snapshot();
-  const uint64_t id = before.triggers.rbegin()->first;
-  PollAll();
   FlushAll();
   const uint64_t old_epoch = c1->stats().epoch;
   // c1 is stopped past its lease; c2 takes office and aborts the pending checkpoint.
@@ -459,11 +453,8 @@ TEST_F(ProtocolTest, ReplacedParticipantCannotAcknowledge) {
   auto c = StartCoordinator("c1", o);
   StartJob(*c);
   CheckpointOnce(*c);
-  MutateAll();
-  absl::SleepFor(absl::Milliseconds(2));
-  Round(*c);
   // w1 captures, then stalls; its relaunch joins before the stalled one acknowledges.
-  PollAll();
+  TriggerAndCapture(*c);
   auto stalled = std::move(workers_[1]->participant);
   auto stalled_ck = std::move(workers_[1]->checkpointer);
   Join(*workers_[1]);
@@ -600,11 +591,7 @@ TEST_F(ProtocolFaultTest, LostReplyOfTheGroupCommitIsSettledCommitted) {
   o.participants = 2;
   auto c = StartFaultyCoordinator(o);
   StartJob(*c);
-  MutateAll();
-  absl::SleepFor(absl::Milliseconds(2));
-  Round(*c);
-  const uint64_t id = Snapshot().triggers.rbegin()->first;
-  PollAll();
+  const uint64_t id = TriggerAndCapture(*c);
   FlushAll();
   faults_->LoseReplyOfNthCallMatching(CommitKey(id), 1);
   for (int i = 0; i < 5 && Snapshot().outcomes.count(id) == 0; ++i) {
@@ -625,11 +612,7 @@ TEST_F(ProtocolFaultTest, FailedGroupCommitIsRetried) {
   o.participants = 2;
   auto c = StartFaultyCoordinator(o);
   StartJob(*c);
-  MutateAll();
-  absl::SleepFor(absl::Milliseconds(2));
-  Round(*c);
-  const uint64_t id = Snapshot().triggers.rbegin()->first;
-  PollAll();
+  const uint64_t id = TriggerAndCapture(*c);
   FlushAll();
   // Every call on the commit record fails for a while: the group commit fails in the leader's
   // round (the repository's own retry of an ambiguous publish cannot help), and the next rounds
@@ -654,11 +637,7 @@ TEST_F(ProtocolTest, CoordinationStoreUnavailableForAWhile) {
   o.participants = 2;
   auto c = StartCoordinator("c1", o);
   StartJob(*c);
-  MutateAll();
-  absl::SleepFor(absl::Milliseconds(2));
-  Round(*c);
-  const uint64_t id = Snapshot().triggers.rbegin()->first;
-  PollAll();
+  const uint64_t id = TriggerAndCapture(*c);
   store_->SetUnavailable(true);
   EXPECT_TRUE(absl::IsUnavailable(ParticipantTestPeer::FlushAcks(*workers_[0]->participant)));
   EXPECT_TRUE(absl::IsUnavailable(CoordinatorTestPeer::RunRound(*c)));
