@@ -266,8 +266,7 @@ struct Coordinator::Impl {
         snap.members.size() >= options.participants) {
       // A rescale: this leader runs the job with another number of participants. Every member
       // restores the latest checkpoint with the new assignment (keyed state by key groups).
-      std::vector<std::string> members;
-      for (const auto& [name, member] : snap.members) members.push_back(name);
+      std::vector<std::string> members = ChooseParticipants(snap);
       const std::string why = StrCat("rescale from ", recovery.participants.size(), " to ",
                                      members.size(), " participants");
       return StartRecovery(snap, why, std::nullopt, std::move(members));
@@ -311,7 +310,7 @@ struct Coordinator::Impl {
     recovery.sequence = 1;
     recovery.epoch = static_cast<uint64_t>(epoch);
     recovery.checkpoint = *latest;
-    for (const auto& [name, member] : snap.members) recovery.participants.push_back(name);
+    recovery.participants = ChooseParticipants(snap);
     absl::Status s =
         LeaderWrite({TxnOp::Put(coord::RecoveryKey(options.job), coord::EncodeRecovery(recovery))},
                     {Compare::Absent(coord::RecoveryKey(options.job))});
@@ -322,6 +321,17 @@ struct Coordinator::Impl {
                    absl::StrJoin(recovery.participants, ","),
                    latest->has_value() ? StrCat(**latest) : "none");
     return absl::ZeroDuration();
+  }
+
+  // The participants of a new assignment: the members in name order, the first
+  // options.participants of them when that is set (more members than that are spares).
+  std::vector<std::string> ChooseParticipants(const JobSnapshot& snap) const {
+    std::vector<std::string> names;
+    for (const auto& [name, member] : snap.members) {
+      if (options.participants > 0 && names.size() == options.participants) break;
+      names.push_back(name);
+    }
+    return names;
   }
 
   // §5.3: waits for every participant of the recovery to restore it.

@@ -532,6 +532,25 @@ TEST_F(ProtocolTest, RescaleRestoresKeyedStateOntoFewerParticipants) {
   EXPECT_EQ(Snapshot().outcomes.count(next), 1u);
 }
 
+// More members than --participants: the first by name take part, the others wait as spares, and
+// the job neither rescales nor recovers in a loop.
+TEST_F(ProtocolTest, MembersBeyondTheParticipantCountAreSpares) {
+  for (const char* n : {"w0", "w1", "w2"}) AddWorker(n);
+  CoordinatorOptions o;
+  o.participants = 2;
+  auto c = StartCoordinator("c1", o);
+  StartJob(*c);
+  coord::JobSnapshot snap = Snapshot();
+  ASSERT_EQ(snap.recovery->participants, (std::vector<std::string>{"w0", "w1"}));
+  EXPECT_EQ(Poll(*workers_[2]).event, PollResult::Event::kUnassigned);
+  for (int i = 0; i < 3; ++i) {
+    const uint64_t id = CheckpointOnce(*c);
+    EXPECT_EQ(Snapshot().outcomes.at(id).outcome, coord::Outcome::kCommitted);
+  }
+  EXPECT_EQ(Snapshot().recovery->sequence, 1u);
+  EXPECT_EQ(c->stats().recoveries, 0u);
+}
+
 TEST_F(ProtocolTest, DamagedValuesAreIgnoredAndReported) {
   AddWorker("w0");
   CoordinatorOptions o;
