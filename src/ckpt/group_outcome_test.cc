@@ -23,16 +23,6 @@ namespace {
 constexpr uint32_t kKeyGroups = 64;
 constexpr uint64_t kRegionBytes = 64 * 4096;
 
-// A fault-injecting store that owns what it wraps, so a Repository can own it.
-class OwningFaultStore : public FaultInjectionStore {
- public:
-  explicit OwningFaultStore(std::unique_ptr<ObjectStore> target)
-      : FaultInjectionStore(target.get()), owned_(std::move(target)) {}
-
- private:
-  std::unique_ptr<ObjectStore> owned_;
-};
-
 // What one participant holds: a region and a keyed state, and what they should contain.
 struct Member {
   std::string name;
@@ -84,7 +74,7 @@ class GroupOutcomeTest : public ::testing::Test {
       Member m;
       m.name = "p" + std::to_string(i);
       ASSERT_OK_AND_ASSIGN(std::unique_ptr<ObjectStore> store, OpenLocalStore(dir_.Join("repo")));
-      auto faulty = std::make_unique<OwningFaultStore>(std::move(store));
+      auto faulty = std::make_unique<OwningFaultInjectionStore>(std::move(store));
       m.faults = faulty.get();
       ASSERT_OK_AND_ASSIGN(m.repo, Repository::Open(std::move(faulty)));
       CheckpointerOptions co;

@@ -34,10 +34,6 @@ constexpr uint64_t kKeptCheckpointKeys = 64;
 // The longest a round waits for a change before it looks at its deadlines again.
 constexpr absl::Duration kMaxWait = absl::Seconds(1);
 
-bool WholeSecondsAtLeastOne(absl::Duration d) {
-  return d >= absl::Seconds(1) && d == absl::Seconds(absl::ToInt64Seconds(d));
-}
-
 }  // namespace
 
 struct Coordinator::Impl {
@@ -696,10 +692,7 @@ absl::Status ValidateCoordinatorOptions(const CoordinatorOptions& options) {
   if (options.tolerable_failures < 1) {
     return absl::InvalidArgumentError("tolerable failures must be at least 1");
   }
-  if (!WholeSecondsAtLeastOne(options.lease_ttl)) {
-    return absl::InvalidArgumentError("the lease ttl must be whole seconds, at least 1 s");
-  }
-  return absl::OkStatus();
+  return coord::ValidateLeaseTtl(options.lease_ttl);
 }
 
 Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -6,6 +6,13 @@
 
 namespace ickpt::coord {
 
+absl::Status ValidateLeaseTtl(absl::Duration ttl) {
+  if (ttl >= absl::Seconds(1) && ttl == absl::Seconds(absl::ToInt64Seconds(ttl))) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("the lease ttl must be whole seconds, at least 1 s");
+}
+
 LeaseKeeper::LeaseKeeper(CoordinationStore* store, absl::Duration ttl)
     : store_(store), ttl_(ttl), thread_([this] { Run(); }) {}
 

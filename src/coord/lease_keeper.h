@@ -17,6 +17,10 @@
 
 namespace ickpt::coord {
 
+// InvalidArgument unless `ttl` is whole seconds, at least 1 s (what a lease can have, and what
+// Coordinator and Participant options accept).
+absl::Status ValidateLeaseTtl(absl::Duration ttl);
+
 class LeaseKeeper {
  public:
   LeaseKeeper(CoordinationStore* store, absl::Duration ttl);

@@ -488,10 +488,7 @@ absl::StatusOr<std::unique_ptr<Participant>> ParticipantTestPeer::JoinManual(
   if (!options.prepare) {
     return absl::InvalidArgumentError("ParticipantOptions::prepare is required");
   }
-  if (options.lease_ttl < absl::Seconds(1) ||
-      options.lease_ttl != absl::Seconds(absl::ToInt64Seconds(options.lease_ttl))) {
-    return absl::InvalidArgumentError("the lease ttl must be whole seconds, at least 1 s");
-  }
+  if (absl::Status s = ValidateLeaseTtl(options.lease_ttl); !s.ok()) return s;
   auto impl = std::make_unique<Participant::Impl>(std::move(store), repository, std::move(options));
   {
     MutexLock lock(&impl->mu);

@@ -239,6 +239,24 @@ class ProtocolTest : public ::testing::Test {
     return id;
   }
 
+  // Workers of these names and coordinator "c1" expecting them all, the job started.
+  std::unique_ptr<Coordinator> StartJobOf(const std::vector<std::string>& names) {
+    for (const std::string& n : names) AddWorker(n);
+    CoordinatorOptions o;
+    o.participants = static_cast<uint32_t>(names.size());
+    auto c = StartCoordinator("c1", o);
+    StartJob(*c);
+    return c;
+  }
+
+  // The next checkpoint commits and builds on `committed`.
+  void ExpectJobGoesOnFrom(Coordinator& c, uint64_t committed) {
+    const uint64_t next = CheckpointOnce(c);
+    ASSERT_EQ(Snapshot().outcomes.at(next).outcome, coord::Outcome::kCommitted);
+    ASSERT_OK_AND_ASSIGN(CommitRecord record, repo_->ReadCommit(next));
+    EXPECT_EQ(record.parent, committed);
+  }
+
   testing::TempDir dir_;
   std::unique_ptr<Repository> repo_;
   std::shared_ptr<MemoryCoordinationStore> store_ = std::make_shared<MemoryCoordinationStore>();
@@ -247,11 +265,7 @@ class ProtocolTest : public ::testing::Test {
 };
 
 TEST_F(ProtocolTest, CheckpointsCommitAndRestoreExactly) {
-  for (const char* n : {"w0", "w1", "w2"}) AddWorker(n);
-  CoordinatorOptions o;
-  o.participants = 3;
-  auto c = StartCoordinator("c1", o);
-  StartJob(*c);
+  auto c = StartJobOf({"w0", "w1", "w2"});
   for (auto& w : workers_) EXPECT_EQ(w->prepared, 1);
   uint64_t last = 0;
   for (int i = 0; i < 4; ++i) {
@@ -284,11 +298,7 @@ TEST_F(ProtocolTest, CheckpointsCommitAndRestoreExactly) {
 }
 
 TEST_F(ProtocolTest, LostParticipantAbortsAndEveryoneRecoversTheSameCheckpoint) {
-  for (const char* n : {"w0", "w1", "w2"}) AddWorker(n);
-  CoordinatorOptions o;
-  o.participants = 3;
-  auto c = StartCoordinator("c1", o);
-  StartJob(*c);
+  auto c = StartJobOf({"w0", "w1", "w2"});
   const uint64_t committed = CheckpointOnce(*c);
   // The next checkpoint: w0 and w1 capture, w2 dies before it acknowledges.
   const uint64_t doomed = TriggerAndCapture(*c);
@@ -312,10 +322,7 @@ TEST_F(ProtocolTest, LostParticipantAbortsAndEveryoneRecoversTheSameCheckpoint) 
   for (auto& w : workers_) EXPECT_EQ(w->prepared, 2) << w->name;
   Round(*c);  // recovery complete
   // The job goes on from there.
-  const uint64_t next = CheckpointOnce(*c);
-  EXPECT_EQ(Snapshot().outcomes.at(next).outcome, coord::Outcome::kCommitted);
-  ASSERT_OK_AND_ASSIGN(CommitRecord record, repo_->ReadCommit(next));
-  EXPECT_EQ(record.parent, committed);
+  ExpectJobGoesOnFrom(*c, committed);
 }
 
 TEST_F(ProtocolTest, DeclinedCheckpointAbortsWithoutCountingAsFailure) {
@@ -440,18 +447,11 @@ TEST_F(ProtocolTest, DeposedLeadersCommitIsFencedAndNeverBecomesLatest) {
   ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> latest, repo_->LatestCommitId());
   EXPECT_EQ(latest, committed);
   // The job goes on from the last commit.
-  const uint64_t next = CheckpointOnce(*c2);
-  ASSERT_EQ(Snapshot().outcomes.at(next).outcome, coord::Outcome::kCommitted);
-  ASSERT_OK_AND_ASSIGN(CommitRecord record, repo_->ReadCommit(next));
-  EXPECT_EQ(record.parent, committed);
+  ExpectJobGoesOnFrom(*c2, committed);
 }
 
 TEST_F(ProtocolTest, ReplacedParticipantCannotAcknowledge) {
-  for (const char* n : {"w0", "w1"}) AddWorker(n);
-  CoordinatorOptions o;
-  o.participants = 2;
-  auto c = StartCoordinator("c1", o);
-  StartJob(*c);
+  auto c = StartJobOf({"w0", "w1"});
   CheckpointOnce(*c);
   // w1 captures, then stalls; its relaunch joins before the stalled one acknowledges.
   TriggerAndCapture(*c);
@@ -473,11 +473,7 @@ TEST_F(ProtocolTest, ReplacedParticipantCannotAcknowledge) {
 }
 
 TEST_F(ProtocolTest, FailedRestoreStepsBackToTheParent) {
-  for (const char* n : {"w0", "w1"}) AddWorker(n);
-  CoordinatorOptions o;
-  o.participants = 2;
-  auto c = StartCoordinator("c1", o);
-  StartJob(*c);
+  auto c = StartJobOf({"w0", "w1"});
   const uint64_t first = CheckpointOnce(*c);
   const uint64_t second = CheckpointOnce(*c);
   // w1 fails: recovery from `second`, which w1 cannot restore (its prepare fails once).
@@ -499,18 +495,14 @@ TEST_F(ProtocolTest, FailedRestoreStepsBackToTheParent) {
 }
 
 TEST_F(ProtocolTest, RescaleRestoresKeyedStateOntoFewerParticipants) {
-  for (const char* n : {"w0", "w1", "w2"}) AddWorker(n);
-  CoordinatorOptions o;
-  o.participants = 3;
-  auto c = StartCoordinator("c1", o);
-  StartJob(*c);
+  auto c = StartJobOf({"w0", "w1", "w2"});
   const uint64_t id = CheckpointOnce(*c);
   ASSERT_EQ(Snapshot().outcomes.at(id).outcome, coord::Outcome::kCommitted);
   // The job is rescaled to two participants: w2 leaves for good, a new leader expects two.
   Kill(*workers_[2]);
   workers_.pop_back();
   store_->ExpireLease(Snapshot().leader()->lease);
-  CoordinatorOptions two = o;
+  CoordinatorOptions two;
   two.participants = 2;
   auto c2 = StartCoordinator("c2", two);
   Round(*c2);
@@ -566,23 +558,13 @@ TEST_F(ProtocolTest, DamagedValuesAreIgnoredAndReported) {
   EXPECT_EQ(Snapshot().outcomes.count(id), 1u);
 }
 
-// A fault-injecting store that owns what it wraps, so a Repository can own it.
-class OwningFaultStore : public FaultInjectionStore {
- public:
-  explicit OwningFaultStore(std::unique_ptr<ObjectStore> target)
-      : FaultInjectionStore(target.get()), owned_(std::move(target)) {}
-
- private:
-  std::unique_ptr<ObjectStore> owned_;
-};
-
 // The coordinator reaches the repository through a fault-injecting store of its own.
 class ProtocolFaultTest : public ProtocolTest {
  protected:
   std::unique_ptr<Coordinator> StartFaultyCoordinator(CoordinatorOptions o) {
     absl::StatusOr<std::unique_ptr<ObjectStore>> local = OpenLocalStore(dir_.Join("repo"));
     EXPECT_OK(local.status());
-    auto faulty = std::make_unique<OwningFaultStore>(*std::move(local));
+    auto faulty = std::make_unique<OwningFaultInjectionStore>(*std::move(local));
     faults_ = faulty.get();
     absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::Open(std::move(faulty));
     EXPECT_OK(repo.status());
@@ -651,11 +633,7 @@ TEST_F(ProtocolFaultTest, FailedGroupCommitIsRetried) {
 // The coordination store cannot be reached for a while: rounds and polls fail with Unavailable,
 // nothing is decided meanwhile, and the job goes on when it is back.
 TEST_F(ProtocolTest, CoordinationStoreUnavailableForAWhile) {
-  for (const char* n : {"w0", "w1"}) AddWorker(n);
-  CoordinatorOptions o;
-  o.participants = 2;
-  auto c = StartCoordinator("c1", o);
-  StartJob(*c);
+  auto c = StartJobOf({"w0", "w1"});
   const uint64_t id = TriggerAndCapture(*c);
   store_->SetUnavailable(true);
   EXPECT_TRUE(absl::IsUnavailable(ParticipantTestPeer::FlushAcks(*workers_[0]->participant)));

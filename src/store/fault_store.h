@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,17 @@ class FaultInjectionStore : public ObjectStoreWrapper {
   std::vector<MatchingFault> matching_faults_ ABSL_GUARDED_BY(mu_);
   std::vector<Flip> flips_ ABSL_GUARDED_BY(mu_);
   absl::Duration latency_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
+};
+
+// A fault-injecting store that owns what it wraps, so that a Repository can own it (tests that
+// inject faults under one repository handle).
+class OwningFaultInjectionStore : public FaultInjectionStore {
+ public:
+  explicit OwningFaultInjectionStore(std::unique_ptr<ObjectStore> target)
+      : FaultInjectionStore(target.get()), owned_(std::move(target)) {}
+
+ private:
+  std::unique_ptr<ObjectStore> owned_;
 };
 
 }  // namespace ickpt
