@@ -172,14 +172,21 @@ struct Checkpointer::Impl {
   // On gc_thread: one garbage collection, if the repository has a retention policy.
   void CollectInBackground();
   absl::StatusOr<CommitRecord> Persist(PersistJob& job);
-  // Persist thread, when rebase_needed and nothing is pending: re-resolves the committed
-  // checkpoint's regions from the repository (with its consolidations) into the lineage's
-  // location tables, and notes the consolidations in force as known.
-  absl::Status RebaseIfNeeded();
+  // Persist thread, when nothing is pending and either rebase_needed, or `about_to_reuse_blocks`
+  // (the job writes complete manifests) and another process (a group's leader) published a
+  // consolidation the tables do not know: re-resolves the committed checkpoint's regions from the
+  // repository (with its consolidations) into the lineage's location tables, and notes the
+  // consolidations in force as known. The second case keeps the check after the write
+  // (CheckNoUnknownConsolidation) from failing the checkpoint.
+  absl::Status RebaseIfNeeded(bool about_to_reuse_blocks);
   // Before publishing a checkpoint whose complete manifests reused blocks from the location
   // tables: FailedPrecondition (and a rebase before the next persist) if a consolidation the
   // tables do not know was published.
   absl::Status CheckNoUnknownConsolidation();
+  // The first consolidation in force of a checkpoint at or below the committed head whose
+  // generation the tables do not know: (id, generation), or nullopt.
+  std::optional<std::pair<uint64_t, uint64_t>> UnknownConsolidation(
+      const std::map<uint64_t, uint64_t>& in_force) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void ReserveAhead();
   // Gives the job's captured changes back and falls back to the newest surviving checkpoint.
   void FailJob(PersistJob& job, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

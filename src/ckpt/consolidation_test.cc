@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -487,9 +488,9 @@ namespace ickpt {
 namespace {
 
 // The checkpointer's own background consolidation (CheckpointerOptions::consolidate_in_background)
-// keeps the walk of the latest checkpoint short, and a consolidation made by another process makes
-// the next checkpoint that reuses blocks fail once, re-resolve its tables, and go on
-// (format.md §14.5).
+// keeps the walk of the latest checkpoint short, and a consolidation made by another process is
+// seen before a checkpoint reuses blocks, or, published during its write, fails it once
+// (format.md §14.5, docs/policy.md §4).
 class WriterConsolidationTest : public ::testing::Test {
  protected:
   std::unique_ptr<Repository> Open() {
@@ -560,49 +561,90 @@ TEST_F(WriterConsolidationTest, BackgroundConsolidationBoundsTheWalk) {
   for (uint64_t id : ids) ExpectRestoresExactly(id);
 }
 
-TEST_F(WriterConsolidationTest, ForeignConsolidationFailsAReusingCheckpointOnceThenItRebases) {
+// Runs `hook` (once, when armed) before the first pack write it sees: something another process
+// does while a checkpoint is being written.
+class PackWriteHookStore : public ObjectStoreWrapper {
+ public:
+  explicit PackWriteHookStore(std::unique_ptr<ObjectStore> target)
+      : ObjectStoreWrapper(target.get()), owned_(std::move(target)) {}
+  void Arm(std::function<void()> hook) { hook_ = std::move(hook); }
+  absl::Status Put(std::string_view key, std::string_view data) override {
+    MaybeRun(key);
+    return ObjectStoreWrapper::Put(key, data);
+  }
+  absl::Status Publish(std::string_view key, std::string_view data) override {
+    MaybeRun(key);
+    return ObjectStoreWrapper::Publish(key, data);
+  }
+
+ private:
+  void MaybeRun(std::string_view key) {
+    if (!hook_ || key.substr(0, kPacksPrefix.size()) != kPacksPrefix) return;
+    std::function<void()> hook = std::move(hook_);
+    hook_ = nullptr;
+    hook();
+  }
+  std::unique_ptr<ObjectStore> owned_;
+  std::function<void()> hook_;  // used on the persist thread only, armed between checkpoints
+};
+
+// A consolidation another process (a group's leader, an operator) published before a checkpoint
+// that reuses blocks is seen before that checkpoint's write: the tables are re-resolved first and
+// it commits. One published during the write fails that checkpoint once; its changes go into the
+// next, which re-resolves first (docs/policy.md §4).
+TEST_F(WriterConsolidationTest, ForeignConsolidationIsSeenBeforeTheWriteOrFailsTheCheckpointOnce) {
   Create();
-  std::unique_ptr<Repository> repo = Open();
+  auto hooked = std::make_unique<PackWriteHookStore>(
+      std::make_unique<testing::ManualClockStore>(memory_.get(), clock_));
+  PackWriteHookStore* hook = hooked.get();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Repository> repo, Repository::Open(std::move(hooked)));
   CheckpointerOptions options;
   options.gc_after_commit = false;
   options.consolidate_in_background = false;
   options.policy = NewFullEveryNPolicy(3);  // full checkpoints reuse the unchanged blocks
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpointer> c, Checkpointer::Open(repo.get(), options));
   ASSERT_OK_AND_ASSIGN(Region * region, c->AddRegion("grid", {.size = kRegionBytes}));
-  auto step = [&]() -> absl::StatusOr<uint64_t> {
+  auto step = [&]() -> absl::StatusOr<CommitRecord> {
     Mutate(region);
     absl::StatusOr<CheckpointHandle> h = c->Checkpoint();
     if (!h.ok()) return h.status();
     absl::StatusOr<CommitRecord> record = h->Wait();
     if (!record.ok()) return record.status();
     expected_[record->id] = std::string(region->data(), region->size());
-    return record->id;
+    return record;
   };
-  ASSERT_OK_AND_ASSIGN(uint64_t c1, step());  // full
-  ASSERT_OK_AND_ASSIGN(uint64_t c2, step());  // incremental
-  // Another process consolidates the head, copying every block into new packs.
-  {
+  // Another process consolidates `id`, copying every block into new packs.
+  auto consolidate = [&](uint64_t id) {
     std::unique_ptr<Repository> operator_repo = Open();
     ConsolidateOptions copts;
     copts.min_pack_use = 1.0;
     copts.verify = true;
-    ASSERT_OK(Consolidate(*operator_repo, c2, copts).status());
-  }
-  ASSERT_OK_AND_ASSIGN(uint64_t c3, step());  // incremental: reuses nothing, commits
-  absl::StatusOr<uint64_t> c4 = step();       // full, reusing blocks from before: refused
-  ASSERT_EQ(c4.status().code(), absl::StatusCode::kFailedPrecondition) << c4.status();
-  ASSERT_OK_AND_ASSIGN(uint64_t c5, step());  // re-resolved its tables first: commits
-  // The failed checkpoint's changes went into c5; every committed checkpoint restores exactly,
-  // also once GC has collected what the consolidation replaced.
-  for (uint64_t id : {c1, c2, c3, c5}) ExpectRestoresExactly(id);
+    ASSERT_OK(Consolidate(*operator_repo, id, copts).status());
+  };
+  ASSERT_OK_AND_ASSIGN(CommitRecord c1, step());  // full
+  ASSERT_OK_AND_ASSIGN(CommitRecord c2, step());  // incremental
+  consolidate(c2.id);
+  ASSERT_OK_AND_ASSIGN(CommitRecord c3, step());  // incremental: reuses nothing
+  ASSERT_OK_AND_ASSIGN(CommitRecord c4, step());  // full, reusing blocks: re-resolved first
+  ASSERT_EQ(c4.kind, CheckpointKind::kFull);
+  ASSERT_OK_AND_ASSIGN(CommitRecord c5, step());
+  ASSERT_OK_AND_ASSIGN(CommitRecord c6, step());
+  // The next full checkpoint: the consolidation lands while it writes its pack.
+  hook->Arm([&] { consolidate(c6.id); });
+  absl::StatusOr<CommitRecord> c7 = step();
+  ASSERT_EQ(c7.status().code(), absl::StatusCode::kFailedPrecondition) << c7.status();
+  ASSERT_OK_AND_ASSIGN(CommitRecord c8, step());  // re-resolved its tables first: commits
+  // The failed checkpoint's changes went into c8; every committed checkpoint restores exactly,
+  // also once GC has collected what the consolidations replaced.
+  for (const CommitRecord* r : {&c1, &c2, &c3, &c4, &c5, &c6, &c8}) ExpectRestoresExactly(r->id);
   for (int i = 0; i < 3; ++i) {
     clock_->Advance(absl::Hours(2));
     GcOptions gc;
     ASSERT_OK(CollectGarbage(*repo, gc).status());
   }
-  ExpectRestoresExactly(c5);
-  ASSERT_OK_AND_ASSIGN(uint64_t c6, step());
-  ExpectRestoresExactly(c6);
+  ExpectRestoresExactly(c8.id);
+  ASSERT_OK_AND_ASSIGN(CommitRecord c9, step());
+  ExpectRestoresExactly(c9.id);
 }
 
 }  // namespace

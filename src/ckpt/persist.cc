@@ -40,7 +40,11 @@ void Checkpointer::Impl::PersistLoop() {
                                   " was not persisted: it was aborted, or a checkpoint it "
                                   "builds on failed or was aborted"));
     if (!stale) {
-      absl::Status rebased = RebaseIfNeeded();
+      bool reuses_blocks = false;
+      for (const RegionCaptureJob& c : job->regions) {
+        reuses_blocks = reuses_blocks || c.kind == CheckpointKind::kFull;
+      }
+      absl::Status rebased = RebaseIfNeeded(reuses_blocks);
       if (rebased.ok()) {
         result = Persist(*job);
       } else {
@@ -105,17 +109,24 @@ void LowerThisThreadsPriority() {
 
 }  // namespace
 
-absl::Status Checkpointer::Impl::RebaseIfNeeded() {
+absl::Status Checkpointer::Impl::RebaseIfNeeded(bool about_to_reuse_blocks) {
   std::optional<uint64_t> head;
+  bool needed = false;
   {
     MutexLock lock(&mu);
-    // Group members never consolidate, and their tables hold pending checkpoints: docs/policy.md
-    // §4 leaves their rebase to the coordinator's restore.
-    if (!rebase_needed || !lineage.pending().empty()) return absl::OkStatus();
+    // The tables may hold pending checkpoints' blocks, which a resolution from the repository
+    // would lose: docs/policy.md §4 waits until nothing is pending (or for a restore).
+    if (!lineage.pending().empty()) return absl::OkStatus();
+    if (!rebase_needed && !about_to_reuse_blocks) return absl::OkStatus();
+    needed = rebase_needed;
     head = lineage.committed_id();
   }
   absl::StatusOr<Consolidations> consolidations = Consolidations::List(*repo);
   if (!consolidations.ok()) return consolidations.status();
+  if (!needed) {
+    MutexLock lock(&mu);
+    if (!UnknownConsolidation(consolidations->in_force()).has_value()) return absl::OkStatus();
+  }
   std::map<std::string, std::vector<BlockLocation>, std::less<>> tables;
   if (head.has_value()) {
     absl::StatusOr<CommitRecord> commit = repo->ReadCommit(*head);
@@ -150,20 +161,28 @@ absl::Status Checkpointer::Impl::CheckNoUnknownConsolidation() {
   absl::StatusOr<Consolidations> consolidations = Consolidations::List(*repo);
   if (!consolidations.ok()) return consolidations.status();
   MutexLock lock(&mu);
+  const std::optional<std::pair<uint64_t, uint64_t>> unknown =
+      UnknownConsolidation(consolidations->in_force());
+  if (!unknown.has_value()) return absl::OkStatus();
+  // docs/policy.md §4: blocks were reused from tables that predate this consolidation, whose
+  // packs may become collectable; the next checkpoint re-resolves the tables first.
+  rebase_needed = true;
+  return absl::FailedPreconditionError(
+      StrCat("checkpoint ", unknown->first, " was consolidated (generation ", unknown->second,
+             ") by another process; blocks reused from before it are not committed, the next "
+             "checkpoint captures them again"));
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> Checkpointer::Impl::UnknownConsolidation(
+    const std::map<uint64_t, uint64_t>& in_force) const {
   const uint64_t head = lineage.committed_id().value_or(0);
-  for (const auto& [id, generation] : consolidations->in_force()) {
+  for (const auto& [id, generation] : in_force) {
     if (id > head) continue;
     auto known = known_consolidations.find(id);
     if (known != known_consolidations.end() && known->second == generation) continue;
-    // docs/policy.md §4: blocks were reused from tables that predate this consolidation, whose
-    // packs may become collectable; the next checkpoint re-resolves the tables first.
-    rebase_needed = true;
-    return absl::FailedPreconditionError(
-        StrCat("checkpoint ", id, " was consolidated (generation ", generation,
-               ") by another process; blocks reused from before it are not committed, the next "
-               "checkpoint captures them again"));
+    return std::make_pair(id, generation);
   }
-  return absl::OkStatus();
+  return std::nullopt;
 }
 
 void Checkpointer::Impl::ConsolidateInBackground(
