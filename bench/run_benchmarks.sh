@@ -11,6 +11,11 @@
 # tracker_bench: ICKPT_BENCH_REPS (default 5), ICKPT_BENCH_LOOP_SECONDS (default 5),
 # ICKPT_BENCH_LOOP_ROUNDS (default 2), ICKPT_BENCH_TRACKERS (default: all that work here),
 # BUILD_DIR (default build-bench), JOBS (default 2: the machine is shared).
+# coord_scale (coordination at scale, issue 16; etcd on loopback): ICKPT_BENCH_COORD_SIZES (default
+# 4,64,1024, about 16 min here, 10 of them the start timeout at 1,024; ICKPT_BENCH_COORD_SIZES=4,64
+# is the quick mode, about 5 min),
+# ICKPT_BENCH_COORD_CHECKPOINTS (default 20), and the other ICKPT_BENCH_COORD_* of
+# bench/coord_scale_bench.cc.
 # Cold restores drop the page cache (needs root); without it they are reported as unavailable.
 set -euo pipefail
 
@@ -34,7 +39,13 @@ cmake --build "$build" --target "${targets[@]}" -j"${JOBS:-2}"
   echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out"
 for b in $benches; do
-  if [[ "$b" == checkpoint ]]; then
+  if [[ "$b" == coord_scale ]]; then
+    echo "# command: ICKPT_BENCH_COORD_SIZES=${ICKPT_BENCH_COORD_SIZES:-4,64,1024}" \
+      "ICKPT_BENCH_COORD_CHECKPOINTS=${ICKPT_BENCH_COORD_CHECKPOINTS:-20} $build/bench/coord_scale_bench" |
+      tee -a "$out"
+    echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+    "$build/bench/coord_scale_bench" 2>&1 | tee -a "$out"
+  elif [[ "$b" == checkpoint ]]; then
     echo "# command: ICKPT_BENCH_SIZE=${ICKPT_BENCH_SIZE:-1GiB} $build/bench/checkpoint_bench $*" |
       tee -a "$out"
     "$build/bench/checkpoint_bench" "$@" 2>&1 | tee -a "$out"

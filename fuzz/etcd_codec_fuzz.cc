@@ -106,7 +106,18 @@ void DecodeReplies(std::string_view body) {
   if (error.ok()) {
     const absl::Status status = etcd::GatewayErrorStatus(*error, "fuzz");
     ICKPT_FUZZ_CHECK(!status.ok() && DocumentedCode(status), status.ToString());
+    // Every input classifies (as no authentication error at worst) without crashing.
+    (void)etcd::ClassifyAuthError(error->code, error->message);
   }
+
+  absl::StatusOr<std::string> token = etcd::DecodeAuthenticateReply(body);
+  CheckFailure(token, "authenticate");
+  if (token.ok()) ICKPT_FUZZ_CHECK(!token->empty(), "an empty token decoded");
+
+  // A watch's cancel reason: any text gives a gateway error whose status is a documented one.
+  const etcd::GatewayError cancel = etcd::WatchCancelError(body);
+  const absl::Status cancel_status = etcd::GatewayErrorStatus(cancel, "fuzz");
+  ICKPT_FUZZ_CHECK(!cancel_status.ok() && DocumentedCode(cancel_status), cancel_status.ToString());
 }
 
 void DecodeWatchStream(std::string_view stream) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -178,6 +179,10 @@ struct RestoreOptions {
   std::optional<uint64_t> id;
   OnUnregistered on_unregistered = OnUnregistered::kFail;  // default kFail
   OnAbsent on_absent = OnAbsent::kFail;                    // default kFail
+  // Called as the regions' bytes are restored, with the bytes done and the regions' total (e.g.
+  // for a progress bar). Called from the restore threads, possibly several at once: keep it cheap
+  // and thread-safe. Optional.
+  std::function<void(uint64_t done_bytes, uint64_t total_bytes)> progress;
 };
 
 // A checkpoint that was captured and is persisting.

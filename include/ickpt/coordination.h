@@ -36,6 +36,28 @@ class ParticipantTestPeer;
 // the first call that does reports Unavailable if none answers.
 absl::StatusOr<std::shared_ptr<coord::CoordinationStore>> ConnectEtcd(std::string_view endpoints);
 
+// How to reach a secured etcd (docs/protocol.md §10): etcd's own TLS and authentication.
+struct EtcdConnectOptions {
+  // "https://HOST:PORT" (or http://), comma-separated, as above.
+  std::string endpoints;
+  // PEM file of the CA that signed the servers' certificates (https endpoints). Empty: the
+  // system's CA store.
+  std::string ca_file;
+  // PEM client certificate and its key, for an etcd run with --client-cert-auth. Both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // An etcd user and its password, for an etcd with authentication on. Empty user: none. The
+  // password is never logged nor put in an error message or Describe().
+  std::string user;
+  std::string password;
+};
+// Like ConnectEtcd(endpoints), with TLS and authentication. InvalidArgument for a malformed
+// endpoint, a certificate without its key (or the reverse), or a file that cannot be read. Does
+// not contact etcd; the first call that does reports a refused certificate as Unavailable naming
+// the endpoint and the TLS error, and wrong credentials as PermissionDenied naming the user.
+absl::StatusOr<std::shared_ptr<coord::CoordinationStore>> ConnectEtcd(
+    const EtcdConnectOptions& options);
+
 // A coordination store in this process: participants and coordinators of one process (tests, or
 // a job whose participants are threads).
 std::shared_ptr<coord::CoordinationStore> NewInProcessCoordination();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -125,6 +126,31 @@ TEST_F(CheckpointerTest, FirstCheckpointIsFullThenIncremental) {
   EXPECT_GT(c2.id, c1.id);
   EXPECT_EQ(c2.participants.at(0).state_objects.at(0).changed_blocks, 1u);
   EXPECT_EQ(c2.participants.at(0).state_objects.at(0).tracker, "hash");
+}
+
+// RestoreOptions::progress counts every byte of every region once, up to the regions' total.
+TEST_F(CheckpointerTest, RestoreReportsProgressUpToTheRegionsTotal) {
+  Region* a = AddRegion("a", 64 * kBlock);
+  Region* b = AddRegion("b", 16 * kBlock);
+  std::memset(a->data(), 3, a->size());
+  std::memset(b->data() + 4 * kBlock, 5, kBlock);  // the rest of b stays zero (holes)
+  const uint64_t id = CheckpointAndRemember();
+  a->data()[0] = 9;  // to be undone by the restore
+  std::mutex mu;
+  uint64_t calls = 0, last_done = 0, total = 0;
+  RestoreOptions options;
+  options.id = id;
+  options.progress = [&](uint64_t done, uint64_t all) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++calls;
+    last_done = std::max(last_done, done);
+    total = all;
+  };
+  ASSERT_OK(ckpt_->Restore(options).status());
+  EXPECT_GT(calls, 0u);
+  EXPECT_EQ(total, 80 * kBlock);
+  EXPECT_EQ(last_done, total);
+  EXPECT_EQ(std::string(a->data(), a->size()), snapshots_.at(id).at("a"));
 }
 
 TEST_F(CheckpointerTest, RandomWritesOverHundredsOfCheckpointsAllRestoreBitExact) {

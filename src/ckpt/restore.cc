@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <set>
@@ -22,14 +23,29 @@
 namespace ickpt {
 namespace {
 
+// Region memory. With a progress callback, counts what it is given (over every region of the
+// restore: `done` is shared).
 class MemorySink final : public RestoreSink {
  public:
-  explicit MemorySink(char* base) : base_(base) {}
+  MemorySink(char* base, const RestoreOptions& options, std::atomic<uint64_t>* done,
+             uint64_t total)
+      : base_(base), options_(options), done_(done), total_(total) {}
   absl::Status Write(uint64_t offset, std::string_view data) override {
     std::memcpy(base_ + offset, data.data(), data.size());
+    Count(data.size());
     return absl::OkStatus();
   }
   absl::Status WriteZeros(uint64_t offset, uint64_t length) override {
+    Count(length);
+    return Zero(offset, length);
+  }
+
+ private:
+  void Count(uint64_t bytes) {
+    if (!options_.progress) return;
+    options_.progress(done_->fetch_add(bytes, std::memory_order_relaxed) + bytes, total_);
+  }
+  absl::Status Zero(uint64_t offset, uint64_t length) {
     // Dropping whole pages of a private anonymous mapping makes them read as zero without
     // touching them: a sparse region restores without faulting in its holes.
     const uint64_t page = 4096;
@@ -45,8 +61,10 @@ class MemorySink final : public RestoreSink {
     return absl::OkStatus();
   }
 
- private:
   char* base_;
+  const RestoreOptions& options_;
+  std::atomic<uint64_t>* done_;
+  uint64_t total_;
 };
 
 }  // namespace
@@ -221,6 +239,9 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     MutexLock lock(&mu);
     regions.emplace(name, *std::move(region));
   }
+  uint64_t total_bytes = 0;
+  for (const auto& [name, r] : resolved) total_bytes += r.block_count * r.block_size;
+  std::atomic<uint64_t> done_bytes{0};
   for (auto& [name, r] : resolved) {
     Region* region = nullptr;
     {
@@ -228,7 +249,7 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
       region = regions.at(name).get();
     }
     if (absl::Status s = RegionAccess::Resize(*region, r.block_count); !s.ok()) return fail(s);
-    MemorySink sink(region->data());
+    MemorySink sink(region->data(), ropts, &done_bytes, total_bytes);
     absl::StatusOr<ReadStats> stats = ReadObjectData(*repo, r, packs, &sink, restore_threads);
     if (!stats.ok()) return fail(stats.status());
     if (absl::Status s = RegionAccess::Rebaseline(*region); !s.ok()) return fail(s);

@@ -52,18 +52,8 @@ using json = nlohmann::json;
 constexpr uint64_t kBlock = 4096;
 constexpr uint64_t kBlocks = 64;
 
-struct RunResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::ReadFileOrEmpty;
+using testing::RunResult;
 
 // Lists every file under `dir` (relative paths), recursively, sorted.
 void ListTree(const std::string& root, const std::string& rel, std::vector<std::string>* out) {
@@ -109,29 +99,9 @@ class CliTest : public ::testing::Test {
  protected:
   // Runs `ickpt args...`, capturing stdout, stderr and the exit code.
   RunResult Run(const std::vector<std::string>& args) {
-    const std::string out_path = io_.Join("stdout"), err_path = io_.Join("stderr");
-    std::vector<std::string> argv_storage = {ICKPT_CLI_PATH};
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t pid = fork();
-    if (pid == 0) {
-      const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(out, STDOUT_FILENO);
-      dup2(err, STDERR_FILENO);
-      if (chdir(dir_.path().c_str()) != 0) _exit(126);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    RunResult r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = ReadFileOrEmpty(out_path);
-    r.err = ReadFileOrEmpty(err_path);
-    return r;
+    std::vector<std::string> argv = {ICKPT_CLI_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::RunProgram(argv, io_.path(), dir_.path());
   }
 
   RunResult RunOnRepo(std::vector<std::string> args) {

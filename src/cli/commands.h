@@ -38,6 +38,12 @@ Command RegisterPolicy(CLI::App& app);
 Command RegisterDoctor(CLI::App& app);
 // `ickpt coordinator`: one coordinator instance of a distributed job (coordinator.cc).
 Command RegisterCoordinator(CLI::App& app);
+// `ickpt status` and `ickpt trigger`: watch and drive a distributed job (status.cc, trigger.cc).
+Command RegisterStatus(CLI::App& app);
+Command RegisterTrigger(CLI::App& app);
+// The hidden `demo-worker` subcommand: a worker process of `ickpt demo --workers N`
+// (cluster_demo.cc).
+Command RegisterDemoWorker(CLI::App& app);
 // The hidden `demo-child` subcommand: the simulation process the demo supervisor re-executes.
 Command RegisterDemoChild(CLI::App& app);
 

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "src/repo/commit_record.h"
 #include "src/util/parse.h"
@@ -223,6 +224,56 @@ void Progress::Finish() {
   if (thread_.joinable()) thread_.join();
   std::fprintf(stderr, "\r\x1b[K");
   std::fflush(stderr);
+}
+
+LiveLog::LiveLog(bool enabled) : enabled_(enabled), start_(absl::Now()) {}
+
+void LiveLog::Line(const std::string& text) {
+  if (!enabled_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::cout << fmt::format("[{:6.1f} s] {}\n", absl::ToDoubleSeconds(absl::Now() - start_), text)
+            << std::flush;
+}
+
+CommitWatcher::CommitWatcher(std::string url, LiveLog* log) : url_(std::move(url)), log_(log) {
+  thread_ = std::thread([this] {
+    while (!stop_.load()) {
+      Poll();
+      for (int i = 0; i < 25 && !stop_.load(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  });
+}
+
+CommitWatcher::~CommitWatcher() { Stop(); }
+
+void CommitWatcher::Stop() {
+  if (stop_.exchange(true)) return;
+  if (thread_.joinable()) thread_.join();
+  Poll();
+}
+
+void CommitWatcher::Poll() {
+  // Best effort: this only shows progress; the demo's own checks read the repository again.
+  if (repo_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<RepositoryReader>> repo = OpenRepositoryReadOnly(url_);
+    if (!repo.ok()) return;
+    repo_ = *std::move(repo);
+  }
+  absl::StatusOr<std::vector<uint64_t>> ids = repo_->ListCommitIds();
+  if (!ids.ok()) return;
+  for (uint64_t id : *ids) {
+    if (id <= last_) continue;
+    absl::StatusOr<CommitRecord> c = repo_->ReadCommit(id);
+    if (!c.ok()) return;
+    last_ = id;
+    log_->Line(fmt::format("checkpoint {} committed: {}, {} participant(s), {} logical, {} "
+                           "written, pause {}, persist {}",
+                           id, CheckpointKindName(c->kind), c->participants.size(),
+                           FormatBytes(c->logical_bytes), FormatBytes(c->stored_bytes),
+                           FormatNanos(CommitPauseNs(*c)), FormatNanos(CommitPersistNs(*c))));
+  }
 }
 
 }  // namespace ickpt::cli

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <mutex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -98,6 +99,7 @@ class Progress {
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
   void Add(uint64_t n) { done_.fetch_add(n, std::memory_order_relaxed); }
+  void Set(uint64_t done) { done_.store(done, std::memory_order_relaxed); }
   void Finish();
 
  private:
@@ -107,6 +109,39 @@ class Progress {
   std::atomic<uint64_t> done_{0};
   std::atomic<bool> stop_{false};
   bool enabled_;
+  std::thread thread_;
+};
+
+// Lines printed as things happen, "[  12.3 s] text", from any thread (the demos' live output).
+// Disabled: prints nothing (--json).
+class LiveLog {
+ public:
+  explicit LiveLog(bool enabled);
+  void Line(const std::string& text);
+
+ private:
+  const bool enabled_;
+  const absl::Time start_;
+  std::mutex mu_;
+};
+
+// Prints a line to `log` for each checkpoint committed to the repository at `url` while it runs
+// (polling it a few times a second on a thread of its own): kind, participants, sizes, pause and
+// persist time.
+class CommitWatcher {
+ public:
+  CommitWatcher(std::string url, LiveLog* log);
+  ~CommitWatcher();  // Stop()
+  // Prints what committed since the last poll, then stops polling.
+  void Stop();
+
+ private:
+  void Poll();
+  const std::string url_;
+  LiveLog* const log_;
+  std::unique_ptr<RepositoryReader> repo_;
+  uint64_t last_ = 0;
+  std::atomic<bool> stop_{false};
   std::thread thread_;
 };
 

@@ -13,6 +13,8 @@
 #include "ickpt/coordination.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
+#include "src/cli/etcd_flags.h"
+#include "src/coord/coordination_store.h"
 #include "src/util/log.h"
 #include "src/util/str.h"
 
@@ -20,7 +22,7 @@ namespace ickpt::cli {
 namespace {
 
 struct CoordinatorCliOptions {
-  std::string etcd;
+  EtcdFlags etcd;
   std::string job;
   std::string repo;
   std::string name;
@@ -58,21 +60,15 @@ int RunCoordinator(const CoordinatorCliOptions& o) {
     PrintError(s.message());
     return kExitUsage;
   }
-  absl::StatusOr<std::shared_ptr<coord::CoordinationStore>> store = ConnectEtcd(o.etcd);
-  if (!store.ok()) {
-    // A malformed endpoint is a usage error (2), before anything is opened or created.
-    if (absl::IsInvalidArgument(store.status())) {
-      PrintError(store.status().message());
-      return kExitUsage;
-    }
-    return Fail(store.status());
-  }
+  int exit_code = kExitOk;
+  std::shared_ptr<coord::CoordinationStore> store = ConnectEtcdOrExplain(o.etcd, &exit_code);
+  if (store == nullptr) return exit_code;
   // The job's first coordinator creates the repository (participants open it).
   absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::OpenUrl(o.repo, /*create=*/true);
   if (!repo.ok()) return Fail(repo.status());
   if (GetLogLevel() > LogLevel::kInfo) SetLogLevel(LogLevel::kInfo);  // a daemon: say what it does
   absl::StatusOr<std::unique_ptr<Coordinator>> coordinator =
-      Coordinator::Start(*store, repo->get(), options);
+      Coordinator::Start(store, repo->get(), options);
   if (!coordinator.ok()) {
     // InvalidArgument: a flag the repository refuses (a timeout above its policy's).
     if (absl::IsInvalidArgument(coordinator.status())) {
@@ -85,7 +81,7 @@ int RunCoordinator(const CoordinatorCliOptions& o) {
   action.sa_handler = OnStopSignal;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
-  std::cerr << fmt::format("ickpt coordinator: job {} on {}, repository {}\n", o.job, o.etcd,
+  std::cerr << fmt::format("ickpt coordinator: job {} on {}, repository {}\n", o.job, store->Describe(),
                            (*repo)->Describe());
   while (!stop_requested) absl::SleepFor(absl::Milliseconds(100));
   const CoordinatorStats stats = (*coordinator)->stats();
@@ -107,8 +103,7 @@ Command RegisterCoordinator(CLI::App& app) {
       "leads through an etcd election, triggers checkpoints, commits them when every participant "
       "acknowledged, and recovers the job after failures; the others take over when it dies. "
       "Stops on SIGINT or SIGTERM.");
-  sub->add_option("--etcd", options->etcd, "etcd endpoints, comma-separated (http://HOST:PORT)")
-      ->required();
+  AddEtcdFlags(sub, &options->etcd);
   sub->add_option("--job", options->job, "The job's name ([a-z0-9._-], up to 64)")->required();
   AddRepoOption(sub, &options->repo);
   sub->add_option("--name", options->name, "This instance's name (default: HOST-PID)");

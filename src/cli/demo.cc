@@ -35,6 +35,7 @@
 #include "absl/time/clock.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/maintenance.h"
+#include "src/cli/cluster_demo.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/cli/demo_sim.h"
@@ -56,6 +57,12 @@ struct DemoOptions {
   uint64_t every = 2;
   std::string tracker = "auto";
   bool json = false;
+  uint32_t workers = 0;  // > 1: the distributed demo (cluster_demo.cc)
+  bool no_chaos = false;
+  std::string interval = "2s";
+  int64_t step_ms = 100;
+  bool size_given = false;
+  bool steps_given = false;
 };
 
 struct ChildOptions {
@@ -102,7 +109,14 @@ int RunChild(const ChildOptions& options) {
   if (!latest.ok()) return Fail(latest.status());
   if (options.resume && latest->has_value()) {
     const absl::Time start = absl::Now();
-    absl::StatusOr<CommitRecord> restored = (*checkpointer)->Restore(RestoreOptions{});
+    // A bar on the terminal (the child's stderr is the supervisor's) while a large region
+    // restores.
+    Progress progress(StrCat("restoring checkpoint ", **latest), size);
+    RestoreOptions restore_options;
+    restore_options.id = **latest;
+    restore_options.progress = [&progress](uint64_t done, uint64_t) { progress.Set(done); };
+    absl::StatusOr<CommitRecord> restored = (*checkpointer)->Restore(restore_options);
+    progress.Finish();
     if (!restored.ok()) return Fail(restored.status());
     const int64_t ns = absl::ToInt64Nanoseconds(absl::Now() - start);
     auto it = restored->metadata.find("step");
@@ -261,7 +275,8 @@ struct RunResult {
   int64_t restore_ns = 0;
 };
 
-absl::StatusOr<RunResult> Supervise(const std::string& repo, uint64_t size, const DemoOptions& o) {
+absl::StatusOr<RunResult> Supervise(const std::string& repo, uint64_t size, const DemoOptions& o,
+                                    LiveLog* live) {
   const KillPlan plan = PlanKill(o);
   RunResult result;
   bool resume = false;
@@ -283,6 +298,12 @@ absl::StatusOr<RunResult> Supervise(const std::string& repo, uint64_t size, cons
         result.restored_id = std::stoull(ev[1]);
         result.restored_step = std::stoull(ev[2]);
         result.restore_ns = std::stoll(ev[3]);
+        live->Line(fmt::format("restarted: restored checkpoint {} (step {}) in {}, resuming at "
+                               "step {}",
+                               ev[1], ev[2], FormatNanos(result.restore_ns),
+                               result.restored_step + 1));
+      } else if (ev[0] == "fresh" && resume) {
+        live->Line("restarted: no checkpoint was committed yet, starting over");
       }
       bool kill_now = false;
       if (result.kills == 0) {
@@ -304,6 +325,7 @@ absl::StatusOr<RunResult> Supervise(const std::string& repo, uint64_t size, cons
         kill(child.pid, SIGKILL);
         ++result.kills;
         killed = true;
+        live->Line(StrCat("SIGKILL the simulation ", result.kill_point));
         break;
       }
       if (write(child.to, "go\n", 3) != 3) break;  // the child died: ReapChild says how
@@ -352,7 +374,40 @@ std::string DefaultRepoPath() {
   return path;
 }
 
+int RunDistributedDemo(const DemoOptions& o) {
+  if (o.workers < 2) {
+    PrintError("--workers needs at least 2 (without it, the single-process demo runs)");
+    return kExitUsage;
+  }
+  ClusterDemoOptions c;
+  c.workers = o.workers;
+  c.repo = o.repo.empty() ? DefaultRepoPath() : o.repo;
+  c.seed = o.seed;
+  c.chaos = !o.no_chaos;
+  c.json = o.json;
+  c.tracker = o.tracker;
+  c.step_ms = o.step_ms;
+  c.interval = o.interval;
+  if (!ParseDurationFlag("--interval", o.interval, false)) return kExitUsage;
+  if (o.steps_given) c.steps = o.steps;
+  if (o.size_given) {
+    absl::StatusOr<uint64_t> size = ParseSize(o.size);
+    if (!size.ok()) {
+      PrintError(size.status().message());
+      return kExitUsage;
+    }
+    // Whole MiB: a whole number of blocks and of the model's rows.
+    c.table_bytes = std::max<uint64_t>(1, (*size + (1 << 20) - 1) >> 20) << 20;
+  }
+  if (c.steps < 10) {
+    PrintError("the distributed demo needs --steps >= 10");
+    return kExitUsage;
+  }
+  return RunClusterDemo(c);
+}
+
 int RunDemo(const DemoOptions& o) {
+  if (o.workers > 0) return RunDistributedDemo(o);
   const absl::Time start = absl::Now();
   absl::StatusOr<uint64_t> size = ParseSize(o.size);
   if (!size.ok()) {
@@ -384,7 +439,12 @@ int RunDemo(const DemoOptions& o) {
         o.every, o.seed);
   }
   signal(SIGPIPE, SIG_IGN);
-  absl::StatusOr<RunResult> run = Supervise(repo_path, grid_size, o);
+  LiveLog live(!o.json);
+  absl::StatusOr<RunResult> run = absl::UnknownError("not run");
+  {
+    CommitWatcher watcher(repo_path, &live);
+    run = Supervise(repo_path, grid_size, o, &live);
+  }
   if (!run.ok()) return Fail(run.status());
   const std::string expected = ReferenceHash(grid_size, o);
   const bool verified = !expected.empty() && expected == run->final_hash;
@@ -559,8 +619,13 @@ Command RegisterDemo(CLI::App& app) {
                   "New repository: a directory or file://PATH (default: ./ickpt-demo-<time>, "
                   "created)")
       ->check(RepoUrlValidator());
-  sub->add_option("--size", options->size, "Region size, e.g. 64MiB")->capture_default_str();
-  sub->add_option("--steps", options->steps, "Simulation steps")->capture_default_str();
+  sub->add_option("--size", options->size,
+                  "Region size, e.g. 64MiB (with --workers: each worker's table; default 32MiB)")
+      ->capture_default_str()
+      ->each([options](const std::string&) { options->size_given = true; });
+  sub->add_option("--steps", options->steps, "Simulation steps (with --workers: default 300)")
+      ->capture_default_str()
+      ->each([options](const std::string&) { options->steps_given = true; });
   sub->add_option("--seed", options->seed, "Seed of data and kill moment")->capture_default_str();
   sub->add_option("--every", options->every, "Checkpoint every N steps")->capture_default_str();
   sub->add_option("--tracker", options->tracker,
@@ -568,7 +633,19 @@ Command RegisterDemo(CLI::App& app) {
                   "(`ickpt doctor` shows which work here)")
       ->capture_default_str();
   sub->add_flag("--json", options->json,
-                "One JSON object: verified, checkpoints, kills, restores, restore_ms, repo, ...");
+                "One JSON object: verified, checkpoints, kills, restores, restore_ms, repo, ... "
+                "(with --workers also recoveries and leader_changes)");
+  sub->add_option("--workers", options->workers,
+                  "N > 1: the distributed demo: a throw-away etcd, two coordinators and N worker "
+                  "processes; chaos kills a worker and the leading coordinator; the final state "
+                  "is verified against a failure-free run");
+  sub->add_flag("--no-chaos", options->no_chaos, "With --workers: kill nothing");
+  sub->add_option("--interval", options->interval,
+                  "With --workers: time between the coordinators' checkpoints")
+      ->capture_default_str();
+  sub->add_option("--step-ms", options->step_ms,
+                  "With --workers: each worker's time per step (the input's pace)")
+      ->capture_default_str();
   return Command{sub, [options] { return RunDemo(*options); }};
 }
 

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       RegisterVerify(app), RegisterRestore(app), RegisterDiff(app),   RegisterRetention(app),
       RegisterPin(app),    RegisterUnpin(app),   RegisterGc(app),     RegisterCompact(app),
       RegisterPolicy(app), RegisterDemo(app),    RegisterDoctor(app), RegisterDemoChild(app),
-      RegisterCoordinator(app)};
+      RegisterCoordinator(app), RegisterStatus(app), RegisterTrigger(app), RegisterDemoWorker(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -45,55 +45,8 @@ constexpr char kJob[] = "job";
 constexpr uint64_t kSteps = 300;
 const std::vector<std::string> kWorkers = {"w0", "w1", "w2"};
 
-// A child process: started with posix_spawn, output to a log file, stopped by PID.
-struct Process {
-  pid_t pid = -1;
-  std::string log;
-
-  bool Alive() const { return pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0; }
-  void Signal(int sig) const {
-    if (pid > 0) kill(pid, sig);
-  }
-  // SIGTERM, then SIGKILL after `grace`; reaps it.
-  void Stop(absl::Duration grace = absl::Seconds(10)) {
-    if (pid <= 0) return;
-    kill(pid, SIGCONT);
-    kill(pid, SIGTERM);
-    const absl::Time deadline = absl::Now() + grace;
-    while (waitpid(pid, nullptr, WNOHANG) == 0) {
-      if (absl::Now() > deadline) {
-        kill(pid, SIGKILL);
-        waitpid(pid, nullptr, 0);
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    pid = -1;
-  }
-  void Kill() {
-    if (pid <= 0) return;
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    pid = -1;
-  }
-};
-
-Process Spawn(const std::vector<std::string>& args, const std::string& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  Process p;
-  p.log = log;
-  const int rc = posix_spawn(&p.pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  EXPECT_EQ(rc, 0) << "spawning " << args[0];
-  if (rc != 0) p.pid = -1;
-  return p;
-}
+using testing::Process;
+using testing::Spawn;
 
 std::vector<std::string> ReadLines(const std::string& path) {
   std::ifstream in(path);

@@ -16,9 +16,23 @@
 namespace ickpt {
 
 absl::StatusOr<std::shared_ptr<coord::CoordinationStore>> ConnectEtcd(std::string_view endpoints) {
-  absl::StatusOr<std::vector<std::string>> parsed = coord::ParseEtcdEndpoints(endpoints);
+  EtcdConnectOptions options;
+  options.endpoints = std::string(endpoints);
+  return ConnectEtcd(options);
+}
+
+absl::StatusOr<std::shared_ptr<coord::CoordinationStore>> ConnectEtcd(
+    const EtcdConnectOptions& options) {
+  absl::StatusOr<std::vector<std::string>> parsed = coord::ParseEtcdEndpoints(options.endpoints);
   if (!parsed.ok()) return parsed.status();
-  absl::StatusOr<std::unique_ptr<coord::EtcdStore>> store = coord::EtcdStore::Open(*parsed);
+  coord::EtcdStoreOptions store_options;
+  store_options.ca_file = options.ca_file;
+  store_options.cert_file = options.cert_file;
+  store_options.key_file = options.key_file;
+  store_options.user = options.user;
+  store_options.password = options.password;
+  absl::StatusOr<std::unique_ptr<coord::EtcdStore>> store =
+      coord::EtcdStore::Open(*std::move(parsed), std::move(store_options));
   if (!store.ok()) return store.status();
   return std::shared_ptr<coord::CoordinationStore>(*std::move(store));
 }

@@ -5,6 +5,8 @@
 // Thread safety: as the classes they reach.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -37,6 +39,14 @@ class ParticipantTestPeer {
   static absl::Status FlushAcks(Participant& participant);
   // The lease, e.g. to expire it in a MemoryCoordinationStore.
   static int64_t Lease(Participant& participant);
+  // Calls `observer(id, outcome)` each time the participant hands an outcome to its checkpointer
+  // (docs/protocol.md §6.1), right after, on the thread that settles it (the service thread or
+  // Poll()) and with the participant's lock held: it must not call the participant. Replaces any
+  // earlier observer; an empty function removes it. For bench/coord_scale_bench.cc (when each
+  // participant learned an outcome).
+  static void SetOutcomeObserver(
+      Participant& participant,
+      std::function<void(uint64_t id, CheckpointOutcome outcome)> observer);
 };
 
 }  // namespace ickpt::coord

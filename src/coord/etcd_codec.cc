@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -264,8 +265,10 @@ std::string EncodePrefixRangeRequest(std::string_view prefix) {
 
 std::string EncodeDeleteRequest(std::string_view key) { return Dump({{"key", Base64(key)}}); }
 
-std::string EncodeRevisionRequest() {
-  return Dump({{"key", Base64(std::string_view("\0", 1))}, {"count_only", true}});
+std::string EncodeRevisionRequest(std::string_view prefix) {
+  json j = PrefixRange(prefix);
+  j["count_only"] = true;
+  return Dump(j);
 }
 
 std::string EncodeTxnRequest(const std::vector<Compare>& compares,
@@ -313,6 +316,13 @@ std::string EncodeWatchCreateRequest(std::string_view prefix, int64_t start_revi
   return Dump({{"create_request", create}});
 }
 
+std::string EncodeAuthenticateRequest(std::string_view user, std::string_view password) {
+  // The user and password are the caller's bytes, not base64: dump() must not throw on invalid
+  // UTF-8 (the error handler "replace" substitutes U+FFFD; etcd would refuse such a user anyway).
+  return json({{"name", std::string(user)}, {"password", std::string(password)}})
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 absl::StatusOr<GatewayError> DecodeGatewayError(std::string_view body) {
   return Decode<GatewayError>("(error)", body, [&]() -> GatewayError {
     try {
@@ -322,6 +332,19 @@ absl::StatusOr<GatewayError> DecodeGatewayError(std::string_view body) {
     }
     throw ReplyError{"not an error object"};
   });
+}
+
+AuthError ClassifyAuthError(int code, std::string_view message) {
+  if (Contains(message, "user name is empty")) return AuthError::kNoCredentials;
+  if (Contains(message, "invalid auth token") ||
+      Contains(message, "revision of auth store is old")) {
+    return AuthError::kTokenRefused;
+  }
+  if (Contains(message, "authentication failed")) return AuthError::kWrongPassword;
+  if (Contains(message, "authentication is not enabled")) return AuthError::kAuthDisabled;
+  if (code == 7 || Contains(message, "permission denied")) return AuthError::kPermissionDenied;
+  if (code == 16) return AuthError::kTokenRefused;
+  return AuthError::kNone;
 }
 
 absl::Status GatewayErrorStatus(const GatewayError& error, std::string_view context) {
@@ -431,6 +454,40 @@ absl::StatusOr<int64_t> DecodeLeaseRevokeReply(std::string_view body) {
     const int64_t revision = HeaderRevision(ParseReply(body));
     if (revision <= 0) throw ReplyError{"no header.revision"};
     return revision;
+  });
+}
+
+GatewayError WatchCancelError(std::string_view cancel_reason) {
+  // grpc-go's status.Error text: "rpc error: code = PermissionDenied desc = etcdserver: ...".
+  static constexpr std::string_view kNames[] = {
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
+  GatewayError error;
+  error.code = 2;
+  error.message = std::string(cancel_reason.substr(0, 500));
+  constexpr std::string_view kCode = "code = ";
+  constexpr std::string_view kDesc = " desc = ";
+  const size_t code_at = cancel_reason.find(kCode);
+  const size_t desc_at = cancel_reason.find(kDesc);
+  if (code_at == std::string_view::npos || desc_at == std::string_view::npos || desc_at < code_at) {
+    return error;
+  }
+  const std::string_view name =
+      cancel_reason.substr(code_at + kCode.size(), desc_at - code_at - kCode.size());
+  for (size_t i = 1; i < std::size(kNames); ++i) {
+    if (name == kNames[i]) error.code = static_cast<int>(i);
+  }
+  error.message = std::string(cancel_reason.substr(desc_at + kDesc.size(), 500));
+  return error;
+}
+
+absl::StatusOr<std::string> DecodeAuthenticateReply(std::string_view body) {
+  return Decode<std::string>("authenticate", body, [&] {
+    const std::string token = Str(ParseReply(body), "token");
+    if (token.empty()) throw ReplyError{"no token"};
+    return token;
   });
 }
 

@@ -36,6 +36,7 @@ inline constexpr std::string_view kLeaseGrantPath = "/v3/lease/grant";
 inline constexpr std::string_view kLeaseKeepAlivePath = "/v3/lease/keepalive";
 inline constexpr std::string_view kLeaseRevokePath = "/v3/lease/revoke";
 inline constexpr std::string_view kWatchPath = "/v3/watch";
+inline constexpr std::string_view kAuthenticatePath = "/v3/auth/authenticate";
 
 // The end of etcd's range for every key starting with `prefix` (clientv3.GetPrefixRangeEnd): the
 // prefix with its last byte below 0xff incremented and the bytes after it dropped; "\0" (to the end
@@ -50,8 +51,10 @@ std::string EncodeRangeRequest(std::string_view key);
 // Every key under `prefix` (the empty prefix: every key), in key order.
 std::string EncodePrefixRangeRequest(std::string_view prefix);
 std::string EncodeDeleteRequest(std::string_view key);
-// A range that returns no keys, only the header: the store's current revision.
-std::string EncodeRevisionRequest();
+// A range that returns no keys, only the header: the store's current revision. It counts the keys
+// under `prefix`, so that a user allowed only that prefix may ask (etcd checks read permission on
+// the range even for a count).
+std::string EncodeRevisionRequest(std::string_view prefix);
 std::string EncodeTxnRequest(const std::vector<Compare>& compares,
                              const std::vector<TxnOp>& success, const std::vector<TxnOp>& failure);
 std::string EncodeLeaseGrantRequest(int64_t ttl_seconds);
@@ -60,6 +63,8 @@ std::string EncodeLeaseKeepAliveRequest(int64_t lease);
 std::string EncodeLeaseRevokeRequest(int64_t lease);
 // Creates a watch of every key under `prefix` from `start_revision` on.
 std::string EncodeWatchCreateRequest(std::string_view prefix, int64_t start_revision);
+// {"name": user, "password": password}. The body holds the password: never put it in a message.
+std::string EncodeAuthenticateRequest(std::string_view user, std::string_view password);
 
 // ---- Replies. ----
 
@@ -73,12 +78,44 @@ struct GatewayError {
 // "error" field is not).
 absl::StatusOr<GatewayError> DecodeGatewayError(std::string_view body);
 
+// What an error of etcd's authentication means, told by etcd 3.4's messages (the gRPC code alone
+// does not tell: "user name is empty" and "authentication failed" are INVALID_ARGUMENT). As the
+// gateway answers (HTTP status, code, message):
+//   kNoCredentials    400, 3, "etcdserver: user name is empty": authentication is on and the
+//                     request had no token.
+//   kTokenRefused     401, 16, "etcdserver: invalid auth token" (unknown, or expired: a simple
+//                     token lives --auth-token-ttl, 300 s, after its last use, and only on the
+//                     member that issued it); or 400, 3, "etcdserver: revision of auth store is
+//                     old" (users or roles changed since it was issued). Authenticating again
+//                     cures both.
+//   kWrongPassword    400, 3, "etcdserver: authentication failed, invalid user ID or password"
+//                     (/v3/auth/authenticate; an unknown user too).
+//   kPermissionDenied 403, 7, "etcdserver: permission denied": the user's roles do not cover a key.
+//   kAuthDisabled     412, 9, "etcdserver: authentication is not enabled" (/v3/auth/authenticate).
+// The watch stream reports the same errors as a canceled watch whose cancel_reason is
+// "rpc error: code = <Name> desc = <message>".
+enum class AuthError {
+  kNone,
+  kNoCredentials,
+  kTokenRefused,
+  kWrongPassword,
+  kPermissionDenied,
+  kAuthDisabled
+};
+AuthError ClassifyAuthError(int code, std::string_view message);
+
 // The status for a gateway error, its message prefixed with `context`: NotFound for gRPC
 // NOT_FOUND (an unknown lease), InvalidArgument for INVALID_ARGUMENT and OUT_OF_RANGE (a
 // compacted revision), FailedPrecondition for FAILED_PRECONDITION, PERMISSION_DENIED and
 // UNAUTHENTICATED, Aborted for ABORTED, and Unavailable for the rest (timeouts, no leader,
-// internal errors: a retry may help).
+// internal errors: a retry may help). EtcdStore gives authentication errors (ClassifyAuthError)
+// statuses of their own, naming the user.
 absl::Status GatewayErrorStatus(const GatewayError& error, std::string_view context);
+
+// A watch's cancel_reason "rpc error: code = <Name> desc = <message>" as a gateway error: the code
+// named (2 Unknown when it is not one of gRPC's names) and the message after "desc = " (the whole
+// reason when it has no such form).
+GatewayError WatchCancelError(std::string_view cancel_reason);
 
 // /v3/kv/range: the keys and header.revision.
 absl::StatusOr<RangeResult> DecodeRangeReply(std::string_view body);
@@ -104,6 +141,9 @@ absl::StatusOr<LeaseGrant> DecodeLeaseGrantReply(std::string_view body);
 absl::StatusOr<int64_t> DecodeKeepAliveReply(std::string_view body, int64_t lease);
 // /v3/lease/revoke: header.revision.
 absl::StatusOr<int64_t> DecodeLeaseRevokeReply(std::string_view body);
+
+// /v3/auth/authenticate: the token, {"header": ..., "token": "..."}; DataLoss without one.
+absl::StatusOr<std::string> DecodeAuthenticateReply(std::string_view body);
 
 // One message of the /v3/watch stream (one line of it), {"result": {...}}.
 struct WatchMessage {

@@ -55,6 +55,8 @@ struct Participant::Impl {
   // Triggers at or below this id are handled (taken, declined, or older than the assignment).
   uint64_t handled_through ABSL_GUARDED_BY(mu) = 0;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  // ParticipantTestPeer::SetOutcomeObserver: told of each outcome handed to the checkpointer.
+  std::function<void(uint64_t, CheckpointOutcome)> outcome_observer ABSL_GUARDED_BY(mu);
   std::atomic<uint64_t> incarnation_for_peers{0};
   std::thread service;
 
@@ -172,6 +174,7 @@ struct Participant::Impl {
                         coord::OutcomeName(outcome->second.outcome), id, s.ToString());
       }
       t.settled = true;
+      if (outcome_observer) outcome_observer(id, o);
     }
     // Entries both settled and acknowledged are done; keep the rest.
     for (auto it = taken.begin(); it != taken.end();) {
@@ -507,6 +510,14 @@ absl::Status ParticipantTestPeer::FlushAcks(Participant& participant) {
 
 int64_t ParticipantTestPeer::Lease(Participant& participant) {
   return participant.impl_->lease_keeper.lease();
+}
+
+void ParticipantTestPeer::SetOutcomeObserver(
+    Participant& participant,
+    std::function<void(uint64_t id, CheckpointOutcome outcome)> observer) {
+  Participant::Impl& impl = *participant.impl_;
+  MutexLock lock(&impl.mu);
+  impl.outcome_observer = std::move(observer);
 }
 
 }  // namespace coord

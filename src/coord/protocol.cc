@@ -191,11 +191,11 @@ std::string EncodeAck(const Ack& v) {
       .dump();
 }
 std::string EncodeOutcome(const OutcomeValue& v) {
-  return json{{"id", v.id},
-              {"epoch", v.epoch},
-              {"outcome", OutcomeName(v.outcome)},
-              {"reason", v.reason}}
-      .dump();
+  json j{{"id", v.id}, {"epoch", v.epoch}, {"outcome", OutcomeName(v.outcome)}, {"reason", v.reason}};
+  if (v.decided_ms > 0) j["decided_ms"] = v.decided_ms;
+  if (v.logical_bytes.has_value()) j["logical_bytes"] = *v.logical_bytes;
+  if (v.stored_bytes.has_value()) j["stored_bytes"] = *v.stored_bytes;
+  return j.dump();
 }
 std::string EncodeRecovery(const RecoveryValue& v) {
   return json{{"sequence", v.sequence},
@@ -296,6 +296,9 @@ absl::StatusOr<OutcomeValue> DecodeOutcome(std::string_view key, std::string_vie
       throw std::runtime_error(StrCat("unknown outcome '", outcome, "'"));
     }
     v.reason = OptionalString(j, "reason");
+    if (j.contains("decided_ms")) v.decided_ms = NonNegativeInt64(j, "decided_ms");
+    v.logical_bytes = OptionalUnsigned(j, "logical_bytes");
+    v.stored_bytes = OptionalUnsigned(j, "stored_bytes");
     return v;
   });
 }

@@ -77,6 +77,12 @@ struct OutcomeValue {
   uint64_t epoch = 0;
   Outcome outcome = Outcome::kAborted;
   std::string reason;
+  // Informational, for `ickpt status` (protocol 1.1; absent from older leaders' outcomes): when
+  // the leader decided (its clock, Unix ms; 0: unknown), and for a commit the commit record's
+  // logical and stored bytes.
+  int64_t decided_ms = 0;
+  std::optional<uint64_t> logical_bytes = std::nullopt;
+  std::optional<uint64_t> stored_bytes = std::nullopt;
 };
 
 struct RecoveryValue {

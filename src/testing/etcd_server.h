@@ -1,14 +1,8 @@
-// A real etcd for tests: Debian's /usr/bin/etcd as a single-member cluster on loopback, with its
-// data directory and log (etcd.log) in a TempDir and free ports found by binding port 0. Tests of
-// EtcdStore start one per test suite and GTEST_SKIP when Available() is false.
-//
-// The member runs with a 10 ms heartbeat and a 100 ms election timeout: it elects itself within a
-// second of starting, and etcd's minimum lease TTL (1.5 election timeouts, rounded up to whole
-// seconds) is 1 s, so that lease-expiry tests can use a 1 s lease as they would on the memory store.
-//
-// The child is spawned with the default signal mask and dispositions (a test may block or ignore
-// signals) and dies with the test process (PR_SET_PDEATHSIG), so a crashed test leaves no etcd
-// behind.
+// A real etcd for tests: a coord::LocalEtcd (src/coord/local_etcd.h: Debian's /usr/bin/etcd as a
+// single-member cluster on loopback with free ports, a 10 ms heartbeat and a 100 ms election
+// timeout, so that a 1 s lease works; dies with the test) whose data directory and log (etcd.log)
+// are in a TempDir of its own. Tests of EtcdStore start one per test suite and GTEST_SKIP when
+// Available() is false.
 //
 // Thread safety: not thread-safe; use from the test's main thread (the one that started it: the
 // death signal is tied to that thread).
@@ -23,6 +17,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "src/testing/test_util.h"
+
+namespace ickpt::coord {
+class LocalEtcd;  // src/coord/local_etcd.h
+}
 
 namespace ickpt::testing {
 
@@ -40,9 +38,9 @@ class EtcdServer {
   EtcdServer& operator=(const EtcdServer&) = delete;
 
   // "http://127.0.0.1:<client port>"; the same across Restart().
-  const std::string& endpoint() const { return endpoint_; }
+  const std::string& endpoint() const;
   // The running etcd's process id, or -1 when stopped.
-  pid_t pid() const { return pid_; }
+  pid_t pid() const;
   // etcd's stdout and stderr, appended to across restarts.
   std::string log_path() const { return dir_.Join("etcd.log"); }
   // The last `max_bytes` of the log, for failure messages.
@@ -60,15 +58,10 @@ class EtcdServer {
   absl::Status Compact(int64_t revision);
 
  private:
-  EtcdServer() = default;
-  absl::Status Launch();
-  absl::Status WaitHealthy();
+  EtcdServer();
 
-  TempDir dir_;
-  int client_port_ = 0;
-  int peer_port_ = 0;
-  std::string endpoint_;
-  pid_t pid_ = -1;
+  TempDir dir_;  // outlives etcd_
+  std::unique_ptr<coord::LocalEtcd> etcd_;
 };
 
 }  // namespace ickpt::testing
