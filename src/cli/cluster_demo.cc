@@ -409,8 +409,16 @@ class Launcher {
       else run = id.status();
     }
     Shutdown();
-    if (!run.ok()) return Fail(run);
+    if (!run.ok()) {
+      keep_dir_ = true;  // the processes' logs explain it
+      PrintError(StrCat("the logs of etcd, the coordinators and the workers are kept in ", dir_));
+      return Fail(run);
+    }
     absl::Status verified = Verify(*final_id);
+    if (!verified.ok()) {
+      keep_dir_ = true;
+      PrintError(StrCat("the logs of etcd, the coordinators and the workers are kept in ", dir_));
+    }
     elapsed_s_ = absl::ToDoubleSeconds(absl::Now() - start);
     return Report(*final_id, verified);
   }
@@ -419,7 +427,7 @@ class Launcher {
     for (Proc& p : workers_) Reap(p, absl::ZeroDuration());
     for (Proc& p : coordinators_) Reap(p, absl::ZeroDuration());
     etcd_.reset();
-    if (!dir_.empty()) {
+    if (!dir_.empty() && !keep_dir_) {
       std::error_code ignored;
       std::filesystem::remove_all(dir_, ignored);
     }
@@ -917,7 +925,8 @@ class Launcher {
   const ClusterDemoOptions& o_;
   const ChaosPlan plan_;
   LiveLog live_;
-  std::string dir_;
+  std::string dir_;  // etcd's data and every process's log; removed unless the demo failed
+  bool keep_dir_ = false;
   std::string repo_path_;
   std::unique_ptr<coord::LocalEtcd> etcd_;
   std::shared_ptr<coord::CoordinationStore> store_;
