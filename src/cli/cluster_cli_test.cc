@@ -80,11 +80,13 @@ class ClusterCliTest : public ::testing::Test {
     return processes_.back();
   }
   Process& StartWorker(const std::string& job, const std::string& name) {
-    processes_.push_back(testing::Spawn(
-        {ICKPT_CLI_PATH, "demo-worker", "--etcd", etcd_->endpoint(), "--job", job, "--repo",
-         dir_.Join(job), "--name", name, "--size", "1048576", "--steps", "1000000", "--seed", "3",
-         "--step-ms", "20", "--lease-ttl", "2"},
-        dir_.Join(name + ".log")));
+    processes_.push_back(
+        testing::Spawn({ICKPT_CLI_PATH, "demo-worker", "--etcd",      etcd_->endpoint(),
+                        "--job",        job,           "--repo",      dir_.Join(job),
+                        "--name",       name,          "--size",      "1048576",
+                        "--steps",      "1000000",     "--seed",      "3",
+                        "--step-ms",    "20",          "--lease-ttl", "2"},
+                       dir_.Join(name + ".log")));
     return processes_.back();
   }
 
@@ -119,7 +121,8 @@ TEST_F(ClusterCliTest, StatusAndTriggerDriveARunningJob) {
   EXPECT_TRUE(s["last_committed"].is_null());  // --interval 1h: nothing triggered yet
 
   // A checkpoint on demand: committed, and status shows it with its duration and sizes.
-  RunResult r = Run({"trigger", "--etcd", etcd_->endpoint(), "--job", job, "--json", "--timeout", "90s"});
+  RunResult r =
+      Run({"trigger", "--etcd", etcd_->endpoint(), "--job", job, "--json", "--timeout", "90s"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   json t = json::parse(r.out);
   EXPECT_EQ(t["outcome"], "committed");
@@ -194,7 +197,8 @@ TEST_F(ClusterCliTest, ErrorsAreClearAndCarryTheirExitCodes) {
   std::ofstream(bad_user_file) << "just-a-secret-without-colon\n";
   r = Run({"status", "--etcd", etcd_->endpoint(), "--job", "j", "--etcd-user-file", bad_user_file});
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err.find("just-a-secret"), std::string::npos) << "the file's content leaked: " << r.err;
+  EXPECT_EQ(r.err.find("just-a-secret"), std::string::npos)
+      << "the file's content leaked: " << r.err;
   setenv("ICKPT_ETCD_USER", "someone", 1);
   unsetenv("ICKPT_ETCD_PASSWORD");
   r = Run({"status", "--etcd", etcd_->endpoint(), "--job", "j"});
@@ -208,9 +212,8 @@ TEST_F(ClusterCliTest, ErrorsAreClearAndCarryTheirExitCodes) {
 // The README's first command, smaller: three workers, a worker and the leading coordinator
 // SIGKILLed, and the final state verified (in the workers and restored from the repository).
 TEST_F(ClusterCliTest, DistributedDemoSurvivesChaosAndVerifies) {
-  RunResult r = Run({"demo", "--workers", "3", "--steps", "60", "--step-ms", "60", "--size",
-                     "2MiB", "--interval", "1s", "--seed", "5", "--json", "--repo",
-                     dir_.Join("demo")});
+  RunResult r = Run({"demo", "--workers", "3", "--steps", "60", "--step-ms", "60", "--size", "2MiB",
+                     "--interval", "1s", "--seed", "5", "--json", "--repo", dir_.Join("demo")});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   json j = json::parse(r.out);
   EXPECT_TRUE(j["verified"].get<bool>());

@@ -48,6 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/coordination.h"
@@ -85,6 +86,40 @@ struct WorkerCliOptions {
 };
 
 std::atomic<bool> worker_stop{false};
+
+// A worker's state objects in its checkpointer (as the worker and the launcher's verification
+// register them).
+struct WorkerState {
+  Region* table = nullptr;
+  KeyedState* counters = nullptr;
+  KeyedState* positions = nullptr;
+};
+
+absl::StatusOr<WorkerState> RegisterWorkerState(Checkpointer& ck, uint64_t table_bytes,
+                                                TrackerKind tracker) {
+  RegionOptions ro;
+  ro.size = table_bytes;
+  ro.tracker = tracker;
+  absl::StatusOr<Region*> table = ck.AddRegion(model::kTableName, ro);
+  if (!table.ok()) return table.status();
+  KeyedStateOptions ko;
+  ko.key_groups = model::kKeyGroups;
+  absl::StatusOr<KeyedState*> counters = ck.AddKeyedState(model::kCountersName, ko);
+  if (!counters.ok()) return counters.status();
+  absl::StatusOr<KeyedState*> positions = ck.AddKeyedState(model::kPositionsName, ko);
+  if (!positions.ok()) return positions.status();
+  return WorkerState{*table, *counters, *positions};
+}
+
+// model::WorkerStateHash of what the state objects hold.
+std::string HashOf(const WorkerState& state) {
+  std::map<std::string, std::string> positions, counters;
+  state.positions->ForEach(
+      [&](std::string_view k, std::string_view v) { positions.emplace(k, v); });
+  state.counters->ForEach([&](std::string_view k, std::string_view v) { counters.emplace(k, v); });
+  return model::WorkerStateHash(std::string_view(state.table->data(), state.table->size()),
+                                positions, counters);
+}
 
 class Worker {
  public:
@@ -165,21 +200,10 @@ class Worker {
         Checkpointer::Open(repo_.get(), a.Apply(base));
     if (!ck.ok()) return ck.status();
     checkpointer_ = *std::move(ck);
-    RegionOptions ro;
-    ro.size = o_.table_bytes;
-    ro.tracker = tracker_;
-    absl::StatusOr<Region*> table = checkpointer_->AddRegion(model::kTableName, ro);
-    if (!table.ok()) return table.status();
-    KeyedStateOptions ko;
-    ko.key_groups = model::kKeyGroups;
-    absl::StatusOr<KeyedState*> counters = checkpointer_->AddKeyedState(model::kCountersName, ko);
-    if (!counters.ok()) return counters.status();
-    absl::StatusOr<KeyedState*> positions =
-        checkpointer_->AddKeyedState(model::kPositionsName, ko);
-    if (!positions.ok()) return positions.status();
-    table_ = *table;
-    counters_ = *counters;
-    positions_ = *positions;
+    absl::StatusOr<WorkerState> state =
+        RegisterWorkerState(*checkpointer_, o_.table_bytes, tracker_);
+    if (!state.ok()) return state.status();
+    state_ = *state;
     return checkpointer_.get();
   }
 
@@ -187,22 +211,23 @@ class Worker {
   // failure-free replay up to there.
   bool Restored(const PollResult& r, absl::Duration took) {
     assignment_ = r.assignment;
-    splits_ = model::OwnedSplits(positions_->group_first(), positions_->group_end());
+    splits_ = model::OwnedSplits(state_.positions->group_first(), state_.positions->group_end());
     std::optional<uint64_t> records;
     bool consistent = true;
     for (uint32_t s : splits_) {
-      std::optional<std::string_view> v = positions_->Get(model::PositionKey(s));
+      std::optional<std::string_view> v = state_.positions->Get(model::PositionKey(s));
       uint64_t n = 0;
       if (v.has_value() && !absl::SimpleAtoi(ToAbsl(*v), &n)) consistent = false;
       if (!records.has_value()) records = n;
       if (*records != n) consistent = false;
     }
     if (!r.restored.has_value()) {
-      model::InitTable(table_->data(), table_->size(), o_.seed, assignment_->participant_index);
+      model::InitTable(state_.table->data(), state_.table->size(), o_.seed,
+                       assignment_->participant_index);
     }
     done_ = records.value_or(0) / model::kRecordsPerStep;
     const bool ok = consistent && records.value_or(0) % model::kRecordsPerStep == 0 &&
-                    Hash() == model::ReferenceHash(table_->size(), o_.seed,
+                    Hash() == model::ReferenceHash(state_.table->size(), o_.seed,
                                                    assignment_->participant_index,
                                                    assignment_->participant_count, done_);
     Emit(StrCat("restored ", assignment_->sequence, " ",
@@ -214,26 +239,20 @@ class Worker {
   void DoStep() {
     ++done_;
     model::Step(
-        table_->data(), table_->size(), o_.seed, done_, splits_,
+        state_.table->data(), state_.table->size(), o_.seed, done_, splits_,
         [&](const std::string& key) {
           uint64_t n = 0;
-          if (std::optional<std::string_view> v = counters_->Get(key); v.has_value()) {
+          if (std::optional<std::string_view> v = state_.counters->Get(key); v.has_value()) {
             if (!absl::SimpleAtoi(ToAbsl(*v), &n)) n = 0;
           }
-          Check(counters_->Put(key, StrCat(n + 1)));
+          Check(state_.counters->Put(key, StrCat(n + 1)));
         },
         [&](const std::string& key, uint64_t records) {
-          Check(positions_->Put(key, StrCat(records)));
+          Check(state_.positions->Put(key, StrCat(records)));
         });
   }
 
-  std::string Hash() const {
-    std::map<std::string, std::string> positions, counters;
-    positions_->ForEach([&](std::string_view k, std::string_view v) { positions.emplace(k, v); });
-    counters_->ForEach([&](std::string_view k, std::string_view v) { counters.emplace(k, v); });
-    return model::WorkerStateHash(std::string_view(table_->data(), table_->size()), positions,
-                                  counters);
-  }
+  std::string Hash() const { return HashOf(state_); }
 
   void Check(const absl::Status& s) {
     if (!s.ok()) Emit(StrCat("error ", s.ToString()));
@@ -251,9 +270,7 @@ class Worker {
   std::unique_ptr<Repository> repo_;
   std::unique_ptr<Checkpointer> checkpointer_;
   std::unique_ptr<Participant> participant_;
-  Region* table_ = nullptr;
-  KeyedState* counters_ = nullptr;
-  KeyedState* positions_ = nullptr;
+  WorkerState state_;
   std::vector<uint32_t> splits_;
   std::optional<Assignment> assignment_;
   uint64_t done_ = 0;
@@ -360,18 +377,6 @@ std::string LogTail(const std::string& path) {
   return all.size() <= 2000 ? all : all.substr(all.size() - 2000);
 }
 
-std::vector<std::string> Words(const std::string& line, size_t max_words) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < line.size()) {
-    size_t j = out.size() + 1 == max_words ? line.size() : line.find(' ', i);
-    if (j == std::string::npos) j = line.size();
-    out.push_back(line.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
-
 // The seeded chaos: which worker dies at which step of the slowest worker, and when the leader
 // dies.
 struct ChaosPlan {
@@ -405,8 +410,10 @@ class Launcher {
     std::optional<uint64_t> final_id;
     if (run.ok()) {
       absl::StatusOr<uint64_t> id = FinalCheckpoint();
-      if (id.ok()) final_id = *id;
-      else run = id.status();
+      if (id.ok())
+        final_id = *id;
+      else
+        run = id.status();
     }
     Shutdown();
     if (!run.ok()) {
@@ -465,7 +472,8 @@ class Launcher {
     absl::StatusOr<std::unique_ptr<coord::LocalEtcd>> etcd = coord::LocalEtcd::Start(etcd_options);
     if (!etcd.ok()) return etcd.status();
     etcd_ = *std::move(etcd);
-    absl::StatusOr<std::shared_ptr<coord::CoordinationStore>> store = ConnectEtcd(etcd_->endpoint());
+    absl::StatusOr<std::shared_ptr<coord::CoordinationStore>> store =
+        ConnectEtcd(etcd_->endpoint());
     if (!store.ok()) return store.status();
     store_ = *std::move(store);
     if (!o_.json) {
@@ -508,12 +516,12 @@ class Launcher {
 
   absl::StatusOr<Proc> SpawnWorker(uint32_t i) {
     const std::string name = WorkerName(i);
-    return Spawn(name,
-                 {"ickpt", "demo-worker", "--etcd", etcd_->endpoint(), "--repo", repo_path_,
-                  "--name", name, "--size", StrCat(o_.table_bytes), "--steps", StrCat(o_.steps),
-                  "--seed", StrCat(o_.seed), "--step-ms", StrCat(o_.step_ms), "--tracker",
-                  o_.tracker},
-                 true, StrCat(dir_, "/", name, ".log"));
+    return Spawn(
+        name,
+        {"ickpt", "demo-worker", "--etcd", etcd_->endpoint(), "--repo", repo_path_, "--name", name,
+         "--size", StrCat(o_.table_bytes), "--steps", StrCat(o_.steps), "--seed", StrCat(o_.seed),
+         "--step-ms", StrCat(o_.step_ms), "--tracker", o_.tracker},
+        true, StrCat(dir_, "/", name, ".log"));
   }
 
   // Runs until every worker reported its final state under the recovery in force, with every
@@ -575,7 +583,7 @@ class Launcher {
   }
 
   absl::Status OnWorkerLine(uint32_t i, const std::string& line) {
-    const std::vector<std::string> w = Words(line, 7);
+    const std::vector<std::string> w = absl::StrSplit(line, ' ');
     if (w.empty()) return absl::OkStatus();
     const std::string& name = workers_[i].name;
     uint64_t a = 0, b = 0;
@@ -589,8 +597,10 @@ class Launcher {
       ++seen.captures;
     } else if (w[0] == "restored" && w.size() == 6 && absl::SimpleAtoi(w[1], &a)) {
       if (w[5] != "ok") {
-        return absl::DataLossError(StrCat(name, " restored ", w[2], " to a state that differs from "
-                                          "a failure-free run up to its step ", w[3]));
+        return absl::DataLossError(StrCat(name, " restored ", w[2],
+                                          " to a state that differs from "
+                                          "a failure-free run up to its step ",
+                                          w[3]));
       }
       uint64_t step = 0;
       if (!absl::SimpleAtoi(w[3], &step)) step = 0;
@@ -606,7 +616,9 @@ class Launcher {
       done_[i] = a;
       final_hash_[name] = w[2];
     } else if (w[0] == "declined" && w.size() >= 3) {
-      Live(StrCat(name, " declined checkpoint ", w[1], ": ", w.size() > 2 ? w[2] : ""));
+      // The reason is the rest of the line, spaces included.
+      Live(StrCat(name, " declined checkpoint ", w[1], ": ",
+                  line.substr(w[0].size() + w[1].size() + 2)));
     } else if (w[0] == "error") {
       Live(StrCat(name, ": ", line.substr(6)));
     } else if (w[0] == "joined" && w.size() == 2 && absl::SimpleAtoi(w[1], &b)) {
@@ -624,9 +636,10 @@ class Launcher {
     if (sequence <= completed_sequence_) return;
     completed_sequence_ = sequence;
     if (sequence == 1 && kill_time_ == absl::InfinitePast()) {
-      Live(StrCat("all ", o_.workers, " workers assigned and running (recovery 1: ",
-                  checkpoint == "none" ? std::string("started empty") : StrCat("checkpoint ", checkpoint),
-                  ")"));
+      Live(StrCat(
+          "all ", o_.workers, " workers assigned and running (recovery 1: ",
+          checkpoint == "none" ? std::string("started empty") : StrCat("checkpoint ", checkpoint),
+          ")"));
       return;
     }
     const double since_kill_s =
@@ -649,12 +662,12 @@ class Launcher {
       if (leader->value.name != leader_) {
         if (!leader_.empty()) {
           ++leader_changes_;
-          Live(StrCat(leader->value.name, " leads now (epoch ", leader->create_revision, ")",
-                      leader_kill_time_ == absl::InfinitePast()
-                          ? std::string()
-                          : fmt::format(", {:.2f} s after {} was killed",
-                                        absl::ToDoubleSeconds(absl::Now() - leader_kill_time_),
-                                        leader_)));
+          Live(StrCat(
+              leader->value.name, " leads now (epoch ", leader->create_revision, ")",
+              leader_kill_time_ == absl::InfinitePast()
+                  ? std::string()
+                  : fmt::format(", {:.2f} s after {} was killed",
+                                absl::ToDoubleSeconds(absl::Now() - leader_kill_time_), leader_)));
           leader_kill_time_ = absl::InfinitePast();
         } else {
           Live(StrCat(leader->value.name, " leads (epoch ", leader->create_revision, ")"));
@@ -722,7 +735,8 @@ class Launcher {
       Reap(p, absl::InfiniteDuration());
       kill_time_ = absl::Now();
       ++kills_;
-      Live(StrCat("chaos: SIGKILL ", p.name, " (pid ", pid, ") at its step ", steps_[plan_.worker]));
+      Live(
+          StrCat("chaos: SIGKILL ", p.name, " (pid ", pid, ") at its step ", steps_[plan_.worker]));
       absl::StatusOr<Proc> relaunched = SpawnWorker(plan_.worker);
       if (!relaunched.ok()) return relaunched.status();
       workers_[plan_.worker] = *std::move(relaunched);
@@ -801,27 +815,17 @@ class Launcher {
       CheckpointerOptions base;
       base.consolidate_in_background = false;
       base.gc_after_commit = false;
-      absl::StatusOr<std::unique_ptr<Checkpointer>> ck = Checkpointer::Open(repo->get(), a.Apply(base));
+      absl::StatusOr<std::unique_ptr<Checkpointer>> ck =
+          Checkpointer::Open(repo->get(), a.Apply(base));
       if (!ck.ok()) return ck.status();
-      RegionOptions ro;
-      ro.size = o_.table_bytes;
-      absl::StatusOr<Region*> table = (*ck)->AddRegion(model::kTableName, ro);
-      KeyedStateOptions ko;
-      ko.key_groups = model::kKeyGroups;
-      absl::StatusOr<KeyedState*> counters = (*ck)->AddKeyedState(model::kCountersName, ko);
-      absl::StatusOr<KeyedState*> positions = (*ck)->AddKeyedState(model::kPositionsName, ko);
-      if (!table.ok()) return table.status();
-      if (!counters.ok()) return counters.status();
-      if (!positions.ok()) return positions.status();
+      absl::StatusOr<WorkerState> state =
+          RegisterWorkerState(**ck, o_.table_bytes, TrackerKind::kAuto);
+      if (!state.ok()) return state.status();
       RestoreOptions ropts;
       ropts.id = id;
       absl::StatusOr<CommitRecord> restored = (*ck)->Restore(ropts);
       if (!restored.ok()) return restored.status();
-      std::map<std::string, std::string> p, c;
-      (*positions)->ForEach([&](std::string_view k, std::string_view v) { p.emplace(k, v); });
-      (*counters)->ForEach([&](std::string_view k, std::string_view v) { c.emplace(k, v); });
-      check.restored = model::WorkerStateHash(
-          std::string_view((*table)->data(), (*table)->size()), p, c);
+      check.restored = HashOf(*state);
       if (check.expected.empty() || check.reported != check.expected ||
           check.restored != check.expected) {
         result = absl::DataLossError(StrCat(name, ": final state differs from a failure-free run"));
@@ -884,8 +888,7 @@ class Launcher {
       return ok ? kExitOk : kExitFailure;
     }
     std::cout << fmt::format("\n{:>6} {:<11} {:>6} {:>11} {:>11} {:>10} {:>10} {:>10}\n", "id",
-                             "kind", "parts", "logical", "written", "pause", "persist",
-                             "duration");
+                             "kind", "parts", "logical", "written", "pause", "persist", "duration");
     for (const CommitRecord& c : commits) {
       auto d = durations_ms_.find(c.id);
       std::cout << fmt::format(
@@ -907,13 +910,17 @@ class Launcher {
                                check.reported.substr(0, 16), check.restored.substr(0, 16));
     }
     std::string recovery_times;
-    for (double s : recovery_s_) recovery_times += fmt::format("{}{:.2f} s", recovery_times.empty() ? "" : ", ", s);
+    for (double s : recovery_s_)
+      recovery_times += fmt::format("{}{:.2f} s", recovery_times.empty() ? "" : ", ", s);
     std::cout << fmt::format(
         "\nkills {}, recoveries {}{}, restores {}, leader changes {}; {:.1f} s\n", kills_,
-        recoveries_, recovery_times.empty() ? "" : StrCat(" (", recovery_times, " from kill to every worker restored)"),
+        recoveries_,
+        recovery_times.empty()
+            ? ""
+            : StrCat(" (", recovery_times, " from kill to every worker restored)"),
         restores_, leader_changes_, elapsed_s_);
-    std::cout << fmt::format("verdict: {}\n", ok ? "VERIFIED, bit-identical to a failure-free run"
-                                                 : "MISMATCH");
+    std::cout << fmt::format("verdict: {}\n",
+                             ok ? "VERIFIED, bit-identical to a failure-free run" : "MISMATCH");
     if (!ok) PrintError(verified.message());
     return ok ? kExitOk : kExitFailure;
   }

@@ -83,7 +83,8 @@ void Step(char* table, uint64_t size, uint64_t seed, uint64_t step,
       char* at = table + row * kRowBytes;
       std::memcpy(lanes.data(), at, kRowBytes);
       for (size_t i = 0; i < lanes.size(); ++i) {
-        lanes[i] = lanes[i] * 2654435761u + static_cast<uint32_t>(x >> (i % 32)) + static_cast<uint32_t>(i);
+        lanes[i] = lanes[i] * 2654435761u + static_cast<uint32_t>(x >> (i % 32)) +
+                   static_cast<uint32_t>(i);
       }
       std::memcpy(at, lanes.data(), kRowBytes);
       count(CounterKey(s, static_cast<uint32_t>(x % kCounters)));
@@ -112,8 +113,9 @@ std::string ReferenceHash(uint64_t size, uint64_t seed, uint32_t index, uint32_t
   std::map<std::string, std::string> positions, counters;
   std::map<std::string, uint64_t> counts;
   for (uint64_t step = 1; step <= steps; ++step) {
-    Step(table, size, seed, step, splits, [&](const std::string& key) { ++counts[key]; },
-         [&](const std::string& key, uint64_t records) { positions[key] = StrCat(records); });
+    Step(
+        table, size, seed, step, splits, [&](const std::string& key) { ++counts[key]; },
+        [&](const std::string& key, uint64_t records) { positions[key] = StrCat(records); });
   }
   for (const auto& [k, n] : counts) counters[k] = StrCat(n);
   std::string hash = WorkerStateHash(std::string_view(table, size), positions, counters);

@@ -32,6 +32,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "ickpt/checkpointer.h"
 #include "ickpt/maintenance.h"
@@ -235,18 +236,6 @@ bool ReadLine(FILE* f, std::string* line) {
   return !line->empty();
 }
 
-std::vector<std::string> Split(const std::string& line) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < line.size()) {
-    size_t j = line.find(' ', i);
-    if (j == std::string::npos) j = line.size();
-    out.push_back(line.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
-
 // Where the supervisor kills the child: after the event "<kind> <n>" (ckpt: the n-th checkpoint of
 // the run, while it persists; step: after step n), plus a delay.
 struct KillPlan {
@@ -288,7 +277,7 @@ absl::StatusOr<RunResult> Supervise(const std::string& repo, uint64_t size, cons
     bool killed = false;
     std::string line;
     while (ReadLine(child.from, &line)) {
-      const std::vector<std::string> ev = Split(line);
+      const std::vector<std::string> ev = absl::StrSplit(line, ' ', absl::SkipEmpty());
       if (ev.empty()) continue;
       if (ev[0] == "done" && ev.size() == 2) {
         result.final_hash = ev[1];

@@ -44,7 +44,7 @@ struct MemberStatus {
   bool alive = false;        // its members/ key exists, so its lease is alive
   std::string host;
   int64_t pid = 0;
-  bool assigned = false;     // in the recovery record's participants
+  bool assigned = false;                 // in the recovery record's participants
   std::optional<std::string> recovered;  // "restored" or "failed: ..." under the recovery in force
 };
 
@@ -126,18 +126,20 @@ int RunStatus(const StatusCliOptions& o) {
   absl::StatusOr<coord::RangeResult> range = store->GetPrefix(coord::JobPrefix(o.job));
   if (!range.ok()) return Fail(range.status());
   if (range->kvs.empty()) {
-    return Fail(absl::NotFoundError(
-        StrCat("job '", o.job, "' has no keys in ", store->Describe(),
-               ": no coordinator or participant of it has run there")));
+    return Fail(absl::NotFoundError(StrCat("job '", o.job, "' has no keys in ", store->Describe(),
+                                           ": no coordinator or participant of it has run there")));
   }
   const coord::JobSnapshot snap = coord::DecodeJobSnapshot(o.job, *range);
   const coord::JobSnapshot::Candidate* leader = snap.leader();
+  std::vector<std::string> standby;  // the candidates after the leader, in election order
+  for (size_t i = 1; i < snap.candidates.size(); ++i)
+    standby.push_back(snap.candidates[i].value.name);
   const std::vector<MemberStatus> members = Members(snap);
   const coord::Trigger* pending = Pending(snap);
   const std::optional<uint64_t> last_committed = LastCommitted(snap);
   std::vector<const coord::OutcomeValue*> recent;
-  for (auto it = snap.outcomes.rbegin(); it != snap.outcomes.rend() && recent.size() < kRecentOutcomes;
-       ++it) {
+  for (auto it = snap.outcomes.rbegin();
+       it != snap.outcomes.rend() && recent.size() < kRecentOutcomes; ++it) {
     recent.push_back(&it->second);
   }
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
@@ -166,12 +168,12 @@ int RunStatus(const StatusCliOptions& o) {
       j["leader_host"] = leader->value.host;
       j["leader_pid"] = leader->value.pid;
     }
-    nlohmann::json standby = nlohmann::json::array();
-    for (size_t i = 1; i < snap.candidates.size(); ++i) standby.push_back(snap.candidates[i].value.name);
-    j["standby"] = std::move(standby);
+    j["standby"] = standby;
     nlohmann::json ms = nlohmann::json::array();
     for (const MemberStatus& m : members) {
-      nlohmann::json e{{"name", m.name}, {"incarnation", m.incarnation}, {"alive", m.alive},
+      nlohmann::json e{{"name", m.name},
+                       {"incarnation", m.incarnation},
+                       {"alive", m.alive},
                        {"assigned", m.assigned}};
       if (m.alive) {
         e["host"] = m.host;
@@ -219,8 +221,6 @@ int RunStatus(const StatusCliOptions& o) {
   if (leader == nullptr) {
     std::cout << "leader:    none (no coordinator is running)\n";
   } else {
-    std::vector<std::string> standby;
-    for (size_t i = 1; i < snap.candidates.size(); ++i) standby.push_back(snap.candidates[i].value.name);
     std::cout << fmt::format("leader:    {} (host {}, pid {}), epoch {}; standby: {}\n",
                              leader->value.name, leader->value.host, leader->value.pid,
                              leader->create_revision,
@@ -246,12 +246,12 @@ int RunStatus(const StatusCliOptions& o) {
   }
   std::cout << "\n";
   if (pending != nullptr) {
-    std::cout << fmt::format("pending:   checkpoint {}{}, triggered {} ago; acknowledged {}/{}{}\n",
-                             pending->id, pending->full ? " (full)" : "",
-                             FormatNanos(std::max<int64_t>(0, now_ms - pending->created_ms) * 1000000),
-                             acknowledged.size(), pending->participants.size(),
-                             waiting.empty() ? std::string()
-                                             : StrCat(", waiting for ", absl::StrJoin(waiting, ", ")));
+    std::cout << fmt::format(
+        "pending:   checkpoint {}{}, triggered {} ago; acknowledged {}/{}{}\n", pending->id,
+        pending->full ? " (full)" : "",
+        FormatNanos(std::max<int64_t>(0, now_ms - pending->created_ms) * 1000000),
+        acknowledged.size(), pending->participants.size(),
+        waiting.empty() ? std::string() : StrCat(", waiting for ", absl::StrJoin(waiting, ", ")));
   } else {
     std::cout << "pending:   none\n";
   }

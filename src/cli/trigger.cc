@@ -42,9 +42,9 @@ int RunTrigger(const TriggerCliOptions& o) {
   absl::StatusOr<coord::RangeResult> leaders = store->GetPrefix(coord::LeaderPrefix(o.job));
   if (!leaders.ok()) return Fail(leaders.status());
   if (leaders->kvs.empty()) {
-    return Fail(absl::UnavailableError(
-        StrCat("job '", o.job, "' has no coordinator in ", store->Describe(),
-               ": start one with `ickpt coordinator`")));
+    return Fail(
+        absl::UnavailableError(StrCat("job '", o.job, "' has no coordinator in ", store->Describe(),
+                                      ": start one with `ickpt coordinator`")));
   }
   absl::StatusOr<std::pair<uint64_t, CheckpointOutcome>> result =
       RequestCheckpoint(store, o.job, o.full, std::nullopt, *timeout);
@@ -54,7 +54,8 @@ int RunTrigger(const TriggerCliOptions& o) {
   std::string reason;
   if (absl::StatusOr<coord::RangeResult> r = store->Get(coord::OutcomeKey(o.job, id));
       r.ok() && !r->kvs.empty()) {
-    if (absl::StatusOr<coord::OutcomeValue> v = coord::DecodeOutcome(r->kvs[0].key, r->kvs[0].value);
+    if (absl::StatusOr<coord::OutcomeValue> v =
+            coord::DecodeOutcome(r->kvs[0].key, r->kvs[0].value);
         v.ok()) {
       reason = v->reason;
     }
