@@ -195,9 +195,13 @@ class ForwardingStore : public coord::CoordinationStore {
   }
   absl::Status KeepAlive(int64_t lease) override { return target_->KeepAlive(lease); }
   absl::Status RevokeLease(int64_t lease) override { return target_->RevokeLease(lease); }
-  absl::StatusOr<int64_t> WaitForChange(std::string_view prefix, int64_t after_revision,
-                                        absl::Duration timeout) override {
-    return target_->WaitForChange(prefix, after_revision, timeout);
+  absl::StatusOr<coord::MultiRangeResult> GetRanges(
+      const std::vector<coord::KeyRange>& ranges) override {
+    return target_->GetRanges(ranges);
+  }
+  absl::StatusOr<int64_t> WaitForChangeIn(const coord::KeyRange& range, int64_t after_revision,
+                                          absl::Duration timeout) override {
+    return target_->WaitForChangeIn(range, after_revision, timeout);
   }
 
  protected:
@@ -207,17 +211,17 @@ class ForwardingStore : public coord::CoordinationStore {
   std::shared_ptr<coord::CoordinationStore> target_;
 };
 
-uint64_t RangeBytes(const coord::RangeResult& r) {
+uint64_t RangeBytes(const std::vector<coord::KeyValue>& kvs) {
   uint64_t bytes = 0;
-  for (const coord::KeyValue& kv : r.kvs) bytes += kv.key.size() + kv.value.size();
+  for (const coord::KeyValue& kv : kvs) bytes += kv.key.size() + kv.value.size();
   return bytes;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Child mode: a process of participants.
 
-// A participant's store: counts its prefix reads (and the bytes of keys and values they returned)
-// and its waits, for the driver.
+// A participant's store: counts its reads (prefix reads and reads of several ranges; and the bytes
+// of keys and values they returned) and its waits, for the driver.
 struct ChildCounters {
   std::atomic<uint64_t> reads{0};
   std::atomic<uint64_t> read_bytes{0};
@@ -231,13 +235,24 @@ class CountingStore final : public ForwardingStore {
   absl::StatusOr<coord::RangeResult> GetPrefix(std::string_view prefix) override {
     absl::StatusOr<coord::RangeResult> r = target().GetPrefix(prefix);
     counters_->reads.fetch_add(1, std::memory_order_relaxed);
-    if (r.ok()) counters_->read_bytes.fetch_add(RangeBytes(*r), std::memory_order_relaxed);
+    if (r.ok()) counters_->read_bytes.fetch_add(RangeBytes(r->kvs), std::memory_order_relaxed);
     return r;
   }
-  absl::StatusOr<int64_t> WaitForChange(std::string_view prefix, int64_t after_revision,
-                                        absl::Duration timeout) override {
+  absl::StatusOr<coord::MultiRangeResult> GetRanges(
+      const std::vector<coord::KeyRange>& ranges) override {
+    absl::StatusOr<coord::MultiRangeResult> r = target().GetRanges(ranges);
+    counters_->reads.fetch_add(1, std::memory_order_relaxed);
+    if (r.ok()) {
+      for (const auto& kvs : r->ranges) {
+        counters_->read_bytes.fetch_add(RangeBytes(kvs), std::memory_order_relaxed);
+      }
+    }
+    return r;
+  }
+  absl::StatusOr<int64_t> WaitForChangeIn(const coord::KeyRange& range, int64_t after_revision,
+                                          absl::Duration timeout) override {
     counters_->waits.fetch_add(1, std::memory_order_relaxed);
-    return target().WaitForChange(prefix, after_revision, timeout);
+    return target().WaitForChangeIn(range, after_revision, timeout);
   }
 
  private:
@@ -491,10 +506,23 @@ class MeasuredStore final : public ForwardingStore {
     }
     return r;
   }
-  absl::StatusOr<int64_t> WaitForChange(std::string_view prefix, int64_t after_revision,
-                                        absl::Duration timeout) override {
+  absl::StatusOr<coord::MultiRangeResult> GetRanges(
+      const std::vector<coord::KeyRange>& ranges) override {
+    absl::StatusOr<coord::MultiRangeResult> r;
+    {
+      CpuScope scope(counters_, kRead, measured_);
+      r = target().GetRanges(ranges);
+    }
+    if (r.ok() && std::this_thread::get_id() == measured_) {
+      counters_->last_revision = r->revision;
+      for (const auto& kvs : r->ranges) counters_->keys_read += kvs.size();
+    }
+    return r;
+  }
+  absl::StatusOr<int64_t> WaitForChangeIn(const coord::KeyRange& range, int64_t after_revision,
+                                          absl::Duration timeout) override {
     CpuScope scope(counters_, kWait, measured_);
-    return target().WaitForChange(prefix, after_revision, timeout);
+    return target().WaitForChangeIn(range, after_revision, timeout);
   }
 
  private:

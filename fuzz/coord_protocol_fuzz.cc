@@ -53,7 +53,10 @@ void DecodeEveryKind(std::string_view bytes) {
            a.reason == b.reason;
   });
   RoundTrip<OutcomeValue>(bytes, DecodeOutcome, EncodeOutcome, [](const auto& a, const auto& b) {
-    return a.id == b.id && a.epoch == b.epoch && a.outcome == b.outcome && a.reason == b.reason;
+    return a.id == b.id && a.epoch == b.epoch && a.outcome == b.outcome && a.reason == b.reason &&
+           a.decided_ms == b.decided_ms && a.logical_bytes == b.logical_bytes &&
+           a.stored_bytes == b.stored_bytes && a.triggered_ms == b.triggered_ms &&
+           a.participants == b.participants;
   });
   RoundTrip<RecoveryValue>(bytes, DecodeRecovery, EncodeRecovery,
                            [](const auto& a, const auto& b) {

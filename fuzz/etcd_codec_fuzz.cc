@@ -85,6 +85,16 @@ void DecodeReplies(std::string_view body) {
     CheckFailure(revision, "put/delete/revoke");
     if (revision.ok()) ICKPT_FUZZ_CHECK(*revision > 0, "revision ", *revision);
   }
+  for (size_t n : {size_t{1}, size_t{3}}) {
+    absl::StatusOr<MultiRangeResult> ranges = etcd::DecodeRangesTxnReply(body, n);
+    CheckFailure(ranges, "ranges txn");
+    if (ranges.ok()) {
+      ICKPT_FUZZ_CHECK(ranges->revision > 0 && ranges->ranges.size() == n, "ranges txn shape");
+      for (const auto& kvs : ranges->ranges) {
+        for (const KeyValue& kv : kvs) ICKPT_FUZZ_CHECK(!kv.key.empty(), "empty key");
+      }
+    }
+  }
   absl::StatusOr<TxnResult> txn = etcd::DecodeTxnReply(body);
   CheckFailure(txn, "txn");
   if (txn.ok()) ICKPT_FUZZ_CHECK(txn->revision > 0, "txn revision ", txn->revision);
@@ -155,9 +165,17 @@ void EncodeRequests(std::string_view bytes) {
   ICKPT_FUZZ_CHECK(txn.is_object() && txn["compare"].size() == 1 && txn["success"].size() == 1 &&
                        txn["failure"].size() == 1,
                    "txn request");
-  const json watch = json::parse(etcd::EncodeWatchCreateRequest(bytes, 7), nullptr, false);
+  const json watch =
+      json::parse(etcd::EncodeWatchCreateRequest(KeyRange::Prefix(bytes), 7), nullptr, false);
   ICKPT_FUZZ_CHECK(watch.is_object() && watch["create_request"]["start_revision"] == "7",
                    "watch request");
+  const json ranges = json::parse(
+      etcd::EncodeRangesTxnRequest({KeyRange::Single(std::string(bytes)), KeyRange::Prefix(bytes)}),
+      nullptr, false);
+  ICKPT_FUZZ_CHECK(ranges.is_object() && ranges["success"].size() == 2 &&
+                       ranges["success"][0]["request_range"].value("key", "") == Base64(bytes) &&
+                       !ranges["success"][0]["request_range"].contains("range_end"),
+                   "ranges txn request");
 
   // PrefixRangeEnd: the least string above every string starting with `bytes`, or "\0" (no end).
   const std::string end = etcd::PrefixRangeEnd(bytes);

@@ -688,11 +688,10 @@ class Launcher {
     for (const auto& [id, outcome] : snap.outcomes) {
       if (id <= last_outcome_) continue;
       last_outcome_ = id;
-      auto trigger = snap.triggers.find(id);
+      const coord::TriggerFacts trigger = coord::TriggerFactsOf(snap, outcome);
       int64_t duration_ms = -1;
-      if (trigger != snap.triggers.end() && outcome.decided_ms >= trigger->second.created_ms &&
-          trigger->second.created_ms > 0) {
-        duration_ms = outcome.decided_ms - trigger->second.created_ms;
+      if (trigger.triggered_ms > 0 && outcome.decided_ms >= trigger.triggered_ms) {
+        duration_ms = outcome.decided_ms - trigger.triggered_ms;
         durations_ms_[id] = duration_ms;
       }
       if (outcome.outcome == coord::Outcome::kCommitted) {
@@ -700,7 +699,7 @@ class Launcher {
         Live(fmt::format(
             "checkpoint {} committed: {} participants, {} logical, {} written, pause max {}, "
             "{} from trigger to commit",
-            id, trigger == snap.triggers.end() ? 0 : trigger->second.participants.size(),
+            id, trigger.participants ? StrCat(*trigger.participants) : std::string("?"),
             outcome.logical_bytes ? FormatBytes(*outcome.logical_bytes) : std::string("?"),
             outcome.stored_bytes ? FormatBytes(*outcome.stored_bytes) : std::string("?"),
             seen.captures > 0 ? FormatNanos(seen.max_pause_us * 1000) : std::string("?"),

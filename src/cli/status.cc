@@ -107,12 +107,9 @@ nlohmann::json NullOr(const std::optional<uint64_t>& v) {
 
 // Milliseconds from the trigger to the outcome (both the leaders' clocks), or nullopt.
 std::optional<int64_t> DurationMs(const coord::JobSnapshot& snap, const coord::OutcomeValue& o) {
-  auto it = snap.triggers.find(o.id);
-  if (it == snap.triggers.end() || o.decided_ms <= 0 || it->second.created_ms <= 0 ||
-      o.decided_ms < it->second.created_ms) {
-    return std::nullopt;
-  }
-  return o.decided_ms - it->second.created_ms;
+  const int64_t triggered_ms = coord::TriggerFactsOf(snap, o).triggered_ms;
+  if (o.decided_ms <= 0 || triggered_ms <= 0 || o.decided_ms < triggered_ms) return std::nullopt;
+  return o.decided_ms - triggered_ms;
 }
 
 int RunStatus(const StatusCliOptions& o) {

@@ -1,6 +1,7 @@
 // The coordination store: the small part of etcd's v3 key-value API that the group protocol needs
 // (docs/protocol.md §2). Keys with revisions, leases that expire unless kept alive, transactions
-// guarded by comparisons, and a wait for changes under a prefix. Two implementations: EtcdStore
+// guarded by comparisons, reads of several ranges at one revision, and a wait for changes in a
+// range. Two implementations: EtcdStore
 // (etcd's v3 JSON gateway over HTTP, etcd_store.h) and MemoryCoordinationStore (in-process: tests,
 // and several participants in one process). The protocol (participant.cc, coordinator.cc,
 // election.cc) is written once against this interface.
@@ -43,6 +44,41 @@ struct KeyValue {
 // The keys a read found, and the store's revision when it read them.
 struct RangeResult {
   std::vector<KeyValue> kvs;
+  int64_t revision = 0;
+};
+
+// A set of keys: `key` alone when `end` is empty, else every key k with key <= k < end, where
+// `end` "\0" means to the end of the key space (etcd's key and range_end).
+struct KeyRange {
+  std::string key;
+  std::string end;
+
+  static KeyRange Single(std::string key) { return {std::move(key), {}}; }
+  // Every key that starts with `prefix` (the empty prefix: every key).
+  static KeyRange Prefix(std::string_view prefix);
+  static KeyRange Between(std::string begin, std::string end) {
+    return {std::move(begin), std::move(end)};
+  }
+  bool Contains(std::string_view k) const {
+    if (end.empty()) return k == key;
+    return k >= key && (end == std::string_view("\0", 1) || k < end);
+  }
+};
+
+// The end of the range of every key starting with `prefix` (clientv3.GetPrefixRangeEnd): the
+// prefix with its last byte below 0xff incremented and the bytes after it dropped; "\0" (to the
+// end of the key space) when every byte is 0xff or the prefix is empty.
+std::string PrefixRangeEnd(std::string_view prefix);
+
+inline KeyRange KeyRange::Prefix(std::string_view prefix) {
+  // etcd's "\0" to "\0" for the empty prefix: every key (there is no empty key).
+  return {prefix.empty() ? std::string(1, '\0') : std::string(prefix), PrefixRangeEnd(prefix)};
+}
+
+// What GetRanges read: the keys of each range asked for, in the order asked, each in key order,
+// all at one revision.
+struct MultiRangeResult {
+  std::vector<std::vector<KeyValue>> ranges;
   int64_t revision = 0;
 };
 
@@ -109,6 +145,9 @@ class CoordinationStore {
   virtual absl::StatusOr<RangeResult> Get(std::string_view key) = 0;
   // Every key that starts with `prefix`, in key order.
   virtual absl::StatusOr<RangeResult> GetPrefix(std::string_view prefix) = 0;
+  // Reads every range at one revision (etcd: one transaction of range requests, one round trip).
+  // InvalidArgument for an empty list or a range with an empty key.
+  virtual absl::StatusOr<MultiRangeResult> GetRanges(const std::vector<KeyRange>& ranges) = 0;
   // Deletes the key if present; returns the store's revision afterwards.
   virtual absl::StatusOr<int64_t> Delete(std::string_view key) = 0;
   // Runs `success` if every comparison holds, `failure` otherwise, atomically. A transaction may
@@ -125,13 +164,18 @@ class CoordinationStore {
   // Ends the lease now, deleting its keys. OK if it no longer exists.
   virtual absl::Status RevokeLease(int64_t lease) = 0;
 
-  // Waits until a key under `prefix` is written or deleted at a revision above `after_revision`,
-  // or `timeout` passes. Returns the highest revision of the changes seen, or `after_revision`
-  // when none came in time. If the revisions after `after_revision` are no longer available
-  // (etcd compacted them), returns at once with the store's current revision: the caller re-reads.
-  // A change between the caller's read and this call is not missed: it is above after_revision.
-  virtual absl::StatusOr<int64_t> WaitForChange(std::string_view prefix, int64_t after_revision,
-                                                absl::Duration timeout) = 0;
+  // Waits until a key in `range` is written or deleted at a revision above `after_revision`, or
+  // `timeout` passes. Returns the highest revision of the changes seen, or `after_revision` when
+  // none came in time. If the revisions after `after_revision` are no longer available (etcd
+  // compacted them), returns at once with the store's current revision: the caller re-reads. A
+  // change between the caller's read and this call is not missed: it is above after_revision.
+  virtual absl::StatusOr<int64_t> WaitForChangeIn(const KeyRange& range, int64_t after_revision,
+                                                  absl::Duration timeout) = 0;
+  // WaitForChangeIn(KeyRange::Prefix(prefix), ...).
+  absl::StatusOr<int64_t> WaitForChange(std::string_view prefix, int64_t after_revision,
+                                        absl::Duration timeout) {
+    return WaitForChangeIn(KeyRange::Prefix(prefix), after_revision, timeout);
+  }
 };
 
 }  // namespace ickpt::coord

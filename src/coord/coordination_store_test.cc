@@ -224,6 +224,30 @@ TEST_P(CoordinationStoreTest, PrefixReadReturnsExactlyThePrefixInKeyOrder) {
   EXPECT_EQ(range.kvs[1].key, K(std::string("\xff\xff", 2)));
 }
 
+TEST_P(CoordinationStoreTest, GetRangesReadsEveryRangeAtOneRevision) {
+  for (std::string_view name : {"a", "b/1", "b/2", "c", "d", "e"}) Put(name, StrCat("v-", name));
+  const int64_t revision = Revision();
+  ASSERT_OK_AND_ASSIGN(
+      MultiRangeResult read,
+      store_->GetRanges({KeyRange::Single(K("c")), KeyRange::Prefix(K("b/")),
+                         KeyRange::Single(K("missing")), KeyRange::Between(K("c"), K("e"))}));
+  EXPECT_EQ(read.revision, revision);
+  ASSERT_EQ(read.ranges.size(), 4u);
+  ASSERT_EQ(read.ranges[0].size(), 1u);
+  EXPECT_EQ(read.ranges[0][0].value, "v-c");
+  ASSERT_EQ(read.ranges[1].size(), 2u);
+  EXPECT_EQ(read.ranges[1][0].key, K("b/1"));
+  EXPECT_EQ(read.ranges[1][1].key, K("b/2"));
+  EXPECT_TRUE(read.ranges[2].empty());
+  // [c, e): c and d, not e.
+  ASSERT_EQ(read.ranges[3].size(), 2u);
+  EXPECT_EQ(read.ranges[3][1].key, K("d"));
+  EXPECT_GT(read.ranges[3][1].mod_revision, 0);
+  EXPECT_EQ(store_->GetRanges({}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetRanges({KeyRange::Single("")}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(CoordinationStoreTest, OverwriteKeepsCreateRevisionAndCountsVersions) {
   const int64_t created = Put("k", "1");
   const int64_t second = Put("k", "2");
@@ -463,6 +487,30 @@ TEST_P(CoordinationStoreTest, WaitTimesOutWithAfterRevision) {
   EXPECT_EQ(changed, read);
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_P(CoordinationStoreTest, RangeWaitSeesOnlyItsRange) {
+  // [m, t) holds "m", "n/x" and "s"; "a", "t" and "z" are outside it.
+  const KeyRange range = KeyRange::Between(K("m"), K("t"));
+  const int64_t read = Revision();
+  Put("a", "1");
+  Put("t", "1");
+  ASSERT_OK_AND_ASSIGN(int64_t changed,
+                       store_->WaitForChangeIn(range, read, absl::Milliseconds(300)));
+  EXPECT_EQ(changed, read);
+  const int64_t inside = Put("n/x", "1");
+  Put("z", "1");
+  ASSERT_OK_AND_ASSIGN(changed, store_->WaitForChangeIn(range, read, absl::Seconds(10)));
+  EXPECT_EQ(changed, inside);
+  // One key as the range: a write of another key under it as a prefix is not a change of it.
+  const int64_t after = Revision();
+  Put("s/under", "1");
+  ASSERT_OK_AND_ASSIGN(
+      changed, store_->WaitForChangeIn(KeyRange::Single(K("s")), after, absl::Milliseconds(300)));
+  EXPECT_EQ(changed, after);
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->Delete(K("n/x")));
+  ASSERT_OK_AND_ASSIGN(changed, store_->WaitForChangeIn(range, after, absl::Seconds(10)));
+  EXPECT_EQ(changed, deleted);
 }
 
 TEST_P(CoordinationStoreTest, LeaseExpiryWakesAWait) {
@@ -718,6 +766,42 @@ TEST(EtcdCodecTest, DecodesARangeReply) {
   EXPECT_EQ(range.kvs[1].mod_revision, 8);
   EXPECT_EQ(range.kvs[1].version, 2);
   EXPECT_EQ(range.kvs[1].lease, 4111120502238377500);
+}
+
+TEST(EtcdCodecTest, DecodesATxnOfRanges) {
+  // As etcd 3.4's gateway answers: a range that found nothing is an empty response_range.
+  ASSERT_OK_AND_ASSIGN(
+      MultiRangeResult read,
+      etcd::DecodeRangesTxnReply(
+          R"({"header":{"revision":"12"},"succeeded":true,"responses":[)"
+          R"({"response_range":{"header":{"revision":"12"},"kvs":[{"key":"YQ==","value":"MQ==",)"
+          R"("create_revision":"3","mod_revision":"5","version":"2"}],"count":"1"}},)"
+          R"({"response_range":{"header":{"revision":"12"}}},{}]})",
+          3));
+  EXPECT_EQ(read.revision, 12);
+  ASSERT_EQ(read.ranges.size(), 3u);
+  ASSERT_EQ(read.ranges[0].size(), 1u);
+  EXPECT_EQ(read.ranges[0][0].key, "a");
+  EXPECT_EQ(read.ranges[0][0].value, "1");
+  EXPECT_EQ(read.ranges[0][0].mod_revision, 5);
+  EXPECT_TRUE(read.ranges[1].empty());
+  EXPECT_TRUE(read.ranges[2].empty());
+  // Another number of responses, or a response of another kind, is not this reply.
+  EXPECT_EQ(etcd::DecodeRangesTxnReply(
+                R"({"header":{"revision":"12"},"succeeded":true,"responses":[{}]})", 2)
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(etcd::DecodeRangesTxnReply(R"({"header":{"revision":"12"},"succeeded":true,)"
+                                       R"("responses":[{"response_put":{}}]})",
+                                       1)
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(etcd::DecodeRangesTxnReply(R"({"header":{"revision":"12"},"responses":[{}]})", 1)
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
 }
 
 TEST(EtcdCodecTest, FailedTxnHasNoSucceededField) {

@@ -54,12 +54,18 @@ struct Coordinator::Impl {
   struct Pending {
     uint64_t id = 0;
     absl::Time triggered;
+    int64_t triggered_ms = 0;  // the trigger's created_ms
     std::map<std::string, uint64_t> participants;
     std::vector<std::string> requests;  // tokens served by this checkpoint
   };
   std::optional<Pending> pending;
   absl::Time last_trigger = absl::InfinitePast();
   absl::Time last_outcome = absl::InfinitePast();
+  // The highest id with an outcome, read or announced: outcomes far below it are deleted (§5.9).
+  uint64_t newest_outcome = 0;
+  // The recovery sequence of the last read: while it is not completed_recovery, rounds read the
+  // recovered/ keys.
+  uint64_t seen_recovery = 0;
   int consecutive_failures = 0;
   std::set<std::string> logged_damage;
 
@@ -110,8 +116,10 @@ struct Coordinator::Impl {
         absl::SleepFor(timeout);
         continue;
       }
-      absl::StatusOr<int64_t> changed =
-          store->WaitForChange(coord::JobPrefix(options.job), revision, timeout);
+      // A standby watches the election only (ReadJob).
+      absl::StatusOr<int64_t> changed = store->WaitForChange(
+          leading ? coord::JobPrefix(options.job) : coord::LeaderPrefix(options.job), revision,
+          timeout);
       if (!changed.ok()) absl::SleepFor(absl::Milliseconds(200));
     }
   }
@@ -159,9 +167,21 @@ struct Coordinator::Impl {
       }
       epoch = *rev;  // a new key: its create_revision is this put's revision
     }
-    absl::StatusOr<coord::RangeResult> range = store->GetPrefix(coord::JobPrefix(options.job));
-    if (!range.ok()) return range.status();
-    JobSnapshot snap = coord::DecodeJobSnapshot(options.job, *range);
+    absl::StatusOr<JobSnapshot> read =
+        ReadJob(/*with_recovered=*/seen_recovery != completed_recovery);
+    if (read.ok() && leading && read->recovery.has_value() &&
+        read->recovery->sequence != completed_recovery && seen_recovery == completed_recovery) {
+      // A recovery this leader has not seen complete (it wrote it last round): read again with
+      // the recovered/ keys.
+      seen_recovery = read->recovery->sequence;
+      read = ReadJob(/*with_recovered=*/true);
+    }
+    if (!read.ok()) return read.status();
+    JobSnapshot snap = *std::move(read);
+    seen_recovery = snap.recovery.has_value() ? snap.recovery->sequence : 0;
+    if (!snap.outcomes.empty()) {
+      newest_outcome = std::max(newest_outcome, snap.outcomes.rbegin()->first);
+    }
     *revision = snap.revision;
     for (const std::string& d : snap.damaged) {
       if (logged_damage.insert(d).second) ICKPT_LOG_ERROR("job {}: {}", options.job, d);
@@ -186,6 +206,46 @@ struct Coordinator::Impl {
       if (!s.ok()) return s;
     }
     return Lead(snap);
+  }
+
+  // The job's keys this round needs, at one revision. Until this instance leads, the election's
+  // keys (leader/), and the whole prefix once they say it leads (taking office reads every trigger
+  // and outcome): a standby costs one small read per change of the election. A leader reads the
+  // leader
+  // keys, members, acknowledgements, the recovery record, requests and triggers; the recovered/
+  // keys only `with_recovered` (while a recovery is in progress); and of the outcomes only those
+  // old enough to delete (§5.9). A round in steady state so reads members and the pending
+  // checkpoint's acknowledgements, not the 64 kept outcomes and every recovered/ key on top.
+  absl::StatusOr<JobSnapshot> ReadJob(bool with_recovered) {
+    const std::string& job = options.job;
+    if (!leading) {
+      absl::StatusOr<coord::RangeResult> election = store->GetPrefix(coord::LeaderPrefix(job));
+      if (!election.ok()) return election.status();
+      JobSnapshot snap = coord::DecodeJobSnapshot(job, *election);
+      const JobSnapshot::Candidate* leader = snap.leader();
+      if (leader == nullptr || coord::LeaderKey(job, leader->lease) != my_key) return snap;
+      absl::StatusOr<coord::RangeResult> whole = store->GetPrefix(coord::JobPrefix(job));
+      if (!whole.ok()) return whole.status();
+      return coord::DecodeJobSnapshot(job, *whole);
+    }
+    std::vector<coord::KeyRange> ranges = {coord::KeyRange::Prefix(coord::LeaderPrefix(job)),
+                                           coord::KeyRange::Prefix(coord::MembersPrefix(job)),
+                                           coord::KeyRange::Prefix(coord::AllAcksPrefix(job)),
+                                           coord::ParticipantRange(job)};
+    if (with_recovered) ranges.push_back(coord::KeyRange::Prefix(coord::RecoveredPrefix(job)));
+    if (newest_outcome > kKeptCheckpointKeys) {
+      ranges.push_back(
+          coord::KeyRange::Between(coord::OutcomesPrefix(job),
+                                   coord::OutcomeKey(job, newest_outcome - kKeptCheckpointKeys)));
+    }
+    absl::StatusOr<coord::MultiRangeResult> read = store->GetRanges(ranges);
+    if (!read.ok()) return read.status();
+    coord::RangeResult all;
+    all.revision = read->revision;
+    for (std::vector<coord::KeyValue>& kvs : read->ranges) {
+      for (coord::KeyValue& kv : kvs) all.kvs.push_back(std::move(kv));
+    }
+    return coord::DecodeJobSnapshot(job, all);
   }
 
   absl::Status TakeOffice(const JobSnapshot& snap) {
@@ -213,6 +273,8 @@ struct Coordinator::Impl {
       if (snap.outcomes.count(id) > 0) continue;
       coord::OutcomeValue outcome{id, static_cast<uint64_t>(epoch), coord::Outcome::kAborted,
                                   "leader changed"};
+      outcome.triggered_ms = trigger.created_ms;
+      outcome.participants = trigger.participants.size();
       if (record->base.has_value() && id <= *record->base) {
         absl::StatusOr<CommitRecord> commit = repo->ReadCommit(id);
         absl::StatusOr<std::vector<EpochRecord>> epochs =
@@ -235,7 +297,19 @@ struct Coordinator::Impl {
     return absl::OkStatus();
   }
 
-  // Writes outcome `decided`, stamped with the time, and for a commit with `commit`'s sizes.
+  // The outcome of the pending checkpoint.
+  coord::OutcomeValue PendingOutcome(coord::Outcome decided, std::string reason) const {
+    coord::OutcomeValue outcome{pending->id, static_cast<uint64_t>(epoch), decided,
+                                std::move(reason)};
+    outcome.triggered_ms = pending->triggered_ms;
+    outcome.participants = pending->participants.size();
+    return outcome;
+  }
+
+  // Writes outcome `decided`, stamped with the time, and for a commit with `commit`'s sizes. The
+  // same transaction deletes the checkpoint's trigger and acknowledgements (§5.9): they are read
+  // only until the outcome is announced, and the trigger's deletion is what wakes the
+  // participants, whose watch leaves out outcomes/ (§6).
   absl::Status Announce(coord::OutcomeValue decided, const CommitRecord* commit = nullptr) {
     coord::OutcomeValue outcome = std::move(decided);
     outcome.decided_ms = absl::ToUnixMillis(absl::Now());
@@ -244,9 +318,12 @@ struct Coordinator::Impl {
       outcome.stored_bytes = commit->stored_bytes;
     }
     absl::Status s = LeaderWrite(
-        {TxnOp::Put(coord::OutcomeKey(options.job, outcome.id), coord::EncodeOutcome(outcome))});
+        {TxnOp::Put(coord::OutcomeKey(options.job, outcome.id), coord::EncodeOutcome(outcome)),
+         TxnOp::Delete(coord::TriggerKey(options.job, outcome.id)),
+         TxnOp::DeletePrefix(coord::AcksPrefix(options.job, outcome.id))});
     if (absl::IsFailedPrecondition(s)) StepDown(s.ToString());
     if (!s.ok()) return s;
+    newest_outcome = std::max(newest_outcome, outcome.id);
     ICKPT_LOG_INFO("job {}: checkpoint {} {}{}", options.job, outcome.id,
                    coord::OutcomeName(outcome.outcome),
                    outcome.reason.empty() ? "" : StrCat(" (", outcome.reason, ")"));
@@ -435,16 +512,14 @@ struct Coordinator::Impl {
     const uint64_t id = pending->id;
     absl::StatusOr<CommitRecord> commit = repo->ReadCommit(id);
     if (commit.ok()) {
-      absl::Status s =
-          Announce({id, static_cast<uint64_t>(epoch), coord::Outcome::kCommitted, ""}, &*commit);
+      absl::Status s = Announce(PendingOutcome(coord::Outcome::kCommitted, ""), &*commit);
       if (!s.ok()) return s;
       pending.reset();
       last_outcome = absl::Now();
       return false;
     }
     if (!absl::IsNotFound(commit.status())) return commit.status();
-    absl::Status s =
-        Announce({id, static_cast<uint64_t>(epoch), coord::Outcome::kAborted, why});
+    absl::Status s = Announce(PendingOutcome(coord::Outcome::kAborted, why));
     if (!s.ok()) return s;
     pending.reset();
     last_outcome = absl::Now();
@@ -484,7 +559,7 @@ struct Coordinator::Impl {
       absl::StatusOr<CommitRecord> commit = repo->CommitGroup(p.id, group);
       if (commit.ok() || absl::IsAlreadyExists(commit.status())) {
         const uint64_t id = p.id;
-        absl::Status s = Announce({id, static_cast<uint64_t>(epoch), coord::Outcome::kCommitted, ""},
+        absl::Status s = Announce(PendingOutcome(coord::Outcome::kCommitted, ""),
                                   commit.ok() ? &*commit : nullptr);
         if (!s.ok()) return s;
         pending.reset();
@@ -561,6 +636,7 @@ struct Coordinator::Impl {
     trigger.step = step;
     trigger.participants = p.participants;
     trigger.created_ms = absl::ToUnixMillis(absl::Now());
+    p.triggered_ms = trigger.created_ms;
     std::vector<TxnOp> ops = {
         TxnOp::Put(coord::TriggerKey(options.job, p.id), coord::EncodeTrigger(trigger))};
     for (const auto* r : requests) {
@@ -585,21 +661,26 @@ struct Coordinator::Impl {
 
   // §5.9: deletes the keys of checkpoints far below the latest outcome.
   void CleanUp(const JobSnapshot& snap) {
-    if (snap.outcomes.empty()) return;
-    const uint64_t newest = snap.outcomes.rbegin()->first;
-    const uint64_t below = newest > kKeptCheckpointKeys ? newest - kKeptCheckpointKeys : 0;
+    if (newest_outcome == 0) return;
+    const uint64_t below =
+        newest_outcome > kKeptCheckpointKeys ? newest_outcome - kKeptCheckpointKeys : 0;
+    // Taking office settled every trigger it found, so while leading every trigger at or below the
+    // newest outcome, other than the pending one, is decided (its outcome may be among those this
+    // round did not read).
+    auto decided = [&](uint64_t id) {
+      return id <= newest_outcome && !(pending.has_value() && pending->id == id);
+    };
     std::vector<TxnOp> ops;
+    // Announce deletes a checkpoint's trigger and acknowledgements with its outcome; what is left
+    // here is an older leader's (protocol 1.1 kept triggers, 1.0 acknowledgements too) and a
+    // participant's late acknowledgement, which re-creates its key. Removing them keeps every read
+    // of the job at O(participants) keys instead of O(participants x kept ids)
+    // (bench/coord_scale_bench measured 8.5 us of leader CPU per key read).
     for (const auto& [id, trigger] : snap.triggers) {
-      if (id < below) ops.push_back(TxnOp::Delete(coord::TriggerKey(options.job, id)));
+      if (decided(id)) ops.push_back(TxnOp::Delete(coord::TriggerKey(options.job, id)));
     }
-    // Acknowledgements are read only until the outcome is announced: removing them then keeps
-    // every read of the job at O(participants) keys instead of O(participants x kept ids)
-    // (bench/coord_scale_bench measured 8.5 us of leader CPU per key read). A participant's late
-    // acknowledgement re-creates its key; the next round removes it again.
     for (const auto& [id, acks] : snap.acks) {
-      if (id < below || snap.outcomes.count(id) > 0) {
-        ops.push_back(TxnOp::DeletePrefix(coord::AcksPrefix(options.job, id)));
-      }
+      if (decided(id)) ops.push_back(TxnOp::DeletePrefix(coord::AcksPrefix(options.job, id)));
     }
     for (const auto& [id, outcome] : snap.outcomes) {
       if (id < below) ops.push_back(TxnOp::Delete(coord::OutcomeKey(options.job, id)));

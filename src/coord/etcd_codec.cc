@@ -218,6 +218,13 @@ json PrefixRange(std::string_view prefix) {
   return {{"key", Base64(key)}, {"range_end", Base64(PrefixRangeEnd(prefix))}};
 }
 
+// {"key": ..., "range_end": ...} for `range` (no range_end for one key).
+json RangeJson(const KeyRange& range) {
+  json j = {{"key", Base64(range.key)}};
+  if (!range.end.empty()) j["range_end"] = Base64(range.end);
+  return j;
+}
+
 json RequestOp(const TxnOp& op) {
   switch (op.type) {
     case TxnOp::Type::kPut: {
@@ -238,19 +245,6 @@ std::string Dump(const json& j) { return j.dump(); }
 
 }  // namespace
 
-std::string PrefixRangeEnd(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    const unsigned char last = static_cast<unsigned char>(end.back());
-    if (last < 0xff) {
-      end.back() = static_cast<char>(last + 1);
-      return end;
-    }
-    end.pop_back();
-  }
-  return std::string(1, '\0');
-}
-
 std::string EncodePutRequest(std::string_view key, std::string_view value, int64_t lease) {
   json j = {{"key", Base64(key)}, {"value", Base64(value)}};
   if (lease != 0) j["lease"] = Int(lease);
@@ -265,8 +259,8 @@ std::string EncodePrefixRangeRequest(std::string_view prefix) {
 
 std::string EncodeDeleteRequest(std::string_view key) { return Dump({{"key", Base64(key)}}); }
 
-std::string EncodeRevisionRequest(std::string_view prefix) {
-  json j = PrefixRange(prefix);
+std::string EncodeRevisionRequest(const KeyRange& range) {
+  json j = RangeJson(range);
   j["count_only"] = true;
   return Dump(j);
 }
@@ -302,6 +296,14 @@ std::string EncodeTxnRequest(const std::vector<Compare>& compares,
   return Dump({{"compare", compare_list}, {"success", success_list}, {"failure", failure_list}});
 }
 
+std::string EncodeRangesTxnRequest(const std::vector<KeyRange>& ranges) {
+  json success_list = json::array();
+  for (const KeyRange& range : ranges) {
+    success_list.push_back({{"request_range", RangeJson(range)}});
+  }
+  return Dump({{"compare", json::array()}, {"success", success_list}});
+}
+
 std::string EncodeLeaseGrantRequest(int64_t ttl_seconds) {
   return Dump({{"TTL", Int(ttl_seconds)}});
 }
@@ -310,8 +312,8 @@ std::string EncodeLeaseKeepAliveRequest(int64_t lease) { return Dump({{"ID", Int
 
 std::string EncodeLeaseRevokeRequest(int64_t lease) { return Dump({{"ID", Int(lease)}}); }
 
-std::string EncodeWatchCreateRequest(std::string_view prefix, int64_t start_revision) {
-  json create = PrefixRange(prefix);
+std::string EncodeWatchCreateRequest(const KeyRange& range, int64_t start_revision) {
+  json create = RangeJson(range);
   create["start_revision"] = Int(start_revision);
   return Dump({{"create_request", create}});
 }
@@ -403,6 +405,34 @@ absl::StatusOr<TxnResult> DecodeTxnReply(std::string_view body) {
     result.succeeded = Bool(reply, "succeeded");
     result.revision = HeaderRevision(reply);
     if (result.revision <= 0) throw ReplyError{"no header.revision"};
+    return result;
+  });
+}
+
+absl::StatusOr<MultiRangeResult> DecodeRangesTxnReply(std::string_view body, size_t ranges) {
+  return Decode<MultiRangeResult>("txn of ranges", body, [&] {
+    const json reply = ParseReply(body);
+    MultiRangeResult result;
+    result.revision = HeaderRevision(reply);
+    if (result.revision <= 0) throw ReplyError{"no header.revision"};
+    // A transaction without comparisons always runs its success branch.
+    if (!Bool(reply, "succeeded")) throw ReplyError{"\"succeeded\" is not true"};
+    const json& responses = Array(reply, "responses");
+    if (responses.size() != ranges) {
+      throw ReplyError{StrCat(responses.size(), " responses to ", ranges, " ranges")};
+    }
+    for (const json& response : responses) {
+      if (!response.is_object()) throw ReplyError{"a response is not an object"};
+      // A range that found nothing may be an empty object: protobuf's JSON leaves out empty
+      // messages' fields. Any other kind of response is not an answer to a range.
+      if (!response.empty() && !response.contains("response_range")) {
+        throw ReplyError{"a response is not a range's"};
+      }
+      std::vector<KeyValue>& kvs = result.ranges.emplace_back();
+      for (const json& kv : Array(Object(response, "response_range"), "kvs")) {
+        kvs.push_back(ReadKeyValue(kv));
+      }
+    }
     return result;
   });
 }

@@ -38,10 +38,8 @@ inline constexpr std::string_view kLeaseRevokePath = "/v3/lease/revoke";
 inline constexpr std::string_view kWatchPath = "/v3/watch";
 inline constexpr std::string_view kAuthenticatePath = "/v3/auth/authenticate";
 
-// The end of etcd's range for every key starting with `prefix` (clientv3.GetPrefixRangeEnd): the
-// prefix with its last byte below 0xff incremented and the bytes after it dropped; "\0" (to the end
-// of the key space) when every byte is 0xff or the prefix is empty.
-std::string PrefixRangeEnd(std::string_view prefix);
+// The end of etcd's range for every key starting with a prefix (coordination_store.h).
+using ::ickpt::coord::PrefixRangeEnd;
 
 // ---- Requests (JSON bodies to POST). ----
 
@@ -52,17 +50,20 @@ std::string EncodeRangeRequest(std::string_view key);
 std::string EncodePrefixRangeRequest(std::string_view prefix);
 std::string EncodeDeleteRequest(std::string_view key);
 // A range that returns no keys, only the header: the store's current revision. It counts the keys
-// under `prefix`, so that a user allowed only that prefix may ask (etcd checks read permission on
-// the range even for a count).
-std::string EncodeRevisionRequest(std::string_view prefix);
+// in `range`, so that a user allowed only those keys may ask (etcd checks read permission on the
+// range even for a count).
+std::string EncodeRevisionRequest(const KeyRange& range);
 std::string EncodeTxnRequest(const std::vector<Compare>& compares,
                              const std::vector<TxnOp>& success, const std::vector<TxnOp>& failure);
+// A transaction without comparisons whose success branch reads each range: one request that reads
+// them all at one revision.
+std::string EncodeRangesTxnRequest(const std::vector<KeyRange>& ranges);
 std::string EncodeLeaseGrantRequest(int64_t ttl_seconds);
 // The body of one keep-alive on the keep-alive stream (the gateway closes it after the reply).
 std::string EncodeLeaseKeepAliveRequest(int64_t lease);
 std::string EncodeLeaseRevokeRequest(int64_t lease);
-// Creates a watch of every key under `prefix` from `start_revision` on.
-std::string EncodeWatchCreateRequest(std::string_view prefix, int64_t start_revision);
+// Creates a watch of every key in `range` from `start_revision` on.
+std::string EncodeWatchCreateRequest(const KeyRange& range, int64_t start_revision);
 // {"name": user, "password": password}. The body holds the password: never put it in a message.
 std::string EncodeAuthenticateRequest(std::string_view user, std::string_view password);
 
@@ -125,6 +126,10 @@ absl::StatusOr<int64_t> DecodePutReply(std::string_view body);
 absl::StatusOr<int64_t> DecodeDeleteReply(std::string_view body);
 // /v3/kv/txn: succeeded (absent: false) and header.revision.
 absl::StatusOr<TxnResult> DecodeTxnReply(std::string_view body);
+
+// /v3/kv/txn of EncodeRangesTxnRequest with `ranges` ranges: the keys of each, and
+// header.revision. DataLoss unless it holds exactly that many range responses.
+absl::StatusOr<MultiRangeResult> DecodeRangesTxnReply(std::string_view body, size_t ranges);
 
 struct LeaseGrant {
   int64_t id = 0;

@@ -606,6 +606,17 @@ absl::StatusOr<RangeResult> EtcdStore::GetPrefix(std::string_view prefix) {
                etcd::DecodeRangeReply);
 }
 
+absl::StatusOr<MultiRangeResult> EtcdStore::GetRanges(const std::vector<KeyRange>& ranges) {
+  if (ranges.empty()) return absl::InvalidArgumentError("etcd read of ranges: no range");
+  for (const KeyRange& range : ranges) {
+    if (range.key.empty()) return absl::InvalidArgumentError("etcd read of ranges: empty key");
+  }
+  // Reads only: safe to send again to another endpoint.
+  return Unary(
+      etcd::kTxnPath, etcd::EncodeRangesTxnRequest(ranges), Retry::kAlways, "txn of ranges",
+      [n = ranges.size()](std::string_view body) { return etcd::DecodeRangesTxnReply(body, n); });
+}
+
 absl::StatusOr<int64_t> EtcdStore::Delete(std::string_view key) {
   if (key.empty()) return absl::InvalidArgumentError("etcd delete: empty key");
   return Unary(etcd::kDeleteRangePath, etcd::EncodeDeleteRequest(key), Retry::kIfNotConnected,
@@ -662,8 +673,9 @@ absl::Status EtcdStore::RevokeLease(int64_t lease) {
   return status;
 }
 
-absl::StatusOr<int64_t> EtcdStore::WaitForChange(std::string_view prefix, int64_t after_revision,
-                                                 absl::Duration timeout) {
+absl::StatusOr<int64_t> EtcdStore::WaitForChangeIn(const KeyRange& range, int64_t after_revision,
+                                                   absl::Duration timeout) {
+  if (range.key.empty()) return absl::InvalidArgumentError("etcd watch: empty key");
   struct Seen {
     int64_t changed = 0;  // the highest revision of the first batch of events
     bool compacted = false;
@@ -698,7 +710,7 @@ absl::StatusOr<int64_t> EtcdStore::WaitForChange(std::string_view prefix, int64_
   };
   // start_revision 0 would mean "from now on" to etcd, not "from revision 0".
   const int64_t start = std::max<int64_t>(after_revision, 0) + 1;
-  const std::string body = etcd::EncodeWatchCreateRequest(prefix, start);
+  const std::string body = etcd::EncodeWatchCreateRequest(range, start);
   bool compacted = false;
   absl::StatusOr<int64_t> changed =
       WithToken([&](const std::string& token) -> absl::StatusOr<int64_t> {
@@ -714,11 +726,11 @@ absl::StatusOr<int64_t> EtcdStore::WaitForChange(std::string_view prefix, int64_
       });
   if (!changed.ok() || !compacted) return changed;
   // The revisions after after_revision are gone: the caller re-reads at the current revision
-  // (read on the watched prefix, which a user restricted to it may read).
-  absl::StatusOr<RangeResult> range = Unary(etcd::kRangePath, etcd::EncodeRevisionRequest(prefix),
-                                            Retry::kAlways, "range", etcd::DecodeRangeReply);
-  if (!range.ok()) return range.status();
-  return range->revision;
+  // (read on the watched range, which a user restricted to it may read).
+  absl::StatusOr<RangeResult> current = Unary(etcd::kRangePath, etcd::EncodeRevisionRequest(range),
+                                              Retry::kAlways, "range", etcd::DecodeRangeReply);
+  if (!current.ok()) return current.status();
+  return current->revision;
 }
 
 }  // namespace ickpt::coord

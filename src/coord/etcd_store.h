@@ -90,6 +90,8 @@ class EtcdStore final : public CoordinationStore {
                               int64_t lease = 0) override;
   absl::StatusOr<RangeResult> Get(std::string_view key) override;
   absl::StatusOr<RangeResult> GetPrefix(std::string_view prefix) override;
+  // One transaction of range requests.
+  absl::StatusOr<MultiRangeResult> GetRanges(const std::vector<KeyRange>& ranges) override;
   absl::StatusOr<int64_t> Delete(std::string_view key) override;
   absl::StatusOr<TxnResult> Txn(const std::vector<Compare>& compares,
                                 const std::vector<TxnOp>& success,
@@ -101,8 +103,8 @@ class EtcdStore final : public CoordinationStore {
 
   // Opens a watch stream from after_revision + 1 and reads it until the first batch of events, a
   // compaction (then reads the current revision) or the timeout.
-  absl::StatusOr<int64_t> WaitForChange(std::string_view prefix, int64_t after_revision,
-                                        absl::Duration timeout) override;
+  absl::StatusOr<int64_t> WaitForChangeIn(const KeyRange& range, int64_t after_revision,
+                                          absl::Duration timeout) override;
 
  private:
   struct Response {

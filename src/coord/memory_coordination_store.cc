@@ -205,10 +205,10 @@ void MemoryCoordinationStore::RecordChangeLocked(const std::string& key, int64_t
   }
 }
 
-int64_t MemoryCoordinationStore::LatestChangeLocked(std::string_view prefix,
+int64_t MemoryCoordinationStore::LatestChangeLocked(const KeyRange& range,
                                                     int64_t after_revision) const {
   for (auto it = history_.rbegin(); it != history_.rend() && it->first > after_revision; ++it) {
-    if (StartsWith(it->second, prefix)) return it->first;
+    if (range.Contains(it->second)) return it->first;
   }
   return 0;
 }
@@ -246,6 +246,26 @@ absl::StatusOr<RangeResult> MemoryCoordinationStore::GetPrefix(std::string_view 
   for (auto it = kvs_.lower_bound(prefix); it != kvs_.end() && StartsWith(it->first, prefix);
        ++it) {
     result.kvs.push_back(it->second);
+  }
+  result.revision = revision_;
+  return result;
+}
+
+absl::StatusOr<MultiRangeResult> MemoryCoordinationStore::GetRanges(
+    const std::vector<KeyRange>& ranges) {
+  if (ranges.empty()) return absl::InvalidArgumentError("read of ranges: no range");
+  for (const KeyRange& range : ranges) {
+    if (range.key.empty()) return absl::InvalidArgumentError("read of ranges: empty key");
+  }
+  MutexLock lock(&mu_);
+  if (absl::Status s = EnterLocked(); !s.ok()) return s;
+  MultiRangeResult result;
+  for (const KeyRange& range : ranges) {
+    std::vector<KeyValue>& kvs = result.ranges.emplace_back();
+    for (auto it = kvs_.lower_bound(range.key); it != kvs_.end() && range.Contains(it->first);
+         ++it) {
+      kvs.push_back(it->second);
+    }
   }
   result.revision = revision_;
   return result;
@@ -314,15 +334,15 @@ absl::Status MemoryCoordinationStore::RevokeLease(int64_t lease) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> MemoryCoordinationStore::WaitForChange(std::string_view prefix,
-                                                               int64_t after_revision,
-                                                               absl::Duration timeout) {
+absl::StatusOr<int64_t> MemoryCoordinationStore::WaitForChangeIn(const KeyRange& range,
+                                                                 int64_t after_revision,
+                                                                 absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + std::max(timeout, absl::ZeroDuration());
   MutexLock lock(&mu_);
   while (true) {
     if (absl::Status s = EnterLocked(); !s.ok()) return s;
     if (after_revision < compacted_revision_) return revision_;
-    if (const int64_t changed = LatestChangeLocked(prefix, after_revision); changed != 0) {
+    if (const int64_t changed = LatestChangeLocked(range, after_revision); changed != 0) {
       return changed;
     }
     const absl::Time now = absl::Now();
@@ -333,7 +353,7 @@ absl::StatusOr<int64_t> MemoryCoordinationStore::WaitForChange(std::string_view 
     mu_.AwaitWithDeadline(
         [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
           return unavailable_ || after_revision < compacted_revision_ ||
-                 LatestChangeLocked(prefix, after_revision) != 0;
+                 LatestChangeLocked(range, after_revision) != 0;
         },
         wake);
   }

@@ -46,6 +46,7 @@ class MemoryCoordinationStore final : public CoordinationStore {
                               int64_t lease = 0) override;
   absl::StatusOr<RangeResult> Get(std::string_view key) override;
   absl::StatusOr<RangeResult> GetPrefix(std::string_view prefix) override;
+  absl::StatusOr<MultiRangeResult> GetRanges(const std::vector<KeyRange>& ranges) override;
   absl::StatusOr<int64_t> Delete(std::string_view key) override;
   absl::StatusOr<TxnResult> Txn(const std::vector<Compare>& compares,
                                 const std::vector<TxnOp>& success,
@@ -55,8 +56,8 @@ class MemoryCoordinationStore final : public CoordinationStore {
   absl::Status KeepAlive(int64_t lease) override;
   absl::Status RevokeLease(int64_t lease) override;
 
-  absl::StatusOr<int64_t> WaitForChange(std::string_view prefix, int64_t after_revision,
-                                        absl::Duration timeout) override;
+  absl::StatusOr<int64_t> WaitForChangeIn(const KeyRange& range, int64_t after_revision,
+                                          absl::Duration timeout) override;
 
   // Test hook: the lease expires now, as if its time to live had passed: its keys are deleted (one
   // write) and KeepAlive reports NotFound. Nothing happens if the lease does not exist.
@@ -97,8 +98,8 @@ class MemoryCoordinationStore final : public CoordinationStore {
   // Records that `key` changed at `revision`, for WaitForChange, and drops the oldest history.
   void RecordChangeLocked(const std::string& key, int64_t revision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The highest revision above `after_revision` at which a key under `prefix` changed, or 0.
-  int64_t LatestChangeLocked(std::string_view prefix, int64_t after_revision) const
+  // The highest revision above `after_revision` at which a key in `range` changed, or 0.
+  int64_t LatestChangeLocked(const KeyRange& range, int64_t after_revision) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The earliest lease expiry, or InfiniteFuture.
   absl::Time NextExpiryLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -21,7 +21,19 @@ namespace ickpt {
 using coord::Compare;
 using coord::CoordinationStore;
 using coord::JobSnapshot;
+using coord::KeyRange;
 using coord::TxnOp;
+
+namespace {
+// How long the service thread waits for a change of the keys it watches before it reads them
+// anyway: a resync for what no watched key announces (an older leader's outcome, which does not
+// delete the trigger; a lost lease). Acknowledgements do not wait for it: the acknowledger thread
+// writes each one as persistence ends.
+constexpr absl::Duration kResyncInterval = absl::Seconds(2);
+// The wait is made of watches this long, each from the same revision, so that a participant being
+// destroyed stops within it (a watch in progress cannot be interrupted).
+constexpr absl::Duration kWaitSlice = absl::Milliseconds(500);
+}  // namespace
 
 CheckpointerOptions Assignment::Apply(CheckpointerOptions base) const {
   base.group_member = true;
@@ -44,10 +56,11 @@ struct Participant::Impl {
   uint64_t incarnation ABSL_GUARDED_BY(mu) = 0;
   Checkpointer* checkpointer ABSL_GUARDED_BY(mu) = nullptr;
   std::optional<Assignment> assignment ABSL_GUARDED_BY(mu);
-  // Captures of this incarnation since its last restore: id -> handle, acknowledged (the ack key
-  // written), and the outcome handed to the checkpointer.
+  // Captures of this incarnation since its last restore: id -> handle, the trigger's epoch,
+  // acknowledged (the ack key written), and the outcome handed to the checkpointer.
   struct Taken {
     std::optional<CheckpointHandle> handle;
+    uint64_t epoch = 0;
     bool acknowledged = false;
     bool settled = false;
   };
@@ -59,6 +72,7 @@ struct Participant::Impl {
   std::function<void(uint64_t, CheckpointOutcome)> outcome_observer ABSL_GUARDED_BY(mu);
   std::atomic<uint64_t> incarnation_for_peers{0};
   std::thread service;
+  std::thread acknowledger;
 
   Impl(std::shared_ptr<CoordinationStore> s, Repository* r, ParticipantOptions o)
       : store(std::move(s)),
@@ -72,6 +86,7 @@ struct Participant::Impl {
       stopping = true;
     }
     if (service.joinable()) service.join();
+    if (acknowledger.joinable()) acknowledger.join();
     lease_keeper.Revoke();
   }
 
@@ -108,10 +123,75 @@ struct Participant::Impl {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<JobSnapshot> Read() {
-    absl::StatusOr<coord::RangeResult> range = store->GetPrefix(coord::JobPrefix(options.job));
-    if (!range.ok()) return range.status();
-    return coord::DecodeJobSnapshot(options.job, *range);
+  // What this participant acts on, at one revision (§6): its member and recovered keys, the
+  // recovery record, requests and triggers (ParticipantRange), and the outcomes of its captures
+  // not yet settled. Never the other participants' keys: a read costs the same at 4 participants
+  // and at 1,024 (the snapshot's members and recovered hold this participant only).
+  absl::StatusOr<JobSnapshot> Read() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::vector<KeyRange> ranges = {
+        KeyRange::Single(coord::MemberKey(options.job, options.name)),
+        KeyRange::Single(coord::RecoveredKey(options.job, options.name)),
+        coord::ParticipantRange(options.job)};
+    std::optional<uint64_t> first, last;
+    for (const auto& [id, t] : taken) {
+      if (t.settled) continue;
+      if (!first.has_value()) first = id;
+      last = id;
+    }
+    if (first.has_value()) {
+      // Outcome keys sort by id: one range from the oldest unsettled capture to the newest.
+      ranges.push_back(
+          KeyRange::Between(coord::OutcomeKey(options.job, *first),
+                            coord::PrefixRangeEnd(coord::OutcomeKey(options.job, *last))));
+    }
+    absl::StatusOr<coord::MultiRangeResult> read = store->GetRanges(ranges);
+    if (!read.ok()) return read.status();
+    coord::RangeResult all;
+    all.revision = read->revision;
+    for (std::vector<coord::KeyValue>& kvs : read->ranges) {
+      for (coord::KeyValue& kv : kvs) all.kvs.push_back(std::move(kv));
+    }
+    return coord::DecodeJobSnapshot(options.job, all);
+  }
+
+  // Whether a capture waits for its acknowledgement.
+  bool UnacknowledgedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    for (const auto& [id, t] : taken) {
+      if (!t.acknowledged && t.handle.has_value()) return true;
+    }
+    return false;
+  }
+
+  // The acknowledger thread (§6.3): as soon as a capture's persistence ends, writes its
+  // acknowledgement, whichever thread captured it (a Poll of the application, or a safe point of
+  // the service thread), without waiting for a store change.
+  void Acknowledge() {
+    for (;;) {
+      std::optional<CheckpointHandle> persisting;
+      {
+        MutexLock lock(&mu);
+        mu.Await([this]()
+                     ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping || UnacknowledgedLocked(); });
+        if (stopping) return;
+        for (auto& [id, t] : taken) {
+          if (!t.acknowledged && t.handle.has_value()) {
+            persisting = t.handle;
+            break;
+          }
+        }
+      }
+      persisting->Wait().IgnoreError();  // outside the lock; the result goes into the ack
+      absl::Status s;
+      {
+        MutexLock lock(&mu);
+        if (stopping) return;
+        s = AcknowledgeLocked(/*wait=*/false);
+      }
+      if (!s.ok()) {
+        ICKPT_LOG_INFO("participant {}: acknowledging: {}", options.name, s.ToString());
+        absl::SleepFor(absl::Milliseconds(200));  // the store failed: not in a tight loop
+      }
+    }
   }
 
   // Rejoins if the lease was lost (§8: a participant whose lease expired rejoins with a new
@@ -134,16 +214,14 @@ struct Participant::Impl {
   }
 
   // Writes the acknowledgement of every capture whose persistence ended (§6.3). With `wait`,
-  // waits for persistence first (outside the lock is the service thread's job; here in place).
-  absl::Status AcknowledgeLocked(const JobSnapshot& snap, bool wait)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  // waits for persistence first (in place, lock held: waiting outside it is the acknowledger
+  // thread's job).
+  absl::Status AcknowledgeLocked(bool wait) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     for (auto& [id, t] : taken) {
       if (t.acknowledged || !t.handle.has_value()) continue;
       if (!wait && !t.handle->done()) continue;
-      auto trigger = snap.triggers.find(id);
-      const uint64_t epoch = trigger != snap.triggers.end() ? trigger->second.epoch : 0;
       absl::StatusOr<CommitRecord> result = t.handle->Wait();
-      coord::Ack ack{incarnation, epoch, coord::AckStatus::kAcknowledged, ""};
+      coord::Ack ack{incarnation, t.epoch, coord::AckStatus::kAcknowledged, ""};
       if (!result.ok()) {
         ack.status = coord::AckStatus::kFailed;
         ack.reason = std::string(result.status().ToString());
@@ -205,7 +283,7 @@ struct Participant::Impl {
       snap = Read();
       if (!snap.ok()) return snap.status();
     }
-    if (absl::Status s = AcknowledgeLocked(*snap, /*wait=*/false); !s.ok()) return s;
+    if (absl::Status s = AcknowledgeLocked(/*wait=*/false); !s.ok()) return s;
     SettleLocked(*snap);
     PollResult result;
     // §6.2: a recovery this incarnation has not applied.
@@ -285,7 +363,9 @@ struct Participant::Impl {
     result.event = PollResult::Event::kCheckpointed;
     result.checkpoint_id = trigger.id;
     result.pause = handle->pause();
-    taken[trigger.id].handle = *std::move(handle);
+    Taken& t = taken[trigger.id];
+    t.handle = *std::move(handle);
+    t.epoch = trigger.epoch;
     return result;
   }
 
@@ -352,21 +432,12 @@ struct Participant::Impl {
     return result;
   }
 
-  // The service thread: acknowledgements as persistence ends, outcomes, and in callback mode the
-  // safe points.
+  // The service thread: outcomes, and in callback mode the safe points. It wakes on a change of
+  // ParticipantRange (a trigger, its deletion with the outcome, a recovery, a request) or after
+  // kResyncInterval.
   void Serve() {
     int64_t revision = 0;
     for (;;) {
-      std::optional<CheckpointHandle> persisting;
-      {
-        MutexLock lock(&mu);
-        if (stopping) return;
-        for (auto& [id, t] : taken) {
-          if (!t.acknowledged && t.handle.has_value() && !t.handle->done()) persisting = t.handle;
-        }
-      }
-      // Waits outside the lock, so that a safe point is not held up by persistence.
-      if (persisting.has_value()) persisting->Wait().IgnoreError();  // reported in the ack
       bool needs_safe_point = false;
       {
         MutexLock lock(&mu);
@@ -375,7 +446,6 @@ struct Participant::Impl {
         absl::StatusOr<JobSnapshot> snap = s.ok() ? Read() : absl::StatusOr<JobSnapshot>(s);
         if (snap.ok()) {
           revision = snap->revision;
-          s = AcknowledgeLocked(*snap, /*wait=*/false);
           SettleLocked(*snap);
           needs_safe_point = options.safe_point && NeedsSafePointLocked(*snap);
         } else {
@@ -396,9 +466,17 @@ struct Participant::Impl {
         absl::SleepFor(absl::Milliseconds(200));
         continue;
       }
-      // Short waits: persistence ending is not a store change.
-      store->WaitForChange(coord::JobPrefix(options.job), revision, absl::Milliseconds(250))
-          .IgnoreError();  // a failed wait is followed by a read that reports it
+      const absl::Time resync = absl::Now() + kResyncInterval;
+      while (absl::Now() < resync) {
+        {
+          MutexLock lock(&mu);
+          if (stopping) return;
+        }
+        absl::StatusOr<int64_t> changed =
+            store->WaitForChangeIn(coord::ParticipantRange(options.job), revision, kWaitSlice);
+        // A failed wait is followed by a read that reports it.
+        if (!changed.ok() || *changed != revision) break;
+      }
     }
   }
 
@@ -433,6 +511,7 @@ absl::StatusOr<std::unique_ptr<Participant>> Participant::Join(
   if (!p.ok()) return p.status();
   Impl* impl = (*p)->impl_.get();
   impl->service = std::thread([impl] { impl->Serve(); });
+  impl->acknowledger = std::thread([impl] { impl->Acknowledge(); });
   return p;
 }
 
@@ -463,8 +542,8 @@ absl::StatusOr<PollResult> Participant::WaitForAssignment(absl::Duration timeout
     if (r.ok()) revision = r->revision;
     if (revision > 0) {
       impl_->store
-          ->WaitForChange(coord::JobPrefix(impl_->options.job), revision,
-                          std::min(absl::Milliseconds(500), deadline - absl::Now()))
+          ->WaitForChangeIn(coord::ParticipantRange(impl_->options.job), revision,
+                            std::min(absl::Milliseconds(500), deadline - absl::Now()))
           .IgnoreError();  // the next poll reads again
     } else {
       absl::SleepFor(absl::Milliseconds(100));
@@ -503,9 +582,7 @@ absl::StatusOr<std::unique_ptr<Participant>> ParticipantTestPeer::JoinManual(
 absl::Status ParticipantTestPeer::FlushAcks(Participant& participant) {
   Participant::Impl& impl = *participant.impl_;
   MutexLock lock(&impl.mu);
-  absl::StatusOr<JobSnapshot> snap = impl.Read();
-  if (!snap.ok()) return snap.status();
-  return impl.AcknowledgeLocked(*snap, /*wait=*/true);
+  return impl.AcknowledgeLocked(/*wait=*/true);
 }
 
 int64_t ParticipantTestPeer::Lease(Participant& participant) {

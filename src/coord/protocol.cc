@@ -133,21 +133,28 @@ std::string MemberKey(std::string_view job, std::string_view participant) {
 std::string TriggerKey(std::string_view job, uint64_t id) {
   return StrCat(JobPrefix(job), "triggers/", Id20(id));
 }
+std::string AllAcksPrefix(std::string_view job) { return StrCat(JobPrefix(job), "acks/"); }
 std::string AcksPrefix(std::string_view job, uint64_t id) {
-  return StrCat(JobPrefix(job), "acks/", Id20(id), "/");
+  return StrCat(AllAcksPrefix(job), Id20(id), "/");
 }
 std::string AckKey(std::string_view job, uint64_t id, std::string_view participant) {
   return StrCat(AcksPrefix(job, id), participant);
 }
+std::string OutcomesPrefix(std::string_view job) { return StrCat(JobPrefix(job), "outcomes/"); }
 std::string OutcomeKey(std::string_view job, uint64_t id) {
-  return StrCat(JobPrefix(job), "outcomes/", Id20(id));
+  return StrCat(OutcomesPrefix(job), Id20(id));
 }
 std::string RecoveryKey(std::string_view job) { return StrCat(JobPrefix(job), "recovery"); }
+std::string RecoveredPrefix(std::string_view job) { return StrCat(JobPrefix(job), "recovered/"); }
 std::string RecoveredKey(std::string_view job, std::string_view participant) {
-  return StrCat(JobPrefix(job), "recovered/", participant);
+  return StrCat(RecoveredPrefix(job), participant);
 }
 std::string RequestKey(std::string_view job, std::string_view token) {
   return StrCat(JobPrefix(job), "requests/", token);
+}
+
+KeyRange ParticipantRange(std::string_view job) {
+  return KeyRange::Between(RecoveryKey(job), PrefixRangeEnd(StrCat(JobPrefix(job), "triggers/")));
 }
 
 std::string_view AckStatusName(AckStatus status) {
@@ -195,6 +202,8 @@ std::string EncodeOutcome(const OutcomeValue& v) {
   if (v.decided_ms > 0) j["decided_ms"] = v.decided_ms;
   if (v.logical_bytes.has_value()) j["logical_bytes"] = *v.logical_bytes;
   if (v.stored_bytes.has_value()) j["stored_bytes"] = *v.stored_bytes;
+  if (v.triggered_ms > 0) j["triggered_ms"] = v.triggered_ms;
+  if (v.participants.has_value()) j["participants"] = *v.participants;
   return j.dump();
 }
 std::string EncodeRecovery(const RecoveryValue& v) {
@@ -299,6 +308,8 @@ absl::StatusOr<OutcomeValue> DecodeOutcome(std::string_view key, std::string_vie
     if (j.contains("decided_ms")) v.decided_ms = NonNegativeInt64(j, "decided_ms");
     v.logical_bytes = OptionalUnsigned(j, "logical_bytes");
     v.stored_bytes = OptionalUnsigned(j, "stored_bytes");
+    if (j.contains("triggered_ms")) v.triggered_ms = NonNegativeInt64(j, "triggered_ms");
+    v.participants = OptionalUnsigned(j, "participants");
     return v;
   });
 }
@@ -452,6 +463,15 @@ JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range) {
   std::sort(snap.requests.begin(), snap.requests.end(),
             [](const auto& a, const auto& b) { return a.mod_revision < b.mod_revision; });
   return snap;
+}
+
+TriggerFacts TriggerFactsOf(const JobSnapshot& snap, const OutcomeValue& outcome) {
+  TriggerFacts facts{outcome.triggered_ms, outcome.participants};
+  if (auto it = snap.triggers.find(outcome.id); it != snap.triggers.end()) {
+    if (facts.triggered_ms <= 0) facts.triggered_ms = it->second.created_ms;
+    if (!facts.participants.has_value()) facts.participants = it->second.participants.size();
+  }
+  return facts;
 }
 
 }  // namespace ickpt::coord

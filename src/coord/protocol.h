@@ -34,10 +34,18 @@ std::string MemberKey(std::string_view job, std::string_view participant);
 std::string TriggerKey(std::string_view job, uint64_t id);
 std::string AckKey(std::string_view job, uint64_t id, std::string_view participant);
 std::string AcksPrefix(std::string_view job, uint64_t id);
+std::string AllAcksPrefix(std::string_view job);  // acks/ of every checkpoint
 std::string OutcomeKey(std::string_view job, uint64_t id);
 std::string RecoveryKey(std::string_view job);
 std::string RecoveredKey(std::string_view job, std::string_view participant);
+std::string RecoveredPrefix(std::string_view job);
+std::string OutcomesPrefix(std::string_view job);
 std::string RequestKey(std::string_view job, std::string_view token);
+// The keys a participant watches (docs/protocol.md §6): the recovery record, requests/ and
+// triggers/, which sort together ("recovery" < "requests/" < "triggers/"). Acknowledgements,
+// members, leader keys, outcomes and recovered/ keys are outside it: none of them wakes every
+// participant. An outcome is seen through its trigger's deletion in the same transaction (§5.9).
+KeyRange ParticipantRange(std::string_view job);
 
 struct LeaderValue {
   std::string name;
@@ -83,6 +91,11 @@ struct OutcomeValue {
   int64_t decided_ms = 0;
   std::optional<uint64_t> logical_bytes = std::nullopt;
   std::optional<uint64_t> stored_bytes = std::nullopt;
+  // Protocol 1.2: the leader deletes the trigger with the outcome (§5.9), so the outcome keeps
+  // what `ickpt status` showed from it: when it was triggered (Unix ms; 0: unknown) and how many
+  // participants it asked (absent: unknown).
+  int64_t triggered_ms = 0;
+  std::optional<uint64_t> participants = std::nullopt;
 };
 
 struct RecoveryValue {
@@ -159,6 +172,14 @@ struct JobSnapshot {
   // The candidate that leads: the lowest create_revision, or nullptr.
   const Candidate* leader() const { return candidates.empty() ? nullptr : &candidates.front(); }
 };
+
+// When a decided checkpoint was triggered (Unix ms, 0: unknown) and how many participants it asked:
+// from its outcome (protocol 1.2), or for an older leader's outcome from its trigger, if kept.
+struct TriggerFacts {
+  int64_t triggered_ms = 0;
+  std::optional<uint64_t> participants;
+};
+TriggerFacts TriggerFactsOf(const JobSnapshot& snap, const OutcomeValue& outcome);
 
 // Decodes a GetPrefix(JobPrefix(job)) result. Keys of unknown shape are ignored (a later version).
 JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range);

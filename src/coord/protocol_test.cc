@@ -733,6 +733,110 @@ TEST_F(ProtocolTest, ThreadedCoordinatorAndSafePointCallbacks) {
   participants.clear();
 }
 
+// Protocol 1.2 (§5.9): the outcome's transaction deletes the trigger and the acknowledgements, and
+// the outcome keeps the trigger's time and participant count.
+TEST_F(ProtocolTest, OutcomeReplacesTheTriggerAndAcknowledgementsInOneTransaction) {
+  auto c = StartJobOf({"w0", "w1"});
+  const uint64_t id = TriggerAndCapture(*c);
+  FlushAll();
+  const coord::JobSnapshot before = Snapshot();
+  ASSERT_EQ(before.triggers.count(id), 1u);
+  ASSERT_EQ(before.acks.at(id).size(), 2u);
+  const int64_t read = before.revision;
+  Round(*c);
+  const coord::JobSnapshot after = Snapshot();
+  ASSERT_EQ(after.outcomes.at(id).outcome, coord::Outcome::kCommitted);
+  EXPECT_EQ(after.triggers.count(id), 0u);
+  EXPECT_EQ(after.acks.count(id), 0u);
+  EXPECT_EQ(after.outcomes.at(id).triggered_ms, before.triggers.at(id).created_ms);
+  EXPECT_EQ(after.outcomes.at(id).participants, 2u);
+  // The trigger's deletion (what wakes a participant) is the outcome's revision.
+  ASSERT_OK_AND_ASSIGN(coord::RangeResult outcome, store_->Get(coord::OutcomeKey(kJob, id)));
+  ASSERT_EQ(outcome.kvs.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(int64_t deleted,
+                       store_->WaitForChangeIn(coord::KeyRange::Single(coord::TriggerKey(kJob, id)),
+                                               read, absl::ZeroDuration()));
+  EXPECT_EQ(deleted, outcome.kvs[0].mod_revision);
+  // `ickpt status` and the demo read the trigger's facts from the outcome now.
+  const coord::TriggerFacts facts = coord::TriggerFactsOf(after, after.outcomes.at(id));
+  EXPECT_EQ(facts.triggered_ms, before.triggers.at(id).created_ms);
+  EXPECT_EQ(facts.participants, 2u);
+}
+
+// A participant's own threads write its acknowledgement as persistence ends: an application that
+// captured at a Poll and then polls no more still sees the checkpoint commit and settle.
+TEST_F(ProtocolTest, AcknowledgementNeedsNoFurtherPoll) {
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::unique_ptr<Participant>> participants;
+  for (const char* n : {"w0", "w1"}) {
+    auto w = std::make_unique<Worker>();
+    w->name = n;
+    w->repo = repo_.get();
+    ParticipantOptions po;
+    po.job = kJob;
+    po.name = n;
+    po.lease_ttl = absl::Seconds(600);
+    po.prepare = [w = w.get()](const Assignment& a) { return w->Prepare(a); };
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Participant> p,
+                         Participant::Join(store_, repo_.get(), po));
+    workers.push_back(std::move(w));
+    participants.push_back(std::move(p));
+  }
+  CoordinatorOptions o;
+  o.job = kJob;
+  o.name = "c1";
+  o.participants = 2;
+  o.interval = absl::Milliseconds(1);
+  o.lease_ttl = absl::Seconds(600);
+  o.maintenance = false;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Coordinator> c,
+                       CoordinatorTestPeer::StartManual(store_, repo_.get(), o));
+  Round(*c);  // assigns
+  for (auto& p : participants) {
+    ASSERT_OK_AND_ASSIGN(PollResult r, p->WaitForAssignment(absl::Seconds(30)));
+    EXPECT_EQ(r.event, PollResult::Event::kRestored);
+  }
+  Round(*c);  // the recovery completes
+  for (auto& w : workers) w->Mutate();
+  absl::SleepFor(absl::Milliseconds(2));
+  Round(*c);  // triggers
+  const coord::JobSnapshot triggered = Snapshot();
+  ASSERT_EQ(triggered.triggers.size(), 1u);
+  const uint64_t id = triggered.triggers.begin()->first;
+  std::vector<std::pair<uint64_t, CheckpointOutcome>> settled;
+  std::mutex settled_mu;
+  for (auto& p : participants) {
+    coord::ParticipantTestPeer::SetOutcomeObserver(
+        *p, [&](uint64_t settled_id, CheckpointOutcome outcome) {
+          std::lock_guard<std::mutex> lock(settled_mu);
+          settled.emplace_back(settled_id, outcome);
+        });
+    ASSERT_OK_AND_ASSIGN(PollResult r, p->Poll(0));
+    ASSERT_EQ(r.event, PollResult::Event::kCheckpointed);
+  }
+  // No Poll from here on: the acknowledgements come from the participants' threads.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (Snapshot().outcomes.count(id) == 0 && absl::Now() < deadline) {
+    ASSERT_OK(CoordinatorTestPeer::RunRound(*c));
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(Snapshot().outcomes.at(id).outcome, coord::Outcome::kCommitted);
+  // The trigger's deletion wakes each participant's service thread, which settles the outcome.
+  for (bool done = false; !done && absl::Now() < deadline;) {
+    {
+      std::lock_guard<std::mutex> lock(settled_mu);
+      done = settled.size() == 2;
+    }
+    if (!done) absl::SleepFor(absl::Milliseconds(20));
+  }
+  std::lock_guard<std::mutex> lock(settled_mu);
+  ASSERT_EQ(settled.size(), 2u);
+  for (const auto& [settled_id, outcome] : settled) {
+    EXPECT_EQ(settled_id, id);
+    EXPECT_EQ(outcome, CheckpointOutcome::kCommitted);
+  }
+}
+
 TEST_F(ProtocolTest, TimeoutAboveTheRetentionPolicysIsRefused) {
   CoordinatorOptions o;
   o.job = kJob;
