@@ -200,8 +200,9 @@ class ForwardingStore : public coord::CoordinationStore {
     return target_->GetRanges(ranges);
   }
   absl::StatusOr<int64_t> WaitForChangeIn(const coord::KeyRange& range, int64_t after_revision,
-                                          absl::Duration timeout) override {
-    return target_->WaitForChangeIn(range, after_revision, timeout);
+                                          absl::Duration timeout,
+                                          const coord::WaitCancel* cancel) override {
+    return target_->WaitForChangeIn(range, after_revision, timeout, cancel);
   }
 
  protected:
@@ -250,9 +251,10 @@ class CountingStore final : public ForwardingStore {
     return r;
   }
   absl::StatusOr<int64_t> WaitForChangeIn(const coord::KeyRange& range, int64_t after_revision,
-                                          absl::Duration timeout) override {
+                                          absl::Duration timeout,
+                                          const coord::WaitCancel* cancel) override {
     counters_->waits.fetch_add(1, std::memory_order_relaxed);
-    return target().WaitForChangeIn(range, after_revision, timeout);
+    return target().WaitForChangeIn(range, after_revision, timeout, cancel);
   }
 
  private:
@@ -520,9 +522,10 @@ class MeasuredStore final : public ForwardingStore {
     return r;
   }
   absl::StatusOr<int64_t> WaitForChangeIn(const coord::KeyRange& range, int64_t after_revision,
-                                          absl::Duration timeout) override {
+                                          absl::Duration timeout,
+                                          const coord::WaitCancel* cancel) override {
     CpuScope scope(counters_, kWait, measured_);
-    return target().WaitForChangeIn(range, after_revision, timeout);
+    return target().WaitForChangeIn(range, after_revision, timeout, cancel);
   }
 
  private:

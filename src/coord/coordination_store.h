@@ -20,6 +20,7 @@
 // Thread safety: implementations are safe for concurrent use.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -80,6 +81,18 @@ inline KeyRange KeyRange::Prefix(std::string_view prefix) {
 struct MultiRangeResult {
   std::vector<std::vector<KeyValue>> ranges;
   int64_t revision = 0;
+};
+
+// Ends waits early from another thread: a WaitForChangeIn given it returns after_revision, as on a
+// timeout, soon after Cancel() (in-process at once; on etcd within about a second: libcurl calls
+// its progress callback about once a second on an idle stream). Once canceled, for good.
+class WaitCancel {
+ public:
+  void Cancel() { canceled_.store(true, std::memory_order_release); }
+  bool canceled() const { return canceled_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<bool> canceled_{false};
 };
 
 // A comparison a transaction checks (etcd's Compare). A key that does not exist has
@@ -169,12 +182,14 @@ class CoordinationStore {
   // none came in time. If the revisions after `after_revision` are no longer available (etcd
   // compacted them), returns at once with the store's current revision: the caller re-reads. A
   // change between the caller's read and this call is not missed: it is above after_revision.
+  // `cancel` (may be null) ends the wait early (WaitCancel).
   virtual absl::StatusOr<int64_t> WaitForChangeIn(const KeyRange& range, int64_t after_revision,
-                                                  absl::Duration timeout) = 0;
-  // WaitForChangeIn(KeyRange::Prefix(prefix), ...).
+                                                  absl::Duration timeout,
+                                                  const WaitCancel* cancel) = 0;
+  // WaitForChangeIn(KeyRange::Prefix(prefix), ..., no cancel).
   absl::StatusOr<int64_t> WaitForChange(std::string_view prefix, int64_t after_revision,
                                         absl::Duration timeout) {
-    return WaitForChangeIn(KeyRange::Prefix(prefix), after_revision, timeout);
+    return WaitForChangeIn(KeyRange::Prefix(prefix), after_revision, timeout, nullptr);
   }
 };
 

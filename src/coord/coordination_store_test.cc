@@ -496,21 +496,38 @@ TEST_P(CoordinationStoreTest, RangeWaitSeesOnlyItsRange) {
   Put("a", "1");
   Put("t", "1");
   ASSERT_OK_AND_ASSIGN(int64_t changed,
-                       store_->WaitForChangeIn(range, read, absl::Milliseconds(300)));
+                       store_->WaitForChangeIn(range, read, absl::Milliseconds(300), nullptr));
   EXPECT_EQ(changed, read);
   const int64_t inside = Put("n/x", "1");
   Put("z", "1");
-  ASSERT_OK_AND_ASSIGN(changed, store_->WaitForChangeIn(range, read, absl::Seconds(10)));
+  ASSERT_OK_AND_ASSIGN(changed, store_->WaitForChangeIn(range, read, absl::Seconds(10), nullptr));
   EXPECT_EQ(changed, inside);
   // One key as the range: a write of another key under it as a prefix is not a change of it.
   const int64_t after = Revision();
   Put("s/under", "1");
-  ASSERT_OK_AND_ASSIGN(
-      changed, store_->WaitForChangeIn(KeyRange::Single(K("s")), after, absl::Milliseconds(300)));
+  ASSERT_OK_AND_ASSIGN(changed, store_->WaitForChangeIn(KeyRange::Single(K("s")), after,
+                                                        absl::Milliseconds(300), nullptr));
   EXPECT_EQ(changed, after);
   ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->Delete(K("n/x")));
-  ASSERT_OK_AND_ASSIGN(changed, store_->WaitForChangeIn(range, after, absl::Seconds(10)));
+  ASSERT_OK_AND_ASSIGN(changed, store_->WaitForChangeIn(range, after, absl::Seconds(10), nullptr));
   EXPECT_EQ(changed, deleted);
+}
+
+TEST_P(CoordinationStoreTest, CancelEndsAWaitEarly) {
+  const int64_t read = Revision();
+  WaitCancel cancel;
+  std::thread canceller([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    cancel.Cancel();
+  });
+  const absl::Time start = absl::Now();
+  absl::StatusOr<int64_t> changed =
+      store_->WaitForChangeIn(KeyRange::Prefix(prefix_), read, absl::Seconds(30), &cancel);
+  canceller.join();
+  ASSERT_OK(changed);
+  EXPECT_EQ(*changed, read);
+  // In-process at once; on etcd libcurl looks at the cancel about once a second.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
 TEST_P(CoordinationStoreTest, LeaseExpiryWakesAWait) {

@@ -245,7 +245,12 @@ struct Coordinator::Impl {
     for (std::vector<coord::KeyValue>& kvs : read->ranges) {
       for (coord::KeyValue& kv : kvs) all.kvs.push_back(std::move(kv));
     }
-    return coord::DecodeJobSnapshot(job, all);
+    // The leader needs neither members' values (informational) nor the acknowledgements of
+    // checkpoints other than the pending one (CleanUp deletes them by id).
+    coord::SnapshotDecodeOptions decode;
+    decode.member_values = false;
+    decode.acks_of = pending.has_value() ? pending->id : 0;
+    return coord::DecodeJobSnapshot(job, all, decode);
   }
 
   absl::Status TakeOffice(const JobSnapshot& snap) {

@@ -120,7 +120,20 @@ struct Transfer {
   size_t consumed = 0;  // streaming: bytes of `body` already handed out as lines
   bool stopped = false;
   bool too_large = false;
+  const WaitCancel* cancel = nullptr;  // a wait that another thread may end
+  bool canceled = false;
 };
+
+// libcurl's progress callback (about once a second on an idle stream, more often while data
+// flows): a non-zero return aborts the transfer with CURLE_ABORTED_BY_CALLBACK.
+int ProgressCallback(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  Transfer* t = static_cast<Transfer*>(user);
+  if (t->cancel != nullptr && t->cancel->canceled()) {
+    t->canceled = true;
+    return 1;
+  }
+  return 0;
+}
 
 // Hands out every complete line after `consumed`; returns false once the handler stopped.
 bool DeliverLines(Transfer* t) {
@@ -346,7 +359,8 @@ void EtcdStore::ReleaseHandle(void* handle) {
 absl::StatusOr<EtcdStore::Response> EtcdStore::Post(std::string_view path, const std::string& body,
                                                     Retry retry, absl::Duration timeout,
                                                     const std::string& token,
-                                                    const LineHandler& on_line) {
+                                                    const LineHandler& on_line,
+                                                    const WaitCancel* cancel) {
   size_t first;
   {
     MutexLock lock(&mu_);
@@ -362,6 +376,7 @@ absl::StatusOr<EtcdStore::Response> EtcdStore::Post(std::string_view path, const
     Transfer transfer;
     transfer.curl = curl;
     if (on_line) transfer.on_line = &on_line;
+    transfer.cancel = cancel;
     char error_buffer[CURL_ERROR_SIZE] = {};
     // No "Expect: 100-continue" (libcurl's default above 1 KiB): it costs a round trip per call.
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
@@ -382,6 +397,11 @@ absl::StatusOr<EtcdStore::Response> EtcdStore::Post(std::string_view path, const
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteCallback);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &transfer);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
+    if (cancel != nullptr) {
+      curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, &ProgressCallback);
+      curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &transfer);
+      curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    }
     if (IsHttps(endpoint)) {
       // HTTP/1.1 as over http://: libcurl would otherwise negotiate HTTP/2, which etcd also
       // speaks on its client port (for gRPC), and the gateway's streams would behave differently.
@@ -404,6 +424,7 @@ absl::StatusOr<EtcdStore::Response> EtcdStore::Post(std::string_view path, const
     // The handle refers to these; detach them before it goes back to the pool.
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 1L);
     curl_slist_free_all(headers);
     ReleaseHandle(curl);
 
@@ -413,8 +434,10 @@ absl::StatusOr<EtcdStore::Response> EtcdStore::Post(std::string_view path, const
     }
     // A stream that the handler stopped, or that ran until the timeout after the server answered
     // (a watch without events), ended as intended.
+    // A canceled wait ended as its caller asked: no other endpoint is tried.
     const bool answered = rc == CURLE_OK || (on_line && transfer.stopped) ||
-                          (on_line && rc == CURLE_OPERATION_TIMEDOUT && http_status == 200);
+                          (on_line && rc == CURLE_OPERATION_TIMEDOUT && http_status == 200) ||
+                          transfer.canceled;
     if (answered) {
       if (on_line && !transfer.stopped && http_status == 200) {
         // The last message, if the stream did not end it with a newline.
@@ -674,7 +697,8 @@ absl::Status EtcdStore::RevokeLease(int64_t lease) {
 }
 
 absl::StatusOr<int64_t> EtcdStore::WaitForChangeIn(const KeyRange& range, int64_t after_revision,
-                                                   absl::Duration timeout) {
+                                                   absl::Duration timeout,
+                                                   const WaitCancel* cancel) {
   if (range.key.empty()) return absl::InvalidArgumentError("etcd watch: empty key");
   struct Seen {
     int64_t changed = 0;  // the highest revision of the first batch of events
@@ -717,8 +741,9 @@ absl::StatusOr<int64_t> EtcdStore::WaitForChangeIn(const KeyRange& range, int64_
         Seen seen;
         absl::StatusOr<Response> r =
             Post(etcd::kWatchPath, body, Retry::kAlways, std::max(timeout, absl::Milliseconds(1)),
-                 token, on_line_for(seen));
+                 token, on_line_for(seen), cancel);
         if (!r.ok()) return r.status();
+        if (cancel != nullptr && cancel->canceled() && seen.changed == 0) return after_revision;
         if (r->http_status != 200) return HttpError(*r, "watch");
         if (!seen.error.ok()) return AtEndpoint(seen.error, StrCat("etcd ", r->endpoint));
         compacted = seen.compacted;

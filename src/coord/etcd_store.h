@@ -104,7 +104,8 @@ class EtcdStore final : public CoordinationStore {
   // Opens a watch stream from after_revision + 1 and reads it until the first batch of events, a
   // compaction (then reads the current revision) or the timeout.
   absl::StatusOr<int64_t> WaitForChangeIn(const KeyRange& range, int64_t after_revision,
-                                          absl::Duration timeout) override;
+                                          absl::Duration timeout,
+                                          const WaitCancel* cancel) override;
 
  private:
   struct Response {
@@ -122,10 +123,12 @@ class EtcdStore final : public CoordinationStore {
   // endpoint from the preferred one on, and returns the first reply (any HTTP status). With
   // `on_line`, the reply is streamed to it; stopping it is not an error, nor is reaching `timeout`
   // after the server answered. Unavailable when every endpoint failed (the message names each and
-  // its libcurl error, with a TLS hint).
+  // its libcurl error, with a TLS hint). `cancel` set ends the transfer early (within about a
+  // second), which is an answer too.
   absl::StatusOr<Response> Post(std::string_view path, const std::string& body, Retry retry,
                                 absl::Duration timeout, const std::string& token,
-                                const LineHandler& on_line = nullptr);
+                                const LineHandler& on_line = nullptr,
+                                const WaitCancel* cancel = nullptr);
   // The reply's status for a reply that is not HTTP 200: the gateway's error, or Unavailable.
   absl::Status HttpError(const Response& response, std::string_view what) const;
   // The status for a gateway error (etcd_codec.h GatewayErrorStatus), its message prefixed with

@@ -336,7 +336,8 @@ absl::Status MemoryCoordinationStore::RevokeLease(int64_t lease) {
 
 absl::StatusOr<int64_t> MemoryCoordinationStore::WaitForChangeIn(const KeyRange& range,
                                                                  int64_t after_revision,
-                                                                 absl::Duration timeout) {
+                                                                 absl::Duration timeout,
+                                                                 const WaitCancel* cancel) {
   const absl::Time deadline = absl::Now() + std::max(timeout, absl::ZeroDuration());
   MutexLock lock(&mu_);
   while (true) {
@@ -346,14 +347,17 @@ absl::StatusOr<int64_t> MemoryCoordinationStore::WaitForChangeIn(const KeyRange&
       return changed;
     }
     const absl::Time now = absl::Now();
-    if (now >= deadline) return after_revision;
+    if (now >= deadline || (cancel != nullptr && cancel->canceled())) return after_revision;
     // Wake for a write (every Unlock signals), at the deadline, or when a lease is due: its
-    // deletion is a change nobody else may be around to make.
-    const absl::Time wake = std::min(deadline, NextExpiryLocked());
+    // deletion is a change nobody else may be around to make. A cancel does not signal the
+    // mutex: look at it every 20 ms.
+    absl::Time wake = std::min(deadline, NextExpiryLocked());
+    if (cancel != nullptr) wake = std::min(wake, now + absl::Milliseconds(20));
     mu_.AwaitWithDeadline(
         [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
           return unavailable_ || after_revision < compacted_revision_ ||
-                 LatestChangeLocked(range, after_revision) != 0;
+                 LatestChangeLocked(range, after_revision) != 0 ||
+                 (cancel != nullptr && cancel->canceled());
         },
         wake);
   }

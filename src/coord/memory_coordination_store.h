@@ -57,7 +57,8 @@ class MemoryCoordinationStore final : public CoordinationStore {
   absl::Status RevokeLease(int64_t lease) override;
 
   absl::StatusOr<int64_t> WaitForChangeIn(const KeyRange& range, int64_t after_revision,
-                                          absl::Duration timeout) override;
+                                          absl::Duration timeout,
+                                          const WaitCancel* cancel) override;
 
   // Test hook: the lease expires now, as if its time to live had passed: its keys are deleted (one
   // write) and KeepAlive reports NotFound. Nothing happens if the lease does not exist.

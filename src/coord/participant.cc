@@ -28,11 +28,10 @@ namespace {
 // How long the service thread waits for a change of the keys it watches before it reads them
 // anyway: a resync for what no watched key announces (an older leader's outcome, which does not
 // delete the trigger; a lost lease). Acknowledgements do not wait for it: the acknowledger thread
-// writes each one as persistence ends.
+// writes each one as persistence ends. One watch per resync: at 1,024 participants, waits cut
+// into 500 ms watches (so that a stop ended them sooner) kept etcd too busy for the job to start
+// in 2 minutes (coord_scale_bench); a WaitCancel ends the wait at a stop instead.
 constexpr absl::Duration kResyncInterval = absl::Seconds(2);
-// The wait is made of watches this long, each from the same revision, so that a participant being
-// destroyed stops within it (a watch in progress cannot be interrupted).
-constexpr absl::Duration kWaitSlice = absl::Milliseconds(500);
 }  // namespace
 
 CheckpointerOptions Assignment::Apply(CheckpointerOptions base) const {
@@ -73,6 +72,7 @@ struct Participant::Impl {
   std::atomic<uint64_t> incarnation_for_peers{0};
   std::thread service;
   std::thread acknowledger;
+  coord::WaitCancel stop_waits;  // ends the service thread's wait when the participant stops
 
   Impl(std::shared_ptr<CoordinationStore> s, Repository* r, ParticipantOptions o)
       : store(std::move(s)),
@@ -85,6 +85,7 @@ struct Participant::Impl {
       MutexLock lock(&mu);
       stopping = true;
     }
+    stop_waits.Cancel();
     if (service.joinable()) service.join();
     if (acknowledger.joinable()) acknowledger.join();
     lease_keeper.Revoke();
@@ -466,17 +467,11 @@ struct Participant::Impl {
         absl::SleepFor(absl::Milliseconds(200));
         continue;
       }
-      const absl::Time resync = absl::Now() + kResyncInterval;
-      while (absl::Now() < resync) {
-        {
-          MutexLock lock(&mu);
-          if (stopping) return;
-        }
-        absl::StatusOr<int64_t> changed =
-            store->WaitForChangeIn(coord::ParticipantRange(options.job), revision, kWaitSlice);
-        // A failed wait is followed by a read that reports it.
-        if (!changed.ok() || *changed != revision) break;
-      }
+      // A failed wait is followed by a read that reports it.
+      store
+          ->WaitForChangeIn(coord::ParticipantRange(options.job), revision, kResyncInterval,
+                            &stop_waits)
+          .IgnoreError();
     }
   }
 
@@ -543,7 +538,7 @@ absl::StatusOr<PollResult> Participant::WaitForAssignment(absl::Duration timeout
     if (revision > 0) {
       impl_->store
           ->WaitForChangeIn(coord::ParticipantRange(impl_->options.job), revision,
-                            std::min(absl::Milliseconds(500), deadline - absl::Now()))
+                            std::min(absl::Milliseconds(500), deadline - absl::Now()), nullptr)
           .IgnoreError();  // the next poll reads again
     } else {
       absl::SleepFor(absl::Milliseconds(100));

@@ -369,7 +369,8 @@ absl::StatusOr<Request> DecodeRequest(std::string_view key, std::string_view byt
   });
 }
 
-JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range) {
+JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range,
+                              const SnapshotDecodeOptions& options) {
   JobSnapshot snap;
   snap.revision = range.revision;
   const std::string prefix = JobPrefix(job);
@@ -393,7 +394,8 @@ JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range) {
       snap.candidates.push_back({kv.lease, kv.create_revision, *std::move(v)});
     } else if (take("members/")) {
       if (!ValidateCoordinationName("participant", rest).ok()) continue;
-      absl::StatusOr<MemberValue> v = DecodeMember(kv.key, kv.value);
+      absl::StatusOr<MemberValue> v =
+          options.member_values ? DecodeMember(kv.key, kv.value) : MemberValue{};
       if (!v.ok()) {
         damaged(v.status());
         v = MemberValue{};  // the incarnation is the key's revision, not its value
@@ -415,6 +417,10 @@ JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range) {
       if (!id || rest.size() < 22 || rest[20] != '/') continue;
       std::string_view participant = rest.substr(21);
       if (!ValidateCoordinationName("participant", participant).ok()) continue;
+      if (options.acks_of.has_value() && *options.acks_of != *id) {
+        snap.acks[*id];  // listed, not decoded
+        continue;
+      }
       absl::StatusOr<Ack> v = DecodeAck(kv.key, kv.value);
       if (!v.ok()) {
         damaged(v.status());

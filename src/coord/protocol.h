@@ -181,7 +181,18 @@ struct TriggerFacts {
 };
 TriggerFacts TriggerFactsOf(const JobSnapshot& snap, const OutcomeValue& outcome);
 
+// What a reader of a snapshot may leave undecoded, to save its CPU on every read (the leader reads
+// every member and acknowledgement at each round).
+struct SnapshotDecodeOptions {
+  // false: members/ values are left empty (the incarnation and lease come from the key).
+  bool member_values = true;
+  // Set: only this checkpoint's acknowledgements are decoded; the ids of the others are listed in
+  // `acks` with no entries.
+  std::optional<uint64_t> acks_of = std::nullopt;
+};
+
 // Decodes a GetPrefix(JobPrefix(job)) result. Keys of unknown shape are ignored (a later version).
-JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range);
+JobSnapshot DecodeJobSnapshot(std::string_view job, const RangeResult& range,
+                              const SnapshotDecodeOptions& options = {});
 
 }  // namespace ickpt::coord

@@ -755,7 +755,7 @@ TEST_F(ProtocolTest, OutcomeReplacesTheTriggerAndAcknowledgementsInOneTransactio
   ASSERT_EQ(outcome.kvs.size(), 1u);
   ASSERT_OK_AND_ASSIGN(int64_t deleted,
                        store_->WaitForChangeIn(coord::KeyRange::Single(coord::TriggerKey(kJob, id)),
-                                               read, absl::ZeroDuration()));
+                                               read, absl::ZeroDuration(), nullptr));
   EXPECT_EQ(deleted, outcome.kvs[0].mod_revision);
   // `ickpt status` and the demo read the trigger's facts from the outcome now.
   const coord::TriggerFacts facts = coord::TriggerFactsOf(after, after.outcomes.at(id));
