@@ -49,16 +49,23 @@ struct RangeResult {
 };
 
 // A set of keys: `key` alone when `end` is empty, else every key k with key <= k < end, where
-// `end` "\0" means to the end of the key space (etcd's key and range_end).
+// `end` "\0" means to the end of the key space (etcd's key and range_end). A read of a range with
+// `keys_only` returns its keys and revisions without values (etcd's keys_only).
 struct KeyRange {
   std::string key;
   std::string end;
+  bool keys_only = false;
 
   static KeyRange Single(std::string key) { return {std::move(key), {}}; }
   // Every key that starts with `prefix` (the empty prefix: every key).
   static KeyRange Prefix(std::string_view prefix);
   static KeyRange Between(std::string begin, std::string end) {
     return {std::move(begin), std::move(end)};
+  }
+  KeyRange KeysOnly() const {
+    KeyRange r = *this;
+    r.keys_only = true;
+    return r;
   }
   bool Contains(std::string_view k) const {
     if (end.empty()) return k == key;

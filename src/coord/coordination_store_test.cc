@@ -246,6 +246,16 @@ TEST_P(CoordinationStoreTest, GetRangesReadsEveryRangeAtOneRevision) {
   EXPECT_EQ(store_->GetRanges({}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->GetRanges({KeyRange::Single("")}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // Keys only: the same keys and revisions, no values.
+  ASSERT_OK_AND_ASSIGN(
+      MultiRangeResult keys,
+      store_->GetRanges({KeyRange::Prefix(K("b/")).KeysOnly(), KeyRange::Single(K("a"))}));
+  ASSERT_EQ(keys.ranges[0].size(), 2u);
+  EXPECT_EQ(keys.ranges[0][1].key, K("b/2"));
+  EXPECT_TRUE(keys.ranges[0][1].value.empty());
+  EXPECT_EQ(keys.ranges[0][1].mod_revision, read.ranges[1][1].mod_revision);
+  ASSERT_EQ(keys.ranges[1].size(), 1u);
+  EXPECT_EQ(keys.ranges[1][0].value, "v-a");
 }
 
 TEST_P(CoordinationStoreTest, OverwriteKeepsCreateRevisionAndCountsVersions) {

@@ -222,6 +222,7 @@ json PrefixRange(std::string_view prefix) {
 json RangeJson(const KeyRange& range) {
   json j = {{"key", Base64(range.key)}};
   if (!range.end.empty()) j["range_end"] = Base64(range.end);
+  if (range.keys_only) j["keys_only"] = true;
   return j;
 }
 

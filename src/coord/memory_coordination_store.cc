@@ -265,6 +265,7 @@ absl::StatusOr<MultiRangeResult> MemoryCoordinationStore::GetRanges(
     for (auto it = kvs_.lower_bound(range.key); it != kvs_.end() && range.Contains(it->first);
          ++it) {
       kvs.push_back(it->second);
+      if (range.keys_only) kvs.back().value.clear();
     }
   }
   result.revision = revision_;

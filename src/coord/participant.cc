@@ -66,6 +66,8 @@ struct Participant::Impl {
   std::map<uint64_t, Taken> taken ABSL_GUARDED_BY(mu);
   // Triggers at or below this id are handled (taken, declined, or older than the assignment).
   uint64_t handled_through ABSL_GUARDED_BY(mu) = 0;
+  // The recovery record as last read (Read fetches it again only when its revision changes).
+  std::optional<coord::KeyValue> recovery_kv ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
   // ParticipantTestPeer::SetOutcomeObserver: told of each outcome handed to the checkpointer.
   std::function<void(uint64_t, CheckpointOutcome)> outcome_observer ABSL_GUARDED_BY(mu);
@@ -124,15 +126,18 @@ struct Participant::Impl {
     return absl::OkStatus();
   }
 
-  // What this participant acts on, at one revision (§6): its member and recovered keys, the
-  // recovery record, requests and triggers (ParticipantRange), and the outcomes of its captures
-  // not yet settled. Never the other participants' keys: a read costs the same at 4 participants
-  // and at 1,024 (the snapshot's members and recovered hold this participant only).
+  // What this participant acts on (§6): its member and recovered keys, the recovery record,
+  // the triggers it has not handled, and the outcomes of its captures not yet settled and of
+  // those triggers. Never the other participants' keys, and the values of the trigger and the
+  // recovery record (each names every participant) only when new: a read costs about the same
+  // at 4 participants and at 1,024 (the snapshot's members and recovered hold this participant
+  // only, and handled triggers appear as ids without values). One read at one revision, then,
+  // only when something is new, a second read of the new values.
   absl::StatusOr<JobSnapshot> Read() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    std::vector<KeyRange> ranges = {
-        KeyRange::Single(coord::MemberKey(options.job, options.name)),
-        KeyRange::Single(coord::RecoveredKey(options.job, options.name)),
-        coord::ParticipantRange(options.job)};
+    const std::string& job = options.job;
+    std::vector<KeyRange> ranges = {KeyRange::Single(coord::MemberKey(job, options.name)),
+                                    KeyRange::Single(coord::RecoveredKey(job, options.name)),
+                                    coord::ParticipantRange(job).KeysOnly()};
     std::optional<uint64_t> first, last;
     for (const auto& [id, t] : taken) {
       if (t.settled) continue;
@@ -149,10 +154,52 @@ struct Participant::Impl {
     if (!read.ok()) return read.status();
     coord::RangeResult all;
     all.revision = read->revision;
-    for (std::vector<coord::KeyValue>& kvs : read->ranges) {
-      for (coord::KeyValue& kv : kvs) all.kvs.push_back(std::move(kv));
+    std::vector<KeyRange> fetch;
+    std::vector<uint64_t> handled_ids;
+    const std::string recovery_key = coord::RecoveryKey(job);
+    const std::string triggers = StrCat(coord::JobPrefix(job), "triggers/");
+    bool recovery_present = false;
+    for (size_t i = 0; i < read->ranges.size(); ++i) {
+      for (coord::KeyValue& kv : read->ranges[i]) {
+        if (i != 2) {
+          all.kvs.push_back(std::move(kv));
+          continue;
+        }
+        if (kv.key == recovery_key) {
+          recovery_present = true;
+          if (!recovery_kv.has_value() || recovery_kv->mod_revision != kv.mod_revision) {
+            fetch.push_back(KeyRange::Single(recovery_key));
+          }
+        } else if (kv.key.compare(0, triggers.size(), triggers) == 0) {
+          const std::optional<uint64_t> id = coord::ParseId20(kv.key.substr(triggers.size()));
+          if (!id.has_value()) continue;
+          if (*id <= handled_through) {
+            handled_ids.push_back(*id);
+          } else {
+            fetch.push_back(KeyRange::Single(kv.key));
+            fetch.push_back(KeyRange::Single(coord::OutcomeKey(job, *id)));
+          }
+        }
+      }
     }
-    return coord::DecodeJobSnapshot(options.job, all);
+    if (!recovery_present) recovery_kv.reset();
+    if (!fetch.empty()) {
+      absl::StatusOr<coord::MultiRangeResult> values = store->GetRanges(fetch);
+      if (!values.ok()) return values.status();
+      for (std::vector<coord::KeyValue>& kvs : values->ranges) {
+        for (coord::KeyValue& kv : kvs) {
+          if (kv.key == recovery_key)
+            recovery_kv = kv;
+          else
+            all.kvs.push_back(std::move(kv));
+        }
+      }
+    }
+    if (recovery_present && recovery_kv.has_value()) all.kvs.push_back(*recovery_kv);
+    JobSnapshot snap = coord::DecodeJobSnapshot(job, all);
+    // Handled triggers: their ids only (RecoverLocked starts after the newest one).
+    for (uint64_t id : handled_ids) snap.triggers[id].id = id;
+    return snap;
   }
 
   // Whether a capture waits for its acknowledgement.

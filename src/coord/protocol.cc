@@ -88,7 +88,8 @@ absl::StatusOr<T> Decode(std::string_view what, std::string_view key, std::strin
   }
 }
 
-// The id in a key component of 20 digits; nullopt if it is not one.
+}  // namespace
+
 std::optional<uint64_t> ParseId20(std::string_view s) {
   if (s.size() != 20) return std::nullopt;
   uint64_t id = 0;
@@ -98,8 +99,6 @@ std::optional<uint64_t> ParseId20(std::string_view s) {
   }
   return id;
 }
-
-}  // namespace
 
 std::string ThisHostName() {
   char host[256] = {};

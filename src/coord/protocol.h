@@ -41,6 +41,9 @@ std::string RecoveredKey(std::string_view job, std::string_view participant);
 std::string RecoveredPrefix(std::string_view job);
 std::string OutcomesPrefix(std::string_view job);
 std::string RequestKey(std::string_view job, std::string_view token);
+// The id in a key component of 20 digits (the <id:020> of triggers/, acks/, outcomes/); nullopt
+// if it is not one.
+std::optional<uint64_t> ParseId20(std::string_view s);
 // The keys a participant watches (docs/protocol.md §6): the recovery record, requests/ and
 // triggers/, which sort together ("recovery" < "requests/" < "triggers/"). Acknowledgements,
 // members, leader keys, outcomes and recovered/ keys are outside it: none of them wakes every
