@@ -5,10 +5,10 @@
 // Set-up, per size P, each on a job and a repository of its own (the etcd is shared):
 //   - P participants, threads spread over --processes child processes (this program re-executed
 //     with --child): each a real Participant with its own etcd connection, lease and service thread
-//     (safe-point callback mode, so the service thread watches, captures, acknowledges and settles
-//     by itself), holding a tiny checkpointer: one region of one 4 KiB block (explicit tracker,
-//     marked dirty at each safe point), persist_threads 1, capture_threads 1, so that what is
-//     measured is the coordination, not data.
+//     (safe-point callback mode, so the participant's own threads watch, capture, acknowledge and
+//     settle by themselves), holding a tiny checkpointer: one region of one 4 KiB block (explicit
+//     tracker, marked dirty at each safe point), persist_threads 1, capture_threads 1, so that what
+//     is measured is the coordination, not data.
 //   - One coordinator in this process, CoordinatorTestPeer::StartManual: its rounds run on this
 //     thread, one RunRound() at a time, with the waits between them as Coordinator's own loop does
 //     (WaitForChange on the job's prefix from the revision the round read, up to 1 s). Its CPU is
@@ -27,18 +27,18 @@
 //     also to the outcome's write (trigger -> acknowledgements -> group commit -> outcome).
 //   - coordinator CPU: this thread's CPU from the start of the round that triggers to the end of
 //     the round that writes the outcome, rounds and waits between them; split into etcd reads
-//     (GetPrefix: HTTP, and decoding the gateway's JSON), etcd writes (Txn), waits (the watch
-//     stream), the repository's object store, and the rest (decoding the job's keys into a
-//     snapshot, decisions, the group commit's own work).
+//     (GetPrefix and GetRanges: HTTP, and decoding the gateway's JSON), etcd writes (Txn), waits
+//     (the watch stream), the repository's object store, and the rest (decoding the job's keys into
+//     a snapshot, decisions, the group commit's own work).
 //   - the participants' processes' and etcd's CPU (from /proc/PID/stat, 10 ms ticks) over the same
-//     window (trigger to last settlement), and how many prefix reads and watch waits the
-//     participants made, with the bytes the reads returned.
+//     window (trigger to last settlement), and how many reads (GetPrefix, GetRanges) and watch
+//     waits the participants made, with the bytes of keys and values the reads returned.
 // A checkpoint counts in the summary if it committed, every participant learned it, and the round
 // that triggered it was its first (no recovery in between); the others are printed and counted
 // apart. The wait for the participants to learn an outcome ends early when none learns it for
 // max(10 s, 2 lease ttl): a participant that lost its lease rejoined and never will.
 // Before the first checkpoint of a size, --idle-ms of idle: the participants' and etcd's CPU per
-// second while nothing happens (leases kept alive, watches renewed every 250 ms).
+// second while nothing happens (leases kept alive, a participant's watch renewed every 2 s).
 //
 // At the end, one table of every size side by side, and the goals: coordinator CPU under
 // 10 ms per checkpoint at 64 participants, and at 1,024 no more than 16x the 64 figure (medians of
