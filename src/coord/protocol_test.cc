@@ -257,6 +257,42 @@ class ProtocolTest : public ::testing::Test {
     EXPECT_EQ(record.parent, committed);
   }
 
+  // Workers whose participants run their own threads (Participant::Join), with `safe_point` as
+  // ParticipantOptions::safe_point (empty: Poll mode).
+  void JoinThreaded(const std::vector<std::string>& names,
+                    std::function<void(absl::FunctionRef<void()>)> safe_point,
+                    std::vector<std::unique_ptr<Worker>>* workers,
+                    std::vector<std::unique_ptr<Participant>>* participants) {
+    for (const std::string& n : names) {
+      auto w = std::make_unique<Worker>();
+      w->name = n;
+      w->repo = repo_.get();
+      ParticipantOptions po;
+      po.job = kJob;
+      po.name = n;
+      po.lease_ttl = absl::Seconds(600);
+      po.prepare = [w = w.get()](const Assignment& a) { return w->Prepare(a); };
+      po.safe_point = safe_point;
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<Participant> participant,
+                           Participant::Join(store_, repo_.get(), po));
+      workers->push_back(std::move(w));
+      participants->push_back(std::move(participant));
+    }
+  }
+
+  // Coordinator "c1" of `participants` participants, triggering every `interval`, with a lease
+  // that does not expire during a test and no maintenance.
+  static CoordinatorOptions CoordinatorOf(uint32_t participants, absl::Duration interval) {
+    CoordinatorOptions o;
+    o.job = kJob;
+    o.name = "c1";
+    o.participants = participants;
+    o.interval = interval;
+    o.lease_ttl = absl::Seconds(600);
+    o.maintenance = false;
+    return o;
+  }
+
   testing::TempDir dir_;
   std::unique_ptr<Repository> repo_;
   std::shared_ptr<MemoryCoordinationStore> store_ = std::make_shared<MemoryCoordinationStore>();
@@ -686,32 +722,16 @@ TEST_F(ProtocolTest, ThreadedCoordinatorAndSafePointCallbacks) {
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::unique_ptr<Participant>> participants;
   std::mutex app_mu;  // the application's own lock: held while it writes its state
-  for (const char* n : {"w0", "w1"}) {
-    auto w = std::make_unique<Worker>();
-    w->name = n;
-    w->repo = repo_.get();
-    ParticipantOptions po;
-    po.job = kJob;
-    po.name = n;
-    po.lease_ttl = absl::Seconds(600);
-    po.prepare = [w = w.get()](const Assignment& a) { return w->Prepare(a); };
-    po.safe_point = [&app_mu](absl::FunctionRef<void()> at_safe_point) {
-      std::lock_guard<std::mutex> lock(app_mu);
-      at_safe_point();
-    };
-    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Participant> p, Participant::Join(store_, repo_.get(), po));
-    workers.push_back(std::move(w));
-    participants.push_back(std::move(p));
-  }
-  CoordinatorOptions o;
-  o.job = kJob;
-  o.name = "c1";
-  o.participants = 2;
-  o.interval = absl::Milliseconds(50);
-  o.lease_ttl = absl::Seconds(600);
-  o.maintenance = false;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Coordinator> c,
-                       Coordinator::Start(store_, repo_.get(), o));
+  JoinThreaded(
+      {"w0", "w1"},
+      [&app_mu](absl::FunctionRef<void()> at_safe_point) {
+        std::lock_guard<std::mutex> lock(app_mu);
+        at_safe_point();
+      },
+      &workers, &participants);
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Coordinator> c,
+      Coordinator::Start(store_, repo_.get(), CoordinatorOf(2, absl::Milliseconds(50))));
   // The application writes between safe points.
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (c->stats().committed < 3 && absl::Now() < deadline) {
@@ -768,29 +788,10 @@ TEST_F(ProtocolTest, OutcomeReplacesTheTriggerAndAcknowledgementsInOneTransactio
 TEST_F(ProtocolTest, AcknowledgementNeedsNoFurtherPoll) {
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::unique_ptr<Participant>> participants;
-  for (const char* n : {"w0", "w1"}) {
-    auto w = std::make_unique<Worker>();
-    w->name = n;
-    w->repo = repo_.get();
-    ParticipantOptions po;
-    po.job = kJob;
-    po.name = n;
-    po.lease_ttl = absl::Seconds(600);
-    po.prepare = [w = w.get()](const Assignment& a) { return w->Prepare(a); };
-    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Participant> p,
-                         Participant::Join(store_, repo_.get(), po));
-    workers.push_back(std::move(w));
-    participants.push_back(std::move(p));
-  }
-  CoordinatorOptions o;
-  o.job = kJob;
-  o.name = "c1";
-  o.participants = 2;
-  o.interval = absl::Milliseconds(1);
-  o.lease_ttl = absl::Seconds(600);
-  o.maintenance = false;
+  JoinThreaded({"w0", "w1"}, /*safe_point=*/nullptr, &workers, &participants);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Coordinator> c,
-                       CoordinatorTestPeer::StartManual(store_, repo_.get(), o));
+                       CoordinatorTestPeer::StartManual(store_, repo_.get(),
+                                                        CoordinatorOf(2, absl::Milliseconds(1))));
   Round(*c);  // assigns
   for (auto& p : participants) {
     ASSERT_OK_AND_ASSIGN(PollResult r, p->WaitForAssignment(absl::Seconds(30)));
