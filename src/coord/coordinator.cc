@@ -211,11 +211,10 @@ struct Coordinator::Impl {
   // The job's keys this round needs, at one revision. Until this instance leads, the election's
   // keys (leader/), and the whole prefix once they say it leads (taking office reads every trigger
   // and outcome): a standby costs one small read per change of the election. A leader reads the
-  // leader
-  // keys, members, acknowledgements, the recovery record, requests and triggers; the recovered/
-  // keys only `with_recovered` (while a recovery is in progress); and of the outcomes only those
-  // old enough to delete (§5.9). A round in steady state so reads members and the pending
-  // checkpoint's acknowledgements, not the 64 kept outcomes and every recovered/ key on top.
+  // leader keys, members, acknowledgements, the recovery record, requests and triggers; the
+  // recovered/ keys only `with_recovered` (while a recovery is in progress); and of the outcomes
+  // only those old enough to delete (§5.9). A round in steady state so reads members and the
+  // pending checkpoint's acknowledgements, not the 64 kept outcomes and every recovered/ key.
   absl::StatusOr<JobSnapshot> ReadJob(bool with_recovered) {
     const std::string& job = options.job;
     if (!leading) {

@@ -186,13 +186,17 @@ struct Participant::Impl {
     if (!fetch.empty()) {
       absl::StatusOr<coord::MultiRangeResult> values = store->GetRanges(fetch);
       if (!values.ok()) return values.status();
-      for (std::vector<coord::KeyValue>& kvs : values->ranges) {
-        for (coord::KeyValue& kv : kvs) {
-          if (kv.key == recovery_key)
-            recovery_kv = kv;
-          else
-            all.kvs.push_back(std::move(kv));
+      for (size_t i = 0; i < fetch.size(); ++i) {
+        if (fetch[i].key == recovery_key) {
+          // Gone since the first read (never, in the protocol): no stale record is acted on.
+          if (values->ranges[i].empty()) {
+            recovery_kv.reset();
+          } else {
+            recovery_kv = values->ranges[i].front();
+          }
+          continue;
         }
+        for (coord::KeyValue& kv : values->ranges[i]) all.kvs.push_back(std::move(kv));
       }
     }
     if (recovery_present && recovery_kv.has_value()) all.kvs.push_back(*recovery_kv);
