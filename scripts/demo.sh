@@ -3,7 +3,8 @@
 # distributed one (`ickpt demo --workers 4`: a throw-away etcd, two coordinators, four workers, a
 # worker and the leading coordinator SIGKILLed, the final state verified against a failure-free
 # run). `--single` runs the single-process demo instead (a 1 GiB simulation checkpointed,
-# SIGKILLed, restored and verified). Other arguments go to `ickpt demo` (e.g. --seed 7 --json).
+# SIGKILLed, restored and verified). Other arguments go to `ickpt demo` (e.g. --seed 7 --json,
+# or --workers 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,4 +14,8 @@ if [[ "${1:-}" == "--single" ]]; then
   shift
   exec build/src/cli/ickpt demo "$@"
 fi
+# Four workers unless the caller chose how many (`--workers 2` must not become two flags).
+for arg in "$@"; do
+  [[ $arg == --workers || $arg == --workers=* ]] && exec build/src/cli/ickpt demo "$@"
+done
 exec build/src/cli/ickpt demo --workers 4 "$@"
