@@ -327,10 +327,16 @@ struct Coordinator::Impl {
          TxnOp::DeletePrefix(coord::AcksPrefix(options.job, outcome.id))});
     if (absl::IsFailedPrecondition(s)) StepDown(s.ToString());
     if (!s.ok()) return s;
-    newest_outcome = std::max(newest_outcome, outcome.id);
     ICKPT_LOG_INFO("job {}: checkpoint {} {}{}", options.job, outcome.id,
                    coord::OutcomeName(outcome.outcome),
                    outcome.reason.empty() ? "" : StrCat(" (", outcome.reason, ")"));
+    Count(outcome);
+    return absl::OkStatus();
+  }
+
+  // An outcome this leader announced, in its stats.
+  void Count(const coord::OutcomeValue& outcome) {
+    newest_outcome = std::max(newest_outcome, outcome.id);
     MutexLock lock(&mu);
     if (outcome.outcome == coord::Outcome::kCommitted) {
       ++stats.committed;
@@ -339,7 +345,6 @@ struct Coordinator::Impl {
       ++stats.aborted;
       stats.last_abort_reason = outcome.reason;
     }
-    return absl::OkStatus();
   }
 
   absl::StatusOr<absl::Duration> Lead(const JobSnapshot& snap) {
@@ -533,6 +538,28 @@ struct Coordinator::Impl {
   // §5.6, §5.7.
   absl::StatusOr<absl::Duration> Collect(const JobSnapshot& snap, absl::Time now) {
     const Pending& p = *pending;
+    if (snap.triggers.count(p.id) == 0) {
+      // The trigger is not there: the transaction announcing the outcome (which deletes it) was
+      // applied and its reply lost, or the trigger's own write was not applied (§2). Settle it
+      // now rather than at the timeout.
+      absl::StatusOr<coord::RangeResult> announced =
+          store->Get(coord::OutcomeKey(options.job, p.id));
+      if (!announced.ok()) return announced.status();
+      if (announced->kvs.empty()) {
+        return Finish(snap, "its trigger was not written (the coordination store did not answer)",
+                      /*failure=*/false);
+      }
+      const coord::KeyValue& kv = announced->kvs.front();
+      absl::StatusOr<coord::OutcomeValue> outcome = coord::DecodeOutcome(kv.key, kv.value);
+      if (!outcome.ok()) return outcome.status();  // damage: reported, the timeout settles it
+      ICKPT_LOG_INFO("job {}: checkpoint {} {} (announced; the reply was lost)", options.job, p.id,
+                     coord::OutcomeName(outcome->outcome));
+      Count(*outcome);
+      if (outcome->outcome == coord::Outcome::kCommitted) MaybeStartMaintenance(p.id);
+      pending.reset();
+      last_outcome = absl::Now();
+      return absl::ZeroDuration();
+    }
     auto acks_it = snap.acks.find(p.id);
     std::vector<std::string> missing;
     std::string refusal;
@@ -651,9 +678,13 @@ struct Coordinator::Impl {
     }
     absl::Status s = LeaderWrite(std::move(ops));
     if (absl::IsFailedPrecondition(s)) StepDown(s.ToString());
-    if (!s.ok()) return s;
+    if (!s.ok() && !absl::IsUnavailable(s)) return s;
+    // Unavailable: the trigger may have been written and its reply lost (§2); participants may
+    // capture it. It is pending either way: Collect settles it at once if it was not written,
+    // and an id is never triggered twice.
     last_trigger = now;
     pending = std::move(p);
+    if (!s.ok()) return s;
     {
       MutexLock lock(&mu);
       ++stats.triggered;

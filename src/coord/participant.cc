@@ -344,11 +344,15 @@ struct Participant::Impl {
       const coord::RecoveryValue& recovery = *snap->recovery;
       auto me = std::find(recovery.participants.begin(), recovery.participants.end(),
                           options.name);
+      // A restore of this sequence that failed is reported once; the leader steps back (§5.3).
+      // One reported restored while this incarnation is not assigned means the report was
+      // applied but its reply lost: restore again (the state held may be anything since).
       auto recovered = snap->recovered.find(options.name);
-      const bool already = recovered != snap->recovered.end() &&
-                           recovered->second.sequence == recovery.sequence &&
-                           recovered->second.incarnation == incarnation;
-      if (me != recovery.participants.end() && !already) {
+      const bool failed_already = recovered != snap->recovered.end() &&
+                                  recovered->second.sequence == recovery.sequence &&
+                                  recovered->second.incarnation == incarnation &&
+                                  recovered->second.status == coord::RecoveredStatus::kFailed;
+      if (me != recovery.participants.end() && !failed_already) {
         return RecoverLocked(*snap, static_cast<uint32_t>(me - recovery.participants.begin()));
       }
       if (me == recovery.participants.end()) assignment.reset();
