@@ -42,68 +42,50 @@ absl::Status FaultCoordinationStore::Injected(std::string_view call, Fault fault
 
 absl::StatusOr<int64_t> FaultCoordinationStore::Put(std::string_view key, std::string_view value,
                                                     int64_t lease) {
-  const Fault fault = Draw(/*write=*/true);
-  if (fault == Fault::kBefore) return Injected("put", fault);
-  absl::StatusOr<int64_t> r = target_->Put(key, value, lease);
-  if (fault == Fault::kAfter && r.ok()) return Injected("put", fault);
-  return r;
+  return Write("put", [&] { return target_->Put(key, value, lease); });
 }
 
 absl::StatusOr<RangeResult> FaultCoordinationStore::Get(std::string_view key) {
-  if (const Fault fault = Draw(false); fault != Fault::kNone) return Injected("get", fault);
-  return target_->Get(key);
+  return Read("get", [&] { return target_->Get(key); });
 }
 
 absl::StatusOr<RangeResult> FaultCoordinationStore::GetPrefix(std::string_view prefix) {
-  if (const Fault fault = Draw(false); fault != Fault::kNone) return Injected("prefix read", fault);
-  return target_->GetPrefix(prefix);
+  return Read("prefix read", [&] { return target_->GetPrefix(prefix); });
 }
 
 absl::StatusOr<MultiRangeResult> FaultCoordinationStore::GetRanges(
     const std::vector<KeyRange>& ranges) {
-  if (const Fault fault = Draw(false); fault != Fault::kNone) return Injected("range read", fault);
-  return target_->GetRanges(ranges);
+  return Read("range read", [&] { return target_->GetRanges(ranges); });
 }
 
 absl::StatusOr<int64_t> FaultCoordinationStore::Delete(std::string_view key) {
-  const Fault fault = Draw(/*write=*/true);
-  if (fault == Fault::kBefore) return Injected("delete", fault);
-  absl::StatusOr<int64_t> r = target_->Delete(key);
-  if (fault == Fault::kAfter && r.ok()) return Injected("delete", fault);
-  return r;
+  return Write("delete", [&] { return target_->Delete(key); });
 }
 
 absl::StatusOr<TxnResult> FaultCoordinationStore::Txn(const std::vector<Compare>& compares,
                                                       const std::vector<TxnOp>& success,
                                                       const std::vector<TxnOp>& failure) {
-  const Fault fault = Draw(/*write=*/true);
-  if (fault == Fault::kBefore) return Injected("transaction", fault);
-  absl::StatusOr<TxnResult> r = target_->Txn(compares, success, failure);
-  if (fault == Fault::kAfter && r.ok()) return Injected("transaction", fault);
-  return r;
+  return Write("transaction", [&] { return target_->Txn(compares, success, failure); });
 }
 
 absl::StatusOr<int64_t> FaultCoordinationStore::GrantLease(absl::Duration ttl) {
-  if (const Fault fault = Draw(false); fault != Fault::kNone) return Injected("lease grant", fault);
-  return target_->GrantLease(ttl);
+  return Read("lease grant", [&] { return target_->GrantLease(ttl); });
 }
 
 absl::Status FaultCoordinationStore::KeepAlive(int64_t lease) {
-  if (const Fault fault = Draw(false); fault != Fault::kNone) return Injected("keep-alive", fault);
-  return target_->KeepAlive(lease);
+  return Read("keep-alive", [&] { return target_->KeepAlive(lease); });
 }
 
 absl::Status FaultCoordinationStore::RevokeLease(int64_t lease) {
-  if (const Fault fault = Draw(false); fault != Fault::kNone) return Injected("revoke", fault);
-  return target_->RevokeLease(lease);
+  return Read("revoke", [&] { return target_->RevokeLease(lease); });
 }
 
 absl::StatusOr<int64_t> FaultCoordinationStore::WaitForChangeIn(const KeyRange& range,
                                                                 int64_t after_revision,
                                                                 absl::Duration timeout,
                                                                 const WaitCancel* cancel) {
-  if (const Fault fault = Draw(false); fault != Fault::kNone) return Injected("wait", fault);
-  return target_->WaitForChangeIn(range, after_revision, timeout, cancel);
+  return Read("wait",
+              [&] { return target_->WaitForChangeIn(range, after_revision, timeout, cancel); });
 }
 
 }  // namespace ickpt::coord

@@ -52,6 +52,23 @@ class FaultCoordinationStore final : public CoordinationStore {
   // Draws the fate of one call; `write`: a write, which may also fail after it was applied.
   Fault Draw(bool write);
   absl::Status Injected(std::string_view call, Fault fault) const;
+  // Runs `call`, a read or lease call or wait, unless the drawn fault stops it.
+  template <typename Call>
+  auto Read(std::string_view name, Call call) -> decltype(call()) {
+    if (const Fault fault = Draw(/*write=*/false); fault != Fault::kNone) {
+      return Injected(name, fault);
+    }
+    return call();
+  }
+  // Runs `call`, a write, under the drawn fault: not at all, or with its reply lost.
+  template <typename Call>
+  auto Write(std::string_view name, Call call) -> decltype(call()) {
+    const Fault fault = Draw(/*write=*/true);
+    if (fault == Fault::kBefore) return Injected(name, fault);
+    auto result = call();
+    if (fault == Fault::kAfter && result.ok()) return Injected(name, fault);
+    return result;
+  }
 
   std::shared_ptr<CoordinationStore> target_;
   mutable Mutex mu_;
