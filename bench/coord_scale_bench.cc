@@ -451,8 +451,8 @@ class MeasuredStore final : public ForwardingStore {
   MeasuredStore(std::shared_ptr<coord::CoordinationStore> target, std::string job,
                 CoordCounters* counters)
       : ForwardingStore(std::move(target)),
-        triggers_(coord::JobPrefix(job) + "triggers/"),
-        outcomes_(coord::JobPrefix(job) + "outcomes/"),
+        triggers_(coord::TriggersPrefix(job)),
+        outcomes_(coord::OutcomesPrefix(job)),
         counters_(counters),
         measured_(std::this_thread::get_id()) {}
 

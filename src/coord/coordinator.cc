@@ -167,13 +167,12 @@ struct Coordinator::Impl {
       }
       epoch = *rev;  // a new key: its create_revision is this put's revision
     }
-    absl::StatusOr<JobSnapshot> read =
-        ReadJob(/*with_recovered=*/seen_recovery != completed_recovery);
-    if (read.ok() && leading && read->recovery.has_value() &&
-        read->recovery->sequence != completed_recovery && seen_recovery == completed_recovery) {
+    const bool with_recovered = seen_recovery != completed_recovery;
+    absl::StatusOr<JobSnapshot> read = ReadJob(with_recovered);
+    if (read.ok() && leading && !with_recovered && read->recovery.has_value() &&
+        read->recovery->sequence != completed_recovery) {
       // A recovery this leader has not seen complete (it wrote it last round): read again with
       // the recovered/ keys.
-      seen_recovery = read->recovery->sequence;
       read = ReadJob(/*with_recovered=*/true);
     }
     if (!read.ok()) return read.status();

@@ -211,13 +211,6 @@ const char* ResultName(Compare::Result result) {
   return "EQUAL";
 }
 
-// {"key": ..., "range_end": ...} for every key under `prefix`. The empty prefix is etcd's "\0" to
-// "\0": every key (there is no empty key).
-json PrefixRange(std::string_view prefix) {
-  const std::string key = prefix.empty() ? std::string(1, '\0') : std::string(prefix);
-  return {{"key", Base64(key)}, {"range_end", Base64(PrefixRangeEnd(prefix))}};
-}
-
 // {"key": ..., "range_end": ...} for `range` (no range_end for one key).
 json RangeJson(const KeyRange& range) {
   json j = {{"key", Base64(range.key)}};
@@ -225,6 +218,9 @@ json RangeJson(const KeyRange& range) {
   if (range.keys_only) j["keys_only"] = true;
   return j;
 }
+
+// Every key under `prefix` (KeyRange::Prefix: the empty prefix is etcd's "\0" to "\0").
+json PrefixRange(std::string_view prefix) { return RangeJson(KeyRange::Prefix(prefix)); }
 
 json RequestOp(const TxnOp& op) {
   switch (op.type) {

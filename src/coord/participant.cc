@@ -157,7 +157,7 @@ struct Participant::Impl {
     std::vector<KeyRange> fetch;
     std::vector<uint64_t> handled_ids;
     const std::string recovery_key = coord::RecoveryKey(job);
-    const std::string triggers = StrCat(coord::JobPrefix(job), "triggers/");
+    const std::string triggers = coord::TriggersPrefix(job);
     bool recovery_present = false;
     for (size_t i = 0; i < read->ranges.size(); ++i) {
       for (coord::KeyValue& kv : read->ranges[i]) {
@@ -206,12 +206,12 @@ struct Participant::Impl {
     return snap;
   }
 
-  // Whether a capture waits for its acknowledgement.
-  bool UnacknowledgedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  // The first capture waiting for its acknowledgement, if any.
+  std::optional<CheckpointHandle> UnacknowledgedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     for (const auto& [id, t] : taken) {
-      if (!t.acknowledged && t.handle.has_value()) return true;
+      if (!t.acknowledged && t.handle.has_value()) return t.handle;
     }
-    return false;
+    return std::nullopt;
   }
 
   // The acknowledger thread (§6.3): as soon as a capture's persistence ends, writes its
@@ -222,15 +222,11 @@ struct Participant::Impl {
       std::optional<CheckpointHandle> persisting;
       {
         MutexLock lock(&mu);
-        mu.Await([this]()
-                     ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping || UnacknowledgedLocked(); });
+        mu.Await([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return stopping || UnacknowledgedLocked().has_value();
+        });
         if (stopping) return;
-        for (auto& [id, t] : taken) {
-          if (!t.acknowledged && t.handle.has_value()) {
-            persisting = t.handle;
-            break;
-          }
-        }
+        persisting = UnacknowledgedLocked();
       }
       persisting->Wait().IgnoreError();  // outside the lock; the result goes into the ack
       absl::Status s;

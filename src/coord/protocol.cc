@@ -129,8 +129,9 @@ std::string MembersPrefix(std::string_view job) { return StrCat(JobPrefix(job), 
 std::string MemberKey(std::string_view job, std::string_view participant) {
   return StrCat(MembersPrefix(job), participant);
 }
+std::string TriggersPrefix(std::string_view job) { return StrCat(JobPrefix(job), "triggers/"); }
 std::string TriggerKey(std::string_view job, uint64_t id) {
-  return StrCat(JobPrefix(job), "triggers/", Id20(id));
+  return StrCat(TriggersPrefix(job), Id20(id));
 }
 std::string AllAcksPrefix(std::string_view job) { return StrCat(JobPrefix(job), "acks/"); }
 std::string AcksPrefix(std::string_view job, uint64_t id) {
@@ -153,7 +154,7 @@ std::string RequestKey(std::string_view job, std::string_view token) {
 }
 
 KeyRange ParticipantRange(std::string_view job) {
-  return KeyRange::Between(RecoveryKey(job), PrefixRangeEnd(StrCat(JobPrefix(job), "triggers/")));
+  return KeyRange::Between(RecoveryKey(job), PrefixRangeEnd(TriggersPrefix(job)));
 }
 
 std::string_view AckStatusName(AckStatus status) {

@@ -31,6 +31,7 @@ std::string LeaderPrefix(std::string_view job);
 std::string LeaderKey(std::string_view job, int64_t lease);
 std::string MembersPrefix(std::string_view job);
 std::string MemberKey(std::string_view job, std::string_view participant);
+std::string TriggersPrefix(std::string_view job);
 std::string TriggerKey(std::string_view job, uint64_t id);
 std::string AckKey(std::string_view job, uint64_t id, std::string_view participant);
 std::string AcksPrefix(std::string_view job, uint64_t id);
