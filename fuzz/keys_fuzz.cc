@@ -1,4 +1,5 @@
-// Fuzz target: object keys (format.md §2): ValidateObjectKey, ParseIdKey, ParseHashKey.
+// Fuzz target: object keys (format.md §2): ValidateObjectKey, ParseIdKey, ParseHashKey, and the
+// latest-commit index (§6.2), whose bytes are a commit key.
 //
 // A key that parses as an id or hash key must be exactly the key the writer builds for that id or
 // hash, and valid; keys the writer builds are valid.
@@ -33,6 +34,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       ICKPT_FUZZ_CHECK(built == key, "hash key ", key, " rebuilds as ", built);
       ICKPT_FUZZ_CHECK(valid, "hash key ", key, " is not a valid key");
     }
+  }
+  // The latest-commit index (format.md §6.2) names an id only in exactly the writer's bytes.
+  if (std::optional<uint64_t> id = ParseLatestCommitIndex(key)) {
+    ICKPT_FUZZ_CHECK(*id > 0, "latest-commit index names id 0");
+    ICKPT_FUZZ_CHECK(EncodeLatestCommitIndex(*id) == key, "latest-commit index ", key,
+                     " rebuilds differently");
   }
   // Keys built from fuzzed numbers are valid and parse back.
   if (size >= 8) {

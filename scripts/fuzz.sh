@@ -14,17 +14,23 @@ seconds=${1:-30}
 build=${2:-build-fuzz}
 all_targets=(config_fuzz commit_record_fuzz manifest_fuzz keyed_records_fuzz pack_fuzz
   pack_index_fuzz keys_fuzz parse_fuzz coding_fuzz repository_url_fuzz maintenance_objects_fuzz
-  consolidation_record_fuzz epoch_record_fuzz etcd_codec_fuzz coord_protocol_fuzz)
+  consolidation_record_fuzz epoch_record_fuzz etcd_codec_fuzz coord_protocol_fuzz
+  s3_list_reply_fuzz s3_error_reply_fuzz s3_delete_reply_fuzz)
 read -r -a targets <<<"${ICKPT_FUZZ_TARGETS:-${all_targets[*]}}"
 
 [[ ${ICKPT_FUZZ_SKIP_SETUP:-0} == 1 ]] || bash scripts/setup.sh
 jobs=$(( $(nproc) < 2 ? $(nproc) : 2 ))
-# The same clang build checks the lock annotations (-Wthread-safety, as scripts/sanitize.sh
-# thread-safety does) of every library layer, so CI compiles the library with clang once, not twice.
-CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DICKPT_BUILD_FUZZ=ON -DICKPT_BUILD_TESTS=OFF -DICKPT_BUILD_BENCH=OFF -DICKPT_BUILD_CLI=OFF \
-  -DICKPT_WERROR=ON "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety" \
-  -DICKPT_SANITIZE=address,undefined >/dev/null
+# A build directory configured with the fuzz targets already (CI: build-asan, which
+# `scripts/sanitize.sh asan` builds with clang, ASan, UBSan and the fuzzing instrumentation) is
+# used as it is: only its fuzz targets are brought up to date. Otherwise configure one. The same
+# clang build checks the lock annotations (-Wthread-safety, as scripts/sanitize.sh thread-safety
+# does) of every library layer.
+if ! grep -q '^ICKPT_BUILD_FUZZ:BOOL=ON$' "$build/CMakeCache.txt" 2>/dev/null; then
+  CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DICKPT_BUILD_FUZZ=ON -DICKPT_BUILD_TESTS=OFF -DICKPT_BUILD_BENCH=OFF -DICKPT_BUILD_CLI=OFF \
+    -DICKPT_WERROR=ON "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety" \
+    -DICKPT_SANITIZE=address,undefined >/dev/null
+fi
 cmake --build "$build" -j"$jobs" --target ickpt_util ickpt_store ickpt_repo ickpt_state ickpt_ckpt \
   ickpt_coord \
   "${targets[@]}"

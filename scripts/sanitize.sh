@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the library, the CLI and every test with sanitizers and runs the whole CTest suite under them.
-#   scripts/sanitize.sh asan    ASan + UBSan (leaks on, any UB fails the test) in build-asan/
+#   scripts/sanitize.sh asan    ASan + UBSan (leaks on, any UB fails the test) in build-asan/, built
+#                               with clang, which also builds the fuzz targets there (fuzz.sh runs
+#                               them from it) and checks the lock annotations (-Wthread-safety)
 #   scripts/sanitize.sh tsan    ThreadSanitizer in build-tsan/
 #   scripts/sanitize.sh thread-safety   clang -Wthread-safety build (compile-time lock checking)
 # Extra arguments are passed to ctest (e.g. -R Pack). Exits non-zero when a build or a test fails.
@@ -15,6 +17,8 @@ main() {
   jobs=$(nproc)
   supp=$(pwd)/sanitizers
 
+  compilers=()
+  cmake_extra=()
   case "$mode" in
     asan)
       build=build-asan
@@ -30,6 +34,13 @@ main() {
       # install_example builds examples/basic against the installed package without sanitizers, so
       # its link against the instrumented library fails for a reason that is not a finding.
       ctest_exclude=(-E '^install_example$')
+      # clang, not GCC: one build serves this stage, the fuzz targets (libFuzzer needs clang; the
+      # coverage instrumentation of -DICKPT_BUILD_FUZZ costs the tests little) and the
+      # -Wthread-safety check, where CI used to compile everything a second time for fuzzing.
+      # clang also compiles a quarter faster here (src/ckpt/fault_test.cc with ASan + UBSan: 23.6 s
+      # of CPU under GCC 12, 18.2 s under clang 14 with the fuzzing instrumentation).
+      compilers=(CC=clang-14 CXX=clang++-14)
+      cmake_extra=(-DICKPT_BUILD_FUZZ=ON "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety")
       ;;
     tsan)
       build=build-tsan
@@ -80,10 +91,11 @@ main() {
   # a third faster to compile than -O2 -g, mostly in the CLI's CLI11 and JSON code (measured on
   # src/cli/keyed.cc under ASan: 59 s vs 38 s).
   flags="-O1 -g1 -DNDEBUG ${extra_flags:-}"
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICKPT_BUILD_BENCH=OFF \
+  env "${compilers[@]}" cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DICKPT_BUILD_BENCH=OFF \
     "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$flags" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$flags" \
     -DICKPT_BUILD_TESTS=ON -DICKPT_BUILD_CLI=ON \
-    -DICKPT_WERROR=ON -DICKPT_SANITIZE="$sanitize"
+    -DICKPT_WERROR=ON -DICKPT_SANITIZE="$sanitize" "${cmake_extra[@]}"
   cmake --build "$build" -j"$jobs"
   built=$SECONDS
   status=0

@@ -10,6 +10,9 @@ packages=(
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   clang-14 libclang-rt-14-dev
   etcd-server etcd-client libcurl4-openssl-dev
+  # The S3 store (src/store/s3_*): XML replies; and a real single-node Ceph RADOS Gateway that the
+  # tests and the demo start on loopback (scripts/ceph_cluster.sh), with s3cmd for the benchmark.
+  libpugixml-dev ceph-mon ceph-osd radosgw s3cmd curl jq
 )
 
 missing=()

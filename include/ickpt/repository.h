@@ -144,8 +144,9 @@ struct RepositoryOptions {
   std::optional<RetentionPolicy> retention = DefaultRetentionPolicy();
 };
 
-// A repository's location (format.md §12): a local path, or file://PATH. Any other scheme is
-// refused with InvalidArgument naming it.
+// A repository's location (format.md §12.2): a local path, file://PATH, or an S3 bucket
+// s3://BUCKET[/PREFIX]?endpoint=URL[&region=R][&addressing=path|virtual] (ParseS3Url in store.h).
+// Any other scheme, or a malformed s3:// URL, is refused with InvalidArgument naming it.
 absl::Status ValidateRepositoryUrl(std::string_view url);
 
 // The repository's roles, split as RocksDB splits its backup engine (BackupEngineReadOnly,
@@ -251,7 +252,9 @@ class Repository final : public RepositoryReader, public RepositoryWriter, publi
   static absl::StatusOr<std::unique_ptr<Repository>> OpenLocal(
       const std::string& path, bool create, const RepositoryOptions& options = {});
   // A repository at `url` (ValidateRepositoryUrl): InvalidArgument naming an unsupported scheme,
-  // before anything is created; otherwise as OpenLocal.
+  // before anything is created; otherwise as OpenLocal. An S3 bucket is never created (NotFound
+  // naming it if missing; with `create`, only the repository in it is), and its conditional
+  // writes are probed (S3StoreOptions::probe_publish).
   static absl::StatusOr<std::unique_ptr<Repository>> OpenUrl(std::string_view url, bool create,
                                                              const RepositoryOptions& options = {});
   // Reading only: never creates, reserves or publishes anything, and works on a store that cannot

@@ -196,6 +196,13 @@ class ObjectStore {
   absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix);
   // Removes `key`; OK if it did not exist.
   virtual absl::Status Delete(std::string_view key) = 0;
+  // Removes every key of `keys` (OK for missing ones), in as few requests as the store can: an S3
+  // store sends up to 1,000 keys per multi-object delete. The default calls Delete for each key in
+  // order, so a wrapper that overrides Delete sees every deletion (ObjectStoreWrapper does not
+  // forward DeleteMany for that reason). Order among the keys is not kept by stores that batch:
+  // callers pass only keys whose relative order does not matter. Errors: the first failure, naming
+  // its key; any key may or may not have been removed then.
+  virtual absl::Status DeleteMany(const std::vector<std::string>& keys);
   // Removes the store's own leftovers whose last modification is more than `older_than` ago and
   // returns how many it removed: the local store's temporary files (`<final>.tmp-<random>`) left by
   // writers that crashed or failed; an S3 store's incomplete multipart uploads. Never removes an
@@ -285,6 +292,69 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> OpenLocalStore(const std::string& r
 
 // A store in memory, for tests and for a repository that lives only as long as the process.
 std::unique_ptr<ObjectStore> NewMemoryStore();
+
+// Where an S3 store finds its credentials when S3StoreOptions leaves them empty: the standard AWS
+// environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), else the
+// shared credentials file (AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials) under the
+// profile AWS_PROFILE (default "default"). Credentials are never logged and never put in a URL.
+struct S3Credentials {
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;  // temporary credentials only; empty otherwise
+};
+
+// An S3 (or S3-compatible: Ceph RGW, MinIO) bucket as an object store (docs/s3.md). Keys are stored
+// as PREFIX/key. Requests are signed with AWS Signature Version 4 (libcurl's); every PUT carries
+// the SHA-256 of its body, so the server refuses a body damaged in transit.
+struct S3StoreOptions {
+  // "http://host:port" or "https://host[:port]". Required.
+  std::string endpoint;
+  // The bucket, which must exist: the store never creates one. Required.
+  std::string bucket;
+  // Key components (format.md §2) joined by '/', without leading or trailing '/'; "" for the
+  // bucket's root. Default "".
+  std::string prefix;
+  // The region requests are signed for. Default "": AWS_REGION, else AWS_DEFAULT_REGION, else
+  // "us-east-1".
+  std::string region;
+  // Virtual-hosted addressing (http://BUCKET.host/key) instead of path-style
+  // (http://host/BUCKET/key). Default false.
+  bool virtual_hosted = false;
+  // Default: empty, read as S3Credentials says.
+  S3Credentials credentials;
+  // A CA bundle (PEM) that signs an https endpoint's certificate. Default "": the system's.
+  std::string ca_file;
+  // Check when opening that a conditional PUT (If-None-Match: *) refuses to replace an object, by
+  // publishing a probe object under tmp/ twice (and deleting it): without that guarantee
+  // publishes_without_overwrite() is false and a repository refuses to write there. Writers set
+  // it; Repository::OpenUrl does. Default false.
+  bool probe_publish = false;
+
+  // ---- Deadlines and retries (per call: there is no store-wide retry budget). ----
+  // One attempt fails if the connection is not established within this. Default 10 s.
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // One attempt fails if no byte moved in either direction for this long: a server that stops
+  // answering cannot hang a checkpoint. Default 30 s.
+  absl::Duration stall_timeout = absl::Seconds(30);
+  // A call (all its attempts and the waits between them) gives up after this. Default 5 min.
+  absl::Duration call_deadline = absl::Minutes(5);
+  // Attempts of one call, retrying 5xx, 429, timeouts, resets and truncated replies (never another
+  // 4xx), with exponential backoff and full jitter from initial_backoff up to max_backoff.
+  // Defaults 8, 100 ms, 10 s.
+  int max_attempts = 8;
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(10);
+};
+
+// Parses a repository URL `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&addressing=path|virtual]`
+// (format.md §12.2). The endpoint may be percent-encoded. InvalidArgument naming the URL and what
+// is wrong (no bucket, a bad prefix, an unknown parameter, no endpoint).
+absl::StatusOr<S3StoreOptions> ParseS3Url(std::string_view url);
+
+// Opens the bucket. Errors: InvalidArgument for bad options; FailedPrecondition without
+// credentials; NotFound naming the bucket if it does not exist; PermissionDenied if the
+// credentials are refused; Unavailable or DeadlineExceeded if the endpoint does not answer.
+absl::StatusOr<std::unique_ptr<ObjectStore>> OpenS3Store(S3StoreOptions options);
 
 // Checks a key against format.md §2; InvalidArgument naming the key if it does not match.
 absl::Status ValidateObjectKey(std::string_view key);

@@ -1,8 +1,9 @@
-// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 to 1.5,
+// Format compatibility (format.md §1.1): the repositories saved by format versions 1.0 to 1.6,
 // testdata/repo-v1.N (written by make_testdata, content in testdata_grid.h), must restore with this
 // and every later release. It is copied to a temporary directory first so that a reader that writes
 // (an id reservation, say) never modifies the saved copy.
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -13,6 +14,7 @@
 #include "ickpt/checkpointer.h"
 #include "ickpt/maintenance.h"
 #include "ickpt/repository.h"
+#include "src/repo/keys.h"
 #include "src/repo/region_reader.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
@@ -300,6 +302,41 @@ TEST_F(CompatTest, SavedRepositoryV1_5FencesTheOldCoordinatorsLateCommit) {
   EXPECT_NE(std::find(report.condemned_checkpoints.begin(), report.condemned_checkpoints.end(),
                       fenced_id),
             report.condemned_checkpoints.end());
+}
+
+// Format 1.6 added the latest-commit index (§6.2). In the saved repository it names the fenced
+// checkpoint, the last one committed: a reader starts its listing there, finds only a fenced
+// commit, and lists every commit, so the group checkpoint is still the latest. The index is never
+// trusted: missing, damaged, too high or too low, the answer is the same, and id reservation still
+// starts above every id.
+TEST_F(CompatTest, SavedRepositoryV1_6LatestCommitIndexIsAHintNeverTheAnswer) {
+  CopySaved("repo-v1.6");
+  ExpectSavedRepositoryRestores(dir_.Join("repo"), 6);
+  const std::string index = dir_.Join("repo/index/latest-commit");
+  ASSERT_OK_AND_ASSIGN(auto repo, Repository::OpenLocal(dir_.Join("repo"), /*create=*/false));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ids, repo->ListCommitIds());
+  ASSERT_EQ(ids.size(), 5u);
+  const uint64_t group_id = ids[3];
+  const uint64_t fenced_id = ids[4];
+  EXPECT_EQ(testing::ReadFileOrEmpty(index), CommitKey(fenced_id))
+      << "the index names the last commit written, fenced or not";
+  for (const std::string& bytes :
+       {std::string(""), std::string("garbage"), CommitKey(fenced_id) + "\n", CommitKey(group_id),
+        CommitKey(ids[0]), CommitKey(999999), std::string("commits/1"), std::string("<removed>")}) {
+    SCOPED_TRACE(bytes);
+    std::filesystem::remove(index);
+    if (bytes != "<removed>") {
+      std::FILE* f = std::fopen(index.c_str(), "w");
+      ASSERT_NE(f, nullptr);
+      std::fwrite(bytes.data(), 1, bytes.size(), f);
+      std::fclose(f);
+    }
+    ASSERT_OK_AND_ASSIGN(auto reader, Repository::OpenLocal(dir_.Join("repo"), false));
+    ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> latest, reader->LatestCommitId());
+    EXPECT_EQ(latest, group_id);
+    ASSERT_OK_AND_ASSIGN(uint64_t reserved, reader->ReserveCheckpointId());
+    EXPECT_GT(reserved, fenced_id) << "above every id reserved or committed";
+  }
 }
 
 // Repositories saved before 1.3 have no policy: they keep every committed checkpoint, and a

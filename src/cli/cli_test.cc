@@ -250,20 +250,28 @@ TEST_F(CliTest, MissingCheckpointExits4) {
   EXPECT_NE(r.err.find("nosuch"), std::string::npos) << r.err;
 }
 
-// --repo takes a path or file://PATH; any other scheme is a usage error naming it, and nothing is
-// created (not even a directory named "s3:").
+// --repo takes a path, file://PATH or s3://...; any other scheme, and a malformed s3:// URL, is a
+// usage error naming it, and nothing is created (not even a directory named "s3:").
 TEST_F(CliTest, UnknownRepositorySchemeExits2AndCreatesNothing) {
   const auto before = Tree(dir_.path());
   for (std::vector<std::string> args :
-       {std::vector<std::string>{"log", "--repo", "s3://x/y"},
+       {std::vector<std::string>{"log", "--repo", "gs://bucket/path"},
         {"verify", "--repo", "gs://bucket/path"},
-        {"show", "latest", "--repo", "s3://x/y"},
-        {"demo", "--repo", "s3://x/y", "--size", "1MiB", "--steps", "2"}}) {
+        {"show", "latest", "--repo", "hdfs://x/y"},
+        {"demo", "--repo", "gs://bucket/y", "--size", "1MiB", "--steps", "2"}}) {
     RunResult r = Run(args);
     EXPECT_EQ(r.code, 2) << args[0] << ": " << r.err;
     EXPECT_NE(r.err.find("unsupported scheme"), std::string::npos) << r.err;
   }
-  EXPECT_NE(Run({"log", "--repo", "s3://x/y"}).err.find("'s3'"), std::string::npos);
+  EXPECT_NE(Run({"log", "--repo", "gs://bucket/path"}).err.find("'gs'"), std::string::npos);
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"log", "--repo", "s3://x/y"},
+        {"verify", "--repo", "s3://bucket/path"},
+        {"demo", "--repo", "s3://bucket?endpoint=ftp://h", "--size", "1MiB", "--steps", "2"}}) {
+    RunResult r = Run(args);
+    EXPECT_EQ(r.code, 2) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("S3 repository URL"), std::string::npos) << r.err;
+  }
   EXPECT_EQ(Tree(dir_.path()), before);
   // file://PATH is the same repository as PATH.
   MakeRepo({{}});
@@ -511,7 +519,8 @@ TEST_F(CliTest, DemoRecoversFromAKillBitExact) {
     const bool known =
         rel == "config" || rel.starts_with("packs/") || rel.starts_with("manifests/") ||
         rel.starts_with("commits/") || rel.starts_with("ids/") || rel.starts_with("policy/") ||
-        rel.starts_with("condemned/") || rel.starts_with("locks/") || rel.starts_with("merges/");
+        rel.starts_with("condemned/") || rel.starts_with("locks/") || rel.starts_with("merges/") ||
+        rel == "index/" || rel == "index/latest-commit";
     EXPECT_TRUE(known) << rel;
   }
   // The demo consolidates the latest checkpoint (format.md §14), verified against its chain.

@@ -86,7 +86,10 @@ CLI::Validator RepoUrlValidator() {
 }
 
 CLI::Option* AddRepoOption(CLI::App* sub, std::string* repo) {
-  return sub->add_option("--repo", *repo, "Repository: a directory, or file://PATH")
+  return sub
+      ->add_option(
+          "--repo", *repo,
+          "Repository: a directory, file://PATH, or s3://BUCKET[/PREFIX]?endpoint=URL (docs/s3.md)")
       ->required()
       ->check(RepoUrlValidator());
 }

@@ -605,8 +605,8 @@ Command RegisterDemo(CLI::App& app) {
       "and check that its final state is bit-identical to an uninterrupted run. Exit 0 only if "
       "verified.");
   sub->add_option("--repo", options->repo,
-                  "New repository: a directory or file://PATH (default: ./ickpt-demo-<time>, "
-                  "created)")
+                  "New repository: a directory, file://PATH or s3://BUCKET[/PREFIX]?endpoint=URL "
+                  "(default: ./ickpt-demo-<time>, created; a bucket must exist)")
       ->check(RepoUrlValidator());
   sub->add_option("--size", options->size,
                   "Region size, e.g. 64MiB (with --workers: each worker's table; default 32MiB)")

@@ -9,6 +9,7 @@
 
 #include "src/repo/keyed_reader.h"
 #include "src/repo/keys.h"
+#include "src/repo/listing.h"
 #include "src/repo/pack.h"
 #include "src/repo/region_reader.h"
 #include "src/repo/repository_internal.h"
@@ -50,7 +51,7 @@ void AddRegionRestoreWork(const std::vector<BlockLocation>& locations, uint32_t 
 absl::StatusOr<RestoreWork> MeasureRestoreWork(const RepositoryReader& repo,
                                                const CommitRecord& commit) {
   ObjectStore& store = *RepositoryInternal::store(repo);
-  absl::StatusOr<std::vector<ObjectInfo>> listed = store.List(kPacksPrefix);
+  absl::StatusOr<std::vector<ObjectInfo>> listed = ListHashedPrefixes(store, kPacksPrefix);
   if (!listed.ok()) return listed.status();
   std::map<std::string, uint64_t> sizes;
   for (const ObjectInfo& info : *listed) sizes[info.key] = info.size;

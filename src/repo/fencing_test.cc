@@ -253,7 +253,11 @@ TEST_F(FencingTest, WithoutEpochRecordsTheLatestIsTheHighestAndNothingMoreIsRead
   std::unique_ptr<Repository> counted = OpenHooked(&hooks);
   ASSERT_OK_AND_ASSIGN(std::optional<uint64_t> latest, counted->LatestCommitId());
   EXPECT_EQ(latest, 3u);
-  EXPECT_EQ(hooks->TakeGets(""), 0);  // listings only (format.md §15.6)
+  // Listings only (format.md §15.6), and the latest-commit index, which this repository lacks
+  // (§6.2).
+  EXPECT_EQ(hooks->TakeGets(kCommitsPrefix), 0);
+  EXPECT_EQ(hooks->TakeGets(kEpochsPrefix), 0);
+  EXPECT_EQ(hooks->TakeGets(""), 1);
   ASSERT_OK_AND_ASSIGN(std::vector<EpochRecord> epochs, counted->ListEpochs());
   EXPECT_TRUE(epochs.empty());
   EXPECT_EQ(FencedByNow(3), std::nullopt);
@@ -277,10 +281,12 @@ TEST_F(FencingTest, TheLatestSkipsFencedCommitsReadingOnlyWhatCouldBeFenced) {
   // 6, 5 and 4 are above the lowest base (2): read. Then 4 is not fenced: the walk stops.
   EXPECT_EQ(hooks->TakeGets(kCommitsPrefix), 3);
   EXPECT_EQ(hooks->TakeGets(kEpochsPrefix), 2);
-  // Epoch and commit records never change: a second call reads nothing but listings.
+  // Epoch and commit records never change: a second call reads nothing but listings (and the
+  // latest-commit index, §6.2).
   ASSERT_OK_AND_ASSIGN(latest, counted->LatestCommitId());
   EXPECT_EQ(latest, 4u);
-  EXPECT_EQ(hooks->TakeGets(""), 0);
+  EXPECT_EQ(hooks->TakeGets(kCommitsPrefix), 0);
+  EXPECT_EQ(hooks->TakeGets(kEpochsPrefix), 0);
   EXPECT_EQ(FencedByNow(6), 2u);
   EXPECT_EQ(FencedByNow(5), 2u);
   EXPECT_EQ(FencedByNow(4), std::nullopt);

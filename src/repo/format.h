@@ -12,7 +12,7 @@ namespace ickpt {
 // The version this release writes (format.md §1.1): the config, commit records, acknowledgements
 // and manifests all carry it. Readers accept every 1.x; a newer minor only adds.
 inline constexpr uint16_t kFormatMajor = 1;
-inline constexpr uint16_t kFormatMinor = 5;
+inline constexpr uint16_t kFormatMinor = 6;
 
 // Block sizes are multiples of 4096 up to 16 MiB (format.md §3, §5).
 inline constexpr uint32_t kMaxBlockSize = 16 << 20;

@@ -17,6 +17,7 @@
 #include "src/repo/commit_record.h"
 #include "src/repo/fencing.h"
 #include "src/repo/keys.h"
+#include "src/repo/listing.h"
 #include "src/repo/maintenance_lock.h"
 #include "src/repo/reachability.h"
 #include "src/repo/repository_internal.h"
@@ -82,6 +83,31 @@ class Sweeper {
     ++report_.deleted_objects;
     report_.deleted_bytes += info.size;
     ++*kind_count;
+    return absl::OkStatus();
+  }
+
+  // Like Delete for each of `objects`, in batches of kDeletionsPerRenewalCheck through DeleteMany
+  // (one request per batch on S3), renewing the lock between batches. For kinds whose order of
+  // deletion does not matter (manifests, packs: nothing references them once their commits are
+  // gone, §13.4).
+  absl::Status DeleteUnordered(const std::vector<ObjectInfo>& objects, uint64_t* kind_count) {
+    for (size_t begin = 0; begin < objects.size(); begin += kDeletionsPerRenewalCheck) {
+      const size_t end = std::min(objects.size(), begin + kDeletionsPerRenewalCheck);
+      if (absl::Status s = lock_.RenewIfDue(); !s.ok()) return s;
+      if (!report_.dry_run) {
+        std::vector<std::string> keys;
+        for (size_t i = begin; i < end; ++i) keys.push_back(objects[i].key);
+        if (absl::Status s = store_.DeleteMany(keys); !s.ok()) {
+          return absl::Status(s.code(), StrCat("gc: deleting ", keys.size(), " objects from ",
+                                               keys.front(), ": ", s.message()));
+        }
+      }
+      for (size_t i = begin; i < end; ++i) {
+        ++report_.deleted_objects;
+        report_.deleted_bytes += objects[i].size;
+        ++*kind_count;
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -319,14 +345,17 @@ absl::StatusOr<GcReport> CollectGarbage(Repository& repo, const GcOptions& optio
   for (const auto& [prefix, reached, count] :
        {std::tuple(kManifestsPrefix, &reach->manifests, &report.deleted_manifests),
         std::tuple(kPacksPrefix, &reach->packs, &report.deleted_packs)}) {
-    absl::StatusOr<std::vector<ObjectInfo>> objects = store.List(prefix);
+    // The 256 hashed prefixes at once (format.md §2): on S3 each page is a round trip.
+    absl::StatusOr<std::vector<ObjectInfo>> objects = ListHashedPrefixes(store, prefix);
     if (!objects.ok()) return objects.status();
+    std::vector<ObjectInfo> garbage;
     for (const ObjectInfo& info : *objects) {
       if (!ParseHashKey(info.key, prefix).has_value()) continue;  // not ours to judge
       if (reached->contains(info.key) || ack_roots.contains(info.key)) continue;
       if (!older_than_grace(info)) continue;
-      if (absl::Status s = sweep.Delete(info, count); !s.ok()) return s;
+      garbage.push_back(info);
     }
+    if (absl::Status s = sweep.DeleteUnordered(garbage, count); !s.ok()) return s;
   }
   // 3. Acknowledgements older than the grace period.
   for (const ObjectInfo& info : *acks) {

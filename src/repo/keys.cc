@@ -12,12 +12,6 @@ namespace {
 constexpr size_t kIdDigits = 20;
 constexpr size_t kHashHexChars = 64;
 
-std::string IdKey(std::string_view prefix, uint64_t id) {
-  char digits[kIdDigits + 1];
-  std::snprintf(digits, sizeof(digits), "%020llu", static_cast<unsigned long long>(id));
-  return StrCat(prefix, std::string_view(digits, kIdDigits));
-}
-
 std::string HashKey(std::string_view prefix, std::string_view hex) {
   return StrCat(prefix, hex.substr(0, 2), "/", hex);
 }
@@ -25,6 +19,12 @@ std::string HashKey(std::string_view prefix, std::string_view hex) {
 bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
 }  // namespace
+
+std::string IdKey(std::string_view prefix, uint64_t id) {
+  char digits[kIdDigits + 1];
+  std::snprintf(digits, sizeof(digits), "%020llu", static_cast<unsigned long long>(id));
+  return StrCat(prefix, std::string_view(digits, kIdDigits));
+}
 
 std::string PackKey(std::string_view sha256_hex) { return HashKey(kPacksPrefix, sha256_hex); }
 std::string ManifestKey(std::string_view sha256_hex) {
@@ -52,6 +52,11 @@ std::string ConsolidationKey(uint64_t id, uint64_t generation) {
 }
 
 std::string EpochKey(uint64_t epoch) { return IdKey(kEpochsPrefix, epoch); }
+
+std::string EncodeLatestCommitIndex(uint64_t id) { return CommitKey(id); }
+std::optional<uint64_t> ParseLatestCommitIndex(std::string_view bytes) {
+  return ParseIdKey(bytes, kCommitsPrefix);
+}
 
 std::optional<std::pair<uint64_t, uint64_t>> ParseConsolidationKey(std::string_view key) {
   // merges/<20 digits>/<20 digits>

@@ -25,7 +25,11 @@ inline constexpr std::string_view kProbePrefix = "locks/probe-";
 inline constexpr std::string_view kConsolidationsPrefix = "merges/";
 // Coordinator epochs and fencing (format.md §15).
 inline constexpr std::string_view kEpochsPrefix = "epochs/";
+// The latest-commit index (format.md §6.2, since 1.6): a cache, never trusted.
+inline constexpr std::string_view kLatestCommitIndexKey = "index/latest-commit";
 
+// "<prefix><id:020>": the key of an id under a prefix that orders its keys by id.
+std::string IdKey(std::string_view prefix, uint64_t id);
 std::string PackKey(std::string_view sha256_hex);                // packs/ab/ab...
 std::string ManifestKey(std::string_view sha256_hex);            // manifests/ab/ab...
 std::string CommitKey(uint64_t id);                              // commits/000...042
@@ -45,6 +49,11 @@ std::optional<std::pair<uint64_t, uint64_t>> ParseConsolidationKey(std::string_v
 // epochs/);
 // nullopt for any other key.
 std::optional<uint64_t> ParseIdKey(std::string_view key, std::string_view prefix);
+// The latest-commit index's bytes (format.md §6.2): the commit key of a recent commit.
+std::string EncodeLatestCommitIndex(uint64_t id);
+// The id the index names; nullopt for anything but exactly the bytes EncodeLatestCommitIndex
+// writes (the index is a hint: a reader that cannot use it lists every commit instead).
+std::optional<uint64_t> ParseLatestCommitIndex(std::string_view bytes);
 // The hash of "packs/<h2>/<h>" or "manifests/<h2>/<h>"; nullopt if malformed.
 std::optional<std::string> ParseHashKey(std::string_view key, std::string_view prefix);
 

@@ -46,16 +46,45 @@ absl::Status ValidateNewConfig(const RepositoryConfig& c) {
   return absl::OkStatus();
 }
 
-// The highest id named by a key under `prefix` (0 if none). Keys that are not `<prefix><id:020>`
-// are not ours to interpret and are skipped.
-absl::StatusOr<uint64_t> HighestIdUnder(ObjectStore* store, std::string_view prefix) {
-  absl::StatusOr<std::vector<ObjectInfo>> objects = store->List(prefix);
-  if (!objects.ok()) return objects.status();
-  uint64_t highest = 0;
-  for (const ObjectInfo& info : *objects) {
-    if (std::optional<uint64_t> id = ParseIdKey(info.key, prefix)) highest = std::max(highest, *id);
+// The ids named by keys `<prefix><id:020>` with id >= `from` (every one for `from` <= 1), sorted.
+// Keys that are not `<prefix><id:020>` are not ours to interpret and are skipped.
+absl::StatusOr<std::vector<uint64_t>> ListIdsFrom(ObjectStore* store, std::string_view prefix,
+                                                  uint64_t from) {
+  std::vector<uint64_t> ids;
+  // Listing starts after `<prefix><from - 1>`, which sorts right below `<prefix><from>`.
+  std::string start_after = from > 1 ? IdKey(prefix, from - 1) : std::string();
+  while (true) {
+    absl::StatusOr<ObjectPage> page = store->ListPage(prefix, start_after, 0);
+    if (!page.ok()) return page.status();
+    for (const ObjectInfo& info : page->objects) {
+      if (std::optional<uint64_t> id = ParseIdKey(info.key, prefix)) ids.push_back(*id);
+    }
+    if (!page->truncated || page->objects.empty()) break;
+    start_after = page->objects.back().key;
   }
-  return highest;
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+// The id the latest-commit index names (format.md §6.2), or nullopt when there is none or it
+// cannot be read: it is only a hint where to start listing, so a failure costs a longer listing,
+// never a wrong answer, and is not an error.
+std::optional<uint64_t> ReadLatestCommitHint(ObjectStore* store) {
+  absl::StatusOr<std::string> bytes = store->Get(kLatestCommitIndexKey);
+  if (!bytes.ok()) {
+    if (!absl::IsNotFound(bytes.status())) {
+      ICKPT_LOG_DEBUG("{}: the latest-commit index is unreadable ({}); listing every commit",
+                      store->Describe(), bytes.status().ToString());
+    }
+    return std::nullopt;
+  }
+  std::optional<uint64_t> id = ParseLatestCommitIndex(*bytes);
+  if (!id.has_value()) {
+    ICKPT_LOG_ONCE(StrCat("bad-latest-commit-index:", store->Describe()), LogLevel::kWarn,
+                   "{}: ignoring {}: not a commit key; listing every commit", store->Describe(),
+                   kLatestCommitIndexKey);
+  }
+  return id;
 }
 
 // §12: a repository is written only where publishing never replaces an object (commit records,
@@ -69,27 +98,56 @@ absl::Status CheckWritable(const ObjectStore& store) {
              "write to it (format.md §12)"));
 }
 
-// A repository URL (format.md §12) to a local path: PATH or file://PATH. The S3 store adds s3://.
-absl::StatusOr<std::string> ParseRepositoryUrl(std::string_view url) {
+// A repository URL (format.md §12.2): a local path (PATH or file://PATH) or an S3 bucket
+// (s3://BUCKET[/PREFIX]?endpoint=...).
+struct RepositoryLocation {
+  std::string path;                  // a local repository, or
+  std::optional<S3StoreOptions> s3;  // an S3 one
+};
+
+absl::StatusOr<RepositoryLocation> ParseRepositoryUrl(std::string_view url) {
   const size_t colon = url.find("://");
   if (colon == std::string_view::npos) {
     if (url.empty()) return absl::InvalidArgumentError("empty repository path");
-    return std::string(url);
+    return RepositoryLocation{std::string(url), std::nullopt};
   }
   const std::string_view scheme = url.substr(0, colon);
   const bool scheme_like = !scheme.empty() && std::all_of(scheme.begin(), scheme.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
   });
-  if (!scheme_like) return std::string(url);  // a path that happens to contain "://"
+  // A path that happens to contain "://".
+  if (!scheme_like) return RepositoryLocation{std::string(url), std::nullopt};
   if (scheme == "file") {
     std::string_view path = url.substr(colon + 3);
     if (path.starts_with("localhost/")) path.remove_prefix(std::string_view("localhost").size());
     if (path.empty())
       return absl::InvalidArgumentError(StrCat("repository URL '", url, "' names no path"));
-    return std::string(path);
+    return RepositoryLocation{std::string(path), std::nullopt};
   }
-  return absl::InvalidArgumentError(StrCat("repository URL '", url, "': unsupported scheme '",
-                                           scheme, "' (supported: a path, or file://PATH)"));
+  if (scheme == "s3") {
+    absl::StatusOr<S3StoreOptions> s3 = ParseS3Url(url);
+    if (!s3.ok()) return s3.status();
+    return RepositoryLocation{std::string(), *std::move(s3)};
+  }
+  return absl::InvalidArgumentError(
+      StrCat("repository URL '", url, "': unsupported scheme '", scheme,
+             "' (supported: a path, file://PATH, s3://BUCKET/PREFIX?endpoint=URL)"));
+}
+
+// The store a repository URL names. A local directory is created if `create`; a bucket never is.
+// `for_writing` probes an S3 store's conditional writes (format.md §12.2).
+absl::StatusOr<std::unique_ptr<ObjectStore>> OpenStoreAt(std::string_view url, bool create,
+                                                         bool for_writing) {
+  absl::StatusOr<RepositoryLocation> location = ParseRepositoryUrl(url);
+  if (!location.ok()) return location.status();
+  if (location->s3.has_value()) {
+    S3StoreOptions options = *std::move(location->s3);
+    options.probe_publish = for_writing;
+    return OpenS3Store(std::move(options));
+  }
+  LocalStoreOptions store_options;
+  store_options.create_if_missing = create;
+  return OpenLocalStore(location->path, store_options);
 }
 
 // Fills in and publishes a new config; the store's AlreadyExists if a config exists.
@@ -323,15 +381,16 @@ absl::StatusOr<std::unique_ptr<Repository>> Repository::OpenLocal(
 
 absl::StatusOr<std::unique_ptr<Repository>> Repository::OpenUrl(std::string_view url, bool create,
                                                                 const RepositoryOptions& options) {
-  absl::StatusOr<std::string> path = ParseRepositoryUrl(url);
-  if (!path.ok()) return path.status();
-  return OpenLocal(*path, create, options);
+  absl::StatusOr<std::unique_ptr<ObjectStore>> store =
+      OpenStoreAt(url, create, /*for_writing=*/true);
+  if (!store.ok()) return store.status();
+  if (create) return OpenOrCreate(*std::move(store), options);
+  return Open(*std::move(store));
 }
 
 absl::StatusOr<std::unique_ptr<RepositoryReader>> Repository::OpenReadOnly(std::string_view url) {
-  absl::StatusOr<std::string> path = ParseRepositoryUrl(url);
-  if (!path.ok()) return path.status();
-  absl::StatusOr<std::unique_ptr<ObjectStore>> store = OpenLocalStore(*path, {});
+  absl::StatusOr<std::unique_ptr<ObjectStore>> store =
+      OpenStoreAt(url, /*create=*/false, /*for_writing=*/false);
   if (!store.ok()) return store.status();
   absl::StatusOr<std::unique_ptr<Repository>> repo = OpenStore(*std::move(store));
   if (!repo.ok()) return repo.status();
@@ -362,6 +421,22 @@ absl::StatusOr<std::vector<uint64_t>> Repository::ListCommitIds() const {
 }
 
 absl::StatusOr<std::optional<uint64_t>> Repository::LatestCommitId() const {
+  auto read_epoch = [this](uint64_t id) { return impl_->CommitEpoch(*this, id); };
+  // §6.2: the commits from the one the latest-commit index names. If one of them is not fenced,
+  // the highest such is the latest of all (every commit left out is lower); if none is (the index
+  // was stale, too high or damaged, or they are all fenced), every commit is listed, as without
+  // an index. Commits are listed before the epoch records in both cases (see below).
+  if (std::optional<uint64_t> hint = ReadLatestCommitHint(impl_->store.get())) {
+    absl::StatusOr<std::vector<uint64_t>> tail =
+        ListIdsFrom(impl_->store.get(), kCommitsPrefix, *hint);
+    if (!tail.ok()) return tail.status();
+    if (!tail->empty()) {
+      absl::StatusOr<Fencing> fencing = ReadFencing(*this);
+      if (!fencing.ok()) return fencing.status();
+      absl::StatusOr<std::optional<uint64_t>> latest = LatestUnfenced(*fencing, *tail, read_epoch);
+      if (!latest.ok() || latest->has_value()) return latest;
+    }
+  }
   // Commits first: an epoch record published before the second listing fences what the first
   // listing found, so a commit that raced with a new epoch is judged by it (format.md §15.5).
   absl::StatusOr<std::vector<uint64_t>> ids = ListCommitIds();
@@ -369,8 +444,7 @@ absl::StatusOr<std::optional<uint64_t>> Repository::LatestCommitId() const {
   if (ids->empty()) return std::optional<uint64_t>();
   absl::StatusOr<Fencing> fencing = ReadFencing(*this);
   if (!fencing.ok()) return fencing.status();
-  return LatestUnfenced(*fencing, *ids,
-                        [this](uint64_t id) { return impl_->CommitEpoch(*this, id); });
+  return LatestUnfenced(*fencing, *ids, read_epoch);
 }
 
 absl::StatusOr<std::vector<EpochRecord>> Repository::ListEpochs() const {
@@ -517,15 +591,26 @@ absl::StatusOr<uint64_t> Repository::ReserveCheckpointId() {
   ObjectStore* store = impl_->store.get();
   // §7: start after every id reserved or committed by anyone.
   auto start_from_store = [store]() -> absl::StatusOr<uint64_t> {
-    absl::StatusOr<uint64_t> reserved = HighestIdUnder(store, kIdsPrefix);
-    if (!reserved.ok()) return reserved.status();
-    absl::StatusOr<uint64_t> committed = HighestIdUnder(store, kCommitsPrefix);
-    if (!committed.ok()) return committed.status();
-    const uint64_t highest = std::max(*reserved, *committed);
-    if (highest == UINT64_MAX) {
+    // The highest id reserved or committed at or above `from`; 0 if none.
+    auto highest_from = [store](uint64_t from) -> absl::StatusOr<uint64_t> {
+      uint64_t highest = 0;
+      for (std::string_view prefix : {kIdsPrefix, kCommitsPrefix}) {
+        absl::StatusOr<std::vector<uint64_t>> ids = ListIdsFrom(store, prefix, from);
+        if (!ids.ok()) return ids.status();
+        if (!ids->empty()) highest = std::max(highest, ids->back());
+      }
+      return highest;
+    };
+    // §6.2: from the id the latest-commit index names, if anything is reserved or committed at or
+    // above it (the highest of those is then the highest of all); otherwise from the first.
+    absl::StatusOr<uint64_t> highest = 0;
+    if (std::optional<uint64_t> hint = ReadLatestCommitHint(store)) highest = highest_from(*hint);
+    if (highest.ok() && *highest == 0) highest = highest_from(0);
+    if (!highest.ok()) return highest.status();
+    if (*highest == UINT64_MAX) {
       return absl::OutOfRangeError(StrCat(store->Describe(), ": checkpoint ids exhausted"));
     }
-    return highest + 1;
+    return *highest + 1;
   };
 
   MutexLock lock(&impl_->mu);
@@ -738,7 +823,17 @@ absl::Status Repository::PublishCommit(const CommitRecord& record) {
     return absl::AlreadyExistsError(
         StrCat("checkpoint ", record.id, " is already committed (", key, " exists)"));
   }
-  return s;
+  if (!s.ok()) return s;
+  // §6.2: the latest-commit index, after the commit record (which alone marks success). It is a
+  // cache that readers never trust, so failing to write it only costs them a longer listing; and
+  // a concurrent writer of a lower id may overwrite it with that id, which costs the same.
+  if (absl::Status cached =
+          impl_->store->Put(kLatestCommitIndexKey, EncodeLatestCommitIndex(record.id));
+      !cached.ok()) {
+    ICKPT_LOG_DEBUG("{}: the latest-commit index was not updated to {}: {}",
+                    impl_->store->Describe(), record.id, cached.ToString());
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace ickpt

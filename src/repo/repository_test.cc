@@ -76,7 +76,7 @@ TEST_F(RepositoryTest, CreateThenOpenSeesTheSameConfig) {
   EXPECT_EQ(opened->config().major, 1);
   // format.md §1.1: a writer writes the version it implements, whatever the struct held.
   EXPECT_EQ(options.config.minor, 1);
-  EXPECT_EQ(opened->config().minor, 5);
+  EXPECT_EQ(opened->config().minor, 6);
 }
 
 TEST_F(RepositoryTest, CreateTwiceIsAlreadyExists) {
@@ -470,7 +470,10 @@ TEST(RepositoryUrlTest, PathsAndFileUrlsAreAcceptedOtherSchemesAreRefusedByName)
   EXPECT_OK(ValidateRepositoryUrl("relative/dir"));
   EXPECT_OK(ValidateRepositoryUrl("file:///var/ckpt/job1"));
   EXPECT_OK(ValidateRepositoryUrl("file://localhost/var/ckpt/job1"));
-  for (const char* url : {"s3://bucket/x", "gs://b/p", "http://host/p", "S3://b"}) {
+  EXPECT_OK(ValidateRepositoryUrl("s3://bucket/x?endpoint=http://127.0.0.1:7480"));
+  // An s3:// URL that is malformed is refused saying why (s3_store_test has the cases).
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateRepositoryUrl("s3://bucket/x")));
+  for (const char* url : {"gs://b/p", "http://host/p", "S3://b"}) {
     absl::Status s = ValidateRepositoryUrl(url);
     EXPECT_TRUE(absl::IsInvalidArgument(s)) << url;
     const std::string scheme = std::string(url).substr(0, std::string(url).find(':'));

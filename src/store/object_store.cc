@@ -1,5 +1,5 @@
-// What every ObjectStore shares (format.md §12): List over ListPage, and publishing unique bytes
-// across ambiguous failures.
+// What every ObjectStore shares (format.md §12): List over ListPage, DeleteMany over Delete, and
+// publishing unique bytes across ambiguous failures.
 //
 // Thread safety: no state of its own; as safe as the store it calls.
 #include <string>
@@ -32,6 +32,13 @@ absl::StatusOr<std::vector<ObjectInfo>> ObjectStore::List(std::string_view prefi
                std::make_move_iterator(page->objects.end()));
     if (!page->truncated) return out;
   }
+}
+
+absl::Status ObjectStore::DeleteMany(const std::vector<std::string>& keys) {
+  for (const std::string& key : keys) {
+    if (absl::Status s = Delete(key); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 bool IsAmbiguousFailure(const absl::Status& status) {
