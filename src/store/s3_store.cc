@@ -223,11 +223,16 @@ absl::StatusOr<Endpoint> ParseEndpoint(std::string_view endpoint) {
   return e;
 }
 
-bool ValidBucketName(std::string_view bucket) {
-  if (bucket.size() < 3 || bucket.size() > 63) return false;
-  return std::all_of(bucket.begin(), bucket.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-  });
+// InvalidArgument naming the bucket unless it is 3-63 characters of a-z, 0-9, '-' and '.'.
+absl::Status ValidateBucket(std::string_view bucket) {
+  const bool valid =
+      bucket.size() >= 3 && bucket.size() <= 63 &&
+      std::all_of(bucket.begin(), bucket.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+      });
+  if (valid) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      StrCat("S3 bucket '", bucket, "' is not 3-63 characters of a-z, 0-9, '-' and '.'"));
 }
 
 // One HTTP request, as Call() retries it.
@@ -921,9 +926,8 @@ absl::StatusOr<S3StoreOptions> ParseS3Url(std::string_view url) {
   S3StoreOptions options;
   const size_t slash = rest.find('/');
   options.bucket = std::string(rest.substr(0, slash));
-  if (!ValidBucketName(options.bucket)) {
-    return invalid(
-        StrCat("bucket '", options.bucket, "' is not 3-63 characters of a-z, 0-9, '-' and '.'"));
+  if (absl::Status s = ValidateBucket(options.bucket); !s.ok()) {
+    return invalid(std::string(s.message()));
   }
   if (slash != std::string_view::npos) {
     std::string_view prefix = rest.substr(slash + 1);
@@ -964,10 +968,7 @@ absl::StatusOr<S3StoreOptions> ParseS3Url(std::string_view url) {
 absl::StatusOr<std::unique_ptr<ObjectStore>> OpenS3Store(S3StoreOptions options) {
   absl::StatusOr<Endpoint> endpoint = ParseEndpoint(options.endpoint);
   if (!endpoint.ok()) return endpoint.status();
-  if (!ValidBucketName(options.bucket)) {
-    return absl::InvalidArgumentError(
-        StrCat("S3 bucket '", options.bucket, "' is not 3-63 characters of a-z, 0-9, '-' and '.'"));
-  }
+  if (absl::Status s = ValidateBucket(options.bucket); !s.ok()) return s;
   if (absl::Status s = ValidatePrefix(options.prefix); !s.ok()) return s;
   if (options.max_attempts < 1) {
     return absl::InvalidArgumentError("S3 store: max_attempts must be at least 1");
