@@ -17,9 +17,10 @@
 //    are put again at every C (objects of one RGW head chunk: replaced in place). After the
 //    rounds, every object is read back once more, untimed, and compared with what was put
 //    (XXH3-64). Then, one request at a time on one connection, 32 each: HEAD, a ranged GET of an
-//    object's last 64 bytes and of its first 4 KiB, and a whole-object GET: the round trips a
-//    restore makes per pack (its size, footer, index and frames: src/repo/pack.cc ReadPackIndex,
-//    src/repo/region_reader.cc).
+//    object's last 64 bytes, a suffix-range GET of its last 32 KiB (GetTail), a ranged GET of its
+//    first 4 KiB, and a whole-object GET: a restore sends, per pack, one GetTail (size, footer and
+//    index: src/repo/pack.cc ReadPackIndex) and one ranged GET of its frames
+//    (src/repo/region_reader.cc).
 // 2. Persist and restore. A region of --size (default 1 GiB) of incompressible bytes (splitmix64:
 //    compression stores them raw, so it flatters nothing; real data usually compresses, which
 //    would shrink what moves) is checkpointed fully (Checkpoint({full}) + Wait()) by a fresh
@@ -36,12 +37,16 @@
 //    (opening the repository is reported apart): from the local directory with its files in the
 //    page cache ("warm", as RGW's memstore is memory) and after writing back and dropping them with
 //    posix_fadvise(DONTNEED) ("cold"), and from S3 with restore_threads at each value of
-//    --restore-threads (0,16; 0 is the default: one per core, at least 2). Every restored region's
+//    --restore-threads (0,2; 0 is the default: the S3 store's default_read_concurrency(), 16; 2 was
+//    the default before, one per core here). Every restored region's
 //    XXH3-64 is compared with the original's: a difference ends the run with an error.
 //    After the rounds, one more S3 restore (restore_threads default) through a store that times
-//    every read by kind (HEAD, small and large ranged GETs, whole GETs, listing pages): where its
-//    time goes. It is opened as Repository::OpenUrl opens a store (ParseS3Url, the publish probe)
-//    and is not among the timed restores above.
+//    every read by kind (HEAD, tail GETs, small and large ranged GETs, whole GETs, listing pages):
+//    where its time goes. It is opened as Repository::OpenUrl opens a store (ParseS3Url, the
+//    publish probe) and is not among the timed restores above. Also in the restore rounds, for
+//    each --restore-threads value N (0: the default's count), "packs fetched whole": N threads GET
+//    every pack of the S3 repository whole and drop the bytes (no index, no checksum, no copy):
+//    the gateway's ceiling for any restore of those packs, reported beside the restore.
 // 3. s3cmd. The same bytes written to a file under --dir, `s3cmd put` as one object (s3cmd's
 //    defaults: multipart in 15 MiB parts above 15 MiB; timed, for information), then, in the
 //    restore rounds beside the restores above, `s3cmd --no-progress --force get` of it into a file
@@ -68,7 +73,7 @@
 //   --object-size=SIZE      ICKPT_BENCH_S3_OBJECT_SIZE  (default 4MiB)
 //   --concurrency=LIST      ICKPT_BENCH_S3_CONCURRENCY  (default 1,2,4,8,16)
 //   --uploads=LIST          ICKPT_BENCH_S3_UPLOADS   uploads_in_flight of S3 persists (default 2,8)
-//   --restore-threads=LIST  ICKPT_BENCH_S3_RESTORE_THREADS  S3 restores (default 0,16)
+//   --restore-threads=LIST  ICKPT_BENCH_S3_RESTORE_THREADS  S3 restores (default 0,2)
 //   --rounds=N              ICKPT_BENCH_ROUNDS       throughput and restore rounds (default 3)
 //   --persist-rounds=N      ICKPT_BENCH_S3_PERSIST_ROUNDS  (default min(2, rounds))
 //   --dir=PATH              ICKPT_BENCH_DIR          local repository and files (default /var/tmp)
@@ -278,7 +283,7 @@ Config ParseConfig(int argc, char** argv) {
       ParseList("uploads", StringOption(n, v, "uploads", "ICKPT_BENCH_S3_UPLOADS", "2,8"), 1);
   c.restore_threads =
       ParseList("restore-threads",
-                StringOption(n, v, "restore-threads", "ICKPT_BENCH_S3_RESTORE_THREADS", "0,16"), 0);
+                StringOption(n, v, "restore-threads", "ICKPT_BENCH_S3_RESTORE_THREADS", "0,2"), 0);
   c.rounds = static_cast<int>(Option(n, v, "rounds", "ICKPT_BENCH_ROUNDS", 3));
   c.persist_rounds = static_cast<int>(
       Option(n, v, "persist-rounds", "ICKPT_BENCH_S3_PERSIST_ROUNDS", std::min(c.rounds, 2)));
@@ -561,6 +566,7 @@ std::vector<RequestLatency> MeasureRequestLatency(const Config& c, const std::st
   const std::vector<std::pair<std::string, std::function<void()>>> kinds = {
       {"HEAD (Size)", [&] { Check(store->Size(key)); }},
       {"GET range, last 64 B", [&] { Check(store->GetRange(key, size - 64, 64)); }},
+      {"GET tail, last 32 KiB", [&] { Check(store->GetTail(key, 32 * 1024)); }},
       {"GET range, first 4 KiB", [&] { Check(store->GetRange(key, 0, 4096)); }},
       {"GET whole object", [&] { Check(store->Get(key)); }},
   };
@@ -607,6 +613,14 @@ class TimingStore final : public ObjectStoreWrapper {
     const auto t0 = Clock::now();
     absl::StatusOr<uint64_t> r = target()->Size(key);
     Record("HEAD (Size)", t0, 0);
+    return r;
+  }
+  // Forwarded (ObjectStoreWrapper would split it into Size and GetRange): the S3 store's one
+  // suffix-range GET is what a restore sends per pack for its size, footer and index.
+  absl::StatusOr<ObjectTail> GetTail(std::string_view key, uint64_t length) override {
+    const auto t0 = Clock::now();
+    absl::StatusOr<ObjectTail> r = target()->GetTail(key, length);
+    Record("GET tail (size, footer, index)", t0, r.ok() ? r->bytes.size() : 0);
     return r;
   }
   absl::StatusOr<ObjectPage> ListPage(std::string_view prefix, std::string_view start_after,
@@ -731,6 +745,30 @@ Restored Restore(const std::string& label, Repository* repo, int threads, uint64
   return out;
 }
 
+// The gateway's ceiling for a restore: every pack of the repository under `prefix` fetched whole
+// (one GET each) by `threads` threads sharing one store, the bytes counted and dropped. No index,
+// no checksum, no copy into a region: no restore that reads the same packs from this gateway can
+// be faster.
+Restored FetchPacks(const Config& c, const std::string& prefix, int threads,
+                    const CpuMeter& meter) {
+  std::unique_ptr<ObjectStore> store = Check(OpenS3Store(StoreOptions(c, prefix)));
+  std::vector<ObjectInfo> packs = Check(store->List("packs/"));
+  std::atomic<uint64_t> bytes{0};
+  Restored out;
+  const CpuSample start = meter.Now();
+  ParallelFor(packs.size(), threads, [&](size_t i) {
+    const std::string got = Check(store->Get(packs[i].key));
+    if (got.size() != packs[i].size) Fail("fetch of " + packs[i].key + ": short read");
+    bytes += got.size();
+  });
+  out.usage = meter.Since(start);
+  out.seconds = out.usage.seconds;
+  uint64_t expected = 0;
+  for (const ObjectInfo& o : packs) expected += o.size;
+  if (bytes != expected) Fail("fetching the packs read " + std::to_string(bytes.load()) + " bytes");
+  return out;
+}
+
 // Writes back and drops the page cache of every file under `dir` (posix_fadvise DONTNEED); the
 // kernel's inode and directory caches stay warm. Returns the bytes of the files.
 uint64_t DropPageCache(const std::string& dir) {
@@ -842,7 +880,7 @@ std::string WriteS3cmdConfig(const Config& c, const std::string& path) {
 
 struct RestoreCase {
   std::string label;
-  enum Kind { kLocalWarm, kLocalCold, kS3, kS3cmd } kind;
+  enum Kind { kLocalWarm, kLocalCold, kS3, kS3cmd, kS3Fetch } kind;
   int threads = 0;
   std::vector<Restored> rounds;
 };
@@ -959,17 +997,28 @@ int Main(int argc, char** argv) {
 
   // 4. Restores and s3cmd get, side by side.
   Mark("restores");
+  // What restore_threads 0 means on S3 (Checkpointer::Restore asks the store).
+  const int default_threads =
+      Check(OpenS3Store(StoreOptions(c, run + "/unused")))->default_read_concurrency();
   std::vector<RestoreCase> restores;
   restores.push_back({"local directory, warm page cache", RestoreCase::kLocalWarm, 0, {}});
   restores.push_back({"local directory, cold page cache", RestoreCase::kLocalCold, 0, {}});
   for (int t : c.restore_threads) {
     restores.push_back(
-        {"S3, restore_threads " + (t == 0 ? std::string("default (0)") : std::to_string(t)),
+        {"S3, restore_threads " +
+             (t == 0 ? "default (" + std::to_string(default_threads) + ")" : std::to_string(t)),
          RestoreCase::kS3,
          t,
          {}});
   }
   restores.push_back({"s3cmd get of one object", RestoreCase::kS3cmd, 0, {}});
+  for (int t : c.restore_threads) {
+    const int n = t == 0 ? default_threads : t;
+    restores.push_back({"S3, packs fetched whole, " + std::to_string(n) + " threads (ceiling)",
+                        RestoreCase::kS3Fetch,
+                        n,
+                        {}});
+  }
   std::vector<double> s3cmd_startup;
   const std::string got_file = local_root + "/got.bin";
   std::printf(
@@ -989,6 +1038,8 @@ int Main(int argc, char** argv) {
           Fail("s3cmd get returned WRONG BYTES (" + std::to_string(size) + " bytes)");
         }
         std::filesystem::remove(got_file);
+      } else if (rc.kind == RestoreCase::kS3Fetch) {
+        out = FetchPacks(c, s3_repo, rc.threads, meter);
       } else if (rc.kind == RestoreCase::kS3) {
         const auto t0 = Clock::now();
         std::unique_ptr<Repository> repo =
@@ -1005,7 +1056,7 @@ int Main(int argc, char** argv) {
         out.open_seconds = open;
       }
       char open[48] = "";
-      if (rc.kind != RestoreCase::kS3cmd) {
+      if (rc.kind != RestoreCase::kS3cmd && rc.kind != RestoreCase::kS3Fetch) {
         std::snprintf(open, sizeof(open), "open %.3f s; ", out.open_seconds);
       }
       std::printf("  round %d, %-38s %6.2f s = %7.1f MiB/s (%scores %s)\n", r, rc.label.c_str(),
@@ -1030,7 +1081,6 @@ int Main(int argc, char** argv) {
     census_restore = Restore("timed S3 restore", repo.get(), 0, expected, c.size, meter);
     census = t->kinds();
   }
-  const int default_threads = std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
   std::printf(
       "\n5. one more S3 restore (restore_threads default: %d here), every read timed: %.2f "
       "s\n",
@@ -1162,7 +1212,10 @@ int Main(int argc, char** argv) {
 
   const double s3cmd_get_s = Median([&] {
     std::vector<double> v;
-    for (const Restored& r : restores.back().rounds) v.push_back(r.seconds);
+    for (const RestoreCase& rc : restores) {
+      if (rc.kind != RestoreCase::kS3cmd) continue;
+      for (const Restored& r : rc.rounds) v.push_back(r.seconds);
+    }
     return v;
   }());
   std::printf(
@@ -1245,6 +1298,29 @@ int Main(int argc, char** argv) {
                 kGoal, rc.label.c_str(), ratio, ratio >= kGoal ? "met" : "NOT met");
     goals.push_back({{"case", rc.label}, {"ratio", ratio}, {"met", ratio >= kGoal}});
   }
+  // How near each S3 restore comes to fetching the same packs with as many threads.
+  std::printf(
+      "\n| S3 restore | fetching its packs whole, same threads: s | restore s | fetch / restore "
+      "|\n"
+      "| --- | --- | --- | --- |\n");
+  json ceilings = json::array();
+  for (const RestoreCase& rc : restores) {
+    if (rc.kind != RestoreCase::kS3) continue;
+    const int n = rc.threads == 0 ? default_threads : rc.threads;
+    for (const RestoreCase& fc : restores) {
+      if (fc.kind != RestoreCase::kS3Fetch || fc.threads != n) continue;
+      std::vector<double> rs, fs;
+      for (const Restored& r : rc.rounds) rs.push_back(r.seconds);
+      for (const Restored& r : fc.rounds) fs.push_back(r.seconds);
+      std::printf("| %s | %.2f | %.2f | %.2f |\n", rc.label.c_str(), Median(fs), Median(rs),
+                  Median(fs) / Median(rs));
+      ceilings.push_back({{"case", rc.label},
+                          {"fetch_seconds_median", Median(fs)},
+                          {"restore_seconds_median", Median(rs)},
+                          {"fetch_over_restore", Median(fs) / Median(rs)}});
+    }
+  }
+  j["restore_vs_fetch"] = ceilings;
   j["goal"] = goals;
   j["load_average_end"] = LoadAverage();
 

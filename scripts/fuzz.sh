@@ -15,7 +15,7 @@ build=${2:-build-fuzz}
 all_targets=(config_fuzz commit_record_fuzz manifest_fuzz keyed_records_fuzz pack_fuzz
   pack_index_fuzz keys_fuzz parse_fuzz coding_fuzz repository_url_fuzz maintenance_objects_fuzz
   consolidation_record_fuzz epoch_record_fuzz etcd_codec_fuzz coord_protocol_fuzz
-  s3_list_reply_fuzz s3_error_reply_fuzz s3_delete_reply_fuzz)
+  s3_list_reply_fuzz s3_error_reply_fuzz s3_delete_reply_fuzz content_range_fuzz)
 read -r -a targets <<<"${ICKPT_FUZZ_TARGETS:-${all_targets[*]}}"
 
 [[ ${ICKPT_FUZZ_SKIP_SETUP:-0} == 1 ]] || bash scripts/setup.sh

@@ -90,8 +90,9 @@ struct CheckpointerOptions {
   // (each is one pack, about RepositoryConfig::pack_target_bytes). Default 2.
   int uploads_in_flight = 2;
   // Threads that read, check and decompress during a restore: a region's packs, or a keyed state's
-  // ranges of key groups, at once. Default 0: for regions one per core, at least 2; for keyed
-  // states 1 (several threads pay off once the heap grows in large steps, e.g. with
+  // ranges of key groups, at once. Default 0: for regions the store's
+  // default_read_concurrency() (16 on S3), else one per core, at least 2; for keyed states 1
+  // (several threads pay off once the heap grows in large steps, e.g. with
   // GLIBC_TUNABLES=glibc.malloc.top_pad=67108864: docs/persist.md §3).
   int restore_threads = 0;
   // Checkpoints persisting at once. Default 1: Checkpoint() waits for the previous one.

@@ -138,6 +138,12 @@ struct ObjectPage {
   bool truncated = false;
 };
 
+// The end of an object (ObjectStore::GetTail).
+struct ObjectTail {
+  uint64_t object_size = 0;  // the whole object's size
+  std::string bytes;         // its last min(length asked, object_size) bytes
+};
+
 // The page size ListPage uses when asked for max_keys 0, as S3's ListObjectsV2 does.
 inline constexpr size_t kDefaultListPage = 1000;
 
@@ -182,6 +188,12 @@ class ObjectStore {
                                                uint64_t length) = 0;
   // The object's size in bytes. NotFound if missing.
   virtual absl::StatusOr<uint64_t> Size(std::string_view key) = 0;
+  // The object's size and its last min(`length`, size) bytes, in one request where the store can:
+  // an S3 store sends one suffix-range GET. A pack's reader gets its footer and index this way,
+  // one round trip instead of three (format.md §3). The default calls Size, then GetRange: a
+  // wrapper that overrides those sees both (ObjectStoreWrapper does not forward GetTail, so fault
+  // injection keeps working). NotFound if missing.
+  virtual absl::StatusOr<ObjectTail> GetTail(std::string_view key, uint64_t length);
   // One page of the objects whose key starts with `prefix` and is strictly greater than
   // `start_after` ("" = from the first), sorted by key: at most `max_keys` of them (0 =
   // kDefaultListPage), with `truncated` set when more follow. A page may hold fewer than
@@ -217,6 +229,12 @@ class ObjectStore {
   virtual bool publishes_without_overwrite() const = 0;
   // A short description for messages, e.g. "local:/path/to/repo".
   virtual std::string Describe() const = 0;
+  // How many packs a restore reads at once from this store when its caller did not say
+  // (CheckpointerOptions::restore_threads 0): 0 means one per core, at least 2 (local and memory
+  // stores, whose reads cost CPU). An S3 store answers 16: its reads wait on the network and the
+  // server, and restores from RGW were 1.2-1.5x faster with 16 than with 2 (docs/benchmarks.md,
+  // "Repositories on S3"). Not a call: it cannot fail.
+  virtual int default_read_concurrency() const { return 0; }
 };
 
 // True for the failures after which a Put or Publish may or may not have written the object:
@@ -266,6 +284,7 @@ class ObjectStoreWrapper : public ObjectStore {
     return target_->publishes_without_overwrite();
   }
   std::string Describe() const override { return target_->Describe(); }
+  int default_read_concurrency() const override { return target_->default_read_concurrency(); }
 
  protected:
   ObjectStore* target() const { return target_; }

@@ -111,6 +111,25 @@ class RecordingStore : public ObjectStoreWrapper {
     Note(key, 0, 0);
     return ObjectStoreWrapper::Size(key);
   }
+  // A pack's reader (ReadPackIndex) uses only the footer and the index of the tail it gets: the
+  // frames, or the header of a small pack, that come along are not looked at there, so damage to
+  // them counts as read only where their frames are read (or by verify --data).
+  absl::StatusOr<ObjectTail> GetTail(std::string_view key, uint64_t length) override {
+    absl::StatusOr<ObjectTail> tail = target()->GetTail(key, length);
+    if (!tail.ok()) {
+      Note(key, 0, 0);
+      return tail;
+    }
+    const uint64_t size = tail->object_size;
+    uint64_t used_from = size - tail->bytes.size();
+    if (tail->bytes.size() >= kPackFooterBytes) {
+      absl::StatusOr<PackFooter> footer = ParsePackFooter(
+          std::string_view(tail->bytes).substr(tail->bytes.size() - kPackFooterBytes), size, key);
+      used_from = footer.ok() ? std::max(used_from, footer->index_offset) : size - kPackFooterBytes;
+    }
+    Note(key, used_from, size);
+    return tail;
+  }
   Reads TakeReads() {
     MutexLock lock(&mu_);
     return std::exchange(reads_, {});

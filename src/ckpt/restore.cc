@@ -15,6 +15,7 @@
 #include "src/repo/fencing.h"
 #include "src/repo/keyed_reader.h"
 #include "src/repo/region_reader.h"
+#include "src/repo/repository_internal.h"
 #include "src/state/keyed_state_internal.h"
 #include "src/state/region_internal.h"
 #include "src/util/log.h"
@@ -22,6 +23,13 @@
 
 namespace ickpt {
 namespace {
+
+// Linux >= 5.14; Debian 12's headers have it, older ones may not.
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+constexpr uint64_t kPageBytes = 4096;
 
 // Region memory. With a progress callback, counts what it is given (over every region of the
 // restore: `done` is shared).
@@ -39,6 +47,14 @@ class MemorySink final : public RestoreSink {
     Count(length);
     return Zero(offset, length);
   }
+  void WillWrite(uint64_t offset, uint64_t length) override {
+    // Whole pages only; an edge page faults in on its own. A kernel without MADV_POPULATE_WRITE
+    // (before 5.14) answers EINVAL, and a protected page (the mprotect tracker) EFAULT: the copies
+    // then fault the pages in one by one, as they would have anyway.
+    const uint64_t begin = (offset + kPageBytes - 1) / kPageBytes * kPageBytes;
+    const uint64_t end = (offset + length) / kPageBytes * kPageBytes;
+    if (end > begin) (void)madvise(base_ + begin, end - begin, MADV_POPULATE_WRITE);
+  }
 
  private:
   void Count(uint64_t bytes) {
@@ -48,7 +64,7 @@ class MemorySink final : public RestoreSink {
   absl::Status Zero(uint64_t offset, uint64_t length) {
     // Dropping whole pages of a private anonymous mapping makes them read as zero without
     // touching them: a sparse region restores without faulting in its holes.
-    const uint64_t page = 4096;
+    const uint64_t page = kPageBytes;
     uint64_t begin = (offset + page - 1) / page * page;
     const uint64_t end = (offset + length) / page * page;
     if (end > begin && end - begin >= 16 * page &&
@@ -225,10 +241,11 @@ absl::StatusOr<CommitRecord> Checkpointer::Impl::Restore(const RestoreOptions& r
     return s;
   };
   // Packs of a region, or ranges of key groups of a keyed state, read, checked and decoded at once.
+  const int store_concurrency = RepositoryInternal::store(*repo)->default_read_concurrency();
   const int restore_threads =
-      options.restore_threads > 0
-          ? options.restore_threads
-          : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+      options.restore_threads > 0 ? options.restore_threads
+      : store_concurrency > 0     ? store_concurrency
+                              : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
   for (const std::string& name : to_create) {
     const ResolvedObject& r = resolved.at(name);
     RegionOptions ro;

@@ -230,21 +230,30 @@ absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_
 }
 
 absl::StatusOr<PackIndex> ReadPackIndex(ObjectStore* store, std::string_view key) {
-  absl::StatusOr<uint64_t> size = store->Size(key);
-  if (!size.ok()) return size.status();
-  if (*size < kPackHeaderBytes + kMinIndexBytes + kPackFooterBytes) {
-    return PackDataLoss(key, StrCat("pack is only ", *size, " bytes"));
+  absl::StatusOr<ObjectTail> tail = store->GetTail(key, kPackTailReadBytes);
+  if (!tail.ok()) return tail.status();
+  const uint64_t size = tail->object_size;
+  if (size < kPackHeaderBytes + kMinIndexBytes + kPackFooterBytes) {
+    return PackDataLoss(key, StrCat("pack is only ", size, " bytes"));
   }
-  absl::StatusOr<std::string> footer_bytes =
-      store->GetRange(key, *size - kPackFooterBytes, kPackFooterBytes);
-  if (!footer_bytes.ok()) return footer_bytes.status();
+  const std::string_view bytes = tail->bytes;
+  if (bytes.size() != std::min<uint64_t>(size, kPackTailReadBytes)) {
+    return PackDataLoss(key, StrCat("read ", bytes.size(), " bytes of its end, expected ",
+                                    std::min<uint64_t>(size, kPackTailReadBytes)));
+  }
   // ParsePackFooter bounds index_length by the object size, so the read below is bounded too.
-  absl::StatusOr<PackFooter> footer = ParsePackFooter(*footer_bytes, *size, key);
+  absl::StatusOr<PackFooter> footer =
+      ParsePackFooter(bytes.substr(bytes.size() - kPackFooterBytes), size, key);
   if (!footer.ok()) return footer.status();
+  const uint64_t tail_offset = size - bytes.size();
+  if (footer->index_offset >= tail_offset) {  // the usual case: the index came with the footer
+    return ParsePackIndex(bytes.substr(footer->index_offset - tail_offset, footer->index_length),
+                          footer->index_offset, size, footer->index_xxh3, key);
+  }
   absl::StatusOr<std::string> index =
       store->GetRange(key, footer->index_offset, footer->index_length);
   if (!index.ok()) return index.status();
-  return ParsePackIndex(*index, footer->index_offset, *size, footer->index_xxh3, key);
+  return ParsePackIndex(*index, footer->index_offset, size, footer->index_xxh3, key);
 }
 
 FrameDecoder::FrameDecoder() : dctx_(ZSTD_createDCtx()) {}

@@ -110,7 +110,12 @@ absl::StatusOr<PackFooter> ParsePackFooter(std::string_view footer, uint64_t pac
 absl::StatusOr<PackIndex> ParsePackIndex(std::string_view index, uint64_t index_offset,
                                          uint64_t pack_size, uint64_t expected_xxh3,
                                          std::string_view key);
-// Reads footer and index of pack `key` with two range reads.
+// How much of a pack's end ReadPackIndex asks for: the footer and, for a pack of up to about 1,600
+// frames, its whole index (an entry takes at most 20 bytes, format.md §4; a 4 MiB pack has 64
+// frames of 64 KiB, or 1,024 of 4 KiB blocks cut apart).
+inline constexpr uint64_t kPackTailReadBytes = 32 * 1024;
+// Reads footer and index of pack `key`: one ObjectStore::GetTail (one request on S3), and one more
+// range read only for an index longer than that tail holds.
 absl::StatusOr<PackIndex> ReadPackIndex(ObjectStore* store, std::string_view key);
 // Decompresses one frame and verifies its checksum; DataLoss naming `key` and the frame offset.
 absl::StatusOr<std::string> DecodeFrame(const FrameInfo& frame, std::string_view stored,

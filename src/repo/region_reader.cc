@@ -127,6 +127,13 @@ absl::Status ReadPackBlocks(const RepositoryReader& repo, const std::string& key
   if (!index.ok()) return MissingAsDataLoss(index.status(), StrCat("pack ", key));
   std::sort(needs.begin(), needs.end(),
             [](const BlockNeed& a, const BlockNeed& b) { return a.raw_offset < b.raw_offset; });
+  // Runs of consecutive blocks, announced to the sink before any of them is written.
+  for (size_t run = 0; run < needs.size();) {
+    size_t end = run + 1;
+    while (end < needs.size() && needs[end].block == needs[end - 1].block + 1) ++end;
+    sink->WillWrite(needs[run].block * block_size, (end - run) * uint64_t{block_size});
+    run = end;
+  }
   // Frames each block needs, as [first, last].
   std::vector<std::pair<size_t, size_t>> spans(needs.size());
   for (size_t i = 0; i < needs.size(); ++i) {

@@ -1,7 +1,8 @@
-// What every ObjectStore shares (format.md §12): List over ListPage, DeleteMany over Delete, and
-// publishing unique bytes across ambiguous failures.
+// What every ObjectStore shares (format.md §12): List over ListPage, DeleteMany over Delete,
+// GetTail over Size and GetRange, and publishing unique bytes across ambiguous failures.
 //
 // Thread safety: no state of its own; as safe as the store it calls.
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,6 +40,26 @@ absl::Status ObjectStore::DeleteMany(const std::vector<std::string>& keys) {
     if (absl::Status s = Delete(key); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<ObjectTail> ObjectStore::GetTail(std::string_view key, uint64_t length) {
+  absl::StatusOr<uint64_t> size = Size(key);
+  if (!size.ok()) return size.status();
+  ObjectTail tail;
+  tail.object_size = *size;
+  const uint64_t take = std::min(length, *size);
+  if (take == 0) return tail;
+  absl::StatusOr<std::string> bytes = GetRange(key, *size - take, take);
+  if (!bytes.ok()) return bytes.status();
+  // Shorter than asked: the object shrank between the two calls, which only a replaced object
+  // can do (content-named objects never change).
+  if (bytes->size() != take) {
+    return absl::UnavailableError(StrCat("get the last ", take, " bytes of ", key, " in ",
+                                         Describe(), ": got ", bytes->size(),
+                                         " (the object changed while being read)"));
+  }
+  tail.bytes = *std::move(bytes);
+  return tail;
 }
 
 bool IsAmbiguousFailure(const absl::Status& status) {

@@ -37,6 +37,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ickpt/store.h"
+#include "src/store/content_range.h"
 #include "src/store/s3_xml.h"
 #include "src/util/hash.h"
 #include "src/util/log.h"
@@ -51,6 +52,8 @@ constexpr char kEmptySha256[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934
 // A reply body larger than this is refused (a listing page is a few hundred KiB; an object is
 // read whole only for small objects, packs by range).
 constexpr size_t kMaxReplyBytes = size_t{4} << 30;
+// The most a reply's Content-Length makes the store allocate before the bytes arrive.
+constexpr size_t kReserveReplyBytes = size_t{64} << 20;
 
 void CurlGlobalInit() {
   static std::once_flag once;
@@ -258,6 +261,8 @@ struct Response {
   std::string body;
   // The reply's Content-Length, for HEAD (-1 if absent).
   int64_t content_length = -1;
+  // The reply's Content-Range ("" if absent), for a suffix-range GET.
+  std::string content_range;
   // Some attempt before the one that produced this response failed after its request may have
   // reached the server: a write may have landed although this response says otherwise.
   bool after_ambiguous_attempt = false;
@@ -272,6 +277,7 @@ struct Attempt {
 };
 
 struct Transfer {
+  CURL* curl = nullptr;  // to size `body` once the reply's headers are in
   std::string_view upload;
   size_t uploaded = 0;
   std::string body;
@@ -315,6 +321,16 @@ size_t WriteCallback(char* data, size_t size, size_t count, void* user) {
   if (t->body.size() + n > kMaxReplyBytes) {
     t->too_large = true;
     return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
+  }
+  if (t->body.empty()) {
+    // Room for the whole body at once: a 4 MiB pack would otherwise be copied about 10 times as
+    // the string doubles, each time into pages never touched before. What a server announces
+    // is trusted only up to kReserveReplyBytes.
+    curl_off_t length = -1;
+    if (curl_easy_getinfo(t->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
+        length > 0) {
+      t->body.reserve(std::min(static_cast<size_t>(length), kReserveReplyBytes));
+    }
   }
   t->body.append(data, n);
   return n;
@@ -416,6 +432,55 @@ class S3Store final : public ObjectStore {
     // 416: the range starts at or past the end; the contract returns no bytes.
     if (response->status == 416) return std::string();
     return HttpError(request, *response);
+  }
+
+  // One GET with a suffix range ("bytes=-N", RFC 9110 §14.1.2): the reply's Content-Range gives
+  // the object's size. A suffix longer than the object gets all of it (206, or 200 from servers
+  // that answer a whole object so); an empty object has no satisfiable range (416).
+  absl::StatusOr<ObjectTail> GetTail(std::string_view key, uint64_t length) override {
+    if (absl::Status s = ValidateObjectKey(key); !s.ok()) return s;
+    if (length == 0) {
+      absl::StatusOr<uint64_t> size = Size(key);
+      if (!size.ok()) return size.status();
+      return ObjectTail{*size, std::string()};
+    }
+    Request request;
+    request.url = ObjectUrl(key);
+    request.headers.push_back(StrCat("Range: bytes=-", length));
+    request.what = StrCat("GET ", key, " last ", length, " bytes");
+    absl::StatusOr<Response> response = Call(request);
+    if (!response.ok()) return response.status();
+    auto malformed = [&](std::string_view why) {
+      // Damaged on its way or a confused server: a retry of the caller's may get a good one.
+      return absl::UnavailableError(StrCat(Describe(), ": ", request.what, ": ", why));
+    };
+    if (response->status == 200) {
+      const uint64_t size = response->body.size();
+      if (size > length) response->body.erase(0, size - length);
+      return ObjectTail{size, std::move(response->body)};
+    }
+    if (response->status == 416) {
+      // Only an empty object has no byte to send; its Content-Range says "bytes */0".
+      std::optional<ContentRange> range = ParseContentRange(response->content_range);
+      if (range.has_value() && range->total.value_or(0) != 0) {
+        return malformed(StrCat("416 for an object of ", *range->total, " bytes"));
+      }
+      return ObjectTail{0, std::string()};
+    }
+    if (response->status != 206) return HttpError(request, *response);
+    std::optional<ContentRange> range = ParseContentRange(response->content_range);
+    if (!range.has_value() || !range->total.has_value() || !range->first.has_value()) {
+      return malformed(StrCat("the reply's Content-Range '", response->content_range,
+                              "' does not give the range and the object's size"));
+    }
+    const uint64_t total = *range->total;
+    const uint64_t expected = std::min(length, total);
+    if (*range->first != total - expected || *range->last != total - 1 ||
+        response->body.size() != expected) {
+      return malformed(StrCat("the server sent ", response->body.size(), " bytes as range ",
+                              response->content_range, ", not the last ", expected, " of ", total));
+    }
+    return ObjectTail{total, std::move(response->body)};
   }
 
   absl::StatusOr<uint64_t> Size(std::string_view key) override {
@@ -554,6 +619,9 @@ class S3Store final : public ObjectStore {
   }
 
   bool publishes_without_overwrite() const override { return publishes_without_overwrite_; }
+
+  // Reads of a restore wait on the gateway, not on this process (ObjectStore's comment).
+  int default_read_concurrency() const override { return 16; }
 
   std::string Describe() const override {
     return StrCat("s3://", options_.bucket, options_.prefix.empty() ? "" : "/", options_.prefix,
@@ -754,6 +822,7 @@ class S3Store final : public ObjectStore {
       return result;
     }
     Transfer transfer;
+    transfer.curl = curl;
     transfer.upload = request.body;
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers,
@@ -810,6 +879,12 @@ class S3Store final : public ObjectStore {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http_status);
     curl_off_t content_length = -1;
     curl_easy_getinfo(curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &content_length);
+    std::string content_range;
+    if (curl_header* header = nullptr;
+        code == CURLE_OK &&
+        curl_easy_header(curl, "Content-Range", 0, CURLH_HEADER, -1, &header) == CURLHE_OK) {
+      content_range = header->value;
+    }
     curl_slist_free_all(headers);
     // A handle whose transfer failed may hold a broken connection: do not reuse it.
     ReleaseHandle(curl, /*reuse=*/code == CURLE_OK);
@@ -871,6 +946,7 @@ class S3Store final : public ObjectStore {
     result.response.status = http_status;
     result.response.body = std::move(transfer.body);
     result.response.content_length = content_length;
+    result.response.content_range = std::move(content_range);
     return result;
   }
 

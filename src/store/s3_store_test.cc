@@ -327,6 +327,18 @@ TEST_F(S3StoreTest, RangesSizesAndEmptyObjects) {
   EXPECT_EQ(*store->Get("empty"), "");
   EXPECT_EQ(*store->Size("empty"), 0u);
   EXPECT_EQ(*store->GetRange("empty", 0, 10), "");
+  // GetTail is one suffix-range GET; RGW answers a suffix longer than the object with all of it,
+  // and an empty object with 416.
+  ASSERT_OK_AND_ASSIGN(ObjectTail tail, store->GetTail("obj", 64));
+  EXPECT_EQ(tail.object_size, bytes.size());
+  EXPECT_EQ(tail.bytes, bytes.substr(bytes.size() - 64));
+  ASSERT_OK_AND_ASSIGN(ObjectTail whole, store->GetTail("obj", 1 << 20));
+  EXPECT_EQ(whole.object_size, bytes.size());
+  EXPECT_EQ(whole.bytes, bytes);
+  ASSERT_OK_AND_ASSIGN(ObjectTail empty, store->GetTail("empty", 64));
+  EXPECT_EQ(empty.object_size, 0u);
+  EXPECT_EQ(empty.bytes, "");
+  EXPECT_TRUE(absl::IsNotFound(store->GetTail("missing", 64).status()));
 }
 
 TEST_F(S3StoreTest, ConditionalWritesAreProbedWhenOpenedForWriting) {
@@ -425,10 +437,14 @@ TEST_F(S3StoreTest, TruncatedRepliesAreRetriedAndNeverReturned) {
   EXPECT_EQ(*store->Get("big"), bytes);
   Fault(HttpFault::kTruncateResponse, "GET", "/repo/big", 1);
   EXPECT_EQ(*store->GetRange("big", 1000, 50000), bytes.substr(1000, 50000));
+  Fault(HttpFault::kTruncateResponse, "GET", "/repo/big", 1);
+  ASSERT_OK_AND_ASSIGN(ObjectTail tail, store->GetTail("big", 40000));
+  EXPECT_EQ(tail.object_size, bytes.size());
+  EXPECT_EQ(tail.bytes, bytes.substr(bytes.size() - 40000));
   Fault(HttpFault::kTruncateResponse, "GET", "list-type=2", 1);
   ASSERT_OK_AND_ASSIGN(std::vector<ObjectInfo> listed, store->List("list/"));
   EXPECT_EQ(listed.size(), 20u);
-  EXPECT_EQ(proxy_->faults_injected(), 4);
+  EXPECT_EQ(proxy_->faults_injected(), 5);
 }
 
 TEST_F(S3StoreTest, SlowRepliesAreWaitedFor) {

@@ -296,6 +296,37 @@ TYPED_TEST(StoreTest, GetRange) {
   EXPECT_EQ(far, "");
 }
 
+// A pack's reader takes footer and index from one GetTail (format.md §12 item 3): size and bytes
+// must agree whether the object is longer than the tail, shorter, exactly as long, or empty.
+TYPED_TEST(StoreTest, GetTail) {
+  ASSERT_OK(this->store().Put("a/b", "0123456789"));
+  ASSERT_OK_AND_ASSIGN(ObjectTail three, this->store().GetTail("a/b", 3));
+  EXPECT_EQ(three.object_size, 10u);
+  EXPECT_EQ(three.bytes, "789");
+  ASSERT_OK_AND_ASSIGN(ObjectTail exact, this->store().GetTail("a/b", 10));
+  EXPECT_EQ(exact.object_size, 10u);
+  EXPECT_EQ(exact.bytes, "0123456789");
+  ASSERT_OK_AND_ASSIGN(ObjectTail more, this->store().GetTail("a/b", 1 << 20));
+  EXPECT_EQ(more.object_size, 10u);
+  EXPECT_EQ(more.bytes, "0123456789");
+  ASSERT_OK_AND_ASSIGN(ObjectTail none, this->store().GetTail("a/b", 0));
+  EXPECT_EQ(none.object_size, 10u);
+  EXPECT_EQ(none.bytes, "");
+  ASSERT_OK(this->store().Put("a/empty", ""));
+  ASSERT_OK_AND_ASSIGN(ObjectTail empty, this->store().GetTail("a/empty", 32));
+  EXPECT_EQ(empty.object_size, 0u);
+  EXPECT_EQ(empty.bytes, "");
+  // Larger than one read of libcurl's or of the file system's.
+  std::string big(300000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 + i / 7);
+  ASSERT_OK(this->store().Put("a/big", big));
+  ASSERT_OK_AND_ASSIGN(ObjectTail big_tail, this->store().GetTail("a/big", 100000));
+  EXPECT_EQ(big_tail.object_size, big.size());
+  EXPECT_TRUE(big_tail.bytes == big.substr(big.size() - 100000));
+  EXPECT_TRUE(absl::IsNotFound(this->store().GetTail("a/nope", 32).status()));
+  EXPECT_TRUE(absl::IsNotFound(this->store().GetTail("a/nope", 0).status()));
+}
+
 TYPED_TEST(StoreTest, MissingIsNotFound) {
   EXPECT_TRUE(absl::IsNotFound(this->store().Get("nope").status()));
   EXPECT_TRUE(absl::IsNotFound(this->store().GetRange("a/nope", 0, 1).status()));
@@ -377,6 +408,7 @@ TYPED_TEST(StoreTest, InvalidKeysRejected) {
     EXPECT_TRUE(absl::IsInvalidArgument(this->store().Get(key).status()));
     EXPECT_TRUE(absl::IsInvalidArgument(this->store().GetRange(key, 0, 1).status()));
     EXPECT_TRUE(absl::IsInvalidArgument(this->store().Size(key).status()));
+    EXPECT_TRUE(absl::IsInvalidArgument(this->store().GetTail(key, 8).status()));
     EXPECT_TRUE(absl::IsInvalidArgument(this->store().Delete(key)));
   }
   EXPECT_OK(ValidateObjectKey("a/b/c/d/e/f/g/h"));
