@@ -3,6 +3,7 @@
 // instantly; the process-level torture with real time and SIGKILL is in gc_torture_test.cc.
 #include <algorithm>
 #include <cstring>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "src/testing/restore_util.h"
 #include "src/testing/status_matchers.h"
 #include "src/testing/test_util.h"
+#include "src/util/mutex.h"
 
 namespace ickpt {
 namespace {
@@ -41,6 +43,64 @@ CheckpointOptions WithId(uint64_t id) {
 }
 
 // One writing process: a checkpointer over a region, and what each of its checkpoints held.
+// Numbers the calls that reach it, as FaultInjectionStore counts them (every call but Describe,
+// publishes_without_overwrite and default_read_concurrency; GetTail and DeleteMany arrive as the
+// Size, GetRange and Delete calls ObjectStoreWrapper turns them into), and notes which were listing
+// pages: a test that fails each call in turn can then sample the hundreds of listing pages of a
+// GC's parallel listing (src/repo/listing.h), which all fail alike, and still fail every other
+// call.
+class ListingCallRecorder : public ObjectStoreWrapper {
+ public:
+  explicit ListingCallRecorder(ObjectStore* target) : ObjectStoreWrapper(target) {}
+  absl::Status Put(std::string_view key, std::string_view data) override {
+    Count(false);
+    return ObjectStoreWrapper::Put(key, data);
+  }
+  absl::Status Publish(std::string_view key, std::string_view data) override {
+    Count(false);
+    return ObjectStoreWrapper::Publish(key, data);
+  }
+  absl::StatusOr<std::string> Get(std::string_view key) override {
+    Count(false);
+    return ObjectStoreWrapper::Get(key);
+  }
+  absl::StatusOr<std::string> GetRange(std::string_view key, uint64_t offset,
+                                       uint64_t length) override {
+    Count(false);
+    return ObjectStoreWrapper::GetRange(key, offset, length);
+  }
+  absl::StatusOr<uint64_t> Size(std::string_view key) override {
+    Count(false);
+    return ObjectStoreWrapper::Size(key);
+  }
+  absl::StatusOr<ObjectPage> ListPage(std::string_view prefix, std::string_view start_after,
+                                      size_t max_keys) override {
+    Count(true);
+    return ObjectStoreWrapper::ListPage(prefix, start_after, max_keys);
+  }
+  absl::Status Delete(std::string_view key) override {
+    Count(false);
+    return ObjectStoreWrapper::Delete(key);
+  }
+  absl::StatusOr<uint64_t> RemoveDebris(absl::Duration older_than) override {
+    Count(false);
+    return ObjectStoreWrapper::RemoveDebris(older_than);
+  }
+  // Whether call k (1-based, in arrival order) was a listing page.
+  std::vector<bool> TakeListingCalls() {
+    MutexLock lock(&mu_);
+    return std::exchange(listing_, {});
+  }
+
+ private:
+  void Count(bool listing) {
+    MutexLock lock(&mu_);
+    listing_.push_back(listing);
+  }
+  Mutex mu_;
+  std::vector<bool> listing_ ABSL_GUARDED_BY(mu_);
+};
+
 struct Writer {
   std::unique_ptr<Repository> repo;
   std::unique_ptr<Checkpointer> checkpointer;
@@ -649,12 +709,14 @@ TEST_F(GcTest, AFailureAtAnyCallOfAGcLosesNothingAndTheNextRunFinishes) {
   std::map<std::string, std::string> snapshot;
   for (const std::string& key : Keys()) snapshot[key] = *memory_->Get(key);
 
+  std::vector<bool> listing_calls;  // of the run without a fault
   auto run_with_fault = [&](int64_t n, bool lose_reply) -> int64_t {
     // Restore the snapshot: the same objects, all older than the grace period.
     for (const std::string& key : Keys()) EXPECT_OK(memory_->Delete(key));
     for (const auto& [key, bytes] : snapshot) EXPECT_OK(memory_->Put(key, bytes));
     FaultInjectionStore faults(memory_.get());
-    auto store = std::make_unique<testing::ManualClockStore>(&faults, clock_);
+    ListingCallRecorder recorder(&faults);
+    auto store = std::make_unique<testing::ManualClockStore>(&recorder, clock_);
     absl::StatusOr<std::unique_ptr<Repository>> repo = Repository::Open(std::move(store));
     EXPECT_OK(repo.status());
     const int64_t start = faults.call_count();
@@ -667,6 +729,8 @@ TEST_F(GcTest, AFailureAtAnyCallOfAGcLosesNothingAndTheNextRunFinishes) {
     options.grace = kGrace;
     (void)CollectGarbage(**repo, options);
     const int64_t calls = faults.call_count() - start;
+    std::vector<bool> listing = recorder.TakeListingCalls();
+    if (listing_calls.empty()) listing_calls.assign(listing.end() - calls, listing.end());
     ExpectEveryCommittedRestores();
     // A crashed run's lock blocks until it expires: let it.
     clock_->Advance(absl::Minutes(6));
@@ -680,11 +744,28 @@ TEST_F(GcTest, AFailureAtAnyCallOfAGcLosesNothingAndTheNextRunFinishes) {
   // A run without a fault that fires tells how many calls a run makes.
   const int64_t calls = run_with_fault(1'000'000, false);
   ASSERT_GT(calls, 20);
+  ASSERT_EQ(listing_calls.size(), static_cast<size_t>(calls));
+  // Every call that is not a listing page; of each run of listing pages (the 512 of the parallel
+  // listing of packs/ and manifests/ are one run), the first, the last and every 32nd.
+  int64_t faulted = 0, listing_skipped = 0;
   for (int64_t n = 1; n <= calls; ++n) {
+    const size_t i = static_cast<size_t>(n - 1);
+    if (listing_calls[i]) {
+      size_t run_start = i;
+      while (run_start > 0 && listing_calls[run_start - 1]) --run_start;
+      const bool last_of_run = i + 1 == listing_calls.size() || !listing_calls[i + 1];
+      if ((i - run_start) % 32 != 0 && !last_of_run) {
+        ++listing_skipped;
+        continue;
+      }
+    }
+    ++faulted;
     run_with_fault(n, false);
     run_with_fault(n, true);
     if (HasFatalFailure() || HasFailure()) break;
   }
+  std::cout << "a GC run made " << calls << " calls; faulted " << faulted << " of them, "
+            << listing_skipped << " listing pages sampled out\n";
 }
 
 // Background collection (CheckpointerOptions::gc_after_commit): after commits, on a thread of its
