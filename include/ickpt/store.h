@@ -190,7 +190,7 @@ class ObjectStore {
   virtual absl::StatusOr<uint64_t> Size(std::string_view key) = 0;
   // The object's size and its last min(`length`, size) bytes, in one request where the store can:
   // an S3 store sends one suffix-range GET. A pack's reader gets its footer and index this way,
-  // one round trip instead of three (format.md §3). The default calls Size, then GetRange: a
+  // one round trip instead of three (format.md §4, §12). The default calls Size, then GetRange: a
   // wrapper that overrides those sees both (ObjectStoreWrapper does not forward GetTail, so fault
   // injection keeps working). NotFound if missing.
   virtual absl::StatusOr<ObjectTail> GetTail(std::string_view key, uint64_t length);
