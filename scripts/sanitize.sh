@@ -31,6 +31,10 @@ main() {
       export ASAN_OPTIONS=$asan_options UBSAN_OPTIONS=$ubsan_options
       # ASan runs the code 2-3x slower: the crash driver gets a longer budget for its 60 kills.
       export ICKPT_TORTURE_SECONDS=${ICKPT_TORTURE_SECONDS:-90}
+      # The random-damage campaign's 2000 trials took 163 s here under clang's ASan + UBSan with
+      # the fuzzing instrumentation, the longest test of the stage: 600 still reach every decoder
+      # under ASan (whose fuzz targets run in this stage too), and the plain stage runs all 2000.
+      export ICKPT_CORRUPTION_TRIALS=${ICKPT_CORRUPTION_TRIALS:-600}
       # install_example builds examples/basic against the installed package without sanitizers, so
       # its link against the instrumented library fails for a reason that is not a finding.
       ctest_exclude=(-E '^install_example$')
@@ -63,7 +67,12 @@ main() {
       # stages, and the distributed demo in the plain and ASan stages too.
       # The S3 checkpoint test and the S3 demo are about data on a gateway, not threads; the S3
       # store's own threads run under TSan in s3_store_test and the store contract suite.
-      ctest_exclude=(-E '^install_example$|^S3CheckpointTest\.|^s3_demo$|^CoordProcessTest\.(LeaderKilledMidCommit|ParticipantKilledDuringRecovery|StoppedLeaderIsFenced|DeclinedCheckpoint|SlowParticipant|StalledParticipant|EtcdRestarted)|^ClusterCliTest\.DistributedDemo')
+      # The fail-every-call GC matrix (87 s here under TSan: a GC run starts 32 listing threads,
+      # and the matrix runs 168 of them), the corruption cases at named offsets (90 s) and the
+      # every-flipped-byte pack test are about data and durability on one thread: the plain and
+      # ASan stages run them; the random corruption campaign stays (restore's reading threads
+      # meet damaged objects there).
+      ctest_exclude=(-E '^install_example$|^S3CheckpointTest\.|^s3_demo$|^GcTest\.AFailureAtAnyCallOfAGc|^CorruptionTest\.Damaged|^PackTest\.EveryFlippedByteIsCaught$|^CoordProcessTest\.(LeaderKilledMidCommit|ParticipantKilledDuringRecovery|StoppedLeaderIsFenced|DeclinedCheckpoint|SlowParticipant|StalledParticipant|EtcdRestarted)|^ClusterCliTest\.DistributedDemo')
       # GCC 12 at -O1 with -fsanitize=thread reports a false -Warray-bounds inside libstdc++'s
       # vector growth (stl_algobase.h memmove, inlined into src/state/uffd_tracker.cc): kept as a
       # warning there, not an error. Every other warning still fails the build.

@@ -19,9 +19,6 @@
 namespace ickpt {
 namespace {
 
-// Group spans closer than this in a pack's raw stream are read with one request.
-constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
-
 // One participant's chain of keyed state `object`, from `commit` down to the full manifest.
 absl::StatusOr<KeyedChain> ResolveChain(const RepositoryReader& repo, const CommitRecord& commit,
                                         std::string_view participant, std::string_view object,

@@ -12,6 +12,10 @@
 
 namespace ickpt {
 
+// Needed bytes of a pack closer than this are fetched with one range read, the bytes between them
+// read along and skipped: one request is cheaper than two (region and keyed readers alike).
+inline constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
+
 // The stored bytes of frames [first, last] of pack `key`, as its `index` places them, fetched with
 // one range read; adds their size to `*bytes_read`. DataLoss if the pack is missing or shorter
 // than its index says; other errors of the store as they are. The frames are not decoded.

@@ -19,10 +19,6 @@
 namespace ickpt {
 namespace {
 
-// Unneeded frames up to this many stored bytes between two needed ones are read along (and
-// skipped) rather than split into two requests.
-constexpr uint64_t kMaxReadGapBytes = 32 * 1024;
-
 // Bytes of memory this machine has; 0 if unknown.
 uint64_t PhysicalMemoryBytes() {
   const long pages = sysconf(_SC_PHYS_PAGES);
