@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -39,6 +41,43 @@ inline std::string StringOption(int argc, char** argv, const char* flag, const c
   }
   const char* v = std::getenv(env);
   return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+// The command line with `--flag value` read as `--flag=value` and a switch in `switches` given
+// alone as `--flag=1`, for Option and StringOption. A flag not in `known`, an argument that is not
+// a flag, or a flag without its value ends the program with an error naming `program`: a misspelt
+// flag silently ignored would measure the wrong thing.
+inline std::vector<std::string> NormalizeFlags(int argc, char** argv,
+                                               const std::vector<std::string_view>& known,
+                                               const std::vector<std::string_view>& switches,
+                                               std::string_view program) {
+  auto fail = [&](const std::string& what) {
+    std::fprintf(stderr, "%.*s: error: %s\n", static_cast<int>(program.size()), program.data(),
+                 what.c_str());
+    std::exit(1);
+  };
+  std::vector<std::string> out = {argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (!a.starts_with("--")) fail("unexpected argument '" + a + "'");
+    const size_t eq = a.find('=');
+    const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      fail("unknown flag --" + name + " (see the comment at the top of " + std::string(program) +
+           ".cc)");
+    }
+    if (eq == std::string::npos) {
+      if (std::find(switches.begin(), switches.end(), name) != switches.end()) {
+        a += "=1";
+      } else if (i + 1 < argc) {
+        a += std::string("=") + argv[++i];
+      } else {
+        fail("--" + name + " needs a value");
+      }
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
 }
 
 template <typename T>

@@ -671,38 +671,14 @@ const char* Met(bool ok) { return ok ? "met" : "NOT met"; }
 // Flags: `--flag value` is read as `--flag=value`, `--keep` as `--keep=1`; unknown flags are
 // refused (a misspelt flag silently ignored would measure the wrong thing).
 
-constexpr const char* kFlags[] = {
+const std::vector<std::string_view> kFlags = {
     "region-mib", "checkpoints", "change-percent", "rounds",      "checkpoint-timeout",
     "seed",       "dir",         "keep",           "min-pack-use"};
 
-std::vector<std::string> NormalizeArgs(int argc, char** argv) {
-  std::vector<std::string> out = {argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (!a.starts_with("--")) Fail("unexpected argument '" + a + "'");
-    const size_t eq = a.find('=');
-    const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-    if (std::find_if(std::begin(kFlags), std::end(kFlags),
-                     [&](const char* f) { return name == f; }) == std::end(kFlags)) {
-      Fail("unknown flag --" + name + " (see the comment at the top of consolidation_bench.cc)");
-    }
-    if (eq == std::string::npos) {
-      if (name == "keep") {
-        a += "=1";
-      } else if (i + 1 < argc) {
-        a += std::string("=") + argv[++i];
-      } else {
-        Fail("--" + name + " needs a value");
-      }
-    }
-    out.push_back(std::move(a));
-  }
-  return out;
-}
-
 int Main(int raw_argc, char** raw_argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows as it happens, also into a file
-  std::vector<std::string> args = NormalizeArgs(raw_argc, raw_argv);
+  std::vector<std::string> args =
+      bench::NormalizeFlags(raw_argc, raw_argv, kFlags, {"keep"}, "consolidation_bench");
   std::vector<char*> argv_storage;
   for (std::string& a : args) argv_storage.push_back(a.data());
   const int argc = static_cast<int>(argv_storage.size());

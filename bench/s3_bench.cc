@@ -161,6 +161,37 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
 }
 
+// Index of the value nearest `m` (the round whose usage a table shows beside the median).
+size_t NearestIndex(const std::vector<double>& v, double m) {
+  size_t best = 0;
+  for (size_t i = 1; i < v.size(); ++i) {
+    if (std::abs(v[i] - m) < std::abs(v[best] - m)) best = i;
+  }
+  return best;
+}
+
+// The seconds of each round of a case, their median, the round nearest it, and "a, b, c" for the
+// tables.
+struct Rounds {
+  std::vector<double> seconds;
+  double median = 0;
+  size_t nearest = 0;
+  std::string each;
+};
+template <typename Round>
+Rounds SummarizeRounds(const std::vector<Round>& rounds) {
+  Rounds r;
+  for (const Round& round : rounds) {
+    r.seconds.push_back(round.seconds);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%s%.2f", r.each.empty() ? "" : ", ", round.seconds);
+    r.each += buf;
+  }
+  r.median = Median(r.seconds);
+  r.nearest = NearestIndex(r.seconds, r.median);
+  return r;
+}
+
 std::string LoadAverage() {
   std::ifstream in("/proc/loadavg");
   double a = 0, b = 0, c = 0;
@@ -182,36 +213,12 @@ void Mark(const char* part) {
 // Flags: `--flag value` is read as `--flag=value`, `--keep` as `--keep=1`; unknown flags are
 // refused (a misspelt flag silently ignored would measure the wrong thing).
 
-constexpr const char* kFlags[] = {"endpoint",    "access-key", "secret-key",      "region",
-                                  "bucket",      "size",       "objects",         "object-size",
-                                  "concurrency", "uploads",    "restore-threads", "rounds",
-                                  "dir",         "s3cmd",      "rgw-pid",         "osd-pid",
-                                  "seed",        "keep",       "persist-rounds"};
-
-std::vector<std::string> NormalizeArgs(int argc, char** argv) {
-  std::vector<std::string> out = {argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (!a.starts_with("--")) Fail("unexpected argument '" + a + "'");
-    const size_t eq = a.find('=');
-    const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-    if (std::find_if(std::begin(kFlags), std::end(kFlags),
-                     [&](const char* f) { return name == f; }) == std::end(kFlags)) {
-      Fail("unknown flag --" + name + " (see the comment at the top of s3_bench.cc)");
-    }
-    if (eq == std::string::npos) {
-      if (name == "keep") {
-        a += "=1";
-      } else if (i + 1 < argc) {
-        a += std::string("=") + argv[++i];
-      } else {
-        Fail("--" + name + " needs a value");
-      }
-    }
-    out.push_back(std::move(a));
-  }
-  return out;
-}
+const std::vector<std::string_view> kFlags = {
+    "endpoint",    "access-key", "secret-key",      "region",
+    "bucket",      "size",       "objects",         "object-size",
+    "concurrency", "uploads",    "restore-threads", "rounds",
+    "dir",         "s3cmd",      "rgw-pid",         "osd-pid",
+    "seed",        "keep",       "persist-rounds"};
 
 std::vector<int> ParseList(const std::string& flag, const std::string& text, int min) {
   std::vector<int> out;
@@ -262,7 +269,7 @@ struct Config {
 };
 
 Config ParseConfig(int argc, char** argv) {
-  std::vector<std::string> args = NormalizeArgs(argc, argv);
+  std::vector<std::string> args = bench::NormalizeFlags(argc, argv, kFlags, {"keep"}, "s3_bench");
   std::vector<char*> ptrs;
   for (std::string& a : args) ptrs.push_back(a.data());
   const int n = static_cast<int>(ptrs.size());
@@ -1121,14 +1128,8 @@ int Main(int argc, char** argv) {
   for (const Level& l : levels) {
     const double put = Median(l.put_mibs), get = Median(l.get_mibs);
     // The usage of the round whose PUT (GET) throughput is nearest the median.
-    auto near = [](const std::vector<double>& v, const std::vector<Usage>& u, double m) {
-      size_t best = 0;
-      for (size_t i = 1; i < v.size(); ++i) {
-        if (std::abs(v[i] - m) < std::abs(v[best] - m)) best = i;
-      }
-      return u[best];
-    };
-    const Usage pu = near(l.put_mibs, l.put_usage, put), gu = near(l.get_mibs, l.get_usage, get);
+    const Usage pu = l.put_usage[NearestIndex(l.put_mibs, put)];
+    const Usage gu = l.get_usage[NearestIndex(l.get_mibs, get)];
     std::printf("| %d | %.1f | %.2f | %.1f / %.1f | %.1f | %.2f | %.1f / %.1f | %s | %s |\n",
                 l.concurrency, put, put / put1, Median(l.put_ms), Percentile(l.put_ms, 90), get,
                 get / get1, Median(l.get_ms), Percentile(l.get_ms, 90), Cores(pu).c_str(),
@@ -1170,22 +1171,13 @@ int Main(int argc, char** argv) {
   const double local_persist_s = Median(local_persist);
   json jp = json::array();
   for (const PersistCase& pc : persists) {
-    std::vector<double> s, pause;
-    std::string each;
-    for (const Persisted& p : pc.rounds) {
-      s.push_back(p.seconds);
-      pause.push_back(p.pause_ms);
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%s%.2f", each.empty() ? "" : ", ", p.seconds);
-      each += buf;
-    }
-    const double m = Median(s);
-    size_t mid = 0;
-    for (size_t i = 1; i < s.size(); ++i) {
-      if (std::abs(s[i] - m) < std::abs(s[mid] - m)) mid = i;
-    }
+    std::vector<double> pause;
+    for (const Persisted& p : pc.rounds) pause.push_back(p.pause_ms);
+    const Rounds rounds_of = SummarizeRounds(pc.rounds);
+    const double m = rounds_of.median;
+    const size_t mid = rounds_of.nearest;
     std::printf("| %s | %.2f (%s) | %.1f | %.2f | %.0f | %.1f | %s |\n", pc.label.c_str(), m,
-                each.c_str(), c.size / kMiB / m, m / local_persist_s, Median(pause),
+                rounds_of.each.c_str(), c.size / kMiB / m, m / local_persist_s, Median(pause),
                 pc.rounds[mid].stored_bytes / kMiB, Cores(pc.rounds[mid].usage).c_str());
     json rounds = json::array();
     for (const Persisted& p : pc.rounds) {
@@ -1210,14 +1202,10 @@ int Main(int argc, char** argv) {
               put_usage.seconds, c.size / kMiB / put_usage.seconds,
               put_usage.seconds / local_persist_s, Cores(put_usage).c_str());
 
-  const double s3cmd_get_s = Median([&] {
-    std::vector<double> v;
-    for (const RestoreCase& rc : restores) {
-      if (rc.kind != RestoreCase::kS3cmd) continue;
-      for (const Restored& r : rc.rounds) v.push_back(r.seconds);
-    }
-    return v;
-  }());
+  double s3cmd_get_s = std::nan("");
+  for (const RestoreCase& rc : restores) {
+    if (rc.kind == RestoreCase::kS3cmd) s3cmd_get_s = SummarizeRounds(rc.rounds).median;
+  }
   std::printf(
       "\nRestore of %.0f MiB (Checkpointer::Restore; s3cmd: spawn to exit) and s3cmd get "
       "of the same bytes; S3 repository: %llu packs in %llu objects:\n\n",
@@ -1229,21 +1217,12 @@ int Main(int argc, char** argv) {
   std::printf("| --- | --- | --- | --- | --- |\n");
   json jr = json::array();
   for (const RestoreCase& rc : restores) {
-    std::vector<double> s;
-    std::string each;
-    for (const Restored& r : rc.rounds) {
-      s.push_back(r.seconds);
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%s%.2f", each.empty() ? "" : ", ", r.seconds);
-      each += buf;
-    }
-    const double m = Median(s);
-    size_t mid = 0;
-    for (size_t i = 1; i < s.size(); ++i) {
-      if (std::abs(s[i] - m) < std::abs(s[mid] - m)) mid = i;
-    }
-    std::printf("| %s | %.2f (%s) | %.1f | %.2f | %s |\n", rc.label.c_str(), m, each.c_str(),
-                c.size / kMiB / m, s3cmd_get_s / m, Cores(rc.rounds[mid].usage).c_str());
+    const Rounds rounds_of = SummarizeRounds(rc.rounds);
+    const double m = rounds_of.median;
+    const size_t mid = rounds_of.nearest;
+    std::printf("| %s | %.2f (%s) | %.1f | %.2f | %s |\n", rc.label.c_str(), m,
+                rounds_of.each.c_str(), c.size / kMiB / m, s3cmd_get_s / m,
+                Cores(rc.rounds[mid].usage).c_str());
     json rounds = json::array();
     for (const Restored& r : rc.rounds) {
       rounds.push_back({{"seconds", r.seconds},
@@ -1291,9 +1270,7 @@ int Main(int argc, char** argv) {
   json goals = json::array();
   for (const RestoreCase& rc : restores) {
     if (rc.kind != RestoreCase::kS3) continue;
-    std::vector<double> s;
-    for (const Restored& r : rc.rounds) s.push_back(r.seconds);
-    const double ratio = s3cmd_get_s / Median(s);
+    const double ratio = s3cmd_get_s / SummarizeRounds(rc.rounds).median;
     std::printf("| restore from RGW >= %.0fx faster than s3cmd get (%s) | %.2fx | **%s** |\n",
                 kGoal, rc.label.c_str(), ratio, ratio >= kGoal ? "met" : "NOT met");
     goals.push_back({{"case", rc.label}, {"ratio", ratio}, {"met", ratio >= kGoal}});
@@ -1309,15 +1286,14 @@ int Main(int argc, char** argv) {
     const int n = rc.threads == 0 ? default_threads : rc.threads;
     for (const RestoreCase& fc : restores) {
       if (fc.kind != RestoreCase::kS3Fetch || fc.threads != n) continue;
-      std::vector<double> rs, fs;
-      for (const Restored& r : rc.rounds) rs.push_back(r.seconds);
-      for (const Restored& r : fc.rounds) fs.push_back(r.seconds);
-      std::printf("| %s | %.2f | %.2f | %.2f |\n", rc.label.c_str(), Median(fs), Median(rs),
-                  Median(fs) / Median(rs));
+      const double restore_s = SummarizeRounds(rc.rounds).median;
+      const double fetch_s = SummarizeRounds(fc.rounds).median;
+      std::printf("| %s | %.2f | %.2f | %.2f |\n", rc.label.c_str(), fetch_s, restore_s,
+                  fetch_s / restore_s);
       ceilings.push_back({{"case", rc.label},
-                          {"fetch_seconds_median", Median(fs)},
-                          {"restore_seconds_median", Median(rs)},
-                          {"fetch_over_restore", Median(fs) / Median(rs)}});
+                          {"fetch_seconds_median", fetch_s},
+                          {"restore_seconds_median", restore_s},
+                          {"fetch_over_restore", fetch_s / restore_s}});
     }
   }
   j["restore_vs_fetch"] = ceilings;
