@@ -19,17 +19,11 @@
 #include "src/state/keyed_state_internal.h"
 #include "src/state/region_internal.h"
 #include "src/util/log.h"
+#include "src/util/memory.h"
 #include "src/util/str.h"
 
 namespace ickpt {
 namespace {
-
-// Linux >= 5.14; Debian 12's headers have it, older ones may not.
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
-constexpr uint64_t kPageBytes = 4096;
 
 // Region memory. With a progress callback, counts what it is given (over every region of the
 // restore: `done` is shared).

@@ -7,19 +7,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "src/util/memory.h"
 #include "src/util/parse.h"
 #include "src/util/str.h"
 
 namespace ickpt {
-namespace {
-
-constexpr uint64_t kPage = 4096;
-// Linux >= 5.14; Debian 12's headers have it, older ones may not.
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // StagingBuffer
@@ -41,7 +33,7 @@ StagingBuffer& StagingBuffer::operator=(StagingBuffer&& other) noexcept {
 }
 
 absl::StatusOr<StagingBuffer> StagingBuffer::Allocate(uint64_t capacity, bool touch) {
-  capacity = std::max<uint64_t>(kPage, (capacity + kPage - 1) / kPage * kPage);
+  capacity = std::max<uint64_t>(kPageBytes, (capacity + kPageBytes - 1) / kPageBytes * kPageBytes);
   void* p = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     return absl::ResourceExhaustedError(
@@ -49,7 +41,8 @@ absl::StatusOr<StagingBuffer> StagingBuffer::Allocate(uint64_t capacity, bool to
   }
   if (touch && madvise(p, capacity, MADV_POPULATE_WRITE) != 0) {
     // Older kernels: touch every page by hand.
-    for (uint64_t off = 0; off < capacity; off += kPage) static_cast<volatile char*>(p)[off] = 0;
+    for (uint64_t off = 0; off < capacity; off += kPageBytes)
+      static_cast<volatile char*>(p)[off] = 0;
   }
   StagingBuffer buffer;
   buffer.data_ = static_cast<char*>(p);
@@ -192,10 +185,8 @@ uint64_t StagingPool::allocations_in_pause() const {
 }
 
 uint64_t DefaultStagingBudget() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page_size <= 0) return uint64_t{4} << 30;
-  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / 2;
+  const uint64_t memory = PhysicalMemoryBytes();
+  return memory == 0 ? uint64_t{4} << 30 : memory / 2;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,5 @@
 #include "src/repo/region_reader.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -13,21 +11,11 @@
 #include "src/repo/pack.h"
 #include "src/repo/pack_reader.h"
 #include "src/repo/repository_internal.h"
+#include "src/util/memory.h"
 #include "src/util/mutex.h"
 #include "src/util/str.h"
 
 namespace ickpt {
-namespace {
-
-// Bytes of memory this machine has; 0 if unknown.
-uint64_t PhysicalMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page_size <= 0) return 0;
-  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
-}
-
-}  // namespace
 
 static absl::StatusOr<ResolvedObject> ResolveObjectUnchecked(
     const RepositoryReader& repo, const CommitRecord& commit, std::string_view participant,

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "src/util/memory.h"
 #include "src/util/str.h"
 
 namespace ickpt {
@@ -43,7 +44,6 @@ int Run(int pagemap_fd, Arg arg, std::vector<PageRegion>* out) {
 
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kPresent = uint64_t{1} << 63;  // /proc/pid/pagemap entry bits
 constexpr uint64_t kSwapped = uint64_t{1} << 62;
 
@@ -52,13 +52,13 @@ bool ProbeReadFaultMapsZeroPage() {
   const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return true;  // nothing to learn; PageHoles reports the open error itself
   bool zero_page = true;
-  void* mem = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* mem = mmap(nullptr, kPageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem != MAP_FAILED) {
     (void)*static_cast<const volatile char*>(mem);  // a read fault
     const uint64_t start = reinterpret_cast<uint64_t>(mem);
     pagemap_scan::Arg arg{};
     arg.start = start;
-    arg.end = start + kPageSize;
+    arg.end = start + kPageBytes;
     arg.return_mask = pagemap_scan::kIsPresent | pagemap_scan::kIsPfnZero;
     std::vector<pagemap_scan::PageRegion> ranges;
     // Without PAGEMAP_SCAN (Linux < 6.7) the zero page cannot be seen; such kernels map it.
@@ -70,7 +70,7 @@ bool ProbeReadFaultMapsZeroPage() {
         }
       }
     }
-    munmap(mem, kPageSize);
+    munmap(mem, kPageBytes);
   }
   close(fd);
   return zero_page;
@@ -97,7 +97,7 @@ absl::Status PageHoles::Reset(const char* base, uint64_t bytes) {
     }
   }
   base_ = base;
-  pages_ = bytes / kPageSize;
+  pages_ = bytes / kPageBytes;
   DirtyBitmap holes(pages_);
   if (absl::Status s = Scan(&holes); !s.ok()) return s;
   holes_ = std::move(holes);
@@ -107,7 +107,7 @@ absl::Status PageHoles::Reset(const char* base, uint64_t bytes) {
 absl::Status PageHoles::Collect(uint32_t block_size, DirtyBitmap* dirty) {
   DirtyBitmap holes(pages_);
   if (absl::Status s = Scan(&holes); !s.ok()) return s;
-  const uint64_t pages_per_block = block_size / kPageSize;
+  const uint64_t pages_per_block = block_size / kPageBytes;
   for (size_t w = 0; w < holes.word_count(); ++w) {
     uint64_t fresh = holes.word(w) & ~holes_.word(w);
     while (fresh != 0) {
@@ -123,7 +123,7 @@ absl::Status PageHoles::Collect(uint32_t block_size, DirtyBitmap* dirty) {
 absl::Status PageHoles::Scan(DirtyBitmap* holes) {
   if (pages_ == 0) return absl::OkStatus();
   const uint64_t start = reinterpret_cast<uint64_t>(base_);
-  const uint64_t end = start + pages_ * kPageSize;
+  const uint64_t end = start + pages_ * kPageBytes;
   // PAGEMAP_SCAN first: no filter, categories returned, the kernel merges equal neighbours.
   pagemap_scan::Arg arg{};
   arg.start = start;
@@ -136,7 +136,7 @@ absl::Status PageHoles::Scan(DirtyBitmap* holes) {
       const uint64_t c = r.categories;
       const bool hole = !(c & pagemap_scan::kIsSwapped) &&
                         (!(c & pagemap_scan::kIsPresent) || (c & pagemap_scan::kIsPfnZero));
-      if (hole) holes->SetRange((r.start - start) / kPageSize, (r.end - r.start) / kPageSize);
+      if (hole) holes->SetRange((r.start - start) / kPageBytes, (r.end - r.start) / kPageBytes);
     }
     // Pages the kernel returned nothing for have no category at all: holes too. A range with no
     // bit set in return_mask is still returned (categories 0), so nothing is missing here.
@@ -149,7 +149,7 @@ absl::Status PageHoles::Scan(DirtyBitmap* holes) {
   // The classic pagemap: one 64-bit entry a page. Cannot see the shared zero page without
   // CAP_SYS_ADMIN (the PFN is hidden), so a hole that was read after being dropped counts as
   // content; writes to it still fault and are tracked.
-  return ReadPagemap(pagemap_fd_, start / kPageSize, pages_,
+  return ReadPagemap(pagemap_fd_, start / kPageBytes, pages_,
                      [&](uint64_t first, const uint64_t* entries, uint64_t n) {
                        for (uint64_t i = 0; i < n; ++i) {
                          if (!(entries[i] & (kPresent | kSwapped))) holes->Set(first + i);

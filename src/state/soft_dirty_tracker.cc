@@ -30,13 +30,13 @@
 
 #include "src/state/page_holes.h"
 #include "src/state/tracker.h"
+#include "src/util/memory.h"
 #include "src/util/mutex.h"
 #include "src/util/str.h"
 
 namespace ickpt {
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kSoftDirty = uint64_t{1} << 55;  // /proc/pid/pagemap entry bits
 constexpr uint64_t kPresent = uint64_t{1} << 63;
 
@@ -88,9 +88,9 @@ absl::Status ReadSoftDirty(int pagemap_fd, const char* base, uint64_t block_coun
         StrCat("PAGEMAP_SCAN for soft-dirty pages of ", bytes, " bytes: ", std::strerror(err)));
   }
   // Before Linux 6.7: one 64-bit entry a page.
-  const uint64_t pages = bytes / kPageSize;
-  const uint64_t pages_per_block = block_size / kPageSize;
-  return ReadPagemap(pagemap_fd, start / kPageSize, pages,
+  const uint64_t pages = bytes / kPageBytes;
+  const uint64_t pages_per_block = block_size / kPageBytes;
+  return ReadPagemap(pagemap_fd, start / kPageBytes, pages,
                      [&](uint64_t first, const uint64_t* entries, uint64_t n) {
                        for (uint64_t i = 0; i < n; ++i) {
                          if (entries[i] & kSoftDirty) dirty->Set((first + i) / pages_per_block);
@@ -199,7 +199,7 @@ class SoftDirtyTracker final : public Tracker {
 absl::StatusOr<uint64_t> PagemapEntry(int fd, const void* addr) {
   uint64_t entry = 0;
   const off_t offset =
-      static_cast<off_t>(reinterpret_cast<uint64_t>(addr) / kPageSize * sizeof(entry));
+      static_cast<off_t>(reinterpret_cast<uint64_t>(addr) / kPageBytes * sizeof(entry));
   if (pread(fd, &entry, sizeof(entry), offset) != static_cast<ssize_t>(sizeof(entry))) {
     return absl::UnavailableError(StrCat("reading /proc/self/pagemap: ", std::strerror(errno)));
   }
@@ -210,12 +210,12 @@ absl::StatusOr<uint64_t> PagemapEntry(int fd, const void* addr) {
 
 TrackerReport ProbeSoftDirty() {
   TrackerReport report{TrackerKind::kSoftDirty, false, ""};
-  void* mem = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* mem = mmap(nullptr, kPageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
     report.reason = StrCat("mmap of a scratch page failed: ", std::strerror(errno));
     return report;
   }
-  (void)madvise(mem, kPageSize, MADV_NOHUGEPAGE);  // advice only
+  (void)madvise(mem, kPageBytes, MADV_NOHUGEPAGE);  // advice only
   volatile char* page = static_cast<volatile char*>(mem);
   std::string failure;
   {
@@ -244,7 +244,7 @@ TrackerReport ProbeSoftDirty() {
       }
     }
   }
-  munmap(mem, kPageSize);
+  munmap(mem, kPageBytes);
   if (failure.empty()) {
     report.works = true;
     report.reason =

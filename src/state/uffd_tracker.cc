@@ -28,6 +28,7 @@
 #include "src/state/page_holes.h"  // pagemap_scan
 #include "src/state/tracker.h"
 #include "src/util/log.h"
+#include "src/util/memory.h"
 #include "src/util/mutex.h"
 #include "src/util/str.h"
 
@@ -38,7 +39,6 @@ namespace {
 // include/uapi/linux/userfaultfd.h.
 constexpr uint64_t kFeatureWpUnpopulated = 1ull << 13;  // UFFD_FEATURE_WP_UNPOPULATED (6.4)
 constexpr uint64_t kFeatureWpAsync = 1ull << 15;        // UFFD_FEATURE_WP_ASYNC (6.7)
-constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kPagemapUffdWp = uint64_t{1} << 57;  // pagemap: the pte is uffd write-protected
 
 std::string Errno(int err) { return std::strerror(err); }
@@ -145,7 +145,7 @@ absl::Status WriteProtect(int fd, uint64_t start, uint64_t bytes, bool protect) 
 
 // Scratch pages for probes: mapped, the first `populated` written, unmapped on destruction.
 struct Scratch {
-  explicit Scratch(uint64_t pages) : bytes(pages * kPageSize) {
+  explicit Scratch(uint64_t pages) : bytes(pages * kPageBytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     base = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
   }
@@ -159,7 +159,7 @@ struct Scratch {
 void SetBlocksOfPages(uint64_t first_page, uint64_t page_count, uint32_t block_size,
                       DirtyBitmap* dirty) {
   if (page_count == 0) return;
-  const uint64_t per_block = block_size / kPageSize;
+  const uint64_t per_block = block_size / kPageBytes;
   const uint64_t first = first_page / per_block;
   const uint64_t last = (first_page + page_count - 1) / per_block;
   dirty->SetRange(first, last - first + 1);
@@ -290,8 +290,8 @@ class UffdTrackerBase : public Tracker {
           const uint64_t start = std::max<uint64_t>(msg.arg.remove.start, base);
           const uint64_t end = std::min<uint64_t>(msg.arg.remove.end, base + bytes_);
           if (end > start) {
-            const uint64_t first = (start - base) / kPageSize;
-            SetBlocksOfPages(first, (end - base + kPageSize - 1) / kPageSize - first, block_size_,
+            const uint64_t first = (start - base) / kPageBytes;
+            SetBlocksOfPages(first, (end - base + kPageBytes - 1) / kPageBytes - first, block_size_,
                              &pending_);
           }
         }
@@ -333,7 +333,7 @@ class UffdAsyncTracker final : public UffdTrackerBase {
     // Pages returned before a failure were protected again: keep them for the next Collect.
     DirtyBitmap found(bytes_ / block_size_);
     for (const pagemap_scan::PageRegion& r : ranges_) {
-      SetBlocksOfPages((r.start - arg.start) / kPageSize, (r.end - r.start) / kPageSize,
+      SetBlocksOfPages((r.start - arg.start) / kPageBytes, (r.end - r.start) / kPageBytes,
                        block_size_, &found);
     }
     AddBlocks(found);
@@ -364,8 +364,8 @@ class UffdSyncTracker final : public UffdTrackerBase {
     // Read which pages are not protected, then protect exactly those again. A write between the
     // two lands in a page that is still unprotected, so it precedes the copy of this capture; a
     // write after faults, and the fault thread unprotects its page for the next Collect.
-    const uint64_t pages = bytes_ / kPageSize;
-    const uint64_t first_page = reinterpret_cast<uint64_t>(base_) / kPageSize;
+    const uint64_t pages = bytes_ / kPageBytes;
+    const uint64_t first_page = reinterpret_cast<uint64_t>(base_) / kPageBytes;
     DirtyBitmap unprotected(pages);
     // Present or swapped, and not write-protected: written since protected, or never protected
     // (a page written after being dropped, a kernel without WP_UNPOPULATED).
@@ -387,8 +387,8 @@ class UffdSyncTracker final : public UffdTrackerBase {
     unprotected.ForEachRun([&](uint64_t first, uint64_t count) {
       SetBlocksOfPages(first, count, block_size_, &found);
       if (protect_status.ok()) {
-        protect_status = WriteProtect(uffd_, reinterpret_cast<uint64_t>(base_) + first * kPageSize,
-                                      count * kPageSize, true);
+        protect_status = WriteProtect(uffd_, reinterpret_cast<uint64_t>(base_) + first * kPageBytes,
+                                      count * kPageBytes, true);
       }
     });
     AddBlocks(found);
@@ -415,8 +415,8 @@ class UffdSyncTracker final : public UffdTrackerBase {
   // Removes the protection of the faulting page, which wakes every thread waiting on it. The page
   // then shows as unprotected in pagemap until the next Collect.
   void OnPageFault(const uffd_msg& msg) override {
-    const uint64_t page = msg.arg.pagefault.address & ~(kPageSize - 1);
-    if (absl::Status s = WriteProtect(uffd_, page, kPageSize, false); !s.ok()) {
+    const uint64_t page = msg.arg.pagefault.address & ~(kPageBytes - 1);
+    if (absl::Status s = WriteProtect(uffd_, page, kPageBytes, false); !s.ok()) {
       ICKPT_LOG_ONCE("uffd-sync-unprotect", LogLevel::kError, "uffd-sync: {}", s.ToString());
     }
   }
@@ -435,19 +435,19 @@ TrackerReport ProbeUffdAsync() {
     return report;
   }
   std::unique_ptr<Tracker> tracker = NewUffdAsyncTracker();
-  if (absl::Status s = tracker->Attach(scratch.base, 4, kPageSize); !s.ok()) {
+  if (absl::Status s = tracker->Attach(scratch.base, 4, kPageBytes); !s.ok()) {
     report.reason = std::string(s.message());
     return report;
   }
   DirtyBitmap dirty(4);
-  scratch.base[kPageSize] = 1;
-  scratch.base[3 * kPageSize] = 1;
+  scratch.base[kPageBytes] = 1;
+  scratch.base[3 * kPageBytes] = 1;
   if (absl::Status s = tracker->Collect(&dirty); !s.ok()) {
     report.reason = std::string(s.message());
     return report;
   }
   DirtyBitmap again(4);
-  scratch.base[3 * kPageSize] = 2;
+  scratch.base[3 * kPageBytes] = 2;
   if (absl::Status s = tracker->Collect(&again); !s.ok()) {
     report.reason = std::string(s.message());
     return report;
@@ -474,12 +474,12 @@ TrackerReport ProbeUffdSync() {
   }
   std::memset(scratch.base, 0, scratch.bytes);
   std::unique_ptr<Tracker> tracker = NewUffdSyncTracker();
-  if (absl::Status s = tracker->Attach(scratch.base, 4, kPageSize); !s.ok()) {
+  if (absl::Status s = tracker->Attach(scratch.base, 4, kPageBytes); !s.ok()) {
     report.reason = std::string(s.message());
     return report;
   }
   DirtyBitmap dirty(4);
-  scratch.base[2 * kPageSize] = 1;  // faults; the fault thread unprotects
+  scratch.base[2 * kPageBytes] = 1;  // faults; the fault thread unprotects
   if (absl::Status s = tracker->Collect(&dirty); !s.ok()) {
     report.reason = std::string(s.message());
     return report;
