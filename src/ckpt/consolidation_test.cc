@@ -41,11 +41,7 @@ constexpr uint64_t kRegionBytes = kBlocks * 4096;
 constexpr absl::Duration kGrace = absl::Hours(1);
 
 // What a checkpoint held: the region's bytes and the keyed state's entries.
-struct Content {
-  std::string grid;
-  std::map<std::string, std::string> kv;
-  bool operator==(const Content&) const = default;
-};
+using Content = testing::RegionAndKeyed;
 
 class ConsolidationTest : public ::testing::Test {
  protected:
@@ -74,12 +70,7 @@ class ConsolidationTest : public ::testing::Test {
     return repo.ok() ? *std::move(repo) : nullptr;
   }
 
-  Content Held() const {
-    Content c;
-    c.grid.assign(region_->data(), region_->size());
-    kv_->ForEach([&](std::string_view k, std::string_view v) { c.kv.emplace(k, v); });
-    return c;
-  }
+  Content Held() const { return testing::ContentOf(*region_, *kv_); }
   // Changes a few blocks and entries (some erased, some zeroed) and checkpoints.
   uint64_t Step() {
     for (int i = 0; i < 3; ++i) {
@@ -110,15 +101,7 @@ class ConsolidationTest : public ::testing::Test {
   // Checkpoint `id` restored by a fresh checkpointer.
   absl::StatusOr<Content> Restored(uint64_t id) {
     std::unique_ptr<Repository> repo = Open();
-    absl::StatusOr<testing::FreshRestore> r = testing::RestoreFresh(repo.get(), id);
-    if (!r.ok()) return r.status();
-    Content c;
-    Region* region = r->checkpointer->FindRegion("grid");
-    KeyedState* kv = r->checkpointer->FindKeyedState("kv");
-    if (region == nullptr || kv == nullptr) return absl::NotFoundError("state objects missing");
-    c.grid.assign(region->data(), region->size());
-    kv->ForEach([&](std::string_view k, std::string_view v) { c.kv.emplace(k, v); });
-    return c;
+    return testing::RestoredGridAndKv(repo.get(), id);
   }
   void ExpectRestoresExactly(uint64_t id) {
     absl::StatusOr<Content> c = Restored(id);

@@ -45,11 +45,7 @@ S3StoreOptions OptionsFor(const testing::RgwServer& rgw, const std::string& buck
 }
 
 // What a checkpoint held.
-struct Content {
-  std::string grid;
-  std::map<std::string, std::string> kv;
-  bool operator==(const Content&) const = default;
-};
+using Content = testing::RegionAndKeyed;
 
 class S3CheckpointTest : public ::testing::Test {
  protected:
@@ -77,12 +73,7 @@ class S3CheckpointTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(kv_, checkpointer_->AddKeyedState("kv"));
   }
 
-  Content Held() const {
-    Content c;
-    c.grid.assign(region_->data(), region_->size());
-    kv_->ForEach([&](std::string_view k, std::string_view v) { c.kv.emplace(k, v); });
-    return c;
-  }
+  Content Held() const { return testing::ContentOf(*region_, *kv_); }
   void Change() {
     for (int i = 0; i < 8; ++i) {
       const uint64_t block = rng_() % kBlocks;
@@ -112,15 +103,7 @@ class S3CheckpointTest : public ::testing::Test {
     return record->id;
   }
   absl::StatusOr<Content> Restored(std::optional<uint64_t> id) {
-    absl::StatusOr<testing::FreshRestore> r = testing::RestoreFresh(repo_.get(), id);
-    if (!r.ok()) return r.status();
-    Content c;
-    Region* region = r->checkpointer->FindRegion("grid");
-    KeyedState* kv = r->checkpointer->FindKeyedState("kv");
-    if (region == nullptr || kv == nullptr) return absl::NotFoundError("state objects missing");
-    c.grid.assign(region->data(), region->size());
-    kv->ForEach([&](std::string_view k, std::string_view v) { c.kv.emplace(k, v); });
-    return c;
+    return testing::RestoredGridAndKv(repo_.get(), id);
   }
   void ExpectEveryCheckpointRestores() {
     for (const auto& [id, content] : expected_) {
