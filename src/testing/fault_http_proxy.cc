@@ -470,6 +470,24 @@ bool Forwards(std::optional<HttpFault> fault) {
 
 }  // namespace
 
+absl::StatusOr<int> ListenOnLoopback(int* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::UnavailableError(ErrnoMessage("socket"));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const absl::Status status = absl::UnavailableError(ErrnoMessage("listening on 127.0.0.1"));
+    ::close(fd);
+    return status;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
 absl::StatusOr<std::unique_ptr<FaultHttpProxy>> FaultHttpProxy::Start(std::string upstream_host,
                                                                       int upstream_port) {
   if (upstream_port <= 0 || upstream_port > 65535) {
@@ -495,22 +513,10 @@ absl::StatusOr<std::unique_ptr<FaultHttpProxy>> FaultHttpProxy::Start(std::strin
   }
   ::freeaddrinfo(found);
 
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::UnavailableError(ErrnoMessage("fault http proxy: socket"));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(fd, SOMAXCONN) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const absl::Status status =
-        absl::UnavailableError(ErrnoMessage("fault http proxy: listening on 127.0.0.1"));
-    ::close(fd);
-    return status;
-  }
-  std::unique_ptr<FaultHttpProxy> proxy(
-      new FaultHttpProxy(std::move(addrs), fd, ntohs(addr.sin_port)));
+  int port = 0;
+  absl::StatusOr<int> fd = ListenOnLoopback(&port);
+  if (!fd.ok()) return absl::UnavailableError(StrCat("fault http proxy: ", fd.status().message()));
+  std::unique_ptr<FaultHttpProxy> proxy(new FaultHttpProxy(std::move(addrs), *fd, port));
   proxy->accept_thread_ = std::thread([p = proxy.get()] { p->AcceptLoop(); });
   return proxy;
 }

@@ -85,6 +85,10 @@ struct HttpFaultRule {
   absl::Duration delay = absl::ZeroDuration();
 };
 
+// A TCP socket listening on 127.0.0.1 at a port the kernel chose (close-on-exec), and that port:
+// what the proxy listens on, and what tests that play a server start from. The caller closes it.
+absl::StatusOr<int> ListenOnLoopback(int* port);
+
 class FaultHttpProxy {
  public:
   // Listens on 127.0.0.1 on a free port and relays to upstream_host:upstream_port (resolved once,

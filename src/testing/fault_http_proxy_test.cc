@@ -61,19 +61,10 @@ class TestServer {
   };
 
   static absl::StatusOr<std::unique_ptr<TestServer>> Start() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return absl::UnavailableError("socket");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::listen(fd, SOMAXCONN) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ::close(fd);
-      return absl::UnavailableError("bind/listen on 127.0.0.1");
-    }
-    auto server = std::unique_ptr<TestServer>(new TestServer(fd, ntohs(addr.sin_port)));
+    int port = 0;
+    absl::StatusOr<int> fd = ListenOnLoopback(&port);
+    if (!fd.ok()) return fd.status();
+    auto server = std::unique_ptr<TestServer>(new TestServer(*fd, port));
     server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
     return server;
   }
